@@ -1,0 +1,194 @@
+/* backend_uffd_async.c - userfaultfd write-protect, async mode, with
+ * PAGEMAP_SCAN (Linux >= 6.7).
+ *
+ * The kernel resolves a write fault on a protected page by itself: it drops
+ * the page's uffd-wp bit and lets the write proceed, with no signal, no
+ * handler thread and no VMA split, and writes made by the kernel (read(2),
+ * recv ...) take the same path instead of failing.  A page whose uffd-wp
+ * bit is clear is "written"; one PAGEMAP_SCAN with PM_SCAN_WP_MATCHING
+ * reports the written pages and re-protects them under the page-table lock,
+ * page by page, so a write either lands before the scan reaches its page
+ * (reported now) or faults on the restored protection (reported next time):
+ * nothing falls between.  UFFD_FEATURE_WP_UNPOPULATED makes never-touched
+ * pages protected too, and the kernel reports a page zapped after
+ * protection (MADV_DONTNEED) as written, which is what its contents did.
+ *
+ * PM_SCAN_CHECK_WPASYNC makes the scan fail with EPERM on any VMA that is
+ * not registered with async write-protect: a region replaced by another
+ * mapping is detected instead of read as clean.
+ */
+#include "fg_compat.h"
+#include "fg_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define ASYNC_FEATURES                                                        \
+	(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_ASYNC |             \
+	 UFFD_FEATURE_WP_UNPOPULATED)
+
+struct async_state {
+	int uffd;
+	int pagemap;
+};
+
+static int open_pagemap(int *fd, char *why, size_t whylen)
+{
+	*fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (*fd < 0) {
+		snprintf(why, whylen, "/proc/self/pagemap: %s", strerror(errno));
+		return -FG_EUNAVAIL;
+	}
+	return 0;
+}
+
+/* Functional probe: protect a page, write it, and ask PAGEMAP_SCAN. */
+static int async_probe(char *why, size_t whylen)
+{
+	struct async_state s = {-1, -1};
+	fg_region r = {0};
+	fg_runs runs = {0};
+	int rc;
+
+	rc = fg_uffd_open(ASYNC_FEATURES, false, &s.uffd, why, whylen);
+	if (rc)
+		return rc;
+	rc = open_pagemap(&s.pagemap, why, whylen);
+	if (rc)
+		goto out;
+	r.len = fg_page_size;
+	r.base = (uintptr_t)mmap(NULL, r.len, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if ((void *)r.base == MAP_FAILED) {
+		snprintf(why, whylen, "mmap: %s", strerror(errno));
+		rc = -FG_EUNAVAIL;
+		goto out;
+	}
+	rc = fg_uffd_register_wp(s.uffd, &r);
+	if (rc) {
+		snprintf(why, whylen, "cannot write-protect anonymous memory: %s",
+			 fg_last_error_detail());
+		rc = -FG_EUNAVAIL;
+		goto out_unmap;
+	}
+	*(volatile char *)r.base = 1;
+	rc = fg_pagemap_written(s.pagemap, r.base, r.base + r.len, true, true,
+				&runs);
+	if (rc == -ENOTTY || rc == -EINVAL) {
+		snprintf(why, whylen, "kernel lacks the PAGEMAP_SCAN ioctl "
+				      "(Linux >= 6.7)");
+		rc = -FG_EUNAVAIL;
+	} else if (rc) {
+		snprintf(why, whylen, "PAGEMAP_SCAN: %s", fg_strerror(rc));
+		rc = -FG_EUNAVAIL;
+	} else if (runs.n != 1) {
+		snprintf(why, whylen, "PAGEMAP_SCAN did not report a written "
+				      "page as written");
+		rc = -FG_EUNAVAIL;
+	} else {
+		snprintf(why, whylen, "userfaultfd WP_ASYNC + PAGEMAP_SCAN work");
+	}
+	fg_runs_free(&runs);
+	fg_uffd_unregister(s.uffd, &r);
+out_unmap:
+	munmap((void *)r.base, r.len);
+out:
+	if (s.pagemap >= 0)
+		close(s.pagemap);
+	close(s.uffd);
+	return rc;
+}
+
+static int async_init(fg_impl *t)
+{
+	struct async_state *s = calloc(1, sizeof *s);
+	char why[256];
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	rc = fg_uffd_open(ASYNC_FEATURES, false, &s->uffd, why, sizeof why);
+	if (rc)
+		goto err_free;
+	rc = open_pagemap(&s->pagemap, why, sizeof why);
+	if (rc)
+		goto err_close;
+	t->bpriv = s;
+	return 0;
+err_close:
+	close(s->uffd);
+err_free:
+	free(s);
+	return fg_fail(rc, "%s", why);
+}
+
+static void async_fini(fg_impl *t, bool forked)
+{
+	struct async_state *s = t->bpriv;
+
+	(void)forked; /* closing our fds never touches the other process */
+	close(s->pagemap);
+	close(s->uffd);
+	free(s);
+	t->bpriv = NULL;
+}
+
+static int async_region_add(fg_impl *t, fg_region *r)
+{
+	struct async_state *s = t->bpriv;
+
+	return fg_uffd_register_wp(s->uffd, r);
+}
+
+static void async_region_del(fg_impl *t, fg_region *r, bool forked)
+{
+	struct async_state *s = t->bpriv;
+
+	/* In a child the uffd still names the parent's mm: hands off. */
+	if (!forked)
+		fg_uffd_unregister(s->uffd, r);
+}
+
+static int async_collect(fg_impl *t, fg_region *r, fg_runs *out)
+{
+	struct async_state *s = t->bpriv;
+	size_t first = out->n;
+	uint64_t pages = 0;
+	int rc;
+
+	rc = fg_pagemap_written(s->pagemap, r->base, r->base + r->len, true,
+				true, out);
+	if (rc)
+		return rc;
+	for (size_t i = first; i < out->n; i++)
+		pages += (out->v[i].end - out->v[i].start) / fg_page_size;
+	atomic_fetch_add(&t->ctr.faults, pages);
+	return 0;
+}
+
+static int async_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
+			    uintptr_t end)
+{
+	struct async_state *s = t->bpriv;
+
+	(void)r;
+	/* An unprotected page reads as written at the next scan. */
+	return fg_uffd_wp(s->uffd, start, end, false, true);
+}
+
+const fg_backend_ops fg_backend_uffd_async = {
+	.id = FG_BACKEND_UFFD_ASYNC,
+	.name = "uffd-async",
+	.probe = async_probe,
+	.init = async_init,
+	.fini = async_fini,
+	.region_add = async_region_add,
+	.region_del = async_region_del,
+	.collect = async_collect,
+	.mark_dirty = async_mark_dirty,
+};

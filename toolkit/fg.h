@@ -1,0 +1,218 @@
+/* fg.h - the fgvm toolkit: fine-grained dirty tracking for garbage collectors.
+ *
+ * Glossary
+ *   region   A page-aligned range of the caller's memory (anonymous, shared
+ *            anonymous or memfd) whose writes a tracker watches.
+ *   card     The unit of dirty information: a power of two from 64 bytes
+ *            up, or a multiple of the page size above it.  Cards are aligned
+ *            to absolute addresses, like a card table.
+ *   epoch    The time between two collections of a tracker.
+ *   backend  The mechanism that notices writes at page level (userfaultfd,
+ *            mprotect, soft-dirty, or none at all).
+ *
+ * Results: every function that returns int returns 0 (or, where stated, a
+ * count >= 0) on success and a negative value on failure, either -errno for
+ * an error passed through from the system or -FG_E* (all >= FG_EBASE, so
+ * they never collide with errno values).  fg_strerror() describes both, and
+ * fg_last_error_detail() says what exactly was wrong in the calling thread's
+ * last failed call.  Outputs go through pointer parameters.
+ *
+ * Soundness (the contract every backend is tested against): a card reported
+ * clean by a collection was not written since the collection before it, by
+ * the program, another thread, or the kernel on the program's behalf.  Every
+ * write is reported by at least one collection that returns after the write
+ * completes.  Memory the tracker cannot watch is reported dirty.
+ *
+ * Thread safety: all functions may be called from any thread; calls on one
+ * tracker are serialised internally.  Mutator threads may write to tracked
+ * memory at any time, including during fg_collect().
+ */
+#ifndef FG_H
+#define FG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FG_VERSION_MAJOR 0
+#define FG_VERSION_MINOR 1
+#define FG_VERSION_PATCH 0
+#define FG_VERSION_STRING "0.1.0"
+/* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
+ * signature or a public struct's layout changes incompatibly; public structs
+ * that may grow carry their own size as first member. */
+#define FG_ABI_VERSION 0
+
+/* Version of the library actually loaded: MAJOR*10000 + MINOR*100 + PATCH. */
+int fg_version(void);
+
+/* Toolkit error codes, returned negated. */
+enum {
+	FG_EBASE = 4096,
+	FG_EUNALIGNED = FG_EBASE, /* address or length not page-aligned */
+	FG_EZEROLEN,		  /* zero-length region */
+	FG_EOVERLAP,		  /* overlaps a region already tracked */
+	FG_EUNMAPPED,		  /* range not entirely mapped */
+	FG_EMEMKIND,		  /* memory the backend cannot track */
+	FG_ENOTREG,		  /* not a registered region */
+	FG_EDESTROYED,		  /* tracker already destroyed */
+	FG_EBADTRACKER,		  /* NULL or not a tracker */
+	FG_ECARD,		  /* bad card size */
+	FG_EUNAVAIL,		  /* backend unavailable on this machine */
+	FG_EBACKENDNAME,	  /* unknown backend name */
+	FG_ESTALE,		  /* iterator of an older collection */
+	FG_EFORKED,		  /* not possible in a forked child */
+	FG_EBITMAP,		  /* caller's bitmap too small */
+	FG_ELAST
+};
+
+/* Message for a result code (negative or positive); never NULL. */
+const char *fg_strerror(int err);
+
+/* Details of the calling thread's last failure ("" if none). */
+const char *fg_last_error_detail(void);
+
+/* Page-level write tracking mechanisms. */
+typedef enum fg_backend_id {
+	FG_BACKEND_AUTO = 0,	/* probe the running kernel, pick the best */
+	FG_BACKEND_UFFD_ASYNC,	/* "uffd-async": userfaultfd WP async + PAGEMAP_SCAN */
+	FG_BACKEND_UFFD_SYNC,	/* "uffd-sync": userfaultfd WP, handler thread */
+	FG_BACKEND_MPROTECT,	/* "mprotect": mprotect + SIGSEGV */
+	FG_BACKEND_SOFTDIRTY,	/* "soft-dirty": clear_refs + pagemap bit 55 */
+	FG_BACKEND_NONE,	/* "none": tracks nothing, reports all dirty */
+	FG_BACKEND_COUNT
+} fg_backend_id;
+
+/* Name of a backend ("uffd-async", ...), or "?" for an invalid id. */
+const char *fg_backend_name(fg_backend_id id);
+
+/* Parse a backend name (as printed by fg_backend_name; "auto" too). */
+int fg_backend_from_name(const char *name, fg_backend_id *out);
+
+/* Whether a backend works on the running kernel (probed, not taken from
+ * headers): 0 if usable, else -FG_EUNAVAIL, and why says why.  why may be
+ * NULL.  Probes run once per process and are cached. */
+int fg_backend_probe(fg_backend_id id, char *why, size_t whylen);
+
+/* Called on the first write to a page in an epoch, before the write lands,
+ * with the page's address.  Only the uffd-sync backend (from its handler
+ * thread) and the mprotect backend (from the SIGSEGV handler: must be
+ * async-signal-safe) call it.  It must not call fg_* on the same tracker. */
+typedef void (*fg_write_hook)(void *page, void *arg);
+
+/* Flags for fg_options.flags. */
+#define FG_OPT_NO_ENV 0x1  /* ignore FG_BACKEND and FG_CARD */
+#define FG_OPT_VERBOSE 0x2 /* print the backend choice on stderr */
+
+typedef struct fg_options {
+	size_t size;	       /* sizeof(fg_options) */
+	fg_backend_id backend; /* FG_BACKEND_AUTO: FG_BACKEND or probing */
+	size_t card_size;      /* 0: FG_CARD or the page size */
+	unsigned flags;	       /* FG_OPT_* */
+	fg_write_hook hook;    /* NULL: none */
+	void *hook_arg;
+} fg_options;
+
+#define FG_OPTIONS_INIT {sizeof(fg_options), FG_BACKEND_AUTO, 0, 0, NULL, NULL}
+
+typedef struct fg_tracker fg_tracker;
+
+/* Create a tracker.  opt may be NULL (all defaults).  A forced backend
+ * (opt->backend or the FG_BACKEND environment variable) that the machine
+ * lacks fails with -FG_EUNAVAIL; auto-selection never fails for want of a
+ * backend ("none" is always available) and records why it chose.
+ * *out is written only on success. */
+int fg_tracker_create(const fg_options *opt, fg_tracker **out);
+
+/* Unregister every region and release the tracker.  Later calls with the
+ * same handle fail with -FG_EDESTROYED (the handle's few bytes are kept
+ * for that; nothing else is). */
+int fg_tracker_destroy(fg_tracker *t);
+
+/* The backend a tracker uses, and why it was chosen (never NULL). */
+fg_backend_id fg_tracker_backend(const fg_tracker *t);
+const char *fg_tracker_why(const fg_tracker *t);
+
+/* Start tracking [addr, addr+len).  addr and len must be page-aligned,
+ * len > 0, the range entirely mapped, writable, and anonymous, shared
+ * anonymous or memfd/shmem memory, and not overlap a region already tracked
+ * in this process.  The first collection reports the writes made after this
+ * call returns. */
+int fg_register(fg_tracker *t, void *addr, size_t len);
+
+/* Stop tracking a region registered with exactly (addr, len). */
+int fg_unregister(fg_tracker *t, void *addr, size_t len);
+
+/* Map len bytes of fresh anonymous memory (rounded up to pages) and
+ * register it; fg_region_free unregisters and unmaps it. */
+int fg_region_alloc(fg_tracker *t, size_t len, void **out);
+int fg_region_free(fg_tracker *t, void *addr, size_t len);
+
+/* Card size.  A change takes effect at the next collection; no write is
+ * lost around it (backends track pages, cards are derived). */
+int fg_set_card_size(fg_tracker *t, size_t card);
+size_t fg_card_size(const fg_tracker *t);
+
+/* Treat [addr, addr+len) of a registered region as written: reported dirty
+ * by the next collection, and writable by the kernel without EFAULT until
+ * then (the mprotect backend unprotects it).  Call before passing tracked
+ * memory to a system call that writes into it. */
+int fg_mark_dirty(fg_tracker *t, void *addr, size_t len);
+
+/* A dirty range: card-aligned, clipped to its region. */
+typedef struct fg_range {
+	void *addr;
+	size_t len;
+} fg_range;
+
+/* Iterator over one collection's ranges; lives on the caller's stack. */
+typedef struct fg_iter {
+	fg_tracker *tracker;
+	uint64_t gen;
+	size_t pos;
+} fg_iter;
+
+/* Read and reset the dirty state of every region.  Returns the number of
+ * dirty ranges (>= 0), in address order, maximal (adjacent dirty cards are
+ * merged), readable through it until the next collection on this tracker. */
+int fg_collect(fg_tracker *t, fg_iter *it);
+
+/* Next range: 1 and *r filled, 0 at the end, -FG_ESTALE if the tracker
+ * collected again since the iterator was filled. */
+int fg_iter_next(fg_iter *it, fg_range *r);
+
+/* Read and reset the region registered at exactly (addr, len) into a
+ * caller bitmap: bit i (bits[i / 64] >> (i % 64)) is the card
+ * starting at align_down(addr, card) + i * card.  nbits must be at least
+ * fg_bitmap_bits(t, addr, len); bits past the region are cleared.
+ * Returns the number of dirty cards. */
+int fg_collect_bitmap(fg_tracker *t, void *addr, size_t len, uint64_t *bits,
+		      size_t nbits);
+size_t fg_bitmap_bits(const fg_tracker *t, const void *addr, size_t len);
+
+typedef struct fg_stats {
+	size_t size;		  /* sizeof(fg_stats), set by the caller */
+	fg_backend_id backend;
+	uint64_t regions;	  /* registered now */
+	uint64_t tracked_bytes;	  /* registered now */
+	uint64_t collections;
+	uint64_t faults;	  /* first-write faults; uffd-async: inferred,
+				     one per page reported written */
+	uint64_t hook_calls;
+	uint64_t dirty_pages;	  /* pages reported, all collections */
+	uint64_t last_dirty_pages; /* pages reported by the last one */
+	uint64_t collect_ns_total;
+	uint64_t collect_ns_last;
+	uint64_t collect_ns_max;
+	uint64_t regions_lost;	  /* unmapped/remapped while registered */
+} fg_stats;
+
+int fg_get_stats(fg_tracker *t, fg_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FG_H */

@@ -1,0 +1,162 @@
+/* fg_internal.h - the toolkit's internal types and the backend contract.
+ *
+ * Backend contract (every backend_*.c implements one fg_backend_ops):
+ *   - Backends track pages.  Cards are derived from pages by the core, so a
+ *     card-size change never loses a write.
+ *   - region_add() protects the whole region; when it returns 0, every
+ *     later write to it is noticed.  On failure nothing is left changed.
+ *   - collect() appends to *out the page runs written since the previous
+ *     collect (or region_add) and re-protects them, in an order that keeps
+ *     the toolkit's guarantee: a write is reported by at least one
+ *     collection that returns after the write completes.  For a flag kept
+ *     by a fault handler that means: clear the flag, then re-protect; the
+ *     handler un-protects, then sets the flag.
+ *   - collect() returns -FG_EUNMAPPED when it finds the region gone or
+ *     replaced; the core then reports the region wholly dirty from then on
+ *     and never calls the backend for it again except region_del().
+ *   - region_del(forked=1) runs in a forked child: it must not touch the
+ *     parent's kernel objects (a userfaultfd acts on the parent's mm), only
+ *     undo what would make the child fault (mprotect'ed pages).
+ *   - All calls come with the tracker's lock held, except what a backend
+ *     does from its own fault handler.
+ *   - Functions return 0 or a negative error (see fg.h).
+ */
+#ifndef FG_INTERNAL_H
+#define FG_INTERNAL_H
+
+#include "fg.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define FG_SIG_LIVE 0x46477472u /* "FGtr" */
+#define FG_SIG_DEAD 0x44656164u /* "Dead" */
+
+#define FG_MIN_CARD 64
+
+extern size_t fg_page_size; /* set by fg_init_once() */
+void fg_init_once(void);
+
+/* A run of dirty pages (page-aligned, [start, end)). */
+typedef struct fg_run {
+	uintptr_t start, end;
+} fg_run;
+
+/* Growable vector of runs; fg_runs_push merges a run that touches the last. */
+typedef struct fg_runs {
+	fg_run *v;
+	size_t n, cap;
+} fg_runs;
+
+int fg_runs_push(fg_runs *r, uintptr_t start, uintptr_t end);
+int fg_runs_append(fg_runs *r, uintptr_t start, uintptr_t end); /* no merge */
+void fg_runs_free(fg_runs *r);
+
+typedef struct fg_region {
+	uintptr_t base;
+	size_t len;
+	size_t npages;
+	bool lost;    /* unmapped or replaced: reported wholly dirty */
+	void *priv;   /* backend state */
+} fg_region;
+
+typedef struct fg_impl fg_impl;
+
+typedef struct fg_backend_ops {
+	fg_backend_id id;
+	const char *name;
+	int (*probe)(char *why, size_t whylen);
+	int (*init)(fg_impl *t);
+	void (*fini)(fg_impl *t, bool forked);
+	int (*region_add)(fg_impl *t, fg_region *r);
+	void (*region_del)(fg_impl *t, fg_region *r, bool forked);
+	int (*collect)(fg_impl *t, fg_region *r, fg_runs *out);
+	/* Optional: make [start, end) writable by the kernel and dirty. */
+	int (*mark_dirty)(fg_impl *t, fg_region *r, uintptr_t start,
+			  uintptr_t end);
+} fg_backend_ops;
+
+extern const fg_backend_ops fg_backend_uffd_async;
+extern const fg_backend_ops fg_backend_uffd_sync;
+extern const fg_backend_ops fg_backend_mprotect;
+extern const fg_backend_ops fg_backend_softdirty;
+extern const fg_backend_ops fg_backend_none;
+
+const fg_backend_ops *fg_backend_ops_of(fg_backend_id id);
+
+/* Auto-selection: the first backend in preference order whose probe
+ * succeeds; why lists the ones passed over and their reasons. */
+int fg_backend_choose(fg_backend_id *out, char *why, size_t whylen);
+
+/* Counters a fault handler may bump (atomics only: signal context). */
+typedef struct fg_counters {
+	_Atomic uint64_t faults;
+	_Atomic uint64_t hook_calls;
+} fg_counters;
+
+struct fg_impl {
+	pthread_mutex_t lock;
+	pid_t pid; /* creator; another pid means we are a forked child */
+	const fg_backend_ops *ops;
+	char why[512];
+	size_t card;
+	fg_write_hook hook;
+	void *hook_arg;
+	void *bpriv; /* backend state */
+
+	fg_region **regions; /* sorted by base */
+	size_t nregions, cap;
+
+	fg_runs scratch;  /* page runs of one region */
+	fg_runs result;   /* card ranges of the last collection */
+	uint64_t gen;
+
+	fg_counters ctr;
+	fg_stats st;
+};
+
+/* The public handle: kept as a tombstone after destroy. */
+struct fg_tracker {
+	uint32_t sig;
+	fg_impl *impl;
+};
+
+/* Record an error detail for fg_last_error_detail(); returns err. */
+int fg_fail(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Validate a range for registration: page-aligned, mapped, writable and of a
+ * kind the toolkit tracks (checked against /proc/self/maps). */
+int fg_check_mapping(uintptr_t addr, size_t len);
+
+/* Whether [addr, addr+len) is still entirely mapped. */
+bool fg_range_mapped(uintptr_t addr, size_t len);
+
+/* Bitmap helpers on atomic words, safe in signal handlers. */
+static inline void fg_bit_set(_Atomic uint64_t *w, size_t i)
+{
+	atomic_fetch_or_explicit(&w[i / 64], UINT64_C(1) << (i % 64),
+				 memory_order_seq_cst);
+}
+
+/* Take and clear the set bits of a page bitmap, appending their page runs. */
+int fg_bitmap_take(_Atomic uint64_t *w, size_t npages, uintptr_t base,
+		   fg_runs *out);
+
+/* Shared userfaultfd helpers (uffd_common.c). */
+int fg_uffd_open(uint64_t features, bool kernel_faults, int *fd_out,
+		 char *why, size_t whylen);
+int fg_uffd_wp(int fd, uintptr_t start, uintptr_t end, bool protect,
+	       bool wake);
+int fg_uffd_register_wp(int fd, fg_region *r);
+int fg_uffd_unregister(int fd, fg_region *r);
+/* PAGEMAP_SCAN of [start,end) for written pages; wp: re-protect them. */
+int fg_pagemap_written(int pagemap_fd, uintptr_t start, uintptr_t end,
+		       bool wp, bool check_async, fg_runs *out);
+
+uint64_t fg_now_ns(void);
+
+#endif /* FG_INTERNAL_H */

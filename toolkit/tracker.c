@@ -1,0 +1,726 @@
+/* tracker.c - trackers, regions, card conversion and collections.
+ *
+ * Invariants kept here:
+ *   - A region is in exactly one tracker's sorted table and in the process
+ *     registry (used to refuse overlaps between trackers) from a successful
+ *     fg_register until fg_unregister/fg_tracker_destroy.
+ *   - A region that the backend cannot account for any more (unmapped,
+ *     replaced, or a backend error during collection) is "lost": from then
+ *     on every collection reports it wholly dirty, which is always sound,
+ *     and the backend is not asked about it again.
+ *   - In a forked child (getpid() differs from the creator's) the backend's
+ *     kernel objects belong to the parent: collections report every region
+ *     wholly dirty and only region_del/fini(forked=true) reach the backend.
+ *   - Cards are derived from page runs at collection time, so the card size
+ *     can change between collections without losing a write.
+ */
+#include "fg_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Process registry of every region of every tracker (overlap checks). */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	uintptr_t base, end;
+} *registry;
+static size_t registry_n, registry_cap;
+
+static int registry_add(uintptr_t base, uintptr_t end)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&registry_lock);
+	for (size_t i = 0; i < registry_n; i++) {
+		if (base < registry[i].end && registry[i].base < end) {
+			rc = fg_fail(-FG_EOVERLAP,
+				     "[%#lx, %#lx) overlaps tracked region "
+				     "[%#lx, %#lx)",
+				     (unsigned long)base, (unsigned long)end,
+				     (unsigned long)registry[i].base,
+				     (unsigned long)registry[i].end);
+			goto out;
+		}
+	}
+	if (registry_n == registry_cap) {
+		size_t cap = registry_cap ? registry_cap * 2 : 16;
+		void *p = realloc(registry, cap * sizeof *registry);
+
+		if (!p) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		registry = p;
+		registry_cap = cap;
+	}
+	registry[registry_n].base = base;
+	registry[registry_n].end = end;
+	registry_n++;
+out:
+	pthread_mutex_unlock(&registry_lock);
+	return rc;
+}
+
+static void registry_del(uintptr_t base)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (size_t i = 0; i < registry_n; i++) {
+		if (registry[i].base == base) {
+			registry[i] = registry[--registry_n];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+/* Validate a handle and lock its tracker. */
+static int enter(const fg_tracker *h, fg_impl **out)
+{
+	if (!h)
+		return fg_fail(-FG_EBADTRACKER, "tracker handle is NULL");
+	if (h->sig == FG_SIG_DEAD)
+		return fg_fail(-FG_EDESTROYED,
+			       "tracker %p was destroyed by fg_tracker_destroy",
+			       (const void *)h);
+	if (h->sig != FG_SIG_LIVE || !h->impl)
+		return fg_fail(-FG_EBADTRACKER, "%p is not a tracker handle",
+			       (const void *)h);
+	pthread_mutex_lock(&h->impl->lock);
+	*out = h->impl;
+	return 0;
+}
+
+static void leave(fg_impl *t)
+{
+	pthread_mutex_unlock(&t->lock);
+}
+
+static bool forked(const fg_impl *t)
+{
+	return getpid() != t->pid;
+}
+
+static int check_card(size_t card)
+{
+	bool pow2 = card && !(card & (card - 1));
+
+	if (card < FG_MIN_CARD || card > (SIZE_MAX >> 2) ||
+	    (card < fg_page_size && !pow2) ||
+	    (card > fg_page_size && !pow2 && card % fg_page_size))
+		return fg_fail(-FG_ECARD,
+			       "card size %zu: use a power of two from %d, or a "
+			       "multiple of the page size (%zu)",
+			       card, FG_MIN_CARD, fg_page_size);
+	return 0;
+}
+
+static int choose_backend(const fg_options *o, fg_impl *t)
+{
+	fg_backend_id id = o->backend;
+	const char *env = (o->flags & FG_OPT_NO_ENV) ? NULL : getenv("FG_BACKEND");
+	const char *source = "the caller";
+	char why[256];
+	int rc;
+
+	if (id == FG_BACKEND_AUTO && env && *env) {
+		rc = fg_backend_from_name(env, &id);
+		if (rc)
+			return fg_fail(rc, "FG_BACKEND=%s: unknown backend "
+					   "(known: auto, uffd-async, uffd-sync, "
+					   "mprotect, soft-dirty, none)",
+				       env);
+		source = "FG_BACKEND";
+	}
+	if (id == FG_BACKEND_AUTO) {
+		rc = fg_backend_choose(&id, t->why, sizeof t->why);
+		if (rc)
+			return rc;
+	} else {
+		if (!fg_backend_ops_of(id))
+			return fg_fail(-FG_EBACKENDNAME, "backend id %d unknown",
+				       (int)id);
+		rc = fg_backend_probe(id, why, sizeof why);
+		if (rc)
+			return fg_fail(rc, "backend %s (forced by %s) is "
+					   "unavailable: %s",
+				       fg_backend_name(id), source, why);
+		snprintf(t->why, sizeof t->why, "forced by %s: %s", source, why);
+	}
+	t->ops = fg_backend_ops_of(id);
+	return 0;
+}
+
+static int parse_card_env(size_t *card)
+{
+	const char *env = getenv("FG_CARD");
+	char *end;
+	unsigned long long v;
+
+	if (!env || !*env)
+		return 0;
+	errno = 0;
+	v = strtoull(env, &end, 0);
+	if (*end == 'k' || *end == 'K')
+		v <<= 10, end++;
+	if (errno || *end || v == 0)
+		return fg_fail(-FG_ECARD, "FG_CARD=%s is not a size", env);
+	*card = (size_t)v;
+	return 0;
+}
+
+int fg_tracker_create(const fg_options *opt, fg_tracker **out)
+{
+	fg_options o = FG_OPTIONS_INIT;
+	fg_tracker *h;
+	fg_impl *t;
+	int rc;
+
+	fg_init_once();
+	if (!out)
+		return fg_fail(-EINVAL, "fg_tracker_create: out is NULL");
+	if (opt)
+		memcpy(&o, opt, opt->size < sizeof o ? opt->size : sizeof o);
+	o.size = sizeof o;
+	if (!o.card_size && !(o.flags & FG_OPT_NO_ENV)) {
+		rc = parse_card_env(&o.card_size);
+		if (rc)
+			return rc;
+	}
+	if (!o.card_size)
+		o.card_size = fg_page_size;
+	rc = check_card(o.card_size);
+	if (rc)
+		return rc;
+
+	h = calloc(1, sizeof *h);
+	t = calloc(1, sizeof *t);
+	if (!h || !t) {
+		rc = -ENOMEM;
+		goto err_free;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	t->pid = getpid();
+	t->card = o.card_size;
+	t->hook = o.hook;
+	t->hook_arg = o.hook_arg;
+	rc = choose_backend(&o, t);
+	if (rc)
+		goto err_mutex;
+	rc = t->ops->init(t);
+	if (rc) {
+		fg_fail(rc, "backend %s: %s", t->ops->name,
+			fg_last_error_detail());
+		goto err_mutex;
+	}
+	if (o.flags & FG_OPT_VERBOSE)
+		fprintf(stderr, "fgvm: tracking with %s (%s)\n", t->ops->name,
+			t->why);
+	t->st.backend = t->ops->id;
+	h->impl = t;
+	h->sig = FG_SIG_LIVE;
+	*out = h;
+	return 0;
+err_mutex:
+	pthread_mutex_destroy(&t->lock);
+err_free:
+	free(t);
+	free(h);
+	return rc;
+}
+
+static void region_release(fg_impl *t, fg_region *r, bool child)
+{
+	/* Backends tolerate a lost region's range being gone. */
+	t->ops->region_del(t, r, child);
+	registry_del(r->base);
+	free(r);
+}
+
+int fg_tracker_destroy(fg_tracker *h)
+{
+	fg_impl *t;
+	bool child;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	child = forked(t);
+	for (size_t i = 0; i < t->nregions; i++)
+		region_release(t, t->regions[i], child);
+	t->ops->fini(t, child);
+	free(t->regions);
+	fg_runs_free(&t->scratch);
+	fg_runs_free(&t->result);
+	h->sig = FG_SIG_DEAD;
+	h->impl = NULL;
+	leave(t);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+	return 0;
+}
+
+fg_backend_id fg_tracker_backend(const fg_tracker *h)
+{
+	return h && h->sig == FG_SIG_LIVE ? h->impl->ops->id : FG_BACKEND_AUTO;
+}
+
+const char *fg_tracker_why(const fg_tracker *h)
+{
+	return h && h->sig == FG_SIG_LIVE ? h->impl->why : "not a live tracker";
+}
+
+/* Index of the first region whose base is >= addr. */
+static size_t lower_bound(const fg_impl *t, uintptr_t addr)
+{
+	size_t lo = 0, hi = t->nregions;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (t->regions[mid]->base < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The region containing addr, or NULL. */
+static fg_region *find(const fg_impl *t, uintptr_t addr, size_t *idx)
+{
+	size_t i = lower_bound(t, addr + 1);
+	fg_region *r;
+
+	if (!i)
+		return NULL;
+	r = t->regions[i - 1];
+	if (addr - r->base >= r->len)
+		return NULL;
+	if (idx)
+		*idx = i - 1;
+	return r;
+}
+
+static int check_range(uintptr_t a, size_t len)
+{
+	if (!len)
+		return fg_fail(-FG_EZEROLEN, "region at %#lx has length 0",
+			       (unsigned long)a);
+	if (a % fg_page_size || len % fg_page_size)
+		return fg_fail(-FG_EUNALIGNED,
+			       "[%#lx, +%zu): address and length must be "
+			       "multiples of the page size (%zu)",
+			       (unsigned long)a, len, fg_page_size);
+	if (a + len < a)
+		return fg_fail(-FG_EUNMAPPED, "[%#lx, +%zu) wraps around",
+			       (unsigned long)a, len);
+	return 0;
+}
+
+int fg_register(fg_tracker *h, void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr;
+	fg_impl *t;
+	fg_region *r = NULL;
+	size_t i;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	rc = check_range(a, len);
+	if (rc)
+		goto out;
+	if (forked(t)) {
+		rc = fg_fail(-FG_EFORKED, "tracker was created by process %d",
+			     (int)t->pid);
+		goto out;
+	}
+	rc = fg_check_mapping(a, len);
+	if (rc)
+		goto out;
+	rc = registry_add(a, a + len);
+	if (rc)
+		goto out;
+	if (t->nregions == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 8;
+		fg_region **v = realloc(t->regions, cap * sizeof *v);
+
+		if (!v) {
+			rc = -ENOMEM;
+			goto err_registry;
+		}
+		t->regions = v;
+		t->cap = cap;
+	}
+	r = calloc(1, sizeof *r);
+	if (!r) {
+		rc = -ENOMEM;
+		goto err_registry;
+	}
+	r->base = a;
+	r->len = len;
+	r->npages = len / fg_page_size;
+	rc = t->ops->region_add(t, r);
+	if (rc)
+		goto err_free;
+	i = lower_bound(t, a);
+	memmove(&t->regions[i + 1], &t->regions[i],
+		(t->nregions - i) * sizeof *t->regions);
+	t->regions[i] = r;
+	t->nregions++;
+	t->st.regions++;
+	t->st.tracked_bytes += len;
+	goto out;
+err_free:
+	free(r);
+err_registry:
+	registry_del(a);
+out:
+	leave(t);
+	return rc;
+}
+
+int fg_unregister(fg_tracker *h, void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr;
+	fg_impl *t;
+	fg_region *r;
+	size_t i;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	r = find(t, a, &i);
+	if (!r || r->base != a || r->len != len) {
+		rc = fg_fail(-FG_ENOTREG,
+			     "[%#lx, +%zu) is not a registered region of this "
+			     "tracker (never registered, already unregistered, "
+			     "or a different length)",
+			     (unsigned long)a, len);
+		goto out;
+	}
+	memmove(&t->regions[i], &t->regions[i + 1],
+		(t->nregions - i - 1) * sizeof *t->regions);
+	t->nregions--;
+	t->st.regions--;
+	t->st.tracked_bytes -= len;
+	region_release(t, r, forked(t));
+out:
+	leave(t);
+	return rc;
+}
+
+int fg_region_alloc(fg_tracker *h, size_t len, void **out)
+{
+	void *p;
+	int rc;
+
+	fg_init_once();
+	if (!out)
+		return fg_fail(-EINVAL, "fg_region_alloc: out is NULL");
+	if (!len)
+		return fg_fail(-FG_EZEROLEN, "fg_region_alloc: length 0");
+	len = (len + fg_page_size - 1) & ~(fg_page_size - 1);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return fg_fail(-errno, "mmap of %zu bytes: %s", len,
+			       strerror(errno));
+	rc = fg_register(h, p, len);
+	if (rc) {
+		munmap(p, len);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+int fg_region_free(fg_tracker *h, void *addr, size_t len)
+{
+	int rc;
+
+	fg_init_once();
+	len = (len + fg_page_size - 1) & ~(fg_page_size - 1);
+	rc = fg_unregister(h, addr, len);
+	if (rc)
+		return rc;
+	return munmap(addr, len) ? -errno : 0;
+}
+
+int fg_set_card_size(fg_tracker *h, size_t card)
+{
+	fg_impl *t;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	rc = check_card(card);
+	if (!rc)
+		t->card = card;
+	leave(t);
+	return rc;
+}
+
+size_t fg_card_size(const fg_tracker *h)
+{
+	return h && h->sig == FG_SIG_LIVE ? h->impl->card : 0;
+}
+
+int fg_mark_dirty(fg_tracker *h, void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, s, e;
+	fg_impl *t;
+	fg_region *r;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	r = find(t, a, NULL);
+	if (!len || !r || a + len - r->base > r->len) {
+		rc = fg_fail(-FG_ENOTREG,
+			     "[%#lx, +%zu) does not lie within one registered "
+			     "region",
+			     (unsigned long)a, len);
+		goto out;
+	}
+	s = a & ~(fg_page_size - 1);
+	e = (a + len + fg_page_size - 1) & ~(fg_page_size - 1);
+	/* A lost region is reported wholly dirty anyway; in a child the
+	 * backend's kernel objects are the parent's. */
+	if (!r->lost && !forked(t) && t->ops->mark_dirty)
+		rc = t->ops->mark_dirty(t, r, s, e);
+out:
+	leave(t);
+	return rc;
+}
+
+/* Page runs of one region into t->scratch, with the lost/forked rules. */
+static int collect_region(fg_impl *t, fg_region *r)
+{
+	int rc = 0;
+
+	t->scratch.n = 0;
+	if (!r->lost && !forked(t)) {
+		if (!fg_range_mapped(r->base, r->len))
+			rc = fg_fail(-FG_EUNMAPPED,
+				     "region [%#lx, +%zu) was unmapped",
+				     (unsigned long)r->base, r->len);
+		else
+			rc = t->ops->collect(t, r, &t->scratch);
+		if (rc) {
+			/* Whatever the backend had taken is covered by
+			 * reporting the whole region, now and from now on. */
+			r->lost = true;
+			t->st.regions_lost++;
+		}
+	}
+	if (r->lost || forked(t)) {
+		t->scratch.n = 0;
+		return fg_runs_push(&t->scratch, r->base, r->base + r->len);
+	}
+	return 0;
+}
+
+static uint64_t runs_pages(const fg_runs *runs)
+{
+	uint64_t pages = 0;
+
+	for (size_t i = 0; i < runs->n; i++)
+		pages += (runs->v[i].end - runs->v[i].start) / fg_page_size;
+	return pages;
+}
+
+static void account(fg_impl *t, uint64_t pages, uint64_t t0)
+{
+	uint64_t dt = fg_now_ns() - t0;
+
+	t->st.collections++;
+	t->st.dirty_pages += pages;
+	t->st.last_dirty_pages = pages;
+	t->st.collect_ns_total += dt;
+	t->st.collect_ns_last = dt;
+	if (dt > t->st.collect_ns_max)
+		t->st.collect_ns_max = dt;
+}
+
+/* Card-aligned bounds of a page run, clipped to its region. */
+static void card_bounds(const fg_impl *t, const fg_region *r, const fg_run *p,
+			uintptr_t *s, uintptr_t *e)
+{
+	uintptr_t c = t->card;
+
+	*s = p->start;
+	*e = p->end;
+	if (c > fg_page_size) {
+		*s = *s - *s % c;
+		*e = *e % c ? *e + (c - *e % c) : *e;
+		if (*s < r->base)
+			*s = r->base;
+		if (*e > r->base + r->len)
+			*e = r->base + r->len;
+	}
+}
+
+int fg_collect(fg_tracker *h, fg_iter *it)
+{
+	uint64_t t0 = fg_now_ns(), pages = 0;
+	fg_impl *t;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	t->gen++;
+	t->result.n = 0;
+	size_t i;
+	for (i = 0; i < t->nregions && !rc; i++) {
+		fg_region *r = t->regions[i];
+		size_t floor = t->result.n;
+
+		rc = collect_region(t, r);
+		pages += runs_pages(&t->scratch);
+		for (size_t j = 0; j < t->scratch.n && !rc; j++) {
+			uintptr_t s, e;
+
+			card_bounds(t, r, &t->scratch.v[j], &s, &e);
+			/* Merge within this region only. */
+			if (t->result.n > floor &&
+			    t->result.v[t->result.n - 1].end >= s) {
+				if (e > t->result.v[t->result.n - 1].end)
+					t->result.v[t->result.n - 1].end = e;
+				continue;
+			}
+			rc = fg_runs_append(&t->result, s, e);
+		}
+	}
+	if (rc) {
+		/* The caller gets no ranges, yet regions 0..i-1 were reset:
+		 * report them wholly dirty from now on rather than lose them. */
+		for (size_t k = 0; k < i; k++) {
+			if (!t->regions[k]->lost) {
+				t->regions[k]->lost = true;
+				t->st.regions_lost++;
+			}
+		}
+		t->result.n = 0;
+	}
+	account(t, pages, t0);
+	if (it) {
+		it->tracker = h;
+		it->gen = t->gen;
+		it->pos = 0;
+	}
+	if (!rc)
+		rc = t->result.n > INT_MAX ? INT_MAX : (int)t->result.n;
+	leave(t);
+	return rc;
+}
+
+int fg_iter_next(fg_iter *it, fg_range *out)
+{
+	fg_impl *t;
+	int rc;
+
+	if (!it)
+		return fg_fail(-EINVAL, "iterator is NULL");
+	rc = enter(it->tracker, &t);
+	if (rc)
+		return rc;
+	if (it->gen != t->gen) {
+		rc = fg_fail(-FG_ESTALE,
+			     "iterator of collection %llu, tracker is at %llu",
+			     (unsigned long long)it->gen,
+			     (unsigned long long)t->gen);
+	} else if (it->pos < t->result.n) {
+		fg_run *p = &t->result.v[it->pos++];
+
+		out->addr = (void *)p->start;
+		out->len = p->end - p->start;
+		rc = 1;
+	}
+	leave(t);
+	return rc;
+}
+
+size_t fg_bitmap_bits(const fg_tracker *h, const void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, c;
+
+	if (!h || h->sig != FG_SIG_LIVE)
+		return 0;
+	c = h->impl->card;
+	return ((a + len + c - 1) / c) - a / c;
+}
+
+int fg_collect_bitmap(fg_tracker *h, void *addr, size_t len, uint64_t *bits,
+		      size_t nbits)
+{
+	uint64_t t0 = fg_now_ns(), cards = 0;
+	uintptr_t a = (uintptr_t)addr, c, first;
+	fg_impl *t;
+	fg_region *r;
+	size_t need;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	r = find(t, a, NULL);
+	if (!r || r->base != a || r->len != len) {
+		rc = fg_fail(-FG_ENOTREG,
+			     "[%#lx, +%zu) is not a registered region",
+			     (unsigned long)a, len);
+		goto out;
+	}
+	c = t->card;
+	first = a / c;
+	need = (a + len + c - 1) / c - first;
+	if (!bits || nbits < need) {
+		rc = fg_fail(-FG_EBITMAP,
+			     "%zu bits given, %zu cards of %zu bytes needed",
+			     nbits, need, (size_t)c);
+		goto out;
+	}
+	rc = collect_region(t, r);
+	if (rc)
+		goto out;
+	memset(bits, 0, (nbits + 63) / 64 * sizeof *bits);
+	for (size_t j = 0; j < t->scratch.n; j++) {
+		uintptr_t s, e;
+
+		card_bounds(t, r, &t->scratch.v[j], &s, &e);
+		for (uintptr_t k = s / c; k < (e + c - 1) / c; k++) {
+			bits[(k - first) / 64] |= UINT64_C(1)
+						  << ((k - first) % 64);
+			cards++;
+		}
+	}
+	account(t, runs_pages(&t->scratch), t0);
+	rc = cards > INT_MAX ? INT_MAX : (int)cards;
+out:
+	leave(t);
+	return rc;
+}
+
+int fg_get_stats(fg_tracker *h, fg_stats *out)
+{
+	fg_impl *t;
+	fg_stats s;
+	int rc;
+
+	if (!out)
+		return fg_fail(-EINVAL, "fg_get_stats: out is NULL");
+	rc = enter(h, &t);
+	if (rc)
+		return rc;
+	s = t->st;
+	s.faults = atomic_load(&t->ctr.faults);
+	s.hook_calls = atomic_load(&t->ctr.hook_calls);
+	leave(t);
+	s.size = out->size && out->size < sizeof s ? out->size : sizeof s;
+	memcpy(out, &s, s.size);
+	return 0;
+}

@@ -1,0 +1,233 @@
+/* util.c - errors, page runs, bitmaps, clocks and mapping checks shared by
+ * the core and the backends. */
+#include "fg_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+size_t fg_page_size;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void init(void)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+
+	fg_page_size = ps > 0 ? (size_t)ps : 4096;
+}
+
+void fg_init_once(void)
+{
+	pthread_once(&init_once, init);
+}
+
+int fg_version(void)
+{
+	return FG_VERSION_MAJOR * 10000 + FG_VERSION_MINOR * 100 +
+	       FG_VERSION_PATCH;
+}
+
+static __thread char last_detail[512];
+
+int fg_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_detail, sizeof last_detail, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+const char *fg_last_error_detail(void)
+{
+	return last_detail;
+}
+
+static const char *const messages[FG_ELAST - FG_EBASE] = {
+	[FG_EUNALIGNED - FG_EBASE] = "address or length is not page-aligned",
+	[FG_EZEROLEN - FG_EBASE] = "zero-length region",
+	[FG_EOVERLAP - FG_EBASE] = "range overlaps a region already tracked",
+	[FG_EUNMAPPED - FG_EBASE] = "range is not (or no longer) entirely mapped",
+	[FG_EMEMKIND - FG_EBASE] =
+		"memory kind not trackable (need writable anonymous, shared "
+		"anonymous or memfd/shmem memory)",
+	[FG_ENOTREG - FG_EBASE] = "not a registered region",
+	[FG_EDESTROYED - FG_EBASE] = "tracker already destroyed",
+	[FG_EBADTRACKER - FG_EBASE] = "not a tracker",
+	[FG_ECARD - FG_EBASE] =
+		"bad card size (a power of two >= 64, or a multiple of the "
+		"page size)",
+	[FG_EUNAVAIL - FG_EBASE] = "backend unavailable on this machine",
+	[FG_EBACKENDNAME - FG_EBASE] = "unknown backend name",
+	[FG_ESTALE - FG_EBASE] = "iterator belongs to an older collection",
+	[FG_EFORKED - FG_EBASE] =
+		"not possible in a forked child (create a new tracker there)",
+	[FG_EBITMAP - FG_EBASE] = "bitmap too small for the region's cards",
+};
+
+const char *fg_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	if (err == 0)
+		return "success";
+	if (err >= FG_EBASE && err < FG_ELAST)
+		return messages[err - FG_EBASE];
+	if (err < FG_EBASE)
+		return strerror(err);
+	return "unknown error";
+}
+
+uint64_t fg_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int fg_runs_push(fg_runs *r, uintptr_t start, uintptr_t end)
+{
+	if (r->n && r->v[r->n - 1].end >= start && r->v[r->n - 1].start <= start) {
+		if (end > r->v[r->n - 1].end)
+			r->v[r->n - 1].end = end;
+		return 0;
+	}
+	return fg_runs_append(r, start, end);
+}
+
+int fg_runs_append(fg_runs *r, uintptr_t start, uintptr_t end)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		fg_run *v = realloc(r->v, cap * sizeof *v);
+
+		if (!v)
+			return -ENOMEM;
+		r->v = v;
+		r->cap = cap;
+	}
+	r->v[r->n].start = start;
+	r->v[r->n].end = end;
+	r->n++;
+	return 0;
+}
+
+void fg_runs_free(fg_runs *r)
+{
+	free(r->v);
+	r->v = NULL;
+	r->n = r->cap = 0;
+}
+
+int fg_bitmap_take(_Atomic uint64_t *w, size_t npages, uintptr_t base,
+		   fg_runs *out)
+{
+	size_t nwords = (npages + 63) / 64;
+
+	for (size_t i = 0; i < nwords; i++) {
+		uint64_t bits;
+
+		/* A relaxed peek keeps clean words free of locked ops. */
+		if (!atomic_load_explicit(&w[i], memory_order_relaxed))
+			continue;
+		bits = atomic_exchange_explicit(&w[i], 0, memory_order_seq_cst);
+		while (bits) {
+			unsigned b = (unsigned)__builtin_ctzll(bits);
+			unsigned e = b;
+
+			while (e < 64 && (bits >> e) & 1)
+				e++;
+			bits &= e < 64 ? ~((UINT64_C(1) << e) - 1) : 0;
+			int rc = fg_runs_push(out,
+					      base + (i * 64 + b) * fg_page_size,
+					      base + (i * 64 + e) * fg_page_size);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+bool fg_range_mapped(uintptr_t addr, size_t len)
+{
+	/* msync walks the VMAs only: ENOMEM means a hole in the range. */
+	return msync((void *)addr, len, MS_ASYNC) == 0 || errno != ENOMEM;
+}
+
+/* Whether a /proc/self/maps path names memory we can track. */
+static bool trackable_path(const char *path)
+{
+	static const char *const ok_prefix[] = {
+		"/memfd:", "/dev/shm/", "/SYSV", "/dev/zero", "[heap]",
+		"[stack", "[anon:", "[anon_shmem",
+	};
+
+	if (!*path)
+		return true; /* private or shared anonymous */
+	for (size_t i = 0; i < sizeof ok_prefix / sizeof *ok_prefix; i++)
+		if (!strncmp(path, ok_prefix[i], strlen(ok_prefix[i])))
+			return true;
+	return false;
+}
+
+int fg_check_mapping(uintptr_t addr, size_t len)
+{
+	uintptr_t end = addr + len, covered = addr;
+	char line[512];
+	int rc = 0;
+	FILE *f;
+
+	if (!fg_range_mapped(addr, len))
+		return fg_fail(-FG_EUNMAPPED,
+			       "[%#lx, %#lx) contains unmapped addresses",
+			       (unsigned long)addr, (unsigned long)end);
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return fg_fail(-errno, "/proc/self/maps: %s", strerror(errno));
+	while (covered < end && fgets(line, sizeof line, f)) {
+		unsigned long lo, hi;
+		char perms[8], path[400] = "";
+
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %399[^\n]", &lo, &hi,
+			   perms, path) < 3)
+			continue;
+		if (hi <= covered)
+			continue;
+		if (lo > covered) {
+			rc = fg_fail(-FG_EUNMAPPED, "%#lx is not mapped",
+				     (unsigned long)covered);
+			break;
+		}
+		if (perms[1] != 'w') {
+			rc = fg_fail(-FG_EMEMKIND,
+				     "[%#lx, %#lx) is not writable (%s)", lo,
+				     hi, perms);
+			break;
+		}
+		if (!trackable_path(path) ||
+		    (perms[3] == 'p' && *path == '/' &&
+		     strncmp(path, "/dev/zero", 9))) {
+			rc = fg_fail(-FG_EMEMKIND,
+				     "[%#lx, %#lx) is a %s mapping of %s; only "
+				     "anonymous, shared anonymous and "
+				     "memfd/shmem memory can be tracked",
+				     lo, hi, perms[3] == 'p' ? "private" : "shared",
+				     path);
+			break;
+		}
+		covered = hi;
+	}
+	fclose(f);
+	if (!rc && covered < end)
+		rc = fg_fail(-FG_EUNMAPPED, "%#lx is not mapped",
+			     (unsigned long)covered);
+	return rc;
+}
