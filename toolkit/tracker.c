@@ -693,9 +693,12 @@ int fg_collect_bitmap(fg_tracker *h, void *addr, size_t len, uint64_t *bits,
 
 		card_bounds(t, r, &t->scratch.v[j], &s, &e);
 		for (uintptr_t k = s / c; k < (e + c - 1) / c; k++) {
-			bits[(k - first) / 64] |= UINT64_C(1)
-						  << ((k - first) % 64);
-			cards++;
+			uint64_t *w = &bits[(k - first) / 64];
+			uint64_t m = UINT64_C(1) << ((k - first) % 64);
+
+			/* Two page runs may share a card larger than a page. */
+			cards += !(*w & m);
+			*w |= m;
 		}
 	}
 	account(t, runs_pages(&t->scratch), t0);

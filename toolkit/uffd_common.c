@@ -60,8 +60,9 @@ int fg_uffd_open(uint64_t features, bool kernel_faults, int *fd_out,
 	}
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
 		snprintf(why, whylen,
-			 "kernel lacks userfaultfd features %#llx (%s); "
-			 "write-protect async needs Linux >= 6.7",
+			 "kernel lacks userfaultfd features %#llx (%s): "
+			 "write-protect needs Linux >= 5.7, unpopulated-page "
+			 "protection 6.4, async mode 6.7",
 			 (unsigned long long)features, strerror(errno));
 		close(fd);
 		return -FG_EUNAVAIL;
