@@ -21,11 +21,13 @@
  *     began: thread A faults and un-protects, thread B writes the page
  *     without faulting, the collection runs, and only then A sets the bit
  *     (seen here within seconds, A merely preempted).  So the handler also
- *     counts itself in busy[] (per bitmap word) from before it un-protects
- *     until after it sets the bit, and collect() first reads busy[]: a word
- *     with a handler in flight is taken as wholly dirty.  A handler that
- *     un-protected before the collection began has then either set its bit
- *     or is counted.  No write is lost, without stopping the mutators.
+ *     counts itself in busy[] (per bitmap word) and marks its page in
+ *     seen[] before it un-protects, and leaves busy[] after it sets the
+ *     bit.  collect() first takes seen[] and reads busy[]: the pages seen
+ *     in a word that has a handler in flight are taken as dirty (and stay
+ *     seen).  A handler that un-protected before the collection began has
+ *     then either set its bit, or its page is taken as dirty.  No write is
+ *     lost, without stopping the mutators.
  *   - The handler touches only: the region table (atomic loads), the
  *     in-flight counter, a region's bitmap and counters (atomics), mprotect,
  *     sigaction and the tracker's hook.  All async-signal-safe; no locks,
@@ -45,7 +47,6 @@
  * reported dirty until re-protecting works again.  Whoever installs a
  * SIGSEGV handler after us must chain to us.
  */
-#define _GNU_SOURCE
 #include "fg_internal.h"
 
 #include <errno.h>
@@ -67,8 +68,11 @@ struct mp_region {
 	fg_counters *ctr;
 	fg_write_hook hook;
 	void *hook_arg;
-	/* Handlers between un-protect and bit set, per word of bits. */
+	/* Handlers that may be between un-protect and bit set, per word of
+	 * bits; pages that had a handler since collect() last saw its word
+	 * idle. */
 	_Atomic uint64_t *busy;
+	_Atomic uint64_t *seen;
 	/* Bit set: page written this epoch, page writable. */
 	_Atomic uint64_t bits[];
 };
@@ -81,8 +85,8 @@ static bool mp_installed;		/* under mp_lock */
 static struct sigaction mp_prev;	/* written once, before install */
 static bool mp_atfork_ran;		/* we are a child of fork(3) */
 
-/* Set the bits of pages [first, last) (signal-safe). */
-static void mp_set_bits(struct mp_region *mr, size_t first, size_t last)
+/* Set bits [first, last) of w (signal-safe). */
+static void mp_set_bits(_Atomic uint64_t *bits, size_t first, size_t last)
 {
 	while (first < last) {
 		size_t w = first / 64, b = first % 64;
@@ -90,24 +94,32 @@ static void mp_set_bits(struct mp_region *mr, size_t first, size_t last)
 		uint64_t mask = n == 64 ? ~UINT64_C(0)
 					: ((UINT64_C(1) << n) - 1) << b;
 
-		atomic_fetch_or_explicit(&mr->bits[w], mask,
-					 memory_order_seq_cst);
+		atomic_fetch_or_explicit(&bits[w], mask, memory_order_seq_cst);
 		first += n;
 	}
 }
 
-/* Set all bits of each word that has a handler between un-protect and
- * bit set (which page it is for is not recorded). */
-static void mp_set_busy(struct mp_region *mr)
+/* Take the pages of handlers that may still be between un-protect and bit
+ * set as dirty.  Take seen[] before reading busy[]: a handler not counted
+ * any more has set its bit, one counted has its page in what was taken. */
+static void mp_take_busy(struct mp_region *mr)
 {
 	size_t nwords = (mr->npages + 63) / 64;
 
-	for (size_t w = 0; w < nwords; w++)
-		if (atomic_load(&mr->busy[w]))
-			mp_set_bits(mr, w * 64, w * 64 + 64 < mr->npages ?
-							w * 64 + 64 : mr->npages);
+	for (size_t w = 0; w < nwords; w++) {
+		uint64_t s;
+
+		if (!atomic_load(&mr->seen[w]))
+			continue;
+		s = atomic_exchange(&mr->seen[w], 0);
+		if (s && atomic_load(&mr->busy[w])) {
+			atomic_fetch_or(&mr->bits[w], s);
+			atomic_fetch_or(&mr->seen[w], s);
+		}
+	}
 }
 
+/* The whole region busy (or not), for un-protecting all of it. */
 static void mp_busy_all(struct mp_region *mr, bool busy)
 {
 	size_t nwords = (mr->npages + 63) / 64;
@@ -118,11 +130,13 @@ static void mp_busy_all(struct mp_region *mr, bool busy)
 		else
 			atomic_fetch_sub(&mr->busy[w], 1);
 	}
+	if (busy)
+		mp_set_bits(mr->seen, 0, mr->npages);
 }
 
 static void mp_set_range(struct mp_region *mr, uintptr_t start, uintptr_t end)
 {
-	mp_set_bits(mr, (start - mr->base) / fg_page_size,
+	mp_set_bits(mr->bits, (start - mr->base) / fg_page_size,
 		    (end - mr->base) / fg_page_size);
 }
 
@@ -204,8 +218,10 @@ static void mp_handler(int sig, siginfo_t *si, void *ctx)
 					  memory_order_relaxed);
 		mr->hook((void *)page, mr->hook_arg);
 	}
-	/* Busy, un-protect, set the bit, not busy: see the invariants. */
+	/* Busy and seen, un-protect, set the bit, not busy: see the
+	 * invariants. */
 	atomic_fetch_add(&mr->busy[idx / 64], 1);
+	fg_bit_set(mr->seen, idx);
 	if (mprotect((void *)page, fg_page_size, PROT_READ | PROT_WRITE) == 0) {
 		fg_bit_set(mr->bits, idx);
 		atomic_fetch_sub(&mr->busy[idx / 64], 1);
@@ -216,7 +232,7 @@ static void mp_handler(int sig, siginfo_t *si, void *ctx)
 		atomic_fetch_sub(&mr->busy[idx / 64], 1);
 		ok = mprotect((void *)mr->base, mr->len,
 			      PROT_READ | PROT_WRITE) == 0;
-		mp_set_bits(mr, 0, mr->npages);
+		mp_set_bits(mr->bits, 0, mr->npages);
 		mp_busy_all(mr, false);
 		if (!ok) {
 			/* Returning would fault forever: let it die. */
@@ -335,10 +351,11 @@ static int mp_region_add(fg_impl *t, fg_region *r)
 
 	fg_init_once();
 	nwords = (r->npages + 63) / 64;
-	mr = calloc(1, sizeof *mr + 2 * nwords * sizeof mr->bits[0]);
+	mr = calloc(1, sizeof *mr + 3 * nwords * sizeof mr->bits[0]);
 	if (!mr)
 		return fg_fail(-ENOMEM, "mprotect backend: out of memory");
 	mr->busy = mr->bits + nwords;
+	mr->seen = mr->bits + 2 * nwords;
 	mr->base = r->base;
 	mr->len = r->len;
 	mr->npages = r->npages;
@@ -419,13 +436,13 @@ static int mp_collect(fg_impl *t, fg_region *r, fg_runs *out)
 	(void)t;
 	if (first)
 		prev_end = out->v[first - 1].end;
-	/* Words with a handler in flight first, then clear the bits, then
+	/* Pages of handlers in flight first, then clear the bits, then
 	 * re-protect: see the invariants. */
-	mp_set_busy(mr);
+	mp_take_busy(mr);
 	err = fg_bitmap_take(mr->bits, mr->npages, r->base, out);
 	if (err) {
 		/* Some bits may be taken and not recorded: all reads dirty. */
-		mp_set_bits(mr, 0, mr->npages);
+		mp_set_bits(mr->bits, 0, mr->npages);
 		return err;
 	}
 
@@ -478,7 +495,7 @@ static int mp_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
 	if (err == -ENOMEM &&
 	    mprotect((void *)r->base, r->len, PROT_READ | PROT_WRITE) == 0) {
 		/* Out of mappings: the whole region, one mapping, all dirty. */
-		mp_set_bits(mr, 0, mr->npages);
+		mp_set_bits(mr->bits, 0, mr->npages);
 		return 0;
 	}
 	return fg_fail(err, "mprotect [%#lx, %#lx) writable: %s",

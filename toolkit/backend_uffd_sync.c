@@ -51,7 +51,6 @@
  * context switches and an ioctl in the handler; a collection costs one
  * PAGEMAP_SCAN per region and one ioctl per dirty run.
  */
-#define _GNU_SOURCE
 #include "fg_compat.h"
 #include "fg_internal.h"
 
