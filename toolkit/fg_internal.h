@@ -12,8 +12,9 @@
  *     by a fault handler that means: clear the flag, then re-protect; the
  *     handler un-protects, then sets the flag.
  *   - collect() returns -FG_EUNMAPPED when it finds the region gone or
- *     replaced; the core then reports the region wholly dirty from then on
- *     and never calls the backend for it again except region_del().
+ *     replaced; the core then reports the region wholly dirty from then on,
+ *     calls region_del() at once (which must tolerate a range that is
+ *     partly or wholly gone) and never calls the backend for it again.
  *   - region_del(forked=1) runs in a forked child: it must not touch the
  *     parent's kernel objects (a userfaultfd acts on the parent's mm), only
  *     undo what would make the child fault (mprotect'ed pages).
@@ -60,6 +61,7 @@ typedef struct fg_region {
 	size_t len;
 	size_t npages;
 	bool lost;    /* unmapped or replaced: reported wholly dirty */
+	bool released; /* the backend has let go of it (lost regions) */
 	void *priv;   /* backend state */
 } fg_region;
 
@@ -68,6 +70,9 @@ typedef struct fg_impl fg_impl;
 typedef struct fg_backend_ops {
 	fg_backend_id id;
 	const char *name;
+	/* Protection lives in this process's page tables only (mprotect), so
+	 * mark_dirty may act in a forked child too. */
+	bool process_local;
 	int (*probe)(char *why, size_t whylen);
 	int (*init)(fg_impl *t);
 	void (*fini)(fg_impl *t, bool forked);

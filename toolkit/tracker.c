@@ -235,8 +235,8 @@ err_free:
 
 static void region_release(fg_impl *t, fg_region *r, bool child)
 {
-	/* Backends tolerate a lost region's range being gone. */
-	t->ops->region_del(t, r, child);
+	if (!r->released)
+		t->ops->region_del(t, r, child);
 	registry_del(r->base);
 	free(r);
 }
@@ -340,12 +340,12 @@ int fg_register(fg_tracker *h, void *addr, size_t len)
 			     (int)t->pid);
 		goto out;
 	}
-	rc = fg_check_mapping(a, len);
-	if (rc)
-		goto out;
 	rc = registry_add(a, a + len);
 	if (rc)
 		goto out;
+	rc = fg_check_mapping(a, len);
+	if (rc)
+		goto err_registry;
 	if (t->nregions == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 8;
 		fg_region **v = realloc(t->regions, cap * sizeof *v);
@@ -490,13 +490,27 @@ int fg_mark_dirty(fg_tracker *h, void *addr, size_t len)
 	}
 	s = a & ~(fg_page_size - 1);
 	e = (a + len + fg_page_size - 1) & ~(fg_page_size - 1);
-	/* A lost region is reported wholly dirty anyway; in a child the
-	 * backend's kernel objects are the parent's. */
-	if (!r->lost && !forked(t) && t->ops->mark_dirty)
+	/* A lost region is reported wholly dirty anyway; in a child only a
+	 * backend whose protection is the process's own may act. */
+	if (!r->lost && (!forked(t) || t->ops->process_local) &&
+	    t->ops->mark_dirty)
 		rc = t->ops->mark_dirty(t, r, s, e);
 out:
 	leave(t);
 	return rc;
+}
+
+/* Give up tracking r: from now on it reads wholly dirty.  The backend
+ * lets go of it at once, so that a still-mapped part is not left
+ * protected with nobody accounting for its writes. */
+static void lose(fg_impl *t, fg_region *r)
+{
+	if (r->lost)
+		return;
+	r->lost = true;
+	t->st.regions_lost++;
+	t->ops->region_del(t, r, forked(t));
+	r->released = true;
 }
 
 /* Page runs of one region into t->scratch, with the lost/forked rules. */
@@ -512,12 +526,10 @@ static int collect_region(fg_impl *t, fg_region *r)
 				     (unsigned long)r->base, r->len);
 		else
 			rc = t->ops->collect(t, r, &t->scratch);
-		if (rc) {
-			/* Whatever the backend had taken is covered by
-			 * reporting the whole region, now and from now on. */
-			r->lost = true;
-			t->st.regions_lost++;
-		}
+		/* Whatever the backend had taken is covered by reporting
+		 * the whole region, now and from now on. */
+		if (rc)
+			lose(t, r);
 	}
 	if (r->lost || forked(t)) {
 		t->scratch.n = 0;
@@ -600,12 +612,8 @@ int fg_collect(fg_tracker *h, fg_iter *it)
 	if (rc) {
 		/* The caller gets no ranges, yet regions 0..i-1 were reset:
 		 * report them wholly dirty from now on rather than lose them. */
-		for (size_t k = 0; k < i; k++) {
-			if (!t->regions[k]->lost) {
-				t->regions[k]->lost = true;
-				t->st.regions_lost++;
-			}
-		}
+		for (size_t k = 0; k < i; k++)
+			lose(t, t->regions[k]);
 		t->result.n = 0;
 	}
 	account(t, pages, t0);
