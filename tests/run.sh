@@ -1,0 +1,74 @@
+#!/bin/sh
+# run.sh - run Criterion test binaries and total their results.
+#
+# usage: tests/run.sh BINARY...
+#
+# Each binary runs its tests one process per test (Criterion), one at a
+# time (FG_TEST_JOBS to change), under a timeout (FG_TEST_TIMEOUT seconds,
+# default 600).  Its own output is shown as it runs, one [PASS]/[FAIL]/
+# [SKIP] line per test, skip reasons included; the counts come from its TAP
+# report.  A binary that exits non-zero without reporting a failure (a
+# crash of the runner, a timeout) counts as one failed test.  FG_SEED, if
+# set, reaches the tests through the environment.
+#
+# The last line printed is "N passed, N failed, N skipped"; the exit status
+# is 1 if anything failed.
+
+timeout_s=${FG_TEST_TIMEOUT:-600}
+jobs=${FG_TEST_JOBS:-1}
+tap=$(mktemp "${TMPDIR:-/tmp}/fgvm-tap.XXXXXX") || exit 1
+trap 'rm -f "$tap"' EXIT
+
+if [ -n "${FG_SEED:-}" ]; then
+	export FG_SEED
+	echo "FG_SEED=$FG_SEED"
+fi
+
+passed=0 failed=0 skipped=0
+for bin in "$@"; do
+	echo "== $bin"
+	: >"$tap"
+	if [ ! -x "$bin" ]; then
+		echo "run.sh: $bin: not found or not executable"
+		echo "== $bin: 0 passed, 1 failed, 0 skipped"
+		failed=$((failed + 1))
+		continue
+	fi
+	# timeout(1) puts the test in a process group of its own, out of reach
+	# of the terminal's ^C: pass an interrupt on to that group.
+	timeout -k 10 "$timeout_s" "$bin" --jobs="$jobs" --verbose \
+		--color=never --output=tap:"$tap" 2>&1 &
+	pid=$!
+	trap 'kill -TERM "-$pid" 2>/dev/null; exit 130' INT TERM
+	wait "$pid"
+	rc=$?
+	trap - INT TERM
+
+	# Criterion's TAP: "ok - s::t (0.01s)", "ok - s::t # SKIP reason",
+	# "not ok - s::t ...".  Its YAML details are indented.
+	read -r plan p f s <<-EOF
+	$(awk '
+		/^1\.\.[0-9]+/ { plan = 1 }
+		/^ok / { if ($0 ~ /# [Ss][Kk][Ii][Pp]/) s++; else p++ }
+		/^not ok / { f++ }
+		END { print plan + 0, p + 0, f + 0, s + 0 }' "$tap")
+	EOF
+	if { [ "$rc" -ne 0 ] || [ "$plan" -eq 0 ]; } && [ "$f" -eq 0 ]; then
+		if [ "$rc" -eq 124 ]; then
+			why="timed out after ${timeout_s}s"
+		elif [ "$rc" -gt 128 ]; then
+			why="killed by signal $((rc - 128))"
+		elif [ "$plan" -eq 0 ]; then
+			why="wrote no TAP report (exit status $rc)"
+		else
+			why="exited with status $rc"
+		fi
+		echo "run.sh: $bin: $why without reporting a failed test"
+		f=1
+	fi
+	echo "== $bin: $p passed, $f failed, $s skipped"
+	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+done
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
