@@ -123,7 +123,9 @@ typedef struct fg_tracker fg_tracker;
 /* Create a tracker.  opt may be NULL (all defaults).  A forced backend
  * (opt->backend or the FG_BACKEND environment variable) that the machine
  * lacks fails with -FG_EUNAVAIL; auto-selection never fails for want of a
- * backend ("none" is always available) and records why it chose.
+ * backend ("none" is always available) and records why it chose; when it
+ * passes over a better backend it says so once per process on stderr
+ * (FG_QUIET=1 silences that).  FG_CARD sets the default card size.
  * *out is written only on success. */
 int fg_tracker_create(const fg_options *opt, fg_tracker **out);
 

@@ -155,6 +155,20 @@ static int choose_backend(const fg_options *o, fg_impl *t)
 	return 0;
 }
 
+/* Whether auto-selection passed over a better backend, the first time in
+ * this process (later trackers would only repeat it). */
+static bool fell_back(const fg_options *o, const fg_impl *t)
+{
+	static atomic_bool said;
+	const char *quiet = getenv("FG_QUIET");
+
+	if (strncmp(t->why, "chose ", 6) == 0 || strncmp(t->why, "forced", 6) == 0)
+		return false;
+	if ((o->flags & FG_OPT_NO_ENV) == 0 && quiet && *quiet && *quiet != '0')
+		return false;
+	return !atomic_exchange(&said, true);
+}
+
 static int parse_card_env(size_t *card)
 {
 	const char *env = getenv("FG_CARD");
@@ -220,6 +234,10 @@ int fg_tracker_create(const fg_options *opt, fg_tracker **out)
 	if (o.flags & FG_OPT_VERBOSE)
 		fprintf(stderr, "fgvm: tracking with %s (%s)\n", t->ops->name,
 			t->why);
+	else if (fell_back(&o, t))
+		fprintf(stderr, "fgvm: note: fell back to the %s backend "
+				"(%s); FG_QUIET=1 silences this\n",
+			t->ops->name, t->why);
 	t->st.backend = t->ops->id;
 	h->impl = t;
 	h->sig = FG_SIG_LIVE;
