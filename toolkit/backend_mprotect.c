@@ -530,6 +530,7 @@ const fg_backend_ops fg_backend_mprotect = {
 	.id = FG_BACKEND_MPROTECT,
 	.name = "mprotect",
 	.process_local = true,
+	.has_hook = true,
 	.probe = mp_probe,
 	.init = mp_init,
 	.fini = mp_fini,

@@ -171,6 +171,14 @@ static int async_collect(fg_impl *t, fg_region *r, fg_runs *out)
 	return 0;
 }
 
+static int async_written(fg_impl *t, fg_region *r, fg_runs *out)
+{
+	struct async_state *s = t->bpriv;
+
+	return fg_pagemap_written(s->pagemap, r->base, r->base + r->len, false,
+				  true, out);
+}
+
 static int async_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
 			    uintptr_t end)
 {
@@ -191,4 +199,5 @@ const fg_backend_ops fg_backend_uffd_async = {
 	.region_del = async_region_del,
 	.collect = async_collect,
 	.mark_dirty = async_mark_dirty,
+	.written = async_written,
 };

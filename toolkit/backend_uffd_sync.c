@@ -550,6 +550,7 @@ static int sync_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
 const fg_backend_ops fg_backend_uffd_sync = {
 	.id = FG_BACKEND_UFFD_SYNC,
 	.name = "uffd-sync",
+	.has_hook = true,
 	.probe = sync_probe,
 	.init = sync_init,
 	.fini = sync_fini,

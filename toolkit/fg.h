@@ -38,9 +38,9 @@ extern "C" {
 #endif
 
 #define FG_VERSION_MAJOR 0
-#define FG_VERSION_MINOR 1
+#define FG_VERSION_MINOR 2
 #define FG_VERSION_PATCH 0
-#define FG_VERSION_STRING "0.1.0"
+#define FG_VERSION_STRING "0.2.0"
 /* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
  * signature or a public struct's layout changes incompatibly; public structs
  * that may grow carry their own size as first member. */
@@ -107,6 +107,10 @@ typedef void (*fg_write_hook)(void *page, void *arg);
 #define FG_OPT_NO_ENV 0x1  /* ignore FG_BACKEND and FG_CARD */
 #define FG_OPT_VERBOSE 0x2 /* print the backend choice on stderr */
 
+/* Precision methods (fg_options.precision). */
+#define FG_PRECISION_PAGE 0 /* a written page reports all its cards */
+#define FG_PRECISION_DIFF 1 /* twin/diff: only cards whose bytes changed */
+
 typedef struct fg_options {
 	size_t size;	       /* sizeof(fg_options) */
 	fg_backend_id backend; /* FG_BACKEND_AUTO: FG_BACKEND or probing */
@@ -114,9 +118,15 @@ typedef struct fg_options {
 	unsigned flags;	       /* FG_OPT_* */
 	fg_write_hook hook;    /* NULL: none */
 	void *hook_arg;
+	/* Since 0.2: */
+	unsigned precision;    /* FG_PRECISION_*; PAGE: FG_PRECISION env */
+	size_t twin_cap;       /* DIFF: bytes of twins at most; 0: half the
+				  tracked bytes.  Past it pages read whole. */
 } fg_options;
 
-#define FG_OPTIONS_INIT {sizeof(fg_options), FG_BACKEND_AUTO, 0, 0, NULL, NULL}
+#define FG_OPTIONS_INIT                                                       \
+	{sizeof(fg_options), FG_BACKEND_AUTO, 0, 0, NULL, NULL,               \
+	 FG_PRECISION_PAGE, 0}
 
 typedef struct fg_tracker fg_tracker;
 
@@ -210,6 +220,14 @@ typedef struct fg_stats {
 	uint64_t collect_ns_last;
 	uint64_t collect_ns_max;
 	uint64_t regions_lost;	  /* unmapped/remapped while registered */
+	/* DIFF precision (0 otherwise), since 0.2: */
+	uint64_t twins_hook;	  /* twins taken at a first write */
+	uint64_t twins_eager;	  /* twins taken at collection (hot pages) */
+	uint64_t twins_invalid;	  /* eager twins dropped: written meanwhile */
+	uint64_t pages_diffed;	  /* written pages compared with a twin */
+	uint64_t pages_whole;	  /* written pages without one: all cards */
+	uint64_t twin_bytes;	  /* twins held now */
+	uint64_t diff_ns;	  /* time spent comparing */
 } fg_stats;
 
 int fg_get_stats(fg_tracker *t, fg_stats *out);

@@ -62,6 +62,7 @@ typedef struct fg_region {
 	size_t npages;
 	bool lost;    /* unmapped or replaced: reported wholly dirty */
 	bool released; /* the backend has let go of it (lost regions) */
+	struct fg_twins *twins; /* DIFF precision (diff.c) */
 	void *priv;   /* backend state */
 } fg_region;
 
@@ -73,6 +74,8 @@ typedef struct fg_backend_ops {
 	/* Protection lives in this process's page tables only (mprotect), so
 	 * mark_dirty may act in a forked child too. */
 	bool process_local;
+	/* Calls t->hook before a first write lands (twins can be taken). */
+	bool has_hook;
 	int (*probe)(char *why, size_t whylen);
 	int (*init)(fg_impl *t);
 	void (*fini)(fg_impl *t, bool forked);
@@ -82,6 +85,9 @@ typedef struct fg_backend_ops {
 	/* Optional: make [start, end) writable by the kernel and dirty. */
 	int (*mark_dirty)(fg_impl *t, fg_region *r, uintptr_t start,
 			  uintptr_t end);
+	/* Optional: append the pages written since the last collect without
+	 * re-protecting them (validates twins taken without a hook). */
+	int (*written)(fg_impl *t, fg_region *r, fg_runs *out);
 } fg_backend_ops;
 
 extern const fg_backend_ops fg_backend_uffd_async;
@@ -102,6 +108,23 @@ typedef struct fg_counters {
 	_Atomic uint64_t hook_calls;
 } fg_counters;
 
+#define FG_DIFF_SLOTS 1024
+
+/* DIFF precision state of a tracker (diff.c). */
+typedef struct fg_diff {
+	bool on;
+	bool eager;		  /* backend can take or validate eager twins */
+	size_t cap_bytes;	  /* 0: half the tracked bytes */
+	uint64_t cap_pages;
+	_Atomic int64_t twins_ready;
+	_Atomic uint64_t twins_hook;
+	uint64_t twins_eager, twins_invalid, pages_diffed, pages_whole;
+	uint64_t diff_ns;
+	fg_write_hook user_hook;
+	void *user_hook_arg;
+	_Atomic(fg_region *) table[FG_DIFF_SLOTS]; /* for the hook */
+} fg_diff;
+
 struct fg_impl {
 	pthread_mutex_t lock;
 	pid_t pid; /* creator; another pid means we are a forked child */
@@ -115,7 +138,9 @@ struct fg_impl {
 	fg_region **regions; /* sorted by base */
 	size_t nregions, cap;
 
+	fg_diff diff;
 	fg_runs scratch;  /* page runs of one region */
+	fg_runs scratch2, eager; /* DIFF: byte ranges, pages to twin eagerly */
 	fg_runs result;   /* card ranges of the last collection */
 	uint64_t gen;
 
@@ -163,5 +188,21 @@ int fg_pagemap_written(int pagemap_fd, uintptr_t start, uintptr_t end,
 		       bool wp, bool check_async, fg_runs *out);
 
 uint64_t fg_now_ns(void);
+
+/* DIFF precision (diff.c). */
+int fg_diff_region_init(fg_impl *t, fg_region *r);
+void fg_diff_region_fini(fg_impl *t, fg_region *r);
+int fg_diff_publish(fg_impl *t, fg_region *r);
+void fg_diff_unpublish(fg_impl *t, fg_region *r);
+void fg_diff_first_write(void *page, void *impl);
+/* Start r's next epoch; returns the epoch it closes.  Before re-protect. */
+uint32_t fg_diff_begin_epoch(fg_region *r);
+/* Page runs of the closed epoch -> changed 64-byte ranges in out; pages
+ * to twin eagerly for the next epoch in eager. */
+int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
+		   const fg_runs *pages, fg_runs *out, fg_runs *eager);
+int fg_diff_eager(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
+		  fg_runs *scratch);
+void fg_diff_trim(fg_impl *t, fg_region *r);
 
 #endif /* FG_INTERNAL_H */

@@ -187,6 +187,47 @@ static int parse_card_env(size_t *card)
 	return 0;
 }
 
+static int setup_precision(const fg_options *o, fg_impl *t)
+{
+	const char *env = (o->flags & FG_OPT_NO_ENV) ? NULL : getenv("FG_PRECISION");
+	unsigned prec = o->precision;
+
+	if (prec == FG_PRECISION_PAGE && env && *env) {
+		if (!strcmp(env, "diff"))
+			prec = FG_PRECISION_DIFF;
+		else if (strcmp(env, "page"))
+			return fg_fail(-EINVAL, "FG_PRECISION=%s: use page or "
+						"diff",
+				       env);
+	}
+	if (prec != FG_PRECISION_PAGE && prec != FG_PRECISION_DIFF)
+		return fg_fail(-EINVAL, "precision %u unknown (FG_PRECISION_PAGE "
+					"or FG_PRECISION_DIFF)",
+			       prec);
+	if (prec != FG_PRECISION_DIFF)
+		return 0;
+	t->diff.on = true;
+	t->diff.cap_bytes = o->twin_cap;
+	/* Twins at first writes need the backend's hook; eager twins need
+	 * the hook or a way to validate them. */
+	t->diff.eager = t->ops->has_hook || t->ops->written;
+	if (t->ops->has_hook) {
+		t->diff.user_hook = t->hook;
+		t->diff.user_hook_arg = t->hook_arg;
+		t->hook = fg_diff_first_write;
+		t->hook_arg = t;
+	}
+	return 0;
+}
+
+static void update_twin_cap(fg_impl *t)
+{
+	size_t cap = t->diff.cap_bytes ? t->diff.cap_bytes
+				       : t->st.tracked_bytes / 2;
+
+	t->diff.cap_pages = cap / fg_page_size;
+}
+
 int fg_tracker_create(const fg_options *opt, fg_tracker **out)
 {
 	fg_options o = FG_OPTIONS_INIT;
@@ -225,6 +266,9 @@ int fg_tracker_create(const fg_options *opt, fg_tracker **out)
 	rc = choose_backend(&o, t);
 	if (rc)
 		goto err_mutex;
+	rc = setup_precision(&o, t);
+	if (rc)
+		goto err_mutex;
 	rc = t->ops->init(t);
 	if (rc) {
 		fg_fail(rc, "backend %s: %s", t->ops->name,
@@ -253,8 +297,12 @@ err_free:
 
 static void region_release(fg_impl *t, fg_region *r, bool child)
 {
+	if (r->twins)
+		fg_diff_unpublish(t, r);
 	if (!r->released)
 		t->ops->region_del(t, r, child);
+	/* No hook can be in flight now: the backend waited for them. */
+	fg_diff_region_fini(t, r);
 	registry_del(r->base);
 	free(r);
 }
@@ -273,6 +321,8 @@ int fg_tracker_destroy(fg_tracker *h)
 	t->ops->fini(t, child);
 	free(t->regions);
 	fg_runs_free(&t->scratch);
+	fg_runs_free(&t->scratch2);
+	fg_runs_free(&t->eager);
 	fg_runs_free(&t->result);
 	h->sig = FG_SIG_DEAD;
 	h->impl = NULL;
@@ -383,9 +433,16 @@ int fg_register(fg_tracker *h, void *addr, size_t len)
 	r->base = a;
 	r->len = len;
 	r->npages = len / fg_page_size;
+	if (t->diff.on) {
+		rc = fg_diff_region_init(t, r);
+		if (!rc)
+			rc = fg_diff_publish(t, r);
+		if (rc)
+			goto err_twins;
+	}
 	rc = t->ops->region_add(t, r);
 	if (rc)
-		goto err_free;
+		goto err_twins;
 	i = lower_bound(t, a);
 	memmove(&t->regions[i + 1], &t->regions[i],
 		(t->nregions - i) * sizeof *t->regions);
@@ -393,8 +450,13 @@ int fg_register(fg_tracker *h, void *addr, size_t len)
 	t->nregions++;
 	t->st.regions++;
 	t->st.tracked_bytes += len;
+	update_twin_cap(t);
 	goto out;
-err_free:
+err_twins:
+	if (r->twins) {
+		fg_diff_unpublish(t, r);
+		fg_diff_region_fini(t, r);
+	}
 	free(r);
 err_registry:
 	registry_del(a);
@@ -427,6 +489,7 @@ int fg_unregister(fg_tracker *h, void *addr, size_t len)
 	t->nregions--;
 	t->st.regions--;
 	t->st.tracked_bytes -= len;
+	update_twin_cap(t);
 	region_release(t, r, forked(t));
 out:
 	leave(t);
@@ -518,6 +581,8 @@ out:
 	return rc;
 }
 
+static uint64_t runs_pages(const fg_runs *runs);
+
 /* Give up tracking r: from now on it reads wholly dirty.  The backend
  * lets go of it at once, so that a still-mapped part is not left
  * protected with nobody accounting for its writes. */
@@ -531,19 +596,52 @@ static void lose(fg_impl *t, fg_region *r)
 	r->released = true;
 }
 
-/* Page runs of one region into t->scratch, with the lost/forked rules. */
-static int collect_region(fg_impl *t, fg_region *r)
+/* DIFF: turn the page runs in t->scratch into changed byte ranges, and
+ * twin hot pages for the epoch that has just begun. */
+static int refine(fg_impl *t, fg_region *r, uint32_t closed)
+{
+	fg_runs tmp;
+	int rc;
+
+	rc = fg_diff_refine(t, r, closed, &t->scratch, &t->scratch2, &t->eager);
+	if (rc)
+		return rc;
+	tmp = t->scratch;
+	t->scratch = t->scratch2;
+	t->scratch2 = tmp;
+	if (t->eager.n)
+		rc = fg_diff_eager(t, r, closed + 1, &t->eager, &t->scratch2);
+	/* Dropped twins stay resident until trimmed; now and then is enough
+	 * (a scan of two bytes per page). */
+	if (t->st.collections % 64 == 63)
+		fg_diff_trim(t, r);
+	return rc;
+}
+
+/* One region's dirty ranges into t->scratch (page runs, or byte ranges
+ * with DIFF), with the lost/forked rules; *pages: pages the backend
+ * reported. */
+static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
 {
 	int rc = 0;
 
 	t->scratch.n = 0;
+	*pages = 0;
 	if (!r->lost && !forked(t)) {
+		/* The epoch moves before the backend re-protects: see diff.c. */
+		uint32_t closed = r->twins ? fg_diff_begin_epoch(r) : 0;
+
 		if (!fg_range_mapped(r->base, r->len))
 			rc = fg_fail(-FG_EUNMAPPED,
 				     "region [%#lx, +%zu) was unmapped",
 				     (unsigned long)r->base, r->len);
 		else
 			rc = t->ops->collect(t, r, &t->scratch);
+		if (!rc) {
+			*pages = runs_pages(&t->scratch);
+			if (r->twins)
+				rc = refine(t, r, closed);
+		}
 		/* Whatever the backend had taken is covered by reporting
 		 * the whole region, now and from now on. */
 		if (rc)
@@ -551,6 +649,7 @@ static int collect_region(fg_impl *t, fg_region *r)
 	}
 	if (r->lost || forked(t)) {
 		t->scratch.n = 0;
+		*pages = r->npages;
 		return fg_runs_push(&t->scratch, r->base, r->base + r->len);
 	}
 	return 0;
@@ -578,22 +677,18 @@ static void account(fg_impl *t, uint64_t pages, uint64_t t0)
 		t->st.collect_ns_max = dt;
 }
 
-/* Card-aligned bounds of a page run, clipped to its region. */
+/* Card-aligned bounds of a dirty range, clipped to its region. */
 static void card_bounds(const fg_impl *t, const fg_region *r, const fg_run *p,
 			uintptr_t *s, uintptr_t *e)
 {
 	uintptr_t c = t->card;
 
-	*s = p->start;
-	*e = p->end;
-	if (c > fg_page_size) {
-		*s = *s - *s % c;
-		*e = *e % c ? *e + (c - *e % c) : *e;
-		if (*s < r->base)
-			*s = r->base;
-		if (*e > r->base + r->len)
-			*e = r->base + r->len;
-	}
+	*s = p->start - p->start % c;
+	*e = p->end % c ? p->end + (c - p->end % c) : p->end;
+	if (*s < r->base)
+		*s = r->base;
+	if (*e > r->base + r->len)
+		*e = r->base + r->len;
 }
 
 int fg_collect(fg_tracker *h, fg_iter *it)
@@ -611,8 +706,10 @@ int fg_collect(fg_tracker *h, fg_iter *it)
 		fg_region *r = t->regions[i];
 		size_t floor = t->result.n;
 
-		rc = collect_region(t, r);
-		pages += runs_pages(&t->scratch);
+		uint64_t rp;
+
+		rc = collect_region(t, r, &rp);
+		pages += rp;
 		for (size_t j = 0; j < t->scratch.n && !rc; j++) {
 			uintptr_t s, e;
 
@@ -710,7 +807,9 @@ int fg_collect_bitmap(fg_tracker *h, void *addr, size_t len, uint64_t *bits,
 			     nbits, need, (size_t)c);
 		goto out;
 	}
-	rc = collect_region(t, r);
+	uint64_t rp;
+
+	rc = collect_region(t, r, &rp);
 	if (rc)
 		goto out;
 	memset(bits, 0, (nbits + 63) / 64 * sizeof *bits);
@@ -727,7 +826,7 @@ int fg_collect_bitmap(fg_tracker *h, void *addr, size_t len, uint64_t *bits,
 			*w |= m;
 		}
 	}
-	account(t, runs_pages(&t->scratch), t0);
+	account(t, rp, t0);
 	rc = cards > INT_MAX ? INT_MAX : (int)cards;
 out:
 	leave(t);
@@ -748,6 +847,13 @@ int fg_get_stats(fg_tracker *h, fg_stats *out)
 	s = t->st;
 	s.faults = atomic_load(&t->ctr.faults);
 	s.hook_calls = atomic_load(&t->ctr.hook_calls);
+	s.twins_hook = atomic_load(&t->diff.twins_hook);
+	s.twins_eager = t->diff.twins_eager;
+	s.twins_invalid = t->diff.twins_invalid;
+	s.pages_diffed = t->diff.pages_diffed;
+	s.pages_whole = t->diff.pages_whole;
+	s.twin_bytes = (uint64_t)atomic_load(&t->diff.twins_ready) * fg_page_size;
+	s.diff_ns = t->diff.diff_ns;
 	leave(t);
 	s.size = out->size && out->size < sizeof s ? out->size : sizeof s;
 	memcpy(out, &s, s.size);
