@@ -374,6 +374,22 @@ static fg_region *find(const fg_impl *t, uintptr_t addr, size_t *idx)
 	return r;
 }
 
+/* The region registered with exactly (a, len). */
+static int exact_region(const fg_impl *t, uintptr_t a, size_t len,
+			fg_region **out, size_t *idx)
+{
+	fg_region *r = find(t, a, idx);
+
+	if (!r || r->base != a || r->len != len)
+		return fg_fail(-FG_ENOTREG,
+			       "[%#lx, +%zu) is not a registered region of this "
+			       "tracker (never registered, already "
+			       "unregistered, or a different length)",
+			       (unsigned long)a, len);
+	*out = r;
+	return 0;
+}
+
 static int check_range(uintptr_t a, size_t len)
 {
 	if (!len)
@@ -475,15 +491,9 @@ int fg_unregister(fg_tracker *h, void *addr, size_t len)
 
 	if (rc)
 		return rc;
-	r = find(t, a, &i);
-	if (!r || r->base != a || r->len != len) {
-		rc = fg_fail(-FG_ENOTREG,
-			     "[%#lx, +%zu) is not a registered region of this "
-			     "tracker (never registered, already unregistered, "
-			     "or a different length)",
-			     (unsigned long)a, len);
+	rc = exact_region(t, a, len, &r, &i);
+	if (rc)
 		goto out;
-	}
 	memmove(&t->regions[i], &t->regions[i + 1],
 		(t->nregions - i - 1) * sizeof *t->regions);
 	t->nregions--;
@@ -791,13 +801,9 @@ int fg_collect_bitmap(fg_tracker *h, void *addr, size_t len, uint64_t *bits,
 
 	if (rc)
 		return rc;
-	r = find(t, a, NULL);
-	if (!r || r->base != a || r->len != len) {
-		rc = fg_fail(-FG_ENOTREG,
-			     "[%#lx, +%zu) is not a registered region",
-			     (unsigned long)a, len);
+	rc = exact_region(t, a, len, &r, NULL);
+	if (rc)
 		goto out;
-	}
 	c = t->card;
 	first = a / c;
 	need = (a + len + c - 1) / c - first;
