@@ -485,7 +485,7 @@ int fg_unregister(fg_tracker *h, void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr;
 	fg_impl *t;
-	fg_region *r;
+	fg_region *r = NULL;
 	size_t i;
 	int rc = enter(h, &t);
 
@@ -795,7 +795,7 @@ int fg_collect_bitmap(fg_tracker *h, void *addr, size_t len, uint64_t *bits,
 	uint64_t t0 = fg_now_ns(), cards = 0;
 	uintptr_t a = (uintptr_t)addr, c, first;
 	fg_impl *t;
-	fg_region *r;
+	fg_region *r = NULL;
 	size_t need;
 	int rc = enter(h, &t);
 
