@@ -466,16 +466,25 @@ void orc_compare(orc_region *r, size_t n, size_t card, orc_result *res)
 			if (!memcmp(g->base + off, g->snap + off, ps))
 				continue;
 			res->pages_changed++;
-			for (size_t l = p * lpp; l < (p + 1) * lpp; l++)
-				if (memcmp(g->base + l * ORC_LINE,
-					   g->snap + l * ORC_LINE, ORC_LINE))
-					bits_set(g->changed, l, l + 1);
+			for (size_t l = p * lpp; l < (p + 1) * lpp; l++) {
+				const uint8_t *x = g->base + l * ORC_LINE;
+				const uint8_t *y = g->snap + l * ORC_LINE;
+
+				if (!memcmp(x, y, ORC_LINE))
+					continue;
+				bits_set(g->changed, l, l + 1);
+				for (size_t b = 0; b < ORC_LINE; b++)
+					res->changed_bytes += x[b] != y[b];
+			}
 		}
 		for (size_t l = 0; l < g->nlines; l++) {
 			bool w = bit(g->written, l), c = bit(g->changed, l);
 
+			res->reported_lines += bit(g->reported, l);
 			if (c && !w && !res->unlogged_lines++)
 				res->first_unlogged = g->base + l * ORC_LINE;
+			if (g->changed_only)
+				w = false; /* the truth is c alone */
 			if (!w && !c)
 				continue;
 			res->truth_lines++;
@@ -484,8 +493,9 @@ void orc_compare(orc_region *r, size_t n, size_t card, orc_result *res)
 		}
 		for (size_t p = 0; p < npages; p++) {
 			bool rep = bits_any(g->reported, p * lpp, (p + 1) * lpp);
-			bool tru = bits_any(g->written, p * lpp,
-					    (p + 1) * lpp) ||
+			bool tru = (!g->changed_only &&
+				    bits_any(g->written, p * lpp,
+					     (p + 1) * lpp)) ||
 				   bits_any(g->changed, p * lpp, (p + 1) * lpp);
 
 			res->pages_reported += rep;
@@ -498,7 +508,8 @@ void orc_compare(orc_region *r, size_t n, size_t card, orc_result *res)
 
 			line_span(g, cs, cs + card, &lo, &hi);
 			rep = bits_any(g->reported, lo, hi);
-			tru = bits_any(g->written, lo, hi) ||
+			tru = (!g->changed_only &&
+			       bits_any(g->written, lo, hi)) ||
 			      bits_any(g->changed, lo, hi);
 			res->cards_reported += rep;
 			res->cards_truth += tru;
@@ -563,7 +574,9 @@ void orc_exact_pages(orc_region *r, size_t n, size_t card, uint64_t *extra,
 			for (uintptr_t p = ps0; p < pe && !want; p += ps) {
 				line_span(g, p, p + ps, &lo, &hi);
 				if (hi > lo && hi - lo <= lpp)
-					want = bits_any(g->written, lo, hi) ||
+					want = (!g->changed_only &&
+						bits_any(g->written, lo,
+							 hi)) ||
 					       bits_any(g->changed, lo, hi);
 			}
 			line_span(g, cs, ce, &lo, &hi);

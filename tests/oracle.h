@@ -6,6 +6,9 @@
  * whose bytes changed", and every such line must lie in a reported card.
  * State is kept per 64-byte line (the smallest card), so one comparison
  * serves every card size, and card-level counts are derived from it.
+ * With orc_region.changed_only set (DIFF precision) the truth is "lines
+ * whose bytes changed" alone; the write log then only checks that nothing
+ * but the test changed tracked memory.
  *
  * The functions do not use Criterion: results come back as counts and
  * first offenders, and the tests decide what to assert.  The two macros
@@ -69,6 +72,11 @@ typedef struct orc_region {
 	uint64_t *written;  /* lines the test wrote this epoch (its log) */
 	uint64_t *changed;  /* lines whose bytes differ from snap */
 	uint64_t *reported; /* lines covered by the last collection */
+	/* Truth is "lines whose bytes changed" only, not "written or
+	 * changed": with DIFF precision a line written back to its epoch-start
+	 * bytes is legitimately reported clean.  false (the default from
+	 * orc_region_init) keeps the original rule. */
+	bool changed_only;
 } orc_region;
 
 /* Mapping helpers; NULL on failure (errno set).  at: NULL for anywhere,
@@ -109,13 +117,15 @@ int orc_collect(fg_tracker *t, orc_region *r, size_t n, orc_method m,
 		size_t *card, char *form, size_t formlen);
 
 typedef struct orc_result {
-	uint64_t truth_lines;	 /* written or changed */
+	uint64_t truth_lines;	 /* written or changed (changed_only: changed) */
 	uint64_t missed_lines;	 /* truth lines not reported */
 	const uint8_t *first_miss;
 	uint64_t unlogged_lines; /* changed but never written by the test */
 	const uint8_t *first_unlogged;
 	uint64_t pages_reported, pages_changed, pages_truth, pages_fp;
 	uint64_t cards_reported, cards_truth, cards_fp, cards_missed;
+	uint64_t reported_lines; /* 64-byte lines in reported cards */
+	uint64_t changed_bytes;	 /* bytes that differ from the snapshot */
 } orc_result;
 
 /* Compare the last collection with the truth, counting cards of size card

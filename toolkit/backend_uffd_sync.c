@@ -497,6 +497,28 @@ static int merge_runs(const fg_runs *a, const fg_runs *b, fg_runs *out)
 	return 0;
 }
 
+static int sync_written(fg_impl *t, fg_region *r, fg_runs *out)
+{
+	sync_state *s = t->bpriv;
+
+	return fg_pagemap_written(s->pagemap, r->base, r->base + r->len, false,
+				  false, out);
+}
+
+/* Whether page lost its write protection: the kernel's uffd-wp bit, so
+ * that whoever un-protected it (fg_mark_dirty, a handler of an earlier
+ * epoch) is seen.  From the handler thread only (not signal-safe). */
+static int sync_page_written(fg_impl *t, uintptr_t page)
+{
+	sync_state *s = t->bpriv;
+	fg_run run;
+	fg_runs out = {.v = &run, .n = 0, .cap = 1};
+	int err = fg_pagemap_written(s->pagemap, page, page + fg_page_size,
+				     false, false, &out);
+
+	return err ? err : out.n > 0;
+}
+
 static int sync_collect(fg_impl *t, fg_region *r, fg_runs *out)
 {
 	sync_state *s = t->bpriv;
@@ -558,4 +580,6 @@ const fg_backend_ops fg_backend_uffd_sync = {
 	.region_del = sync_region_del,
 	.collect = sync_collect,
 	.mark_dirty = sync_mark_dirty,
+	.written = sync_written,
+	.page_written = sync_page_written,
 };

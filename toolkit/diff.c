@@ -7,9 +7,9 @@
  * a valid twin is reported whole: always sound.
  *
  * Where twins come from:
- *   - hook: backends with a first-write hook (mprotect, uffd-sync) call
- *     fg_diff_first_write() before the faulting write lands; it copies the
- *     still-protected page.
+ *   - hook: a backend with a first-write hook and a way to check the page's
+ *     protection (uffd-sync) calls fg_diff_first_write() before the
+ *     faulting write lands; it copies the page and validates the copy.
  *   - eager: at collection, pages dirty in two consecutive epochs are
  *     predicted to be written again; they are twinned at once and left
  *     writable (fg_mark_dirty's path), so they never fault and are diffed
@@ -28,9 +28,13 @@
  *     READY before letting the write land.  So a twin is copied from a page
  *     nobody can write: hooks run before un-protection, the collector copies
  *     right after the backend's re-protection.
- *   - Eager twins on a backend without a hook (uffd-async) cannot stop a
- *     write during the copy, so they are validated afterwards: a page the
- *     kernel reports written since its re-protection loses its twin.
+ *   - A hook cannot by itself rule out that someone else un-protected the
+ *     page during its copy (fg_mark_dirty, or a fault handler of an earlier
+ *     epoch that un-protects late), so every twin is validated after the
+ *     copy against the kernel's own record: hook twins one page at a time
+ *     (ops->page_written), eager twins in one scan (ops->written).  A
+ *     backend without that record (mprotect) gets no twins: its written
+ *     pages read whole until a protection-generation protocol exists.
  *   - The hook is called from a SIGSEGV handler (mprotect): it takes no lock
  *     and allocates nothing; twin memory is a reserved mirror of the region
  *     (two pages of address space per page), faulted in on first use.
@@ -43,7 +47,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-enum { TWIN_NONE, TWIN_COPYING, TWIN_READY };
+enum { TWIN_NONE, TWIN_COPYING, TWIN_READY, TWIN_TRIMMING };
 
 #define GRANULE 64
 
@@ -109,8 +113,10 @@ void fg_diff_region_fini(fg_impl *t, fg_region *r)
 }
 
 /* Make slot (p, epoch & 1) epoch's twin unless it already is.  Returns
- * whether a copy was made by us.  Signal-safe. */
-static bool twin_take(fg_impl *t, fg_region *r, size_t p, uint32_t epoch)
+ * whether a usable copy was made by us.  validate: ask the backend whether
+ * the page stayed protected through the copy (hook path). */
+static bool twin_take(fg_impl *t, fg_region *r, size_t p, uint32_t epoch,
+		      bool validate)
 {
 	struct fg_twins *w = r->twins;
 	unsigned s = epoch & 1;
@@ -118,10 +124,13 @@ static bool twin_take(fg_impl *t, fg_region *r, size_t p, uint32_t epoch)
 
 	for (;;) {
 		uint8_t cur = atomic_load(st);
+		uint32_t tag = atomic_load(&w->tag[2 * p + s]);
 
-		if (cur == TWIN_COPYING)
-			continue; /* another thread is copying: wait */
-		if (cur == TWIN_READY && atomic_load(&w->tag[2 * p + s]) == epoch)
+		if (cur == TWIN_COPYING || cur == TWIN_TRIMMING)
+			continue; /* another thread is copying or trimming */
+		/* Never replace a twin of this epoch, nor of a later one (a
+		 * hook that read the epoch before a collection moved it). */
+		if (cur == TWIN_READY && (int32_t)(tag - epoch) >= 0)
 			return false;
 		if (cur == TWIN_NONE &&
 		    atomic_load(&t->diff.twins_ready) >= (int64_t)t->diff.cap_pages)
@@ -130,6 +139,16 @@ static bool twin_take(fg_impl *t, fg_region *r, size_t p, uint32_t epoch)
 			continue;
 		memcpy(slot_addr(r, p, s), (void *)(r->base + p * fg_page_size),
 		       fg_page_size);
+		if (validate &&
+		    t->ops->page_written(t, r->base + p * fg_page_size) != 0) {
+			/* Written (or unknown) meanwhile: no twin, reads whole. */
+			if (cur == TWIN_READY)
+				atomic_fetch_sub(&t->diff.twins_ready, 1);
+			atomic_store(st, TWIN_NONE);
+			atomic_fetch_add_explicit(&t->diff.twins_hook_invalid, 1,
+						  memory_order_relaxed);
+			return false;
+		}
 		atomic_store(&w->tag[2 * p + s], epoch);
 		if (cur == TWIN_NONE)
 			atomic_fetch_add(&t->diff.twins_ready, 1);
@@ -165,7 +184,7 @@ void fg_diff_first_write(void *page, void *arg)
 	fg_region *r = diff_lookup(t, (uintptr_t)page);
 
 	if (r && twin_take(t, r, ((uintptr_t)page - r->base) / fg_page_size,
-			   atomic_load(&r->twins->epoch)))
+			   atomic_load(&r->twins->epoch), true))
 		atomic_fetch_add_explicit(&t->diff.twins_hook, 1,
 					  memory_order_relaxed);
 	if (t->diff.user_hook)
@@ -290,7 +309,8 @@ int fg_diff_eager(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
 	for (size_t i = 0; i < eager->n; i++) {
 		for (uintptr_t a = eager->v[i].start; a < eager->v[i].end;
 		     a += fg_page_size)
-			twin_take(t, r, (a - r->base) / fg_page_size, epoch);
+			twin_take(t, r, (a - r->base) / fg_page_size, epoch,
+				  false);
 	}
 	/* No hook could hold writers off: drop twins of pages written while
 	 * we copied.  Their pages read whole next time. */
@@ -340,22 +360,28 @@ int fg_diff_eager(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
 	return 0;
 }
 
-/* Give back the memory of twins no longer in use, when over the cap. */
+/* Give back the memory of twins no longer in use.  Slots are held in
+ * TRIMMING across the madvise, so a hook cannot copy a twin into a page
+ * that is being zapped (it waits, as for COPYING). */
 void fg_diff_trim(fg_impl *t, fg_region *r)
 {
 	struct fg_twins *w = r->twins;
-	uintptr_t run = 0;
+	size_t run = SIZE_MAX;
 
 	for (size_t i = 0; i <= 2 * r->npages; i++) {
-		bool idle = i < 2 * r->npages &&
-			    atomic_load(&w->state[i]) == TWIN_NONE;
-		uintptr_t a = (uintptr_t)w->area + i * fg_page_size;
+		uint8_t none = TWIN_NONE;
+		bool held = i < 2 * r->npages &&
+			    atomic_compare_exchange_strong(&w->state[i], &none,
+							   TWIN_TRIMMING);
 
-		if (idle && !run)
-			run = a;
-		if (!idle && run) {
-			madvise((void *)run, a - run, MADV_DONTNEED);
-			run = 0;
+		if (held && run == SIZE_MAX)
+			run = i;
+		if (!held && run != SIZE_MAX) {
+			madvise(w->area + run * fg_page_size,
+				(i - run) * fg_page_size, MADV_DONTNEED);
+			for (size_t k = run; k < i; k++)
+				atomic_store(&w->state[k], TWIN_NONE);
+			run = SIZE_MAX;
 		}
 	}
 	(void)t;

@@ -88,6 +88,12 @@ typedef struct fg_backend_ops {
 	/* Optional: append the pages written since the last collect without
 	 * re-protecting them (validates twins taken without a hook). */
 	int (*written)(fg_impl *t, fg_region *r, fg_runs *out);
+	/* Optional, from the hook's context: 1 if page is not write-protected
+	 * now (so a twin just copied from it cannot be trusted), 0 if it is,
+	 * or an error.  Hook twins are taken only where this exists: a hook
+	 * alone cannot rule out another un-protection of the page (a late
+	 * handler of an earlier epoch, fg_mark_dirty) during the copy. */
+	int (*page_written)(fg_impl *t, uintptr_t page);
 } fg_backend_ops;
 
 extern const fg_backend_ops fg_backend_uffd_async;
@@ -117,7 +123,7 @@ typedef struct fg_diff {
 	size_t cap_bytes;	  /* 0: half the tracked bytes */
 	uint64_t cap_pages;
 	_Atomic int64_t twins_ready;
-	_Atomic uint64_t twins_hook;
+	_Atomic uint64_t twins_hook, twins_hook_invalid;
 	uint64_t twins_eager, twins_invalid, pages_diffed, pages_whole;
 	uint64_t diff_ns;
 	fg_write_hook user_hook;

@@ -208,10 +208,10 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 		return 0;
 	t->diff.on = true;
 	t->diff.cap_bytes = o->twin_cap;
-	/* Twins at first writes need the backend's hook; eager twins need
-	 * the hook or a way to validate them. */
-	t->diff.eager = t->ops->has_hook || t->ops->written;
-	if (t->ops->has_hook) {
+	/* Every twin is validated against the kernel's record (diff.c):
+	 * eager twins need ops->written, hook twins ops->page_written. */
+	t->diff.eager = t->ops->written && t->ops->mark_dirty;
+	if (t->ops->has_hook && t->ops->page_written) {
 		t->diff.user_hook = t->hook;
 		t->diff.user_hook_arg = t->hook_arg;
 		t->hook = fg_diff_first_write;
@@ -855,7 +855,8 @@ int fg_get_stats(fg_tracker *h, fg_stats *out)
 	s.hook_calls = atomic_load(&t->ctr.hook_calls);
 	s.twins_hook = atomic_load(&t->diff.twins_hook);
 	s.twins_eager = t->diff.twins_eager;
-	s.twins_invalid = t->diff.twins_invalid;
+	s.twins_invalid = t->diff.twins_invalid +
+			  atomic_load(&t->diff.twins_hook_invalid);
 	s.pages_diffed = t->diff.pages_diffed;
 	s.pages_whole = t->diff.pages_whole;
 	s.twin_bytes = (uint64_t)atomic_load(&t->diff.twins_ready) * fg_page_size;
