@@ -1,0 +1,1607 @@
+/* alias.c - ALIAS, the sub-page allocator (VEE 2017): a memfd mapped as 64
+ * views, objects placed so that each card is reached through its own view.
+ *
+ * Invariants kept here:
+ *   - Layout: the memfd is twice the capacity.  Its lower half holds spans
+ *     (1..16 pages carved for one size class, slots packed from the span's
+ *     start, so a slot may cross into the next page); its upper half holds
+ *     large objects (> SMALL_MAX), page runs reached through view 0 only.
+ *   - Placement: a slot whose first byte is at byte o of its page, in a span
+ *     carved with card size C, is handed out only as its address in view
+ *     v = (o & ~(C-1)) / 64 (its "home view"), and no other address in the
+ *     views is handed out for those bytes.  So a write through view v to
+ *     page q can only come from a slot with home view v that overlaps page
+ *     q: one that starts in card v of q, or the one slot (at most) that
+ *     starts before q and reaches into it.  Collection reports both.
+ *   - A span's layout (size class, card size) changes only while it holds
+ *     no live and no cached slot, so a dirty (view, page) is translated
+ *     with the layout current at collection time: a write to a live object
+ *     was made through the live object's own view.
+ *   - The allocator never writes heap memory except through the handed-out
+ *     address of the object concerned (calloc's zeroing, realloc's copy).
+ *     Its metadata lives in side tables outside the memfd.
+ *   - A (view, segment) range is registered with the tracker, and the 64 KiB
+ *     chunk prefaulted (marked dirty first), before any address in it is
+ *     handed out; `ready` of a chunk has bit v set only after both, and is
+ *     cleared only while the chunk holds no object (its memory punched).
+ *   - A slot's live bit is set from malloc to free (atomic: other threads
+ *     flip other bits of the word).  A slot is in exactly one of: live, in
+ *     a thread cache, available (page's avail bitmap, class lock).
+ *   - Lock order: heaps_lock > class lock > pages_lock; grow_lock > the
+ *     tracker's lock.  Thread caches belong to their heap; a thread's TLS
+ *     names (heap, uid) and is dereferenced only when that pair is still in
+ *     the list of live heaps (under heaps_lock), or is the caller's heap.
+ */
+#include "fg_alias.h"
+#include "fg_internal.h" /* fg_fail */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+#ifndef FALLOC_FL_PUNCH_HOLE
+#define FALLOC_FL_KEEP_SIZE 0x01
+#define FALLOC_FL_PUNCH_HOLE 0x02
+#endif
+
+#define PAGE 4096u
+#define PAGE_SHIFT 12
+#define NVIEWS FG_ALIAS_VIEWS_MAX
+#define BLOCK_SHIFT 21 /* 2 MiB: one page-table page per view */
+#define BLOCK_PAGES (1u << (BLOCK_SHIFT - PAGE_SHIFT))
+#define CHUNK_PAGES 16u /* prefault unit: little memory ahead of use */
+#define SMALL_MAX 16384
+#define MAX_SLOTS 256
+#define MAX_SPAN 16 /* pages */
+#define MAX_ALIGN ((size_t)1 << BLOCK_SHIFT)
+#define PUNCH_PAGES 32 /* free runs this long go back to the kernel at once */
+#define BIN_MAX 64
+#define SIG_LIVE 0x46476148u /* "FGaH" */
+#define SIG_DEAD 0x44656164u
+
+/* Size classes: multiples of 16 (malloc's alignment), 16 apart up to 256,
+ * then about 12% apart, each chosen so that a span of 1, 2, 4, 8 or 16
+ * pages wastes at most 1/32 of itself (classes_init picks the span). */
+static const uint16_t class_size[] = {
+	16,   32,   48,	  64,	80,   96,   112,  128,	144,   160,   176,
+	192,  208,  224,  240,	256,  288,  320,  352,	384,   432,   480,
+	528,  592,  656,  736,	816,  912,  1024, 1152, 1296,  1456,  1632,
+	1824, 2048, 2304, 2592, 2912, 3264, 3632, 4080, 4576,  5040,  5456,
+	5952, 6544, 7280, 8176, 9360, 10912, 13104, 16384,
+};
+#define NCLASS (sizeof class_size / sizeof *class_size)
+
+struct class_info {
+	uint32_t size, nslots, pages, recip, bin_lim;
+	uint64_t views[FG_ALIAS_CARD_SIZES]; /* home views of a span, by card */
+};
+static struct class_info classes[NCLASS];
+static uint8_t class_of_16[SMALL_MAX / 16 + 1]; /* (size + 15) / 16 -> class */
+static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
+
+enum { PK_FREE, PK_SMALL, PK_LARGE, PK_TAIL };
+
+/* info: kind | class << 2 | log2(card) << 8, published with release.  A
+ * span's or large run's later pages are PK_TAIL, aux naming the first. */
+#define INFO(kind, cls, cl) ((uint32_t)(kind) | (uint32_t)(cls) << 2 | (uint32_t)(cl) << 8)
+#define INFO_KIND(i) ((i) & 3u)
+#define INFO_CLASS(i) (((i) >> 2) & 63u)
+#define INFO_CL(i) (((i) >> 8) & 15u)
+
+struct pdesc {
+	_Atomic uint32_t info;
+	_Atomic uint32_t aux; /* large head: pages; tail: head page */
+	int32_t next, prev;   /* class's partial list (class lock), heads */
+	uint32_t navail;      /* class lock; stats read a copy: */
+	_Atomic uint32_t navail_stat;
+	uint64_t avail[MAX_SLOTS / 64];	      /* class lock */
+	_Atomic uint64_t live[MAX_SLOTS / 64];
+};
+
+struct class_state {
+	pthread_mutex_t lock;
+	int32_t partial; /* heads of spans with available slots */
+	uint32_t npartial;
+	uint32_t nspans, nempty;
+} __attribute__((aligned(64)));
+
+struct bin {
+	uint32_t n;
+	void *v[BIN_MAX];
+};
+
+struct tcache {
+	struct tcache *next; /* heap's list (heaps_lock) */
+	bool in_use;
+	struct bin bins[NCLASS];
+};
+
+struct seg {
+	uint32_t first_block, nblocks;
+	uint64_t registered; /* views registered with the tracker */
+};
+
+/* Physical pages of one half of the memfd (pages_lock). */
+enum { POOL_SPANS, POOL_LARGE };
+struct pool {
+	size_t first, npages; /* absolute */
+	uint64_t *freebits;   /* pages below top that are free, relative */
+	size_t top, hint, nfree;
+	size_t seg_end;	      /* absolute block: segments cover up to it */
+};
+
+typedef struct heap {
+	uint64_t uid;
+	struct heap *next_live; /* heaps_lock */
+	fg_tracker *t;
+	fg_backend_id backend;
+	bool populate;
+	int fd;
+	uintptr_t base; /* view 0; view v at base + (v << vshift) */
+	size_t cap;	/* capacity: pages in use in both pools together */
+	size_t npages, nblocks; /* of the memfd, twice the capacity */
+	unsigned vshift;
+	void *resv;
+	size_t resv_len;
+	_Atomic size_t card;
+
+	struct pdesc *pd;
+	size_t pd_len;
+
+	pthread_mutex_t pages_lock;
+	struct pool pool[2];
+
+	pthread_mutex_t grow_lock;
+	_Atomic uint64_t *ready; /* per chunk: views registered + prefaulted */
+	uint32_t *seg_of;	 /* per block: segment + 1, 0 for none */
+	struct seg *segs;
+	size_t nsegs, segs_cap;
+	uint64_t regions, registered_bytes, prefaulted;
+
+	struct class_state cls[NCLASS];
+	struct tcache *caches; /* heaps_lock */
+
+	pthread_mutex_t collect_lock;
+	fg_range *runs;
+	size_t runs_cap;
+	_Atomic uint64_t collections, last_cards; /* read without the lock */
+} heap;
+
+struct fg_alias_heap {
+	uint32_t sig;
+	heap *impl;
+};
+
+/* Live heaps (the TLS cache check), and the per-thread cache. */
+static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static heap *heaps_live;
+static uint64_t heaps_uid;
+static pthread_key_t tls_key;
+
+static __thread struct {
+	heap *h;
+	uint64_t uid;
+	struct tcache *c;
+} tls __attribute__((tls_model("initial-exec")));
+
+static void tls_release(void *unused);
+
+/* The view a slot at span offset off is handed out through. */
+static inline unsigned home_view(uint32_t off, unsigned cl)
+{
+	return ((off & (PAGE - 1)) >> cl << cl) >> 6;
+}
+
+static void classes_init(void)
+{
+	for (size_t c = 0; c < NCLASS; c++) {
+		struct class_info *ci = &classes[c];
+
+		ci->size = class_size[c];
+		/* The smallest span that wastes at most 1/32 of itself. */
+		for (ci->pages = 1; ci->pages < MAX_SPAN; ci->pages *= 2) {
+			uint32_t bytes = ci->pages * PAGE;
+
+			if (bytes / ci->size >= 2 &&
+			    bytes % ci->size <= bytes / 32)
+				break;
+		}
+		ci->nslots = ci->pages * PAGE / ci->size;
+		if (ci->nslots > MAX_SLOTS)
+			ci->nslots = MAX_SLOTS;
+		ci->recip = (uint32_t)(((UINT64_C(1) << 32) + ci->size - 1) /
+				       ci->size);
+		ci->bin_lim = 16384 / ci->size;
+		if (ci->bin_lim > BIN_MAX)
+			ci->bin_lim = BIN_MAX;
+		if (ci->bin_lim < 2)
+			ci->bin_lim = 2;
+		for (unsigned k = 0; k < FG_ALIAS_CARD_SIZES; k++)
+			for (uint32_t i = 0; i < ci->nslots; i++)
+				ci->views[k] |= UINT64_C(1)
+						<< home_view(i * ci->size, k + 6);
+	}
+	for (size_t s = 0, c = 0; s <= SMALL_MAX / 16; s++) {
+		while (class_size[c] < s * 16)
+			c++;
+		class_of_16[s] = (uint8_t)c;
+	}
+	pthread_key_create(&tls_key, tls_release);
+}
+
+static inline unsigned size_class(size_t size)
+{
+	return class_of_16[(size + 15) >> 4];
+}
+
+/* off / size, exact for span offsets (< 2^16) and sizes up to 2^16. */
+static inline uint32_t slot_of(const struct class_info *ci, uint32_t off)
+{
+	return (uint32_t)(((uint64_t)off * ci->recip) >> 32);
+}
+
+static inline uintptr_t view_addr(const heap *h, unsigned v, size_t page)
+{
+	return h->base + ((uintptr_t)v << h->vshift) + (page << PAGE_SHIFT);
+}
+
+/* A slot's handed-out address: span head page, span offset. */
+static inline void *slot_addr(const heap *h, size_t head, unsigned cl,
+			      uint32_t off)
+{
+	return (void *)(view_addr(h, home_view(off, cl), head) + off);
+}
+
+static heap *get_heap(const fg_alias_heap *hh)
+{
+	if (!hh) {
+		fg_fail(-FG_EBADTRACKER, "ALIAS heap handle is NULL");
+		return NULL;
+	}
+	if (hh->sig == SIG_DEAD) {
+		fg_fail(-FG_EDESTROYED, "ALIAS heap %p was destroyed",
+			(const void *)hh);
+		return NULL;
+	}
+	if (hh->sig != SIG_LIVE || !hh->impl) {
+		fg_fail(-FG_EBADTRACKER, "%p is not an ALIAS heap handle",
+			(const void *)hh);
+		return NULL;
+	}
+	return hh->impl;
+}
+
+static int heap_err(const fg_alias_heap *hh)
+{
+	return hh && hh->sig == SIG_DEAD ? -FG_EDESTROYED : -FG_EBADTRACKER;
+}
+
+/* ---- physical pages ---------------------------------------------------- */
+
+/* First page (absolute) of a free run of n pages of a pool, aligned to
+ * align pages, or -1.  The pages in use in both pools together are at
+ * most the capacity. */
+static long pages_alloc(heap *h, unsigned which, size_t n, size_t align)
+{
+	struct pool *p = &h->pool[which];
+	size_t start;
+	long r = -1;
+
+	pthread_mutex_lock(&h->pages_lock);
+	if (h->pool[0].top - h->pool[0].nfree + h->pool[1].top -
+		    h->pool[1].nfree + n > h->cap / PAGE)
+		goto out;
+	if (n == 1 && align == 1 && p->nfree) {
+		for (size_t w = p->hint; w * 64 < p->top; w++) {
+			if (p->freebits[w]) {
+				unsigned b = (unsigned)__builtin_ctzll(p->freebits[w]);
+
+				p->freebits[w] &= p->freebits[w] - 1;
+				p->hint = w;
+				p->nfree--;
+				r = (long)(p->first + w * 64 + b);
+				goto out;
+			}
+		}
+	} else if (p->nfree >= n) { /* first fit */
+		size_t run = 0, i;
+
+		start = 0;
+		for (i = p->hint * 64; i < p->top && run < n;) {
+			uint64_t w = p->freebits[i / 64] >> (i % 64);
+
+			if (i % 64 == 0 && (w == 0 || (w == ~UINT64_C(0) && run))) {
+				run = w ? run + 64 : 0;
+				i += 64;
+				continue;
+			}
+			if (!(w & 1)) {
+				run = 0;
+			} else if (run || (p->first + i) % align == 0) {
+				if (!run)
+					start = i;
+				run++;
+			}
+			i++;
+		}
+		if (run >= n) {
+			for (i = start; i < start + n; i++)
+				p->freebits[i / 64] &= ~(UINT64_C(1) << (i % 64));
+			p->nfree -= n;
+			r = (long)(p->first + start);
+			goto out;
+		}
+	}
+	start = (p->first + p->top + align - 1) / align * align - p->first;
+	if (start + n > p->npages)
+		goto out;
+	for (size_t i = p->top; i < start; i++) { /* alignment gap: free */
+		p->freebits[i / 64] |= UINT64_C(1) << (i % 64);
+		p->nfree++;
+	}
+	if (p->top < start && p->top / 64 < p->hint)
+		p->hint = p->top / 64;
+	p->top = start + n;
+	r = (long)(p->first + start);
+out:
+	pthread_mutex_unlock(&h->pages_lock);
+	return r;
+}
+
+static void pages_free(heap *h, size_t first, size_t n)
+{
+	struct pool *p = &h->pool[first >= h->pool[1].first];
+
+	first -= p->first;
+	pthread_mutex_lock(&h->pages_lock);
+	for (size_t i = first; i < first + n; i++)
+		p->freebits[i / 64] |= UINT64_C(1) << (i % 64);
+	p->nfree += n;
+	if (first / 64 < p->hint)
+		p->hint = first / 64;
+	pthread_mutex_unlock(&h->pages_lock);
+}
+
+/* Give free pages' memory back (none of them holds an object).  Their
+ * chunks are prefaulted again when next used. */
+static void punch(heap *h, size_t first, size_t n)
+{
+	size_t c0 = (first + CHUNK_PAGES - 1) / CHUNK_PAGES;
+	size_t c1 = (first + n) / CHUNK_PAGES;
+
+	/* Failure only leaves memory resident. */
+	(void)fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			(off_t)first << PAGE_SHIFT, (off_t)n << PAGE_SHIFT);
+	for (size_t c = c0; c < c1; c++)
+		atomic_store(&h->ready[c], 0);
+}
+
+/* ---- views: registration and prefaulting -------------------------------- */
+
+/* Segments grow with their pool (an eighth of it, 2 MiB .. max(32 MiB,
+ * half the memfd / 32)): few tracker regions, and little page-table
+ * overshoot, since userfaultfd fills every PTE of a registered shared
+ * range. */
+static int segs_cover(heap *h, size_t block)
+{
+	struct pool *p = &h->pool[block >= h->nblocks / 2];
+	size_t first = p->first / BLOCK_PAGES, end = first + h->nblocks / 2;
+
+	while (p->seg_end <= block) {
+		size_t n = 1, lim = h->nblocks / 64 > 16 ? h->nblocks / 64 : 16;
+
+		while (n * 2 <= (p->seg_end - first) / 8 && n * 2 <= lim)
+			n *= 2;
+		if (n > end - p->seg_end)
+			n = end - p->seg_end;
+		if (h->nsegs == h->segs_cap) {
+			size_t cap = h->segs_cap ? h->segs_cap * 2 : 16;
+			struct seg *s = realloc(h->segs, cap * sizeof *s);
+
+			if (!s)
+				return -ENOMEM;
+			h->segs = s;
+			h->segs_cap = cap;
+		}
+		h->segs[h->nsegs] = (struct seg){(uint32_t)p->seg_end,
+						 (uint32_t)n, 0};
+		for (size_t b = p->seg_end; b < p->seg_end + n; b++)
+			h->seg_of[b] = (uint32_t)h->nsegs + 1;
+		h->nsegs++;
+		p->seg_end += n;
+	}
+	return 0;
+}
+
+static int prepare_slow(heap *h, size_t c0, size_t c1, uint64_t need)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&h->grow_lock);
+	for (size_t c = c0; c <= c1 && !rc; c++) {
+		uint64_t miss = need & ~atomic_load(&h->ready[c]);
+		size_t b = c / (BLOCK_PAGES / CHUNK_PAGES);
+		struct seg *s;
+
+		if (!miss)
+			continue;
+		rc = segs_cover(h, b);
+		if (rc)
+			break;
+		s = &h->segs[h->seg_of[b] - 1];
+		for (uint64_t m = miss & ~s->registered; m && !rc; m &= m - 1) {
+			unsigned v = (unsigned)__builtin_ctzll(m);
+			size_t len = (size_t)s->nblocks << BLOCK_SHIFT;
+
+			rc = fg_register(h->t,
+					 (void *)view_addr(h, v, (size_t)s->first_block * BLOCK_PAGES),
+					 len);
+			if (rc)
+				break;
+			s->registered |= UINT64_C(1) << v;
+			h->regions++;
+			h->registered_bytes += len;
+		}
+		if (rc)
+			break;
+		for (uint64_t m = miss; m && h->populate; m &= m - 1) {
+			void *a = (void *)view_addr(h, (unsigned)__builtin_ctzll(m),
+						    c * CHUNK_PAGES);
+
+			/* Dirty first, so the mprotect backend lets the
+			 * populate write; failures only cost faults later. */
+			(void)fg_mark_dirty(h->t, a, CHUNK_PAGES * PAGE);
+			(void)madvise(a, CHUNK_PAGES * PAGE, MADV_POPULATE_WRITE);
+			h->prefaulted++;
+		}
+		atomic_fetch_or(&h->ready[c], miss);
+	}
+	pthread_mutex_unlock(&h->grow_lock);
+	if (rc) {
+		char detail[256];
+
+		snprintf(detail, sizeof detail, "%s", fg_last_error_detail());
+		fg_fail(rc, "ALIAS: registering a view with the tracker: %s",
+			detail);
+	}
+	return rc;
+}
+
+/* Make views need of pages [first, first + n) usable. */
+static inline int prepare(heap *h, size_t first, size_t n, uint64_t need)
+{
+	size_t c0 = first / CHUNK_PAGES, c1 = (first + n - 1) / CHUNK_PAGES;
+
+	for (size_t c = c0; c <= c1; c++)
+		if ((atomic_load_explicit(&h->ready[c], memory_order_acquire) &
+		     need) != need)
+			return prepare_slow(h, c, c1, need);
+	return 0;
+}
+
+/* ---- size classes ------------------------------------------------------- */
+
+static void partial_push(heap *h, struct class_state *cs, size_t pg)
+{
+	struct pdesc *d = &h->pd[pg];
+
+	d->prev = -1;
+	d->next = cs->partial;
+	if (cs->partial >= 0)
+		h->pd[cs->partial].prev = (int32_t)pg;
+	cs->partial = (int32_t)pg;
+	cs->npartial++;
+}
+
+static void partial_unlink(heap *h, struct class_state *cs, size_t pg)
+{
+	struct pdesc *d = &h->pd[pg];
+
+	if (d->prev >= 0)
+		h->pd[d->prev].next = d->next;
+	else
+		cs->partial = d->next;
+	if (d->next >= 0)
+		h->pd[d->next].prev = d->prev;
+	cs->npartial--;
+}
+
+/* The ordering comes from info's release/acquire; aux is atomic only
+ * because a collection may read a page's being rewritten (then it reads
+ * info FREE or the new layout, and no live object is concerned). */
+static inline uint32_t aux_of(const heap *h, size_t pg)
+{
+	return atomic_load_explicit(&h->pd[pg].aux, memory_order_relaxed);
+}
+
+/* Publish the layout of a run: later pages first, the head last. */
+static void set_run(heap *h, size_t head, size_t n, uint32_t info)
+{
+	for (size_t i = 1; i < n; i++) {
+		atomic_store_explicit(&h->pd[head + i].aux, (uint32_t)head,
+				      memory_order_relaxed);
+		atomic_store_explicit(&h->pd[head + i].info,
+				      info ? INFO(PK_TAIL, 0, 0) : 0,
+				      memory_order_release);
+	}
+	atomic_store_explicit(&h->pd[head].info, info, memory_order_release);
+}
+
+/* Carve a fresh span for class c at the current card size (class lock). */
+static int carve(heap *h, unsigned c)
+{
+	const struct class_info *ci = &classes[c];
+	unsigned cl = (unsigned)__builtin_ctzl(atomic_load(&h->card));
+	long pg = pages_alloc(h, POOL_SPANS, ci->pages, 1);
+	struct pdesc *d;
+	int rc;
+
+	if (pg < 0)
+		return fg_fail(-ENOMEM, "ALIAS heap full (capacity %zu bytes)",
+			       h->cap);
+	rc = prepare(h, (size_t)pg, ci->pages, ci->views[cl - 6]);
+	if (rc) {
+		pages_free(h, (size_t)pg, ci->pages);
+		return rc;
+	}
+	d = &h->pd[pg];
+	d->navail = ci->nslots;
+	atomic_store_explicit(&d->navail_stat, d->navail, memory_order_relaxed);
+	memset(d->avail, 0, sizeof d->avail);
+	for (uint32_t i = 0; i < ci->nslots; i++)
+		d->avail[i / 64] |= UINT64_C(1) << (i % 64);
+	set_run(h, (size_t)pg, ci->pages, INFO(PK_SMALL, c, cl));
+	partial_push(h, &h->cls[c], (size_t)pg);
+	h->cls[c].nspans++;
+	h->cls[c].nempty++;
+	return 0;
+}
+
+/* Move up to want available slots of class c into b. */
+static int refill(heap *h, unsigned c, struct bin *b, uint32_t want)
+{
+	struct class_state *cs = &h->cls[c];
+	const struct class_info *ci = &classes[c];
+	int rc = 0;
+
+	pthread_mutex_lock(&cs->lock);
+	while (b->n < want) {
+		struct pdesc *d;
+		size_t head;
+		unsigned cl;
+
+		if (cs->partial < 0) {
+			rc = carve(h, c);
+			if (rc)
+				break;
+		}
+		head = (size_t)cs->partial;
+		d = &h->pd[head];
+		cl = INFO_CL(atomic_load_explicit(&d->info, memory_order_relaxed));
+		for (unsigned w = 0; w < MAX_SLOTS / 64 && b->n < want; w++) {
+			while (d->avail[w] && b->n < want) {
+				uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(d->avail[w]);
+
+				d->avail[w] &= d->avail[w] - 1;
+				cs->nempty -= d->navail == ci->nslots;
+				d->navail--;
+				b->v[b->n++] = slot_addr(h, head, cl, i * ci->size);
+			}
+		}
+		atomic_store_explicit(&d->navail_stat, d->navail,
+				      memory_order_relaxed);
+		if (!d->navail)
+			partial_unlink(h, cs, head);
+	}
+	pthread_mutex_unlock(&cs->lock);
+	return b->n ? 0 : rc;
+}
+
+/* Where an address lies: view, page, offset in page; for a span, its head
+ * page and the offset in the span. */
+struct where {
+	unsigned v;
+	size_t pg, head;
+	uint32_t off, soff, info;
+};
+
+static inline bool locate(const heap *h, const void *p, struct where *w)
+{
+	uintptr_t a = (uintptr_t)p - h->base;
+
+	*w = (struct where){0};
+	if (a >= (uintptr_t)NVIEWS << h->vshift)
+		return false;
+	w->v = (unsigned)(a >> h->vshift);
+	w->pg = (a & (((uintptr_t)1 << h->vshift) - 1)) >> PAGE_SHIFT;
+	w->off = (uint32_t)(a & (PAGE - 1));
+	w->head = w->pg;
+	w->info = atomic_load_explicit(&h->pd[w->pg].info, memory_order_acquire);
+	if (INFO_KIND(w->info) == PK_TAIL) {
+		w->head = aux_of(h, w->pg);
+		w->info = atomic_load_explicit(&h->pd[w->head].info,
+					       memory_order_acquire);
+	}
+	w->soff = (uint32_t)((w->pg - w->head) << PAGE_SHIFT) + w->off;
+	return true;
+}
+
+/* The slot p (located as w) is the start of, reached through its home
+ * view; false if p is no slot's start. */
+static inline bool small_slot(const struct where *w, uint32_t *slot)
+{
+	const struct class_info *ci = &classes[INFO_CLASS(w->info)];
+	uint32_t i = slot_of(ci, w->soff);
+
+	*slot = i;
+	return INFO_KIND(w->info) == PK_SMALL && i * ci->size == w->soff &&
+	       i < ci->nslots && home_view(w->soff, INFO_CL(w->info)) == w->v;
+}
+
+/* Return n slots of class c (already not live) to their spans. */
+static void flush(heap *h, unsigned c, void *const *v, uint32_t n)
+{
+	struct class_state *cs = &h->cls[c];
+	const struct class_info *ci = &classes[c];
+
+	pthread_mutex_lock(&cs->lock);
+	for (uint32_t k = 0; k < n; k++) {
+		struct where w;
+		struct pdesc *d;
+		uint32_t i;
+
+		locate(h, v[k], &w);
+		small_slot(&w, &i);
+		d = &h->pd[w.head];
+		d->avail[i / 64] |= UINT64_C(1) << (i % 64);
+		atomic_store_explicit(&d->navail_stat, d->navail + 1,
+				      memory_order_relaxed);
+		if (d->navail++ == 0)
+			partial_push(h, cs, w.head);
+		/* An empty span goes back to the pool, to be carved for any
+		 * class at the card size of its next carving.  A few stay:
+		 * their views' pages are mapped and warm already. */
+		if (d->navail == ci->nslots && ++cs->nempty > cs->nspans / 16 + 1) {
+			partial_unlink(h, cs, w.head);
+			cs->nempty--;
+			cs->nspans--;
+			set_run(h, w.head, ci->pages, INFO(PK_FREE, 0, 0));
+			pages_free(h, w.head, ci->pages);
+		}
+	}
+	pthread_mutex_unlock(&cs->lock);
+}
+
+/* ---- thread caches ------------------------------------------------------ */
+
+static bool heap_alive(const heap *h, uint64_t uid)
+{
+	for (heap *p = heaps_live; p; p = p->next_live)
+		if (p == h && p->uid == uid)
+			return true;
+	return false;
+}
+
+/* Give the calling thread's cache back to its heap, if that still lives
+ * (heaps_lock held). */
+static void tls_drop(void)
+{
+	if (tls.h && heap_alive(tls.h, tls.uid)) {
+		for (unsigned c = 0; c < NCLASS; c++) {
+			struct bin *b = &tls.c->bins[c];
+
+			if (b->n)
+				flush(tls.h, c, b->v, b->n);
+			b->n = 0;
+		}
+		tls.c->in_use = false;
+	}
+	tls.h = NULL;
+	tls.c = NULL;
+}
+
+static void tls_release(void *unused)
+{
+	(void)unused;
+	pthread_mutex_lock(&heaps_lock);
+	tls_drop();
+	pthread_mutex_unlock(&heaps_lock);
+}
+
+static struct tcache *cache_slow(heap *h)
+{
+	struct tcache *c;
+
+	pthread_mutex_lock(&heaps_lock);
+	tls_drop();
+	for (c = h->caches; c && c->in_use; c = c->next)
+		;
+	if (!c) {
+		c = calloc(1, sizeof *c);
+		if (c) {
+			c->next = h->caches;
+			h->caches = c;
+		}
+	}
+	if (c) {
+		c->in_use = true;
+		tls.h = h;
+		tls.uid = h->uid;
+		tls.c = c;
+		pthread_setspecific(tls_key, c); /* for tls_release at exit */
+	}
+	pthread_mutex_unlock(&heaps_lock);
+	return c;
+}
+
+static inline struct tcache *cache_of(heap *h)
+{
+	if (__builtin_expect(tls.h == h && tls.uid == h->uid, 1))
+		return tls.c;
+	return cache_slow(h);
+}
+
+/* ---- objects ------------------------------------------------------------ */
+
+static void *large_alloc(heap *h, size_t size, size_t align_pages)
+{
+	size_t n = (size + PAGE - 1) / PAGE;
+	long pg;
+
+	if (size > h->cap || n == 0) {
+		fg_fail(-ENOMEM, "ALIAS: %zu bytes exceed the heap", size);
+		errno = ENOMEM;
+		return NULL;
+	}
+	pg = pages_alloc(h, POOL_LARGE, n, align_pages);
+	if (pg < 0) {
+		fg_fail(-ENOMEM, "ALIAS heap full (capacity %zu bytes)", h->cap);
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (prepare(h, (size_t)pg, n, 1)) {
+		pages_free(h, (size_t)pg, n);
+		errno = ENOMEM;
+		return NULL;
+	}
+	atomic_store_explicit(&h->pd[pg].aux, (uint32_t)n, memory_order_relaxed);
+	set_run(h, (size_t)pg, n, INFO(PK_LARGE, 0, 0));
+	return (void *)view_addr(h, 0, (size_t)pg);
+}
+
+static void *small_alloc(heap *h, unsigned c)
+{
+	struct tcache *tc = cache_of(h);
+	struct bin *b;
+	struct where w;
+	uint32_t i;
+	void *p;
+
+	if (!tc) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	b = &tc->bins[c];
+	if (!b->n && refill(h, c, b, (classes[c].bin_lim + 1) / 2)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	p = b->v[--b->n];
+	locate(h, p, &w);
+	i = slot_of(&classes[c], w.soff);
+	atomic_fetch_or_explicit(&h->pd[w.head].live[i / 64],
+				 UINT64_C(1) << (i % 64), memory_order_relaxed);
+	return p;
+}
+
+void *fg_alias_malloc(fg_alias_heap *hh, size_t size)
+{
+	heap *h = get_heap(hh);
+
+	if (!h) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (size > SMALL_MAX)
+		return large_alloc(h, size, 1);
+	return small_alloc(h, size_class(size));
+}
+
+void *fg_alias_calloc(fg_alias_heap *hh, size_t n, size_t size)
+{
+	void *p;
+
+	if (size && n > SIZE_MAX / size) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	p = fg_alias_malloc(hh, n * size);
+	if (p) /* through the object's own address: its card reads dirty */
+		memset(p, 0, n * size);
+	return p;
+}
+
+void *fg_alias_aligned_alloc(fg_alias_heap *hh, size_t align, size_t size)
+{
+	heap *h = get_heap(hh);
+
+	if (!h || !align || (align & (align - 1)) || align > MAX_ALIGN) {
+		if (h)
+			fg_fail(-EINVAL, "ALIAS: alignment %zu is not a power "
+					 "of two up to 2 MiB", align);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (align <= 16)
+		return fg_alias_malloc(hh, size);
+	if (size <= SMALL_MAX && align < PAGE) {
+		/* Slots sit at multiples of the size from a span's start. */
+		for (unsigned c = size_class(size); c < NCLASS; c++)
+			if (class_size[c] % align == 0)
+				return small_alloc(h, c);
+	}
+	return large_alloc(h, size ? size : 1, align < PAGE ? 1 : align / PAGE);
+}
+
+static int free_large(heap *h, const struct where *w, const void *p)
+{
+	struct pdesc *d = &h->pd[w->pg];
+	uint32_t info = w->info;
+	size_t n = aux_of(h, w->pg);
+
+	if (w->v != 0 || w->off != 0 || w->pg != w->head ||
+	    !atomic_compare_exchange_strong(&d->info, &info, INFO(PK_FREE, 0, 0)))
+		return fg_fail(-EINVAL, "ALIAS: %p is not a live object (freed "
+					"twice, or not an object's start)", p);
+	set_run(h, w->pg, n, INFO(PK_FREE, 0, 0));
+	if (n >= PUNCH_PAGES)
+		punch(h, w->pg, n);
+	pages_free(h, w->pg, n);
+	return 0;
+}
+
+int fg_alias_free(fg_alias_heap *hh, void *p)
+{
+	heap *h = get_heap(hh);
+	struct where w;
+	uint32_t i;
+	unsigned c;
+	struct tcache *tc;
+	struct bin *b;
+	uint64_t bit, old;
+
+	if (!h)
+		return heap_err(hh);
+	if (!p)
+		return 0;
+	if (!locate(h, p, &w))
+		return fg_fail(-EFAULT, "ALIAS: %p is not in this heap", p);
+	if (INFO_KIND(w.info) == PK_LARGE)
+		return free_large(h, &w, p);
+	if (!small_slot(&w, &i))
+		return fg_fail(-EINVAL, "ALIAS: %p is not the start of an "
+					"object (interior pointer, another "
+					"view's address, or a free page)", p);
+	bit = UINT64_C(1) << (i % 64);
+	old = atomic_fetch_and_explicit(&h->pd[w.head].live[i / 64], ~bit,
+					memory_order_relaxed);
+	if (!(old & bit))
+		return fg_fail(-EINVAL, "ALIAS: %p is not live (double free?)",
+			       p);
+	c = INFO_CLASS(w.info);
+	tc = cache_of(h);
+	if (!tc) { /* no cache: straight back to its span */
+		flush(h, c, &p, 1);
+		return 0;
+	}
+	b = &tc->bins[c];
+	if (b->n == classes[c].bin_lim) {
+		uint32_t half = (b->n + 1) / 2;
+
+		flush(h, c, b->v, half);
+		memmove(b->v, b->v + half, (b->n - half) * sizeof *b->v);
+		b->n -= half;
+	}
+	b->v[b->n++] = p;
+	return 0;
+}
+
+static size_t usable(heap *h, const void *p)
+{
+	struct where w;
+	uint32_t i;
+
+	if (!locate(h, p, &w))
+		return 0;
+	if (INFO_KIND(w.info) == PK_LARGE)
+		return w.v == 0 && w.off == 0 && w.pg == w.head
+			       ? (size_t)aux_of(h, w.pg) * PAGE
+			       : 0;
+	if (!small_slot(&w, &i) ||
+	    !(atomic_load(&h->pd[w.head].live[i / 64]) & (UINT64_C(1) << (i % 64))))
+		return 0;
+	return classes[INFO_CLASS(w.info)].size;
+}
+
+size_t fg_alias_usable_size(fg_alias_heap *hh, const void *p)
+{
+	heap *h = get_heap(hh);
+
+	return h && p ? usable(h, p) : 0;
+}
+
+void *fg_alias_realloc(fg_alias_heap *hh, void *p, size_t size)
+{
+	heap *h = get_heap(hh);
+	size_t us;
+	void *n;
+
+	if (!h) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!p)
+		return fg_alias_malloc(hh, size);
+	us = usable(h, p);
+	if (!us) {
+		fg_fail(-EINVAL, "ALIAS: realloc of %p, not a live object", p);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!size) {
+		fg_alias_free(hh, p);
+		return NULL;
+	}
+	/* Keep the object when it fits without wasting much of it. */
+	if (size <= us && (us <= SMALL_MAX ? size > us - us / 8 - 16
+					   : size > us - PAGE))
+		return p;
+	n = fg_alias_malloc(hh, size);
+	if (!n)
+		return NULL;
+	memcpy(n, p, size < us ? size : us); /* writes through n's view */
+	fg_alias_free(hh, p);
+	return n;
+}
+
+/* ---- heaps --------------------------------------------------------------- */
+
+static void *map_table(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static size_t table_len(size_t n, size_t each)
+{
+	return (n * each + PAGE - 1) & ~(size_t)(PAGE - 1);
+}
+
+static int check_card(size_t card)
+{
+	if (card < 64 || card > PAGE || (card & (card - 1)))
+		return fg_fail(-FG_ECARD,
+			       "ALIAS card size %zu: use a power of two from 64 "
+			       "to the page size (%u)",
+			       card, PAGE);
+	return 0;
+}
+
+/* The card size: the caller's, else FG_CARD (parsed by the tracker, whose
+ * card size is then set back to the page: ALIAS derives cards itself). */
+static int choose_card(heap *h, const fg_alias_options *o)
+{
+	size_t card = o->card_size;
+	const char *env = getenv("FG_CARD");
+
+	if (!card && !(o->flags & FG_ALIAS_NO_ENV) && env && *env) {
+		card = fg_card_size(h->t);
+		if (check_card(card))
+			return fg_fail(-FG_ECARD,
+				       "FG_CARD=%s: ALIAS cards are powers of "
+				       "two from 64 to %u bytes",
+				       env, PAGE);
+	}
+	if (!card)
+		card = 64;
+	if (check_card(card))
+		return -FG_ECARD;
+	atomic_store(&h->card, card);
+	return fg_set_card_size(h->t, PAGE);
+}
+
+static int map_views(heap *h)
+{
+	size_t len = (size_t)1 << h->vshift, span = (size_t)NVIEWS << h->vshift;
+	uintptr_t r, a;
+
+	h->fd = memfd_create("fg-alias", MFD_CLOEXEC);
+	if (h->fd < 0)
+		return fg_fail(-errno, "ALIAS: memfd_create: %s", strerror(errno));
+	if (ftruncate(h->fd, (off_t)len) < 0)
+		return fg_fail(-errno, "ALIAS: ftruncate to %zu: %s", len,
+			       strerror(errno));
+	/* One reservation, 2 MiB-aligned: view v at base + v * memfd size,
+	 * so an address gives its view and page by shifts. */
+	h->resv_len = span + MAX_ALIGN;
+	h->resv = mmap(NULL, h->resv_len, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (h->resv == MAP_FAILED) {
+		h->resv = NULL;
+		return fg_fail(-ENOMEM, "ALIAS: cannot reserve %zu bytes of "
+					"address space for %d views of %zu bytes",
+			       span, NVIEWS, len);
+	}
+	r = (uintptr_t)h->resv;
+	a = (r + MAX_ALIGN - 1) & ~(MAX_ALIGN - 1);
+	h->base = a;
+	for (unsigned v = 0; v < NVIEWS; v++) {
+		void *p = mmap((void *)view_addr(h, v, 0), len,
+			       PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_FIXED | MAP_NORESERVE, h->fd, 0);
+
+		if (p == MAP_FAILED)
+			return fg_fail(-errno, "ALIAS: mapping view %u: %s", v,
+				       strerror(errno));
+	}
+	return 0;
+}
+
+static void heap_free(heap *h)
+{
+	if (h->t)
+		fg_tracker_destroy(h->t);
+	if (h->resv)
+		munmap(h->resv, h->resv_len);
+	if (h->fd >= 0)
+		close(h->fd);
+	if (h->pd)
+		munmap(h->pd, h->pd_len);
+	for (unsigned k = 0; k < 2; k++)
+		if (h->pool[k].freebits)
+			munmap(h->pool[k].freebits, table_len(h->npages / 2 / 64, 8));
+	if (h->ready)
+		munmap((void *)h->ready, table_len(h->npages / CHUNK_PAGES, 8));
+	if (h->seg_of)
+		munmap(h->seg_of, table_len(h->nblocks, 4));
+	while (h->caches) {
+		struct tcache *c = h->caches;
+
+		h->caches = c->next;
+		free(c);
+	}
+	for (unsigned c = 0; c < NCLASS; c++)
+		pthread_mutex_destroy(&h->cls[c].lock);
+	pthread_mutex_destroy(&h->pages_lock);
+	pthread_mutex_destroy(&h->grow_lock);
+	pthread_mutex_destroy(&h->collect_lock);
+	free(h->segs);
+	free(h->runs);
+	free(h);
+}
+
+int fg_alias_heap_create(const fg_alias_options *opt, fg_alias_heap **out)
+{
+	fg_alias_options o = FG_ALIAS_OPTIONS_INIT;
+	fg_options to = FG_OPTIONS_INIT;
+	fg_alias_heap *hh;
+	heap *h;
+	int rc;
+
+	pthread_once(&classes_once, classes_init);
+	if (!out)
+		return fg_fail(-EINVAL, "fg_alias_heap_create: out is NULL");
+	if (opt)
+		memcpy(&o, opt, opt->size < sizeof o ? opt->size : sizeof o);
+	if (sysconf(_SC_PAGESIZE) != PAGE)
+		return fg_fail(-FG_EUNAVAIL, "ALIAS needs %u-byte pages, this "
+					     "machine has %ld", PAGE,
+			       sysconf(_SC_PAGESIZE));
+	if (o.card_size && check_card(o.card_size))
+		return -FG_ECARD;
+	if (!o.capacity)
+		o.capacity = (size_t)1 << 30;
+	if (o.capacity > ((size_t)1 << 38))
+		return fg_fail(-EINVAL, "ALIAS capacity %zu: at most 256 GiB "
+					"(64 views of twice that must fit the "
+					"address space)", o.capacity);
+
+	hh = calloc(1, sizeof *hh);
+	h = calloc(1, sizeof *h);
+	if (!hh || !h) {
+		free(hh);
+		free(h);
+		return -ENOMEM;
+	}
+	h->fd = -1;
+	h->populate = !(o.flags & FG_ALIAS_NO_POPULATE);
+	h->vshift = BLOCK_SHIFT + 1;
+	while (((size_t)1 << (h->vshift - 1)) < o.capacity)
+		h->vshift++;
+	h->cap = (size_t)1 << (h->vshift - 1);
+	h->npages = ((size_t)1 << h->vshift) / PAGE;
+	h->nblocks = h->npages / BLOCK_PAGES;
+	pthread_mutex_init(&h->pages_lock, NULL);
+	pthread_mutex_init(&h->grow_lock, NULL);
+	pthread_mutex_init(&h->collect_lock, NULL);
+	for (unsigned c = 0; c < NCLASS; c++) {
+		pthread_mutex_init(&h->cls[c].lock, NULL);
+		h->cls[c].partial = -1;
+	}
+
+	to.backend = o.backend;
+	/* 0 lets the tracker parse FG_CARD for us (choose_card). */
+	to.card_size = o.card_size || (o.flags & FG_ALIAS_NO_ENV) ? PAGE : 0;
+	to.flags = ((o.flags & FG_ALIAS_NO_ENV) ? FG_OPT_NO_ENV : 0) |
+		   ((o.flags & FG_ALIAS_VERBOSE) ? FG_OPT_VERBOSE : 0);
+	rc = fg_tracker_create(&to, &h->t);
+	if (rc) {
+		h->t = NULL;
+		goto err;
+	}
+	h->backend = fg_tracker_backend(h->t);
+	rc = choose_card(h, &o);
+	if (rc)
+		goto err;
+	rc = map_views(h);
+	if (rc)
+		goto err;
+	h->pd_len = table_len(h->npages, sizeof *h->pd);
+	h->pd = map_table(h->pd_len);
+	h->ready = map_table(table_len(h->npages / CHUNK_PAGES, 8));
+	h->seg_of = map_table(table_len(h->nblocks, 4));
+	for (unsigned k = 0; k < 2; k++) {
+		struct pool *p = &h->pool[k];
+
+		p->first = k * h->npages / 2;
+		p->npages = h->npages / 2;
+		p->seg_end = p->first / BLOCK_PAGES;
+		p->freebits = map_table(table_len(p->npages / 64, 8));
+	}
+	if (!h->pd || !h->ready || !h->seg_of || !h->pool[0].freebits ||
+	    !h->pool[1].freebits) {
+		rc = fg_fail(-ENOMEM, "ALIAS: side tables for %zu pages",
+			     h->npages);
+		goto err;
+	}
+	pthread_mutex_lock(&heaps_lock);
+	h->uid = ++heaps_uid;
+	h->next_live = heaps_live;
+	heaps_live = h;
+	pthread_mutex_unlock(&heaps_lock);
+	hh->impl = h;
+	hh->sig = SIG_LIVE;
+	*out = hh;
+	return 0;
+err:
+	{
+		/* Keep the failure's detail past the cleanup's calls. */
+		char detail[512];
+
+		snprintf(detail, sizeof detail, "%s", fg_last_error_detail());
+		heap_free(h);
+		free(hh);
+		return fg_fail(rc, "%s", detail);
+	}
+}
+
+int fg_alias_heap_destroy(fg_alias_heap *hh)
+{
+	heap *h = get_heap(hh);
+
+	if (!h)
+		return heap_err(hh);
+	pthread_mutex_lock(&heaps_lock);
+	for (heap **pp = &heaps_live; *pp; pp = &(*pp)->next_live) {
+		if (*pp == h) {
+			*pp = h->next_live;
+			break;
+		}
+	}
+	if (tls.h == h) {
+		tls.h = NULL;
+		tls.c = NULL;
+	}
+	pthread_mutex_unlock(&heaps_lock);
+	hh->sig = SIG_DEAD; /* the handle's few bytes stay, as a tombstone */
+	hh->impl = NULL;
+	heap_free(h);
+	return 0;
+}
+
+fg_tracker *fg_alias_tracker(fg_alias_heap *hh)
+{
+	heap *h = get_heap(hh);
+
+	return h ? h->t : NULL;
+}
+
+int fg_alias_set_card_size(fg_alias_heap *hh, size_t card)
+{
+	heap *h = get_heap(hh);
+	int rc;
+
+	if (!h)
+		return heap_err(hh);
+	rc = check_card(card);
+	if (!rc)
+		atomic_store(&h->card, card);
+	return rc;
+}
+
+size_t fg_alias_card_size(const fg_alias_heap *hh)
+{
+	return hh && hh->sig == SIG_LIVE ? atomic_load(&hh->impl->card) : 0;
+}
+
+/* ---- collection ---------------------------------------------------------- */
+
+/* Report what a write through (view v, page pg) may have written: the slots
+ * with home view v that overlap the page - those starting in card v of pg,
+ * and the one that starts before pg and reaches into it - or the page of a
+ * large object (view 0).  Returns the number of ranges reported.  Each
+ * slot is reported once per collection if pages are translated in address
+ * order per view: *last remembers the last slots reported. */
+struct last {
+	unsigned v;
+	size_t head;
+	uint32_t end; /* slots below it were reported */
+};
+
+static int translate(heap *h, unsigned v, size_t pg, struct last *last,
+		     fg_alias_card_cb cb, void *arg)
+{
+	uint32_t info = atomic_load_explicit(&h->pd[pg].info,
+					     memory_order_acquire);
+	size_t head = pg;
+	const struct class_info *ci;
+	uint32_t pstart, k0, i0, i1, s;
+	unsigned cl;
+	int n = 0;
+
+	if (INFO_KIND(info) == PK_TAIL) {
+		head = aux_of(h, pg);
+		info = atomic_load_explicit(&h->pd[head].info,
+					    memory_order_acquire);
+	}
+	if (INFO_KIND(info) == PK_LARGE) {
+		if (v)
+			return 0;
+		cb((void *)view_addr(h, 0, pg), PAGE, arg);
+		return 1;
+	}
+	if (INFO_KIND(info) != PK_SMALL) /* free: no live object written */
+		return 0;
+	ci = &classes[INFO_CLASS(info)];
+	cl = INFO_CL(info);
+	pstart = (uint32_t)((pg - head) << PAGE_SHIFT);
+	k0 = v * 64;
+	i0 = i1 = 0;
+	if (!(k0 & ((1u << cl) - 1))) { /* v is a card start of this span */
+		i0 = (pstart + k0 + ci->size - 1) / ci->size;
+		i1 = (pstart + k0 + (1u << cl) + ci->size - 1) / ci->size;
+		if (i1 > ci->nslots)
+			i1 = ci->nslots;
+	}
+	/* The slot reaching into this page from before, unless an earlier
+	 * page of this view reported it. */
+	if (pstart) {
+		s = (pstart - 1) / ci->size;
+		if (s < ci->nslots && (s + 1) * ci->size > pstart &&
+		    home_view(s * ci->size, cl) == v &&
+		    !(last->v == v && last->head == head && s < last->end)) {
+			if (s + 1 != i0 || i0 >= i1) {
+				cb((void *)(view_addr(h, v, head) + s * ci->size),
+				   ci->size, arg);
+				*last = (struct last){v, head, s + 1};
+				n++;
+			} else {
+				i0 = s; /* adjacent: one range */
+			}
+		}
+	}
+	if (i0 < i1) {
+		cb((void *)(view_addr(h, v, head) + i0 * ci->size),
+		   (i1 - i0) * ci->size, arg);
+		*last = (struct last){v, head, i1};
+		n++;
+	}
+	return n;
+}
+
+int fg_alias_collect(fg_alias_heap *hh, fg_alias_card_cb cb, void *arg)
+{
+	heap *h = get_heap(hh);
+	fg_iter it;
+	fg_range r;
+	size_t n = 0;
+	uint64_t cards = 0;
+	int rc;
+
+	if (!h)
+		return heap_err(hh);
+	if (!cb)
+		return fg_fail(-EINVAL, "fg_alias_collect: cb is NULL");
+	pthread_mutex_lock(&h->collect_lock);
+	rc = fg_collect(h->t, &it);
+	/* Copy the ranges first: cb may allocate, which may register views. */
+	while (rc >= 0 && (rc = fg_iter_next(&it, &r)) == 1) {
+		if (n == h->runs_cap) {
+			size_t cap = h->runs_cap ? h->runs_cap * 2 : 256;
+			fg_range *v = realloc(h->runs, cap * sizeof *v);
+
+			if (!v) {
+				rc = -ENOMEM;
+				break;
+			}
+			h->runs = v;
+			h->runs_cap = cap;
+		}
+		h->runs[n++] = r;
+	}
+	if (rc == -ENOMEM) {
+		/* The dirty state is gone: report every chunk's ready views
+		 * (objects exist only there) rather than lose a write. */
+		struct last last = {NVIEWS, 0, 0};
+
+		n = 0;
+		for (size_t c = 0; c < h->npages / CHUNK_PAGES; c++)
+			for (uint64_t m = atomic_load(&h->ready[c]); m; m &= m - 1)
+				for (size_t pg = c * CHUNK_PAGES;
+				     pg < (c + 1) * CHUNK_PAGES; pg++)
+					cards += (uint64_t)translate(
+						h, (unsigned)__builtin_ctzll(m),
+						pg, &last, cb, arg);
+		rc = 0;
+	}
+	if (rc < 0) {
+		pthread_mutex_unlock(&h->collect_lock);
+		return rc;
+	}
+	/* Ranges come in address order: view by view, pages ascending. */
+	struct last last = {NVIEWS, 0, 0};
+
+	for (size_t k = 0; k < n; k++) {
+		uintptr_t a = (uintptr_t)h->runs[k].addr - h->base;
+		uintptr_t e = a + h->runs[k].len;
+
+		/* Page runs; round outwards should a range ever be finer. */
+		for (a &= ~(uintptr_t)(PAGE - 1); a < e; a += PAGE)
+			cards += (uint64_t)translate(
+				h, (unsigned)(a >> h->vshift),
+				(a >> PAGE_SHIFT) & (h->npages - 1), &last, cb,
+				arg);
+	}
+	h->collections++;
+	h->last_cards = cards;
+	pthread_mutex_unlock(&h->collect_lock);
+	return cards > INT_MAX ? INT_MAX : (int)cards;
+}
+
+int fg_alias_objects(fg_alias_heap *hh, const void *card, size_t len,
+		     fg_alias_obj_cb cb, void *arg)
+{
+	heap *h = get_heap(hh);
+	struct where w, we;
+	long last_head = -1, last_slot = -1;
+	int count = 0;
+
+	if (!h)
+		return heap_err(hh);
+	if (!cb)
+		return fg_fail(-EINVAL, "fg_alias_objects: cb is NULL");
+	if (!len || !locate(h, card, &w) ||
+	    !locate(h, (const char *)card + len - 1, &we) || we.v != w.v)
+		return fg_fail(-EFAULT, "ALIAS: [%p, +%zu) is not within one "
+					"view of this heap", card, len);
+	for (size_t pg = w.pg; pg <= we.pg; pg++) {
+		struct where x;
+		uint32_t s = pg == w.pg ? w.off : 0;
+		uint32_t e = pg == we.pg ? we.off + 1 : PAGE;
+
+		locate(h, (void *)view_addr(h, w.v, pg), &x);
+		if (INFO_KIND(x.info) == PK_LARGE) {
+			if (w.v || (long)x.head == last_head)
+				continue;
+			last_head = (long)x.head;
+			cb((void *)view_addr(h, 0, x.head),
+			   (size_t)aux_of(h, x.head) * PAGE, arg);
+			count++;
+		} else if (INFO_KIND(x.info) == PK_SMALL) {
+			const struct class_info *ci = &classes[INFO_CLASS(x.info)];
+			unsigned cl = INFO_CL(x.info);
+			uint32_t lo = x.soff + s, hi = x.soff + e;
+
+			/* Slots overlapping [lo, hi) of the span, handed out
+			 * through view v, each once. */
+			for (uint32_t i = lo / ci->size;
+			     i < ci->nslots && i * ci->size < hi; i++) {
+				uint32_t off = i * ci->size;
+
+				if (home_view(off, cl) != w.v ||
+				    ((long)x.head == last_head && (long)i <= last_slot) ||
+				    !(atomic_load(&h->pd[x.head].live[i / 64]) &
+				      (UINT64_C(1) << (i % 64))))
+					continue;
+				last_head = (long)x.head;
+				last_slot = (long)i;
+				cb(slot_addr(h, x.head, cl, off), ci->size, arg);
+				count++;
+			}
+		}
+	}
+	return count;
+}
+
+int fg_alias_mark_dirty(fg_alias_heap *hh, void *p, size_t len)
+{
+	heap *h = get_heap(hh);
+	struct where w, we;
+
+	if (!h)
+		return heap_err(hh);
+	if (!len || !locate(h, p, &w) ||
+	    !locate(h, (char *)p + len - 1, &we) || we.v != w.v)
+		return fg_fail(-EFAULT, "ALIAS: [%p, +%zu) is not within one "
+					"view of this heap", p, len);
+	/* Tracker regions are (view, segment): one call per segment. */
+	for (size_t pg = w.pg; pg <= we.pg;) {
+		size_t b = pg / BLOCK_PAGES, end = 0;
+		uint32_t sidx;
+		int rc;
+
+		pthread_mutex_lock(&h->grow_lock);
+		sidx = h->seg_of[b];
+		if (sidx && (h->segs[sidx - 1].registered >> w.v & 1))
+			end = (size_t)(h->segs[sidx - 1].first_block +
+				       h->segs[sidx - 1].nblocks) * BLOCK_PAGES;
+		pthread_mutex_unlock(&h->grow_lock);
+		if (!end)
+			return fg_fail(-EFAULT, "ALIAS: %p holds no object",
+				       (void *)view_addr(h, w.v, pg));
+		if (end > we.pg + 1)
+			end = we.pg + 1;
+		rc = fg_mark_dirty(h->t, (void *)view_addr(h, w.v, pg),
+				   (end - pg) * PAGE);
+		if (rc)
+			return rc;
+		pg = end;
+	}
+	return 0;
+}
+
+int fg_alias_trim(fg_alias_heap *hh, size_t *released)
+{
+	heap *h = get_heap(hh);
+	size_t total = 0;
+
+	if (!h)
+		return heap_err(hh);
+	pthread_mutex_lock(&h->pages_lock);
+	for (unsigned k = 0; k < 2; k++) {
+		struct pool *p = &h->pool[k];
+
+		for (size_t i = 0; i < p->top;) {
+			size_t j = i;
+
+			while (j < p->top && (p->freebits[j / 64] >> (j % 64) & 1))
+				j++;
+			if (j > i) {
+				punch(h, p->first + i, j - i);
+				total += (j - i) * PAGE;
+				i = j;
+			} else {
+				i++;
+			}
+		}
+		/* Prefaulted ahead of use. */
+		punch(h, p->first + p->top, p->npages - p->top);
+	}
+	pthread_mutex_unlock(&h->pages_lock);
+	if (released)
+		*released = total;
+	return 0;
+}
+
+int fg_alias_get_stats(fg_alias_heap *hh, fg_alias_stats *out)
+{
+	heap *h = get_heap(hh);
+	fg_alias_stats s = {0};
+	struct stat st;
+	size_t ncaches = 0, top[2];
+	uint64_t views_used = 0, pmd_views, ptes = 0;
+
+	if (!h)
+		return heap_err(hh);
+	if (!out)
+		return fg_fail(-EINVAL, "fg_alias_get_stats: out is NULL");
+	s.backend = h->backend;
+	s.card_size = atomic_load(&h->card);
+	s.capacity_bytes = h->cap;
+	s.views = NVIEWS;
+	pthread_mutex_lock(&h->pages_lock);
+	for (unsigned k = 0; k < 2; k++) {
+		top[k] = h->pool[k].top;
+		s.heap_pages += top[k];
+		s.free_pages += h->pool[k].nfree;
+	}
+	pthread_mutex_unlock(&h->pages_lock);
+	for (unsigned k = 0; k < 2; k++) {
+		for (size_t pg = h->pool[k].first; pg < h->pool[k].first + top[k]; pg++) {
+			struct pdesc *d = &h->pd[pg];
+			uint32_t info = atomic_load(&d->info);
+			uint64_t live = 0;
+
+			if (INFO_KIND(info) == PK_LARGE) {
+				s.live_objects++;
+				s.large_pages += aux_of(h, pg);
+				s.allocated_bytes += (uint64_t)aux_of(h, pg) * PAGE;
+			} else if (INFO_KIND(info) == PK_SMALL) {
+				const struct class_info *ci = &classes[INFO_CLASS(info)];
+
+				for (unsigned w = 0; w < MAX_SLOTS / 64; w++)
+					live += (uint64_t)__builtin_popcountll(
+						atomic_load(&d->live[w]));
+				s.carved_pages[INFO_CL(info) - 6] += ci->pages;
+				s.live_objects += live;
+				s.allocated_bytes += live * ci->size;
+				s.cached_bytes += (ci->nslots - live -
+						   atomic_load_explicit(&d->navail_stat,
+									memory_order_relaxed)) *
+						  ci->size;
+			}
+		}
+	}
+	if (fstat(h->fd, &st) == 0)
+		s.resident_bytes = (uint64_t)st.st_blocks * 512;
+	pthread_mutex_lock(&h->grow_lock);
+	s.regions = h->regions;
+	s.registered_bytes = h->registered_bytes;
+	s.prefaulted_chunks = h->prefaulted;
+	for (size_t k = 0; k < h->nsegs; k++)
+		views_used |= h->segs[k].registered;
+	pthread_mutex_unlock(&h->grow_lock);
+	for (size_t b = 0; b < h->nblocks; b++) {
+		uint64_t m = 0;
+
+		for (size_t c = 0; c < BLOCK_PAGES / CHUNK_PAGES; c++)
+			m |= atomic_load(&h->ready[b * (BLOCK_PAGES / CHUNK_PAGES) + c]);
+		ptes += (uint64_t)__builtin_popcountll(m);
+	}
+	pmd_views = (uint64_t)__builtin_popcountll(views_used) *
+		    ((((size_t)1 << h->vshift) + (1u << 30) - 1) >> 30);
+	if (h->backend == FG_BACKEND_UFFD_ASYNC || h->backend == FG_BACKEND_UFFD_SYNC)
+		s.pte_bytes_estimate = (s.registered_bytes >> BLOCK_SHIFT) * PAGE;
+	else
+		s.pte_bytes_estimate = ptes * PAGE;
+	s.pte_bytes_estimate += pmd_views * PAGE;
+	pthread_mutex_lock(&heaps_lock);
+	for (struct tcache *c = h->caches; c; c = c->next)
+		ncaches++;
+	pthread_mutex_unlock(&heaps_lock);
+	s.metadata_bytes = table_len(top[0], sizeof *h->pd) +
+			   table_len(top[1], sizeof *h->pd) +
+			   table_len(h->npages / 64, 8) +
+			   table_len(h->nblocks, 4) +
+			   table_len(h->npages / CHUNK_PAGES, 8) +
+			   ncaches * sizeof(struct tcache);
+	s.collections = atomic_load(&h->collections);
+	s.last_dirty_cards = atomic_load(&h->last_cards);
+	s.size = out->size && out->size < sizeof s ? out->size : sizeof s;
+	memcpy(out, &s, s.size);
+	return 0;
+}
