@@ -294,9 +294,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!c.nbackends) {
-		/* The preferred backend, and one with a first-write hook. */
+		/* The preferred backend, and the one whose first-write hook
+		 * takes (validated) twins. */
 		c.backends[c.nbackends++] = FG_BACKEND_UFFD_ASYNC;
-		c.backends[c.nbackends++] = FG_BACKEND_MPROTECT;
+		c.backends[c.nbackends++] = FG_BACKEND_UFFD_SYNC;
 	}
 	if (c.quick)
 		c.writes /= 4, c.epochs = 2;
