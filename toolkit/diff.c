@@ -32,7 +32,8 @@
  *     page during its copy (fg_mark_dirty, or a fault handler of an earlier
  *     epoch that un-protects late), so every twin is validated after the
  *     copy against the kernel's own record: hook twins one page at a time
- *     (ops->page_written), eager twins in one scan (ops->written).  A
+ *     (ops->page_written, and the region's epoch must not have moved
+ *     during the copy), eager twins in one scan (ops->written).  A
  *     backend without that record (mprotect) gets no twins: its written
  *     pages read whole until a protection-generation protocol exists.
  *   - The hook is called from a SIGSEGV handler (mprotect): it takes no lock
@@ -139,8 +140,13 @@ static bool twin_take(fg_impl *t, fg_region *r, size_t p, uint32_t epoch,
 			continue;
 		memcpy(slot_addr(r, p, s), (void *)(r->base + p * fg_page_size),
 		       fg_page_size);
+		/* Valid only if the page stayed protected through the copy
+		 * and no collection began meanwhile: a collection re-protects,
+		 * so "protected now" alone could hide an un-protection that
+		 * happened during the copy, before its re-protect. */
 		if (validate &&
-		    t->ops->page_written(t, r->base + p * fg_page_size) != 0) {
+		    (t->ops->page_written(t, r->base + p * fg_page_size) != 0 ||
+		     atomic_load(&w->epoch) != epoch)) {
 			/* Written (or unknown) meanwhile: no twin, reads whole. */
 			if (cur == TWIN_READY)
 				atomic_fetch_sub(&t->diff.twins_ready, 1);
