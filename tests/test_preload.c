@@ -1,0 +1,553 @@
+/* test_preload.c - libfgalias-preload.so under unmodified programs.
+ *
+ * Each test runs real programs twice, natively and with
+ * LD_PRELOAD=libfgalias-preload.so, and compares what they print: sort on
+ * 100k random lines, sha256sum, python3 (every allocation through malloc:
+ * PYTHONMALLOC=malloc), ls | wc through sh, and tests/preload_probe, which
+ * checks every replaced function and whether its pointers come from the
+ * ALIAS heap.  This binary itself does not load the shim.
+ *
+ * Where things are: FG_PRELOAD_SO and FG_PRELOAD_PROBE (set by make's
+ * check-local), else next to this binary: ../toolkit/.libs/ and ./ (the
+ * build tree, in or out of the source tree).  Random inputs print their
+ * seed; FG_SEED=N replays one.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* config.h defines it in the autotools build */
+#endif
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fg.h"
+
+#define TIMEOUT 120	 /* per test */
+#define RUN_TIMEOUT 100 /* per program */
+
+extern char **environ;
+
+static char shim[PATH_MAX], probe[PATH_MAX], dir[PATH_MAX];
+
+/* A file next to this binary, relative: "../toolkit/.libs/x". */
+static void beside_me(char *out, const char *rel)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+	cr_assert(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+	exe[n] = 0;
+	snprintf(out, PATH_MAX, "%s/%s", dirname(exe), rel);
+}
+
+static void setup(void)
+{
+	const char *s = getenv("FG_PRELOAD_SO"), *p = getenv("FG_PRELOAD_PROBE");
+	const char *tmp = getenv("TMPDIR");
+
+	if (s && *s)
+		snprintf(shim, sizeof shim, "%s", s);
+	else
+		beside_me(shim, "../toolkit/.libs/libfgalias-preload.so");
+	if (p && *p)
+		snprintf(probe, sizeof probe, "%s", p);
+	else
+		beside_me(probe, "preload_probe");
+	cr_assert(access(shim, R_OK) == 0,
+		  "the shim %s: %s (build it: make; or set FG_PRELOAD_SO)", shim,
+		  strerror(errno));
+	cr_assert(access(probe, X_OK) == 0,
+		  "the probe %s: %s (make tests/preload_probe; or set "
+		  "FG_PRELOAD_PROBE)",
+		  probe, strerror(errno));
+	snprintf(dir, sizeof dir, "%s/fgvm-preload.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	cr_assert(mkdtemp(dir), "mkdtemp %s: %s", dir, strerror(errno));
+}
+
+static void teardown(void)
+{
+	char cmd[PATH_MAX + 16];
+
+	if (dir[0] && strstr(dir, "fgvm-preload.")) {
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			cr_log_warn("could not remove %s", dir);
+	}
+}
+
+TestSuite(preload, .init = setup, .fini = teardown, .timeout = TIMEOUT);
+
+/* A file in the test's directory (8 names live at a time). */
+static char *path_in(const char *name)
+{
+	static char buf[8][PATH_MAX + 64];
+	static unsigned k;
+	char *p = buf[k++ % 8];
+
+	snprintf(p, sizeof buf[0], "%.*s/%s", PATH_MAX - 1, dir, name);
+	return p;
+}
+
+/* The environment for a child: ours without LD_PRELOAD and FG_ALIAS_*,
+ * FG_BACKEND, FG_CARD (the tests choose them), plus extra (NAME=VALUE,
+ * NULL-terminated) and, when preloaded, LD_PRELOAD=shim. */
+static char **child_env(bool preload, const char *const *extra)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	for (size_t i = 0; extra && extra[i]; i++)
+		n++;
+	env = calloc(n + 2, sizeof *env);
+	cr_assert(env);
+	for (size_t i = 0; environ[i]; i++)
+		if (strncmp(environ[i], "LD_PRELOAD=", 11) &&
+		    strncmp(environ[i], "FG_ALIAS_", 9) &&
+		    strncmp(environ[i], "FG_BACKEND=", 11) &&
+		    strncmp(environ[i], "FG_CARD=", 8))
+			env[k++] = environ[i];
+	for (size_t i = 0; extra && extra[i]; i++)
+		env[k++] = (char *)extra[i];
+	if (preload) {
+		static char ld[PATH_MAX + 16];
+
+		snprintf(ld, sizeof ld, "LD_PRELOAD=%s", shim);
+		env[k++] = ld;
+	}
+	env[k] = NULL;
+	return env;
+}
+
+/* Run argv with stdin from in (or /dev/null), stdout and stderr to files;
+ * its wait status, or -1 after RUN_TIMEOUT seconds (then killed). */
+static int run(const char *const *argv, bool preload, const char *const *extra,
+	       const char *in, const char *out, const char *err)
+{
+	posix_spawn_file_actions_t fa;
+	char **env = child_env(preload, extra);
+	struct timespec t0, now, nap = {0, 5000000};
+	pid_t pid;
+	int rc, st;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, in ? in : "/dev/null",
+					 O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC,
+					 0644);
+	posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC,
+					 0644);
+	rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, env);
+	posix_spawn_file_actions_destroy(&fa);
+	free(env);
+	cr_assert_eq(rc, 0, "posix_spawn %s: %s", argv[0], strerror(rc));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			return st;
+		cr_assert(w == 0, "waitpid: %s", strerror(errno));
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - t0.tv_sec > RUN_TIMEOUT) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -1;
+		}
+		nanosleep(&nap, NULL);
+	}
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0, r;
+
+	cr_assert(f, "open %s: %s", path, strerror(errno));
+	do {
+		if (n + 65536 + 1 > cap) {
+			cap = (n + 65536 + 1) * 2;
+			buf = realloc(buf, cap);
+			cr_assert(buf);
+		}
+		r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+	} while (r > 0);
+	fclose(f);
+	buf[n] = 0;
+	if (len)
+		*len = n;
+	return buf;
+}
+
+static void describe(const char *what, int st, const char *errfile)
+{
+	char *err = slurp(errfile, NULL);
+
+	cr_log_error("%s: %s %d; stderr: %.2000s", what,
+		     st == -1 ? "timed out, status" :
+		     WIFSIGNALED(st) ? "killed by signal" : "exit status",
+		     st == -1 ? -1 : WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
+		     err);
+	free(err);
+}
+
+/* Run argv natively and under the shim (extra environment for both) and
+ * require exit status 0, equal stdout, and nothing on the preloaded run's
+ * stderr that the native run did not print.  The preloaded run's stdout
+ * is returned (caller frees). */
+static char *same_both_ways(const char *const *argv, const char *const *extra,
+			    const char *in)
+{
+	char *o1 = path_in("native.out"), *e1 = path_in("native.err");
+	char *o2 = path_in("preload.out"), *e2 = path_in("preload.err");
+	char *a, *b, *ea, *eb;
+	size_t na, nb;
+	int st;
+
+	st = run(argv, false, extra, in, o1, e1);
+	if (st != 0)
+		describe("native run", st, e1);
+	cr_assert_eq(st, 0, "%s natively: status %#x", argv[0], st);
+	st = run(argv, true, extra, in, o2, e2);
+	if (st != 0)
+		describe("preloaded run", st, e2);
+	cr_assert_eq(st, 0, "%s under the shim: status %#x", argv[0], st);
+	a = slurp(o1, &na);
+	b = slurp(o2, &nb);
+	ea = slurp(e1, NULL);
+	eb = slurp(e2, NULL);
+	cr_expect_eq(na, nb, "%s: %zu bytes natively, %zu under the shim",
+		     argv[0], na, nb);
+	cr_assert(na == nb && memcmp(a, b, na) == 0,
+		  "%s: the output differs under the shim", argv[0]);
+	cr_assert_str_eq(eb, ea, "%s: stderr differs under the shim", argv[0]);
+	cr_log_info("%s: %zu bytes of output, identical", argv[0], na);
+	free(a);
+	free(ea);
+	free(eb);
+	return b;
+}
+
+/* ---- inputs --------------------------------------------------------------- */
+
+static uint64_t seed_of(const char *test)
+{
+	const char *s = getenv("FG_SEED");
+	uint64_t seed = s && *s ? strtoull(s, NULL, 0)
+				: (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+
+	fprintf(stderr, "%s: seed=%" PRIu64 " (replay: FG_SEED=%" PRIu64 ")\n",
+		test, seed, seed);
+	return seed;
+}
+
+static uint64_t next(uint64_t *s) /* splitmix64 */
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
+/* n lines of random words and numbers. */
+static char *random_lines(const char *name, size_t n, uint64_t seed)
+{
+	char *p = path_in(name);
+	FILE *f = fopen(p, "w");
+
+	cr_assert(f, "create %s: %s", p, strerror(errno));
+	for (size_t i = 0; i < n; i++) {
+		uint64_t r = next(&seed);
+		unsigned len = (unsigned)(r % 40) + 1;
+
+		for (unsigned k = 0; k < len; k++)
+			fputc("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ 0123456789"
+			      [next(&seed) % 47], f);
+		fprintf(f, " %" PRIu64 "\n", next(&seed) % 1000000);
+	}
+	cr_assert(fclose(f) == 0);
+	return strdup(p);
+}
+
+static const char *const c_locale[] = {"LC_ALL=C", NULL};
+
+/* ---- the probe ------------------------------------------------------------------ */
+
+static char *probe_run(const char *const *extra, const char *mode,
+		       bool preload, int want_status)
+{
+	const char *argv[] = {probe, mode, NULL, NULL};
+	char *o = path_in("probe.out"), *e = path_in("probe.err");
+	char *out;
+	int st;
+
+	if (!strcmp(mode, "fill"))
+		argv[2] = "16";
+	st = run(argv, preload, extra, NULL, o, e);
+	out = slurp(o, NULL);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != want_status) {
+		describe("preload_probe", st, e);
+		cr_log_error("preload_probe %s: stdout: %.4000s", mode, out);
+	}
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == want_status,
+		  "preload_probe %s: status %#x, wanted exit %d", mode, st,
+		  want_status);
+	return out;
+}
+
+Test(preload, probe_native)
+{
+	char *out = probe_run(NULL, "all", false, 0);
+
+	cr_assert(strstr(out, "\nnot preloaded\n"), "%s", out);
+	free(out);
+}
+
+Test(preload, probe_preloaded)
+{
+	char *out = probe_run(NULL, "all", true, 0);
+
+	cr_log_info("%s", out);
+	cr_assert(strstr(out, "\npreloaded: backend "), "%s", out);
+	cr_assert(strstr(out, "ok 4 threads"), "%s", out);
+	cr_assert(strstr(out, "ok fork"), "%s", out);
+	free(out);
+}
+
+/* Every backend, a different card size each; and the in-process collector:
+ * each one-byte write reported within a card. */
+static void probe_backend(fg_backend_id id, const char *card)
+{
+	char why[256] = "", be[64], cs[32], want[96];
+	const char *extra[] = {be, cs, "FG_QUIET=1", NULL};
+	char *out;
+
+	if (fg_backend_probe(id, why, sizeof why) != 0)
+		cr_skip_test("backend %s unavailable: %s", fg_backend_name(id),
+			     why);
+	snprintf(be, sizeof be, "FG_BACKEND=%s", fg_backend_name(id));
+	snprintf(cs, sizeof cs, "FG_CARD=%s", card);
+	snprintf(want, sizeof want, "preloaded: backend %s, %s-byte cards",
+		 fg_backend_name(id), card);
+	out = probe_run(extra, "all", true, 0);
+	cr_assert(strstr(out, want), "wanted \"%s\" in:\n%s", want, out);
+	free(out);
+	out = probe_run(extra, "collect", true, 0);
+	cr_log_info("%s, %s-byte cards: %s", fg_backend_name(id), card, out);
+	cr_assert(strstr(out, "ok collect"), "%s", out);
+	free(out);
+}
+
+Test(preload, backend_uffd_async) { probe_backend(FG_BACKEND_UFFD_ASYNC, "64"); }
+Test(preload, backend_uffd_sync) { probe_backend(FG_BACKEND_UFFD_SYNC, "128"); }
+Test(preload, backend_mprotect) { probe_backend(FG_BACKEND_MPROTECT, "256"); }
+Test(preload, backend_softdirty) { probe_backend(FG_BACKEND_SOFTDIRTY, "1024"); }
+Test(preload, backend_none) { probe_backend(FG_BACKEND_NONE, "4096"); }
+
+/* A heap of 4 MiB, 16 MiB asked for: glibc takes the rest, every object
+ * stays intact, realloc moves them out, and the summary counts it. */
+Test(preload, capacity_exhausted)
+{
+	const char *extra[] = {"FG_ALIAS_CAPACITY=4M", "FG_ALIAS_STATS=1", NULL};
+	char *out = probe_run(extra, "fill", true, 0), *err, *p;
+	unsigned long long fallbacks = 0, cap = 0;
+
+	cr_log_info("%s", out);
+	cr_assert(strstr(out, "ok fill 16 MiB"), "%s", out);
+	err = slurp(path_in("probe.err"), NULL);
+	p = strstr(err, "fg-alias-preload: pid ");
+	cr_assert(p, "no summary on stderr: %s", err);
+	cr_assert(sscanf(strstr(p, "capacity "), "capacity %llu", &cap) == 1 &&
+			  cap == 4u << 20,
+		  "%s", p);
+	p = strstr(p, " bytes), ");
+	cr_assert(p && sscanf(p + 9, "%llu fallbacks to glibc", &fallbacks) == 1 &&
+			  fallbacks > 0,
+		  "no fallbacks counted: %s", err);
+	free(out);
+	free(err);
+}
+
+/* fork: the child's writes to inherited objects stay in the child; with
+ * FG_ALIAS_FORK=share they reach the parent, as documented. */
+Test(preload, fork_copy_and_share)
+{
+	const char *share[] = {"FG_ALIAS_FORK=share", NULL};
+	char *out = probe_run(NULL, "fork", true, 0);
+
+	cr_assert(strstr(out, "ok fork"), "%s", out);
+	free(out);
+	out = probe_run(share, "fork", true, 1);
+	cr_assert(strstr(out, "the child's write reached the parent"), "%s",
+		  out);
+	free(out);
+}
+
+/* ---- real programs ------------------------------------------------------------ */
+
+Test(preload, sort)
+{
+	char *in = random_lines("lines", 100000, seed_of("preload::sort"));
+	const char *plain[] = {"/usr/bin/sort", in, NULL};
+	/* small buffer, 4 threads: temporary files and merges */
+	const char *busy[] = {"/usr/bin/sort", "-S", "1M", "--parallel=4",
+			      "-T", dir, "-k2,2n", "-k1,1", in, NULL};
+
+	free(same_both_ways(plain, c_locale, NULL));
+	free(same_both_ways(busy, c_locale, NULL));
+}
+
+Test(preload, sha256sum)
+{
+	char *in = strdup(path_in("blob"));
+	uint64_t s = seed_of("preload::sha256sum");
+	FILE *f = fopen(in, "w");
+	const char *argv[] = {"/usr/bin/sha256sum", in, NULL};
+	const char *stdin_argv[] = {"/usr/bin/sha256sum", NULL};
+
+	cr_assert(f);
+	for (size_t i = 0; i < ((size_t)16 << 20) / 8; i++) {
+		uint64_t v = next(&s);
+
+		fwrite(&v, sizeof v, 1, f);
+	}
+	cr_assert(fclose(f) == 0);
+	free(same_both_ways(argv, c_locale, NULL));
+	free(same_both_ways(stdin_argv, c_locale, in));
+}
+
+#define PYTHON "/usr/bin/python3"
+
+static void need_python(void)
+{
+	if (access(PYTHON, X_OK) != 0)
+		cr_skip_test(PYTHON " not found");
+}
+
+/* PYTHONMALLOC=malloc: every object through malloc, not pymalloc's arenas. */
+static const char *const py_env[] = {"PYTHONMALLOC=malloc", "PYTHONHASHSEED=0",
+				     "LC_ALL=C", NULL};
+
+Test(preload, python_dict)
+{
+	const char *argv[] = {
+		PYTHON, "-c",
+		"import hashlib\n"
+		"d = {}\n"
+		"for i in range(200000):\n"
+		"    d['k%d' % i] = [i, str(i * i)]\n"
+		"for i in range(0, 200000, 3):\n"
+		"    del d['k%d' % i]\n"
+		"h = hashlib.sha256()\n"
+		"for k in sorted(d):\n"
+		"    h.update(('%s=%r;' % (k, d[k])).encode())\n"
+		"print(len(d), h.hexdigest())\n",
+		NULL};
+	char *out;
+
+	need_python();
+	out = same_both_ways(argv, py_env, NULL);
+	cr_assert(!strncmp(out, "133333 ", 7), "%s", out);
+	free(out);
+}
+
+/* os.fork: the child rewrites a list of the parent's (and every object's
+ * reference count); the parent's stays as it was. */
+Test(preload, python_fork)
+{
+	const char *argv[] = {
+		PYTHON, "-c",
+		"import os\n"
+		"l = [str(i) for i in range(100000)]\n"
+		"pid = os.fork()\n"
+		"if pid == 0:\n"
+		"    l[:] = ['x'] * 100000\n"
+		"    os._exit(0 if l.count('x') == 100000 else 1)\n"
+		"_, st = os.waitpid(pid, 0)\n"
+		"print(os.waitstatus_to_exitcode(st), l[0], l[-1], len(set(l)))\n",
+		NULL};
+	char *out;
+
+	need_python();
+	out = same_both_ways(argv, py_env, NULL);
+	cr_assert_str_eq(out, "0 0 99999 100000\n");
+	free(out);
+}
+
+/* sh, ls and wc all under the shim; sh forks for the pipeline. */
+Test(preload, ls_pipe_wc)
+{
+	const char *argv[] = {"/bin/sh", "-c", "ls -la /usr/bin | wc -l", NULL};
+	char *out = same_both_ways(argv, c_locale, NULL);
+
+	cr_assert(atol(out) > 10, "%s", out);
+	free(out);
+}
+
+/* FG_ALIAS_STATS=1: stdout untouched, one summary line on stderr even
+ * though sort closes stderr before exit. */
+Test(preload, stats_line)
+{
+	char *in = random_lines("lines", 20000, seed_of("preload::stats_line"));
+	const char *argv[] = {"/usr/bin/sort", in, NULL};
+	const char *env[] = {"LC_ALL=C", "FG_ALIAS_STATS=1", NULL};
+	char *o = path_in("stats.out"), *e = path_in("stats.err"), *err, *p;
+	unsigned long long allocs = 0, live = 0;
+	int st = run(argv, true, env, NULL, o, e), lines = 0;
+
+	if (st)
+		describe("sort", st, e);
+	cr_assert_eq(st, 0);
+	err = slurp(e, NULL);
+	for (p = err; (p = strchr(p, '\n')); p++)
+		lines++;
+	cr_assert_eq(lines, 1, "wanted one line: %s", err);
+	cr_assert(!strncmp(err, "fg-alias-preload: pid ", 22), "%s", err);
+	p = strstr(err, " bytes: ");
+	cr_assert(p && sscanf(p, " bytes: %llu allocations, %llu objects live",
+			      &allocs, &live) == 2,
+		  "%s", err);
+	cr_assert(allocs > 0, "%s", err);
+	cr_assert(strstr(err, "fallbacks to glibc") && strstr(err, "collections"),
+		  "%s", err);
+	cr_log_info("%s", err);
+	free(err);
+}
+
+/* Bad settings: a warning, and the program still runs (on glibc when no
+ * heap can be made). */
+Test(preload, bad_settings)
+{
+	const char *argv[] = {"/usr/bin/sort", "/etc/passwd", NULL};
+	const char *cap[] = {"LC_ALL=C", "FG_ALIAS_CAPACITY=lots", NULL};
+	const char *card[] = {"LC_ALL=C", "FG_CARD=100", NULL};
+	char *o = path_in("bad.out"), *e = path_in("bad.err"), *err;
+
+	cr_assert_eq(run(argv, true, cap, NULL, o, e), 0);
+	err = slurp(e, NULL);
+	cr_assert(strstr(err, "FG_ALIAS_CAPACITY=lots: not a size"), "%s", err);
+	free(err);
+	cr_assert_eq(run(argv, true, card, NULL, o, e), 0);
+	err = slurp(e, NULL);
+	cr_assert(strstr(err, "no ALIAS heap") && strstr(err, "using glibc"),
+		  "%s", err);
+	free(err);
+}
