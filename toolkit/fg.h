@@ -38,9 +38,9 @@ extern "C" {
 #endif
 
 #define FG_VERSION_MAJOR 0
-#define FG_VERSION_MINOR 2
+#define FG_VERSION_MINOR 3
 #define FG_VERSION_PATCH 0
-#define FG_VERSION_STRING "0.2.0"
+#define FG_VERSION_STRING "0.3.0"
 /* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
  * signature or a public struct's layout changes incompatibly; public structs
  * that may grow carry their own size as first member. */
@@ -191,6 +191,18 @@ typedef struct fg_iter {
  * dirty ranges (>= 0), in address order, maximal (adjacent dirty cards are
  * merged), readable through it until the next collection on this tracker. */
 int fg_collect(fg_tracker *t, fg_iter *it);
+
+/* Flags for fg_collect_flags(). */
+/* Report every page written since the last collection whole, even with
+ * FG_PRECISION_DIFF: a page whose bytes are back to their epoch-start
+ * values is still reported.  A collector needs this for an epoch in which
+ * it scanned objects while the program ran (incremental marking): DIFF
+ * compares with the epoch start, not with what was scanned.  Twins are
+ * still kept, so the next collection without the flag is precise again. */
+#define FG_COLLECT_WHOLE_PAGES 0x1
+
+/* fg_collect() with FG_COLLECT_* flags (since 0.3). */
+int fg_collect_flags(fg_tracker *t, fg_iter *it, unsigned flags);
 
 /* Next range: 1 and *r filled, 0 at the end, -FG_ESTALE if the tracker
  * collected again since the iterator was filled. */

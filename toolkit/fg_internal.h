@@ -147,6 +147,7 @@ struct fg_impl {
 	fg_diff diff;
 	fg_runs scratch;  /* page runs of one region */
 	fg_runs scratch2, eager; /* DIFF: byte ranges, pages to twin eagerly */
+	bool whole_pages; /* this collection: FG_COLLECT_WHOLE_PAGES */
 	fg_runs result;   /* card ranges of the last collection */
 	uint64_t gen;
 

@@ -616,9 +616,13 @@ static int refine(fg_impl *t, fg_region *r, uint32_t closed)
 	rc = fg_diff_refine(t, r, closed, &t->scratch, &t->scratch2, &t->eager);
 	if (rc)
 		return rc;
-	tmp = t->scratch;
-	t->scratch = t->scratch2;
-	t->scratch2 = tmp;
+	/* FG_COLLECT_WHOLE_PAGES: the twins' bookkeeping is done, but the
+	 * caller gets the written pages, not the changed bytes. */
+	if (!t->whole_pages) {
+		tmp = t->scratch;
+		t->scratch = t->scratch2;
+		t->scratch2 = tmp;
+	}
 	if (t->eager.n)
 		rc = fg_diff_eager(t, r, closed + 1, &t->eager, &t->scratch2);
 	/* Dropped twins stay resident until trimmed; now and then is enough
@@ -703,12 +707,22 @@ static void card_bounds(const fg_impl *t, const fg_region *r, const fg_run *p,
 
 int fg_collect(fg_tracker *h, fg_iter *it)
 {
+	return fg_collect_flags(h, it, 0);
+}
+
+int fg_collect_flags(fg_tracker *h, fg_iter *it, unsigned flags)
+{
 	uint64_t t0 = fg_now_ns(), pages = 0;
 	fg_impl *t;
-	int rc = enter(h, &t);
+	int rc;
 
+	if (flags & ~(unsigned)FG_COLLECT_WHOLE_PAGES)
+		return fg_fail(-EINVAL, "fg_collect_flags: unknown flags %#x",
+			       flags & ~(unsigned)FG_COLLECT_WHOLE_PAGES);
+	rc = enter(h, &t);
 	if (rc)
 		return rc;
+	t->whole_pages = (flags & FG_COLLECT_WHOLE_PAGES) != 0;
 	t->gen++;
 	t->result.n = 0;
 	size_t i;
@@ -815,6 +829,7 @@ int fg_collect_bitmap(fg_tracker *h, void *addr, size_t len, uint64_t *bits,
 	}
 	uint64_t rp;
 
+	t->whole_pages = false;
 	rc = collect_region(t, r, &rp);
 	if (rc)
 		goto out;

@@ -106,13 +106,23 @@ int fg_runs_push(fg_runs *r, uintptr_t start, uintptr_t end)
 	return fg_runs_append(r, start, end);
 }
 
+/* Run arrays grow with mmap/mremap, not malloc: a collector calls
+ * fg_collect with its other threads stopped, maybe inside malloc with
+ * its arena's lock held. */
 int fg_runs_append(fg_runs *r, uintptr_t start, uintptr_t end)
 {
 	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 64;
-		fg_run *v = realloc(r->v, cap * sizeof *v);
+		size_t cap = r->cap ? r->cap * 2 : 256; /* 4 KiB first */
+		void *v;
 
-		if (!v)
+		if (r->v)
+			v = mremap(r->v, r->cap * sizeof *r->v,
+				   cap * sizeof *r->v, MREMAP_MAYMOVE);
+		else
+			v = mmap(NULL, cap * sizeof *r->v,
+				 PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (v == MAP_FAILED)
 			return -ENOMEM;
 		r->v = v;
 		r->cap = cap;
@@ -125,7 +135,8 @@ int fg_runs_append(fg_runs *r, uintptr_t start, uintptr_t end)
 
 void fg_runs_free(fg_runs *r)
 {
-	free(r->v);
+	if (r->v)
+		munmap(r->v, r->cap * sizeof *r->v);
 	r->v = NULL;
 	r->n = r->cap = 0;
 }
