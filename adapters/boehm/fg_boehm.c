@@ -1,0 +1,481 @@
+/* fg_boehm.c - Boehm GC's virtual dirty bits from the fgvm toolkit.
+ *
+ * Linked into the adapter's libgc.so.1 (Boehm GC 8.2.2 built with
+ * -DEXTERNAL_VDB, see patches/).  A constructor installs the table of
+ * GC_set_external_vdb(); when the collector switches its incremental mode
+ * on, dirty_init creates a toolkit tracker and every heap section is
+ * registered with it.  At each retrieval (world stopped) the tracker's
+ * dirty cards are turned into one word per heap block: bit i is the i-th
+ * 64-byte line of the block (HBLKSIZE 4096 / 64 bits).  The patched
+ * mark.c pushes only the marked objects overlapping a dirty line.
+ *
+ * Precision: below page-sized cards the tracker runs with DIFF precision
+ * (cards whose bytes changed).  DIFF compares with the epoch start, which
+ * is what the collector scanned only if it scanned with the world stopped
+ * right after the previous retrieval; when Boehm marks while the program
+ * runs (time-sliced incremental mode), it says so (concurrent_mark) and
+ * the next retrieval reports written pages whole.
+ *
+ * Everything called with the world stopped avoids malloc (another thread
+ * may be stopped inside it): the adapter's arrays are mmap'd, and the
+ * toolkit's collection does not allocate from malloc either.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* mremap */
+#endif
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gc.h>
+#include <fg.h>
+
+#include "gc_fg.h"
+
+#define API __attribute__((visibility("default")))
+#define LINES_ALL (~(GC_word)0)
+
+struct sect {
+	uintptr_t base;
+	size_t len;
+	size_t nblocks;
+	GC_word *lines;	  /* one word per block, mmap'd */
+	int tracked;	  /* registered with the tracker */
+};
+
+static struct {
+	fg_tracker *t;
+	const char *backend;	  /* name, NULL while not supplying bits */
+	char want_backend[32];	  /* GC_fg_set_backend */
+	size_t want_card;	  /* GC_fg_set_card_size before init */
+	size_t hblk;		  /* the collector's block size */
+	size_t line;		  /* bytes per bit: hblk / 64 */
+	int mprotect;		  /* backend is mprotect */
+	int concurrent;		  /* Boehm marked with the world running */
+	int all_dirty;		  /* next retrieval: everything */
+	struct sect *s;		  /* sorted by base, mmap'd */
+	size_t ns, caps;
+	struct sect *last;	  /* lookup cache */
+	fg_range *prev;		  /* last retrieval's ranges (to clear) */
+	size_t nprev, capprev;
+	int prev_all;		  /* the last retrieval set everything */
+	struct GC_fg_stats st;
+	char err[256];
+} A;
+
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(A.err, sizeof A.err, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "libgc (fgvm adapter): %s\n", A.err);
+}
+
+/* mmap-backed growth: no malloc while the world is stopped. */
+static void *grow(void *v, size_t *cap, size_t elem, size_t need)
+{
+	size_t n = *cap ? *cap : 16;
+	void *w;
+
+	while (n < need)
+		n *= 2;
+	if (n == *cap)
+		return v;
+	w = v ? mremap(v, *cap * elem, n * elem, MREMAP_MAYMOVE)
+	      : mmap(NULL, n * elem, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (w == MAP_FAILED)
+		return NULL;
+	*cap = n;
+	return w;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static struct sect *find(uintptr_t a)
+{
+	size_t lo = 0, hi = A.ns;
+
+	if (A.last && a - A.last->base < A.last->len)
+		return A.last;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		struct sect *s = &A.s[mid];
+
+		if (a < s->base)
+			hi = mid;
+		else if (a - s->base >= s->len)
+			lo = mid + 1;
+		else
+			return A.last = s;
+	}
+	return NULL;
+}
+
+static void fill_all(GC_word v)
+{
+	for (size_t i = 0; i < A.ns; i++)
+		for (size_t b = 0; b < A.s[i].nblocks; b++)
+			A.s[i].lines[b] = v;
+}
+
+/* Set the lines of [a, a+len) in their blocks. */
+static void set_lines(uintptr_t a, size_t len)
+{
+	uintptr_t end = a + len;
+
+	while (a < end) {
+		struct sect *s = find(a);
+		uintptr_t stop;
+
+		if (!s) {
+			/* Not heap (cannot happen: only sections are
+			 * registered); skip to the next section. */
+			size_t i;
+
+			for (i = 0; i < A.ns && A.s[i].base <= a; i++)
+				;
+			if (i == A.ns || A.s[i].base >= end)
+				return;
+			a = A.s[i].base;
+			continue;
+		}
+		stop = s->base + s->len < end ? s->base + s->len : end;
+		while (a < stop) {
+			size_t b = (a - s->base) / A.hblk;
+			uintptr_t bstart = s->base + b * A.hblk;
+			uintptr_t bend = bstart + A.hblk < stop ? bstart + A.hblk
+								 : stop;
+			size_t first = (a - bstart) / A.line;
+			size_t last = (bend - bstart + A.line - 1) / A.line;
+
+			if (first == 0 && last >= 64)
+				s->lines[b] = LINES_ALL;
+			else
+				s->lines[b] |= (last >= 64 ? LINES_ALL
+					       : (((GC_word)1 << last) - 1)) &
+					      ~(((GC_word)1 << first) - 1);
+			a = bend;
+		}
+	}
+}
+
+static void clear_prev(void)
+{
+	if (A.prev_all) {
+		fill_all(0);
+		A.prev_all = 0;
+	} else {
+		for (size_t i = 0; i < A.nprev; i++) {
+			uintptr_t a = (uintptr_t)A.prev[i].addr;
+			uintptr_t e = a + A.prev[i].len;
+
+			for (; a < e; a = (a - a % A.hblk) + A.hblk) {
+				struct sect *s = find(a);
+
+				if (s)
+					s->lines[(a - s->base) / A.hblk] = 0;
+			}
+		}
+	}
+	A.nprev = 0;
+}
+
+static void mark_everything(void)
+{
+	fill_all(LINES_ALL);
+	A.prev_all = 1;
+}
+
+static int GC_CALLBACK vdb_protection_needs(void)
+{
+	return A.mprotect ? GC_PROTECTS_POINTER_HEAP | GC_PROTECTS_PTRFREE_HEAP
+			  : GC_PROTECTS_NONE;
+}
+
+static int start_tracker(void)
+{
+	fg_options o = FG_OPTIONS_INIT;
+	long ps = sysconf(_SC_PAGESIZE);
+	const char *e;
+	size_t card;
+	int rc;
+
+	if (A.want_backend[0]) {
+		rc = fg_backend_from_name(A.want_backend, &o.backend);
+		if (rc) {
+			say("GC_fg_set_backend(\"%s\"): %s", A.want_backend,
+			    fg_strerror(rc));
+			return rc;
+		}
+	}
+	card = A.want_card;
+	if (!card && (e = getenv("FG_CARD")) && *e)
+		card = strtoul(e, NULL, 0);
+	if (!card)
+		card = (size_t)ps;
+	o.card_size = A.want_card; /* 0: FG_CARD or the page size */
+	o.precision = card < (size_t)ps ? FG_PRECISION_DIFF : FG_PRECISION_PAGE;
+	rc = fg_tracker_create(&o, &A.t);
+	if (rc) {
+		say("cannot track the heap (%s: %s); incremental mode stays off",
+		    fg_strerror(rc), fg_last_error_detail());
+		return rc;
+	}
+	A.backend = fg_backend_name(fg_tracker_backend(A.t));
+	A.mprotect = fg_tracker_backend(A.t) == FG_BACKEND_MPROTECT;
+	return 0;
+}
+
+static int GC_CALLBACK vdb_dirty_init(size_t hblk)
+{
+	if (hblk % 64 || hblk < 64) {
+		say("heap block size %zu is not a multiple of 64", hblk);
+		return 0;
+	}
+	A.hblk = hblk;
+	A.line = hblk / 64;
+	if (start_tracker())
+		return 0;
+	return 1;
+}
+
+static void GC_CALLBACK vdb_add_heap(void *start, size_t bytes)
+{
+	struct sect *v, s = {(uintptr_t)start, bytes, 0, NULL, 0};
+	size_t i;
+	int rc;
+
+	if (!A.t || !bytes)
+		return;
+	s.nblocks = (bytes + A.hblk - 1) / A.hblk;
+	s.lines = mmap(NULL, s.nblocks * sizeof(GC_word),
+		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		       0);
+	if (s.lines == MAP_FAILED) {
+		say("out of memory for the dirty lines of a %zu-byte heap "
+		    "section",
+		    bytes);
+		abort();
+	}
+	rc = fg_register(A.t, start, bytes);
+	if (rc) {
+		/* Sound: an untracked section reads dirty for ever. */
+		say("heap section [%p, +%zu) is not tracked (%s: %s); it "
+		    "reads dirty",
+		    start, bytes, fg_strerror(rc), fg_last_error_detail());
+	}
+	s.tracked = rc == 0;
+	for (i = 0; i < s.nblocks; i++)
+		s.lines[i] = LINES_ALL; /* until the first retrieval */
+	v = grow(A.s, &A.caps, sizeof *A.s, A.ns + 1);
+	if (!v) {
+		say("out of memory for the heap section table");
+		abort();
+	}
+	A.s = v;
+	for (i = A.ns; i > 0 && A.s[i - 1].base > s.base; i--)
+		A.s[i] = A.s[i - 1];
+	A.s[i] = s;
+	A.ns++;
+	A.last = NULL;
+}
+
+static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
+{
+	double t0 = now_ms(), dt;
+	unsigned flags = 0;
+	fg_iter it;
+	fg_range r;
+	int n;
+
+	(void)output_unneeded; /* the epoch restarts either way */
+	if (!A.t)
+		return;
+	clear_prev();
+	if (A.concurrent) {
+		flags |= FG_COLLECT_WHOLE_PAGES;
+		A.st.whole_epochs++;
+		A.concurrent = 0;
+	}
+	n = fg_collect_flags(A.t, &it, flags);
+	if (n < 0) {
+		say("collection failed (%s: %s); everything reads dirty",
+		    fg_strerror(n), fg_last_error_detail());
+		mark_everything();
+	} else {
+		while (fg_iter_next(&it, &r) == 1) {
+			fg_range *v = grow(A.prev, &A.capprev, sizeof *A.prev,
+					   A.nprev + 1);
+
+			set_lines((uintptr_t)r.addr, r.len);
+			A.st.dirty_bytes += r.len;
+			if (!v) {
+				/* Cannot remember what to clear: clear all
+				 * next time. */
+				A.prev_all = 1;
+				continue;
+			}
+			A.prev = v;
+			A.prev[A.nprev++] = r;
+		}
+	}
+	if (A.all_dirty) {
+		mark_everything();
+		A.all_dirty = 0;
+	}
+	/* Untracked sections read dirty. */
+	for (size_t i = 0; i < A.ns; i++)
+		if (!A.s[i].tracked)
+			for (size_t b = 0; b < A.s[i].nblocks; b++)
+				A.s[i].lines[b] = LINES_ALL;
+	A.st.collections++;
+	dt = now_ms() - t0;
+	A.st.retrieve_ms_total += dt;
+	if (dt > A.st.retrieve_ms_max)
+		A.st.retrieve_ms_max = dt;
+}
+
+static GC_word GC_CALLBACK vdb_block_dirty_lines(void *h)
+{
+	struct sect *s = find((uintptr_t)h);
+
+	if (!s)
+		return LINES_ALL;
+	return s->lines[((uintptr_t)h - s->base) / A.hblk];
+}
+
+static void GC_CALLBACK vdb_remove_protection(void *h, size_t bytes,
+					      int is_ptrfree)
+{
+	(void)is_ptrfree;
+	/* uffd backends see every write, the kernel's included: nothing to
+	 * do.  mprotect: un-protect for this epoch (so that the collector
+	 * and system calls can write) and read dirty. */
+	if (A.t && A.mprotect)
+		(void)fg_mark_dirty(A.t, h, bytes);
+}
+
+static void GC_CALLBACK vdb_concurrent_mark(void)
+{
+	A.concurrent = 1;
+}
+
+/* In the child after fork: the parent's tracker does not follow (the
+ * toolkit reports everything dirty in a child); start a new one over the
+ * same sections.  Single-threaded here, malloc is safe. */
+static void GC_CALLBACK vdb_update_child(void)
+{
+	if (!A.t)
+		return;
+	(void)fg_tracker_destroy(A.t);
+	A.t = NULL;
+	A.backend = NULL;
+	if (start_tracker()) {
+		/* Boehm keeps its incremental mode: read everything dirty. */
+		for (size_t i = 0; i < A.ns; i++)
+			A.s[i].tracked = 0;
+		mark_everything();
+		return;
+	}
+	for (size_t i = 0; i < A.ns; i++) {
+		int rc = fg_register(A.t, (void *)A.s[i].base, A.s[i].len);
+
+		A.s[i].tracked = rc == 0;
+	}
+	A.all_dirty = 1; /* what the child wrote before this is unknown */
+	mark_everything();
+}
+
+static const struct GC_external_vdb_s vdb = {
+	GC_EXTERNAL_VDB_VERSION, vdb_dirty_init,	vdb_add_heap,
+	vdb_read_dirty,		 vdb_block_dirty_lines, vdb_remove_protection,
+	vdb_concurrent_mark,	 vdb_update_child,	vdb_protection_needs,
+};
+
+__attribute__((constructor)) static void install(void)
+{
+	if (GC_set_external_vdb(&vdb) != GC_SUCCESS)
+		say("GC_set_external_vdb failed: this libgc was not built "
+		    "with EXTERNAL_VDB");
+}
+
+API int GC_fg_set_backend(const char *name)
+{
+	if (A.t)
+		return -1;
+	if (!name)
+		A.want_backend[0] = 0;
+	else
+		snprintf(A.want_backend, sizeof A.want_backend, "%s", name);
+	return 0;
+}
+
+API int GC_fg_set_card_size(size_t bytes)
+{
+	if (A.t) {
+		int rc = fg_set_card_size(A.t, bytes);
+
+		if (rc) {
+			snprintf(A.err, sizeof A.err, "card size %zu: %s (%s)",
+				 bytes, fg_strerror(rc),
+				 fg_last_error_detail());
+			return -1;
+		}
+		return 0;
+	}
+	A.want_card = bytes; /* checked when the tracker starts */
+	return 0;
+}
+
+API size_t GC_fg_get_card_size(void)
+{
+	return A.t ? fg_card_size(A.t) : A.want_card;
+}
+
+API const char *GC_fg_backend(void)
+{
+	return A.backend;
+}
+
+API const char *GC_fg_last_error(void)
+{
+	return A.err;
+}
+
+API int GC_fg_get_stats(struct GC_fg_stats *out)
+{
+	fg_stats fs = {.size = sizeof fs};
+	size_t n;
+
+	if (!out || out->size == 0)
+		return -1;
+	n = out->size < sizeof A.st ? out->size : sizeof A.st;
+	A.st.size = n;
+	A.st.bytes_rescanned = (unsigned long)GC_get_bytes_rescanned();
+	if (A.t && fg_get_stats(A.t, &fs) == 0) {
+		A.st.dirty_pages = fs.dirty_pages;
+		A.st.faults = fs.faults;
+	}
+	memcpy(out, &A.st, n);
+	return 0;
+}
+
+API unsigned long GC_fg_get_bytes_rescanned(void)
+{
+	return (unsigned long)GC_get_bytes_rescanned();
+}

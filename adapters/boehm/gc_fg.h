@@ -1,0 +1,61 @@
+/* gc_fg.h - the fgvm adapter's own calls in the adapter's libgc.so.1.
+ *
+ * The adapter's libgc.so.1 is Boehm GC 8.2.2 built with EXTERNAL_VDB and
+ * linked with fgvm's toolkit: its incremental and generational modes take
+ * their dirty bits from the toolkit (userfaultfd write-protection by
+ * default) and rescan only the marked objects that overlap dirty cards.
+ * Nothing here is needed to use it: GC_ENABLE_INCREMENTAL=1 or
+ * GC_enable_incremental() turn it on, FG_BACKEND and FG_CARD choose the
+ * backend and the card size.  These calls are for programs that want to
+ * choose in code or read what happened.  Declared weak-friendly: a
+ * program can look them up with dlsym() to run on stock libgc too. */
+#ifndef GC_FG_H
+#define GC_FG_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Choose the toolkit backend ("uffd-async", "uffd-sync", "mprotect",
+ * "none"; NULL: automatic) before the incremental mode is switched on.
+ * Overrides FG_BACKEND.  Returns 0, or -1 if incremental mode is on. */
+int GC_fg_set_backend(const char *name);
+
+/* The card size in bytes: a power of two from 64 to the page size, or a
+ * multiple of the page size.  Before the incremental mode is on it sets
+ * the initial size (overriding FG_CARD); after, it takes effect at the
+ * next collection, and no write is lost around the change.  Returns 0 or
+ * -1 (bad size: see GC_fg_last_error()). */
+int GC_fg_set_card_size(size_t bytes);
+size_t GC_fg_get_card_size(void);
+
+/* The active backend's name, or NULL while the adapter does not supply
+ * the dirty bits (incremental mode off, or it could not start: then
+ * GC_fg_last_error() says why). */
+const char *GC_fg_backend(void);
+const char *GC_fg_last_error(void);
+
+/* Counters since the collector started. */
+struct GC_fg_stats {
+	size_t size;		     /* sizeof(struct GC_fg_stats), by the caller */
+	unsigned long collections;   /* dirty-bit retrievals */
+	unsigned long dirty_pages;   /* pages the backend reported written */
+	unsigned long dirty_bytes;   /* bytes of dirty cards reported */
+	unsigned long faults;	     /* first-write faults (backend's count) */
+	unsigned long bytes_rescanned; /* marked bytes pushed again */
+	unsigned long whole_epochs;  /* retrievals at page precision because
+					the collector marked concurrently */
+	double retrieve_ms_total;    /* time in the retrievals */
+	double retrieve_ms_max;
+};
+int GC_fg_get_stats(struct GC_fg_stats *out);
+
+/* Shorthand for the benchmarks: GC_get_bytes_rescanned(). */
+unsigned long GC_fg_get_bytes_rescanned(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GC_FG_H */
