@@ -80,6 +80,8 @@ echo "boehm: building libgc.so.1 with the adapter (log: $log)"
 	-std=gnu11 -I"$tree/include" -I"$src/toolkit" -I"$src/adapters/boehm" \
 	-c "$src/adapters/boehm/fg_boehm.c" -o fg_boehm.lo >>"$log" 2>&1) ||
 	fail "compiling fg_boehm.c failed; see $log"
+# libgc.la does not depend on fg_boehm.lo in Boehm's Makefile: relink.
+rm -f "$tree/libgc.la"
 (cd "$tree" && make -j"$jobs" libgc.la \
 	FG_LIBS="-Wl,$tklib/libfgtk.so.0 -Wl,-rpath,\\\$\$ORIGIN" >>"$log" 2>&1) ||
 	fail "make libgc.la failed; see $log"

@@ -59,6 +59,8 @@ static struct {
 	int mprotect;		  /* backend is mprotect */
 	int concurrent;		  /* Boehm marked with the world running */
 	int all_dirty;		  /* next retrieval: everything */
+	int precleaned;		  /* pre_stop_world retrieved this interval */
+	int no_preclean;	  /* FG_BOEHM_PRECLEAN=0 */
 	struct sect *s;		  /* sorted by base, mmap'd */
 	size_t ns, caps;
 	struct sect *last;	  /* lookup cache */
@@ -295,23 +297,20 @@ static void GC_CALLBACK vdb_add_heap(void *start, size_t bytes)
 	A.last = NULL;
 }
 
-static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
+/* One toolkit collection OR'ed into the lines.  The interval between two
+ * of Boehm's retrievals may be made of two collections: one just before
+ * the world stops (pre_stop_world: the program still runs, so most of the
+ * re-protection and comparing happens outside the pause) and one in the
+ * pause, which covers only what was written in between.  The union is
+ * what was written in the interval: each collection reports what was
+ * written since the previous one, and the second restarts the epoch. */
+static void collect_into_lines(void)
 {
-	double t0 = now_ms(), dt;
-	unsigned flags = 0;
+	unsigned flags = A.concurrent ? FG_COLLECT_WHOLE_PAGES : 0;
 	fg_iter it;
 	fg_range r;
 	int n;
 
-	(void)output_unneeded; /* the epoch restarts either way */
-	if (!A.t)
-		return;
-	clear_prev();
-	if (A.concurrent) {
-		flags |= FG_COLLECT_WHOLE_PAGES;
-		A.st.whole_epochs++;
-		A.concurrent = 0;
-	}
 	n = fg_collect_flags(A.t, &it, flags);
 	if (n < 0) {
 		say("collection failed (%s: %s); everything reads dirty",
@@ -333,6 +332,36 @@ static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
 			A.prev = v;
 			A.prev[A.nprev++] = r;
 		}
+	}
+}
+
+/* Runs with the allocation lock held and the world running. */
+static void GC_CALLBACK vdb_pre_stop_world(void)
+{
+	double t0 = now_ms();
+
+	if (!A.t || A.no_preclean)
+		return;
+	clear_prev();
+	collect_into_lines();
+	A.precleaned = 1;
+	A.st.preclean_ms_total += now_ms() - t0;
+}
+
+static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
+{
+	double t0 = now_ms(), dt;
+
+	(void)output_unneeded; /* the epoch restarts either way */
+	if (!A.t)
+		return;
+	if (!A.precleaned)
+		clear_prev();
+	A.precleaned = 0;
+	collect_into_lines();
+	if (A.concurrent) {
+		A.st.whole_epochs++;
+		A.concurrent = 0;
 	}
 	if (A.all_dirty) {
 		mark_everything();
@@ -360,13 +389,19 @@ static GC_word GC_CALLBACK vdb_block_dirty_lines(void *h)
 }
 
 static void GC_CALLBACK vdb_remove_protection(void *h, size_t bytes,
-					      int is_ptrfree)
+					      int flags)
 {
-	(void)is_ptrfree;
-	/* uffd backends see every write, the kernel's included: nothing to
-	 * do.  mprotect: un-protect for this epoch (so that the collector
-	 * and system calls can write) and read dirty. */
-	if (A.t && A.mprotect)
+	if (!A.t)
+		return;
+	/* Fresh blocks (no live object in them) are about to be filled:
+	 * un-protect them at once, one system call instead of a fault per
+	 * page, and let them read dirty (their objects are unmarked, so
+	 * this costs the collector nothing).  A block that holds live
+	 * objects (a free list being rebuilt) stays protected with the
+	 * userfaultfd backends, which see the collector's writes line by
+	 * line; mprotect un-protects it for this epoch, as Boehm's own
+	 * MPROTECT_VDB does, so that the kernel can write into it. */
+	if ((flags & GC_VDB_NEW_BLOCK) || A.mprotect)
 		(void)fg_mark_dirty(A.t, h, bytes);
 }
 
@@ -405,13 +440,48 @@ static const struct GC_external_vdb_s vdb = {
 	GC_EXTERNAL_VDB_VERSION, vdb_dirty_init,	vdb_add_heap,
 	vdb_read_dirty,		 vdb_block_dirty_lines, vdb_remove_protection,
 	vdb_concurrent_mark,	 vdb_update_child,	vdb_protection_needs,
+	vdb_pre_stop_world,
 };
+
+/* FG_BOEHM_STATS=1: a summary on stderr at exit. */
+static void print_stats(void)
+{
+	struct GC_fg_stats st = {.size = sizeof st};
+	fg_stats fs = {.size = sizeof fs};
+
+	GC_fg_get_stats(&st);
+	if (A.t)
+		fg_get_stats(A.t, &fs);
+	fprintf(stderr,
+		"libgc (fgvm adapter): backend %s, card %zu: %lu retrievals "
+		"(%.3f ms total, %.3f ms max in pauses; %.3f ms before), "
+		"%lu whole-page, %lu dirty pages, "
+		"%lu dirty bytes, %lu faults; DIFF: %llu pages compared, %llu "
+		"whole, twins %llu hook + %llu eager (%llu invalid), %.3f ms "
+		"comparing; %lu bytes rescanned\n",
+		A.backend ? A.backend : "(off)", GC_fg_get_card_size(),
+		st.collections, st.retrieve_ms_total, st.retrieve_ms_max,
+		st.preclean_ms_total,
+		st.whole_epochs, st.dirty_pages, st.dirty_bytes, st.faults,
+		(unsigned long long)fs.pages_diffed,
+		(unsigned long long)fs.pages_whole,
+		(unsigned long long)fs.twins_hook,
+		(unsigned long long)fs.twins_eager,
+		(unsigned long long)fs.twins_invalid, fs.diff_ns / 1e6,
+		st.bytes_rescanned);
+}
 
 __attribute__((constructor)) static void install(void)
 {
+	const char *e = getenv("FG_BOEHM_STATS");
+
 	if (GC_set_external_vdb(&vdb) != GC_SUCCESS)
 		say("GC_set_external_vdb failed: this libgc was not built "
 		    "with EXTERNAL_VDB");
+	if (e && *e && strcmp(e, "0") != 0)
+		atexit(print_stats);
+	e = getenv("FG_BOEHM_PRECLEAN");
+	A.no_preclean = e && strcmp(e, "0") == 0;
 }
 
 API int GC_fg_set_backend(const char *name)

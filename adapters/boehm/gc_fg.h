@@ -47,8 +47,10 @@ struct GC_fg_stats {
 	unsigned long bytes_rescanned; /* marked bytes pushed again */
 	unsigned long whole_epochs;  /* retrievals at page precision because
 					the collector marked concurrently */
-	double retrieve_ms_total;    /* time in the retrievals */
+	double retrieve_ms_total;    /* time in the retrievals (in pauses) */
 	double retrieve_ms_max;
+	double preclean_ms_total;    /* time retrieving before the world
+					stopped (FG_BOEHM_PRECLEAN=0: none) */
 };
 int GC_fg_get_stats(struct GC_fg_stats *out);
 
