@@ -47,7 +47,9 @@
  * All times are wall-clock ns from clock_gettime(CLOCK_MONOTONIC) around the
  * measured call; the timer's own overhead is reported (host.clock_ns).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
