@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import statistics
+import shutil
 import subprocess
 import sys
 import time
@@ -340,6 +341,69 @@ def plot(runs, bench_names, variants, path):
     return True
 
 
+def guile_compare(variants, reps, scale, timeout):
+    """Unmodified Guile 3.0 on a GC-heavy Scheme program, incremental mode,
+    stock libgc against the adapter's: wall time, Boehm's own world-stopped
+    pauses (GC_PRINT_STATS), and whether stdout is byte-identical."""
+    guile = shutil.which("guile3.0") or shutil.which("guile")
+    prog = rel("tests/boehm/gc-heavy.scm")
+    if not guile or not os.path.exists(prog):
+        print("\n== guile: skipped (%s) ==" % (
+            "no guile3.0 on PATH" if not guile else prog + " missing"))
+        return None
+    rows, outputs = {}, {}
+    for rep in range(reps):
+        for v in variants:
+            env = variant_env(v, {"GC_ENABLE_INCREMENTAL": "1"}, True)
+            t0 = time.monotonic()
+            try:
+                p = subprocess.run([guile, "--no-auto-compile", "-s", prog,
+                                    str(scale)], env=env, cwd=ROOT,
+                                   capture_output=True, text=True,
+                                   timeout=timeout)
+            except subprocess.TimeoutExpired:
+                print("  guile %s: timeout" % v)
+                continue
+            wall = (time.monotonic() - t0) * 1e3
+            st = parse_stats(p.stderr)
+            outputs.setdefault(v, p.stdout)
+            r = rows.setdefault(v, {"wall_ms": [], "pause_mean_ms": [],
+                                    "pause_max_ms": [], "pauses": [],
+                                    "rc": []})
+            r["wall_ms"].append(wall)
+            r["pause_mean_ms"].append(st["world_stopped_mean_ms"])
+            r["pause_max_ms"].append(st["world_stopped_max_ms"])
+            r["pauses"].append(st["world_stopped_count"])
+            r["rc"].append(p.returncode)
+            print("  rep %d guile %-8s wall %.0f ms, %d pauses, mean %.2f ms,"
+                  " rc %d" % (rep, v, wall, st["world_stopped_count"],
+                              st["world_stopped_mean_ms"], p.returncode),
+                  flush=True)
+    if "stock" not in rows:
+        return None
+    base = rows["stock"]
+    print("\n== guile %s gc-heavy.scm %d, GC_ENABLE_INCREMENTAL=1 (medians;"
+          " pauses from GC_PRINT_STATS) ==" % (os.path.basename(guile),
+                                               scale))
+    print("variant   wall ms  pauses  mean ms  max ms  wall/st  pause/st"
+          "  output")
+    summary = {}
+    for v, r in rows.items():
+        w, m = med(r["wall_ms"]), med(r["pause_mean_ms"])
+        same = outputs.get(v) == outputs.get("stock")
+        summary[v] = {"wall_ms": w, "pause_mean_ms": m,
+                      "pause_max_ms": med(r["pause_max_ms"]),
+                      "pauses": med(r["pauses"]), "rc": r["rc"],
+                      "output_identical_to_stock": same}
+        print("%-8s %8.0f %7d %8.2f %7.2f %8.2f %9.2f  %s" % (
+            v, w, med(r["pauses"]), m, med(r["pause_max_ms"]),
+            w / med(base["wall_ms"]),
+            m / med(base["pause_mean_ms"]) if med(base["pause_mean_ms"])
+            else float("nan"),
+            "identical" if same else "DIFFERS"))
+    return summary
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=None,
@@ -366,6 +430,9 @@ def main():
                     help="skip the short untimed warm-up runs")
     ap.add_argument("--out", default="bench/out",
                     help="output folder (default bench/out)")
+    ap.add_argument("--guile", type=int, default=None, metavar="SCALE",
+                    help="also run Guile on tests/boehm/gc-heavy.scm SCALE "
+                    "(default: 1 in a full run, none with --quick; 0: none)")
     args = ap.parse_args()
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     ADAPTER[0] = args.adapter_dir
@@ -438,6 +505,10 @@ def main():
 
     summary = summarize(runs, stats_runs, list(bspec), variants)
     print_table(summary, variants)
+    gscale = args.guile if args.guile is not None else (0 if args.quick
+                                                         else 1)
+    guile = guile_compare(variants, 1, gscale, args.timeout) \
+        if gscale else None
     if not adapter:
         print("\n*** stock only: adapter library %s/libgc.so.1 not found ***"
               % ADAPTER[0])
@@ -456,7 +527,7 @@ def main():
     }
     with open(jpath, "w") as f:
         json.dump({"meta": meta, "summary": summary, "runs": runs,
-                   "stats_runs": stats_runs}, f, indent=1)
+                   "stats_runs": stats_runs, "guile": guile}, f, indent=1)
     print("wrote %s" % os.path.relpath(jpath, ROOT))
     ppath = os.path.join(outdir, "boehm-pauses.png")
     if plot(runs, list(bspec), variants, ppath):
