@@ -1,17 +1,24 @@
 /* oracle.c - byte snapshots, the test's write log and the comparison of a
- * collection with both.  See oracle.h for what counts as truth. */
+ * collection with both.  See oracle.h for what counts as truth.  At the
+ * end, the kit the test files share, which asserts with Criterion. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* config.h defines it in the autotools build */
 #endif
 #include "oracle.h"
 
+#include <criterion/criterion.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -584,4 +591,565 @@ void orc_exact_pages(orc_region *r, size_t n, size_t card, uint64_t *extra,
 				*(want ? missing : extra) += 1;
 		}
 	}
+}
+
+/* ---- the kit (asserts with Criterion) ---------------------------------- */
+
+void orc_fill_random(orc_rng *g, void *p, size_t len)
+{
+	uint8_t *b = p;
+
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t x = orc_next(g);
+
+		memcpy(b + i, &x, len - i < 8 ? len - i : 8);
+	}
+}
+
+void orc_differing(orc_rng *g, uint8_t *src, const uint8_t *dst, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		src[i] = (uint8_t)(dst[i] + 1 + orc_below(g, 255));
+}
+
+uint64_t orc_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void orc_spin_us(unsigned us)
+{
+	uint64_t end = orc_now_ns() + (uint64_t)us * 1000;
+
+	while (orc_now_ns() < end)
+		;
+}
+
+void orc_snap_words(const orc_region *r, size_t n, uint64_t **out)
+{
+	for (size_t i = 0; i < n; i++) {
+		const uint64_t *s = (const uint64_t *)r[i].base;
+
+		for (size_t k = 0; k < r[i].len / 8; k++)
+			out[i][k] = __atomic_load_n(&s[k], __ATOMIC_RELAXED);
+	}
+}
+
+fg_tracker *orc_tracker(const fg_options *o)
+{
+	fg_tracker *t = NULL;
+	int rc = fg_tracker_create(o, &t);
+
+	cr_assert_eq(rc, 0,
+		     "fg_tracker_create(backend %s, card %zu, %s, twin_cap "
+		     "%zu) = %d (%s): %s",
+		     fg_backend_name(o->backend), o->card_size,
+		     o->precision == FG_PRECISION_DIFF ? "DIFF" : "page",
+		     o->twin_cap, rc, fg_strerror(rc), fg_last_error_detail());
+	cr_assert_not_null(t, "fg_tracker_create succeeded but left *out NULL");
+	cr_assert_eq(fg_tracker_backend(t), o->backend,
+		     "tracker forced to %s reports backend %s",
+		     fg_backend_name(o->backend),
+		     fg_backend_name(fg_tracker_backend(t)));
+	return t;
+}
+
+void orc_reg(fg_tracker *t, orc_region *r)
+{
+	int rc = fg_register(t, r->base, r->len);
+
+	cr_assert_eq(rc, 0, "fg_register(%s region %p, %zu) with %s = %d (%s): %s",
+		     r->kind, (void *)r->base, r->len,
+		     fg_backend_name(fg_tracker_backend(t)), rc, fg_strerror(rc),
+		     fg_last_error_detail());
+}
+
+fg_stats orc_stats(fg_tracker *t)
+{
+	fg_stats st;
+	int rc;
+
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	rc = fg_get_stats(t, &st);
+	cr_assert_eq(rc, 0, "fg_get_stats: %d (%s)", rc, fg_strerror(rc));
+	return st;
+}
+
+void orc_make_regions(orc_region r[3], orc_rng *g, size_t scale,
+		      bool changed_only)
+{
+	struct {
+		void *(*map)(size_t, void *);
+		size_t len;
+		const char *kind;
+	} k[3] = {
+		{orc_map_anon, 2 * scale, "anon"},
+		{orc_map_shared_anon, scale, "shared-anon"},
+		{orc_map_memfd, scale, "memfd"},
+	};
+
+	for (int i = 0; i < 3; i++) {
+		void *at = orc_reserve(k[i].len, 64 * 1024,
+				       orc_below(g, 16) * orc_page());
+		void *p = at ? k[i].map(k[i].len, at) : NULL;
+
+		cr_assert_not_null(p, "mapping %zu bytes of %s memory: %s",
+				   k[i].len, k[i].kind, strerror(errno));
+		orc_fill_random(g, p, k[i].len / 2);
+		cr_assert_eq(orc_region_init(&r[i], p, k[i].len, k[i].kind), 0,
+			     "out of memory for the oracle");
+		r[i].changed_only = changed_only;
+	}
+}
+
+void orc_free_regions(orc_region *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		munmap(r[i].base, r[i].len);
+		orc_region_fini(&r[i]);
+	}
+}
+
+/* ---- kernel writes ---- */
+
+const char *const orc_kname[ORC_K_COUNT] = {"pipe-read", "file-read",
+					    "pread", "recv"};
+
+static void kwriter_init(orc_kwriter *k)
+{
+	char path[] = "/tmp/fg-oracle-XXXXXX";
+
+	memset(k, 0, offsetof(orc_kwriter, src));
+	cr_assert_eq(pipe2(k->pipefd, O_NONBLOCK | O_CLOEXEC), 0, "pipe2: %s",
+		     strerror(errno));
+	cr_assert_eq(socketpair(AF_UNIX,
+				SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+				k->sock),
+		     0, "socketpair: %s", strerror(errno));
+	k->file = mkostemp(path, O_CLOEXEC);
+	cr_assert_geq(k->file, 0, "mkstemp: %s", strerror(errno));
+	unlink(path);
+}
+
+static void kwriter_fini(orc_kwriter *k)
+{
+	close(k->pipefd[0]);
+	close(k->pipefd[1]);
+	close(k->sock[0]);
+	close(k->sock[1]);
+	close(k->file);
+}
+
+static void drain(int fd)
+{
+	char buf[4096];
+
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+}
+
+/* The system call m writes k->src into dst.  Returns the bytes
+ * transferred; on a short transfer *err is the errno that stopped it. */
+static size_t kernel_copy(orc_kwriter *k, orc_kop m, uint8_t *dst, size_t len,
+			  int *err)
+{
+	size_t done = 0;
+	ssize_t x;
+
+	*err = 0;
+	switch (m) {
+	case ORC_K_PIPE:
+		x = write(k->pipefd[1], k->src, len);
+		cr_assert_eq(x, (ssize_t)len, "pipe write of %zu: %zd (%s)",
+			     len, x, strerror(errno));
+		break;
+	case ORC_K_RECV:
+		x = send(k->sock[0], k->src, len, 0);
+		cr_assert_eq(x, (ssize_t)len, "send of %zu: %zd (%s)", len, x,
+			     strerror(errno));
+		break;
+	default:
+		x = pwrite(k->file, k->src, len, 0);
+		cr_assert_eq(x, (ssize_t)len, "pwrite of %zu: %zd (%s)", len, x,
+			     strerror(errno));
+		cr_assert_eq(lseek(k->file, 0, SEEK_SET), 0, "lseek: %s",
+			     strerror(errno));
+		break;
+	}
+	while (done < len) {
+		switch (m) {
+		case ORC_K_PIPE:
+			x = read(k->pipefd[0], dst + done, len - done);
+			break;
+		case ORC_K_READ:
+			x = read(k->file, dst + done, len - done);
+			break;
+		case ORC_K_PREAD:
+			x = pread(k->file, dst + done, len - done, (off_t)done);
+			break;
+		default:
+			x = recv(k->sock[1], dst + done, len - done, 0);
+			break;
+		}
+		if (x > 0) {
+			done += (size_t)x;
+			continue;
+		}
+		if (x < 0 && errno == EINTR)
+			continue;
+		*err = x < 0 ? errno : EIO;
+		break;
+	}
+	if (m == ORC_K_PIPE)
+		drain(k->pipefd[0]);
+	if (m == ORC_K_RECV)
+		drain(k->sock[1]);
+	return done;
+}
+
+void orc_sched_init(orc_sched *s, fg_tracker *t, orc_region *r, size_t n,
+		    const char *test)
+{
+	memset(s, 0, sizeof *s);
+	s->t = t;
+	s->id = fg_tracker_backend(t);
+	s->r = r;
+	s->n = n;
+	s->test = test;
+	s->seed = orc_seed(test);
+	orc_rng_init(&s->g, s->seed);
+	kwriter_init(&s->kw);
+}
+
+void orc_sched_fini(orc_sched *s)
+{
+	kwriter_fini(&s->kw);
+}
+
+const char *orc_where(orc_sched *s)
+{
+	snprintf(s->ctx, sizeof s->ctx, "%s %s seed=%" PRIu64 " epoch %u",
+		 s->test, fg_backend_name(s->id), s->seed, s->epoch);
+	return s->ctx;
+}
+
+uint8_t *orc_anywhere(orc_sched *s)
+{
+	size_t total = 0;
+	uint64_t x;
+
+	for (size_t i = 0; i < s->n; i++)
+		total += s->r[i].len;
+	x = orc_below(&s->g, total);
+	for (size_t i = 0; i < s->n; i++) {
+		if (x < s->r[i].len)
+			return s->r[i].base + x;
+		x -= s->r[i].len;
+	}
+	return NULL;
+}
+
+const uint8_t *orc_differ(orc_sched *s, const uint8_t *dst, size_t len)
+{
+	cr_assert_leq(len, ORC_KMAX);
+	orc_differing(&s->g, s->src, dst, len);
+	return s->src;
+}
+
+size_t orc_kernel_write(orc_sched *s, orc_kop m, bool mark, uint8_t *dst,
+			size_t len)
+{
+	orc_kwriter *k = &s->kw;
+	fg_tracker *t = s->t;
+	orc_region *r = s->r;
+	size_t n = s->n, done, changed = 0;
+	const char *ctx = orc_where(s);
+	int err, rc;
+
+	cr_assert_leq(len, ORC_KMAX);
+	memcpy(k->pre, dst, len);
+	orc_differing(&s->g, k->src, dst, len);
+	if (mark) {
+		rc = fg_mark_dirty(t, dst, len);
+		cr_assert_eq(rc, 0, "%s: fg_mark_dirty(%p, %zu) = %d (%s): %s",
+			     ctx, (void *)dst, len, rc, fg_strerror(rc),
+			     fg_last_error_detail());
+		k->marked++;
+	}
+	done = kernel_copy(k, m, dst, len, &err);
+	k->by[m]++;
+	cr_assert(!memcmp(dst, k->src, done),
+		  "%s: %s reported %zu bytes at %p but they are not the data "
+		  "sent",
+		  ctx, orc_kname[m], done, (void *)dst);
+	if (done)
+		orc_log(r, n, dst, done);
+	if (done == len)
+		return done;
+	cr_assert(s->id == FG_BACKEND_MPROTECT && !mark && err == EFAULT,
+		  "%s: %s of %zu bytes into tracked memory at %p%s "
+		  "transferred only %zu (%s); only the mprotect backend "
+		  "without fg_mark_dirty may fail, and only with EFAULT",
+		  ctx, orc_kname[m], len, (void *)dst,
+		  mark ? " after fg_mark_dirty" : "", done, strerror(err));
+	k->efault++;
+	/* The kernel may have copied part of a chunk into pages that were
+	 * writable before it hit the protected one: those bytes must be our
+	 * data, and the collection must report them like any write. */
+	for (size_t i = done; i < len; i++) {
+		if (dst[i] == k->pre[i])
+			continue;
+		cr_assert_eq(dst[i], k->src[i],
+			     "%s: %s after EFAULT: byte %p is %#x, neither the "
+			     "old %#x nor the sent %#x",
+			     ctx, orc_kname[m], (void *)(dst + i), dst[i],
+			     k->pre[i], k->src[i]);
+		orc_log(r, n, dst + i, 1);
+		changed++;
+	}
+	k->partial_bytes += changed;
+	return done;
+}
+
+/* ---- collections ---- */
+
+static const char *method_name(orc_method m)
+{
+	return m == ORC_ITER ? "iterator" : "bitmap";
+}
+
+/* orc_collect, which must succeed (and use card size want, unless 0); its
+ * form in form.  Returns the card size. */
+static size_t collect_sized(fg_tracker *t, orc_region *r, size_t n,
+			    orc_method m, size_t want, const char *ctx,
+			    char form[512])
+{
+	size_t card = 0;
+	int rc = orc_collect(t, r, n, m, &card, form, 512);
+
+	cr_assert_geq(rc, 0, "%s: %s failed: %d (%s): %s", ctx,
+		      m == ORC_ITER ? "fg_collect" : "fg_collect_bitmap", rc,
+		      fg_strerror(rc), fg_last_error_detail());
+	if (want)
+		cr_assert_eq(card, want,
+			     "%s: card size %zu set before the collection, "
+			     "but it used card %zu",
+			     ctx, want, card);
+	return card;
+}
+
+size_t orc_collect_ok(fg_tracker *t, orc_region *r, size_t n, orc_method m,
+		      size_t want, const char *ctx)
+{
+	char form[512];
+	size_t card = collect_sized(t, r, n, m, want, ctx, form);
+
+	cr_assert(!form[0], "%s (%s): %s", ctx, method_name(m), form);
+	return card;
+}
+
+size_t orc_check(fg_tracker *t, orc_region *r, size_t n, orc_method m,
+		 size_t want, const char *ctx, orc_result *res)
+{
+	char form[512];
+	size_t card = collect_sized(t, r, n, m, want, ctx, form);
+
+	orc_compare(r, n, card, res);
+	if (res->missed_lines) {
+		orc_region *g = orc_find(r, n, res->first_miss);
+		size_t off = (size_t)(res->first_miss - g->base);
+		uint64_t was, now;
+
+		memcpy(&was, g->snap + off, 8);
+		memcpy(&now, g->base + off, 8);
+		cr_assert_fail("%s card %zu (%s): MISSED %" PRIu64 " of %" PRIu64
+			       " %s 64-byte lines; first at %p (%s region %p "
+			       "+ %#zx): its first 8 bytes were %#" PRIx64
+			       " at the epoch's start, %#" PRIx64 " now",
+			       ctx, card, method_name(m), res->missed_lines,
+			       res->truth_lines,
+			       g->changed_only ? "changed" : "written or changed",
+			       (void *)res->first_miss, g->kind,
+			       (void *)g->base, off, was, now);
+	}
+	/* The form of the result after soundness: a miss says more. */
+	cr_assert(!form[0], "%s (%s): %s", ctx, method_name(m), form);
+	cr_assert_eq(res->unlogged_lines, 0,
+		     "%s: %" PRIu64 " lines changed that the test never "
+		     "wrote, first at %p: something else modified tracked "
+		     "memory",
+		     ctx, res->unlogged_lines, (void *)res->first_unlogged);
+	return card;
+}
+
+void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
+		     size_t want, bool exact_lines, const char *ctx,
+		     orc_result *res, size_t *card)
+{
+	fg_backend_id id = fg_tracker_backend(t);
+
+	char form[512];
+
+	for (int k = 0; k < 20; k++) {
+		int rc =
+			orc_collect(t, r, n, ORC_ITER, card, form, sizeof form);
+
+		cr_assert_geq(rc, 0, "%s: fg_collect: %d (%s)", ctx, rc,
+			      fg_strerror(rc));
+		if (rc == 0 || id == FG_BACKEND_NONE)
+			break;
+		usleep(1000);
+	}
+	orc_snapshot(r, n);
+	for (int k = 0; k < 25; k++) {
+		orc_region *x = &r[orc_below(g, n)];
+		uint64_t *p = (uint64_t *)x->base + orc_below(g, x->len / 8);
+
+		*p = ~*p;
+		orc_log(r, n, p, 8);
+	}
+	*card = orc_collect_ok(t, r, n, ORC_ITER, want, ctx);
+	orc_compare(r, n, *card, res);
+	cr_assert_eq(res->missed_lines, 0,
+		     "%s: after the writers stopped, %" PRIu64 " of %" PRIu64
+		     " changed lines were missed, first at %p",
+		     ctx, res->missed_lines, res->truth_lines,
+		     (void *)res->first_miss);
+	cr_assert_eq(res->unlogged_lines, 0,
+		     "%s: %" PRIu64 " lines changed after the writers were "
+		     "joined, first at %p",
+		     ctx, res->unlogged_lines, (void *)res->first_unlogged);
+	if (id == FG_BACKEND_NONE) {
+		for (size_t i = 0; i < n; i++)
+			cr_assert(orc_reported_all(r, n, r[i].base, r[i].len),
+				  "%s: the none backend must report "
+				  "everything",
+				  ctx);
+	} else if (exact_lines) {
+		cr_assert_eq(res->reported_lines, res->truth_lines,
+			     "%s: after a quiet epoch with 25 known 8-byte "
+			     "changes, each on a page that faulted (so had a "
+			     "twin), %" PRIu64 " lines were reported for "
+			     "%" PRIu64 " changed",
+			     ctx, res->reported_lines, res->truth_lines);
+	} else {
+		uint64_t extra, missing;
+
+		orc_exact_pages(r, n, *card, &extra, &missing);
+		cr_assert(!extra && !missing,
+			  "%s card %zu: after a quiet epoch with 25 known "
+			  "changes, %" PRIu64 " cards reported beyond the "
+			  "written pages and %" PRIu64 " of them missing",
+			  ctx, *card, extra, missing);
+	}
+}
+
+/* ---- fork ---- */
+
+enum {
+	CHILD_OK = 0,
+	CHILD_COLLECT = 10,
+	CHILD_ITER,
+	CHILD_DESTROY,
+	CHILD_SYNC,
+};
+
+static const char *child_why(int code)
+{
+	switch (code) {
+	case CHILD_COLLECT:
+		return "fg_collect returned neither >= 0 nor -FG_EFORKED";
+	case CHILD_ITER:
+		return "fg_iter_next failed after a successful collection";
+	case CHILD_DESTROY:
+		return "fg_tracker_destroy failed";
+	case CHILD_SYNC:
+		return "pipe synchronisation failed";
+	default:
+		return "unexpected exit code";
+	}
+}
+
+static void child_writes(orc_region *anon, uint64_t seed)
+{
+	orc_rng g;
+
+	orc_rng_init(&g, seed);
+	for (int k = 0; k < 64; k++) {
+		uint8_t *p = anon->base + orc_below(&g, anon->len - 64);
+
+		memset(p, 0xA5 ^ (int)k, 64);
+	}
+}
+
+static void child_main(fg_tracker *t, orc_region *anon, uint64_t seed,
+		       int go)
+{
+	fg_iter it;
+	fg_range rg;
+	int rc, more;
+	char c;
+
+	if (read(go, &c, 1) != 1)
+		_exit(CHILD_SYNC);
+	child_writes(anon, seed);
+	rc = fg_collect(t, &it);
+	if (rc < 0 && rc != -FG_EFORKED)
+		_exit(CHILD_COLLECT);
+	if (rc >= 0) {
+		while ((more = fg_iter_next(&it, &rg)) == 1)
+			;
+		if (more < 0)
+			_exit(CHILD_ITER);
+	}
+	child_writes(anon, seed + 1);
+	if (fg_tracker_destroy(t) != 0)
+		_exit(CHILD_DESTROY);
+	/* Untracked now: must not fault fatally. */
+	child_writes(anon, seed + 2);
+	_exit(CHILD_OK);
+}
+
+pid_t orc_fork_child(fg_tracker *t, orc_region *anon, uint64_t seed, int *go)
+{
+	int p[2];
+	pid_t pid;
+
+	cr_assert_eq(pipe(p), 0, "pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid = fork();
+	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(p[1]);
+		child_main(t, anon, seed, p[0]);
+	}
+	close(p[0]);
+	*go = p[1];
+	return pid;
+}
+
+void orc_release_child(int go)
+{
+	char c = 1;
+
+	cr_assert_eq(write(go, &c, 1), 1, "write: %s", strerror(errno));
+	close(go);
+}
+
+void orc_wait_child(pid_t pid, const char *ctx)
+{
+	int status = 0;
+
+	cr_assert_eq(waitpid(pid, &status, 0), pid, "waitpid: %s",
+		     strerror(errno));
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "%s: child %s (status %#x): %s", ctx,
+		  WIFSIGNALED(status) ? "killed by a signal" : "exited non-zero",
+		  status,
+		  WIFSIGNALED(status) ? strsignal(WTERMSIG(status))
+				      : child_why(WEXITSTATUS(status)));
 }

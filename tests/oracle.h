@@ -10,9 +10,14 @@
  * whose bytes changed" alone; the write log then only checks that nothing
  * but the test changed tracked memory.
  *
- * The functions do not use Criterion: results come back as counts and
- * first offenders, and the tests decide what to assert.  The two macros
+ * The oracle's functions do not use Criterion: results come back as counts
+ * and first offenders, and the tests decide what to assert.  The two macros
  * below expand in a Criterion test file.
+ *
+ * After the oracle, at the end of this header, comes the machinery the
+ * test files share (the "kit": writers, regions, trackers, collections,
+ * fork): those functions assert with Criterion themselves, since oracle.c
+ * is built into Criterion test binaries only.
  */
 #ifndef FG_TEST_ORACLE_H
 #define FG_TEST_ORACLE_H
@@ -22,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* One Criterion test per backend, suite::scn_<backend>, calling the
  * scenario function void scn(fg_backend_id). */
@@ -60,6 +66,9 @@ uint64_t orc_next(orc_rng *r);
 uint64_t orc_below(orc_rng *r, uint64_t n); /* uniform in [0, n), n > 0 */
 
 #define ORC_LINE 64
+
+#define KiB ((size_t)1024)
+#define MiB (1024 * KiB)
 
 size_t orc_page(void);
 
@@ -142,5 +151,134 @@ bool orc_reported_all(orc_region *r, size_t n, const void *addr, size_t len);
  * that set (*extra) and inside it but not reported (*missing). */
 void orc_exact_pages(orc_region *r, size_t n, size_t card, uint64_t *extra,
 		     uint64_t *missing);
+
+/* ---- the kit ----------------------------------------------------------- */
+
+/* Functions that assert (Criterion) take ctx: where the caller is, for the
+ * message ("random_c64 uffd-async seed=N epoch 7"). */
+
+/* Random bytes into [p, p+len). */
+void orc_fill_random(orc_rng *g, void *p, size_t len);
+/* src[i] differs from dst[i] for every i < len: each byte written changes. */
+void orc_differing(orc_rng *g, uint8_t *src, const uint8_t *dst, size_t len);
+uint64_t orc_now_ns(void); /* CLOCK_MONOTONIC */
+void orc_spin_us(unsigned us);
+/* Read every 8-byte word of each region (relaxed atomic loads) into out[i]. */
+void orc_snap_words(const orc_region *r, size_t n, uint64_t **out);
+
+static inline void orc_rep_movsb(void *dst, const void *src, size_t n)
+{
+	__asm__ volatile("rep movsb"
+			 : "+D"(dst), "+S"(src), "+c"(n)
+			 :
+			 : "memory");
+}
+
+/* fg_tracker_create(o), which must succeed with the backend asked for. */
+fg_tracker *orc_tracker(const fg_options *o);
+/* fg_register of the region, which must succeed. */
+void orc_reg(fg_tracker *t, orc_region *r);
+/* fg_get_stats, which must succeed. */
+fg_stats orc_stats(fg_tracker *t);
+
+/* Three regions of the three trackable kinds (anon of 2 * scale bytes,
+ * shared-anon and memfd of scale), each at a seed-chosen page offset from
+ * a 64 KiB boundary, the first half of each filled with random bytes
+ * before registration (populated and unpopulated pages); changed_only as
+ * in orc_region. */
+void orc_make_regions(orc_region r[3], orc_rng *g, size_t scale,
+		      bool changed_only);
+/* Unmap and finish n regions. */
+void orc_free_regions(orc_region *r, size_t n);
+
+/* Kernel writes: a system call copies bytes into tracked memory. */
+typedef enum orc_kop {
+	ORC_K_PIPE,  /* read(2) from a pipe */
+	ORC_K_READ,  /* read(2) from a file */
+	ORC_K_PREAD, /* pread(2) */
+	ORC_K_RECV,  /* recv(2) from a socket */
+	ORC_K_COUNT
+} orc_kop;
+
+extern const char *const orc_kname[ORC_K_COUNT];
+
+#define ORC_KMAX (3 * 4096 + 512) /* the longest kernel write */
+
+/* The pipe, socket pair and (unlinked) file kernel writes come through. */
+typedef struct orc_kwriter {
+	int pipefd[2], sock[2], file;
+	/* Counts over the test. */
+	uint64_t by[ORC_K_COUNT], marked, efault, partial_bytes;
+	uint8_t src[ORC_KMAX], pre[ORC_KMAX];
+} orc_kwriter;
+
+/* What every single-threaded write schedule holds: the first member, b,
+ * of a test's own schedule. */
+typedef struct orc_sched {
+	fg_tracker *t;
+	fg_backend_id id; /* t's backend */
+	orc_region *r;
+	size_t n;
+	orc_rng g;
+	uint64_t seed;
+	const char *test;
+	unsigned epoch;
+	orc_kwriter kw;
+	uint8_t src[ORC_KMAX]; /* what a write stores: orc_differ */
+	char ctx[160];	       /* orc_where */
+} orc_sched;
+
+/* Seeded with orc_seed(test), the kernel writer opened. */
+void orc_sched_init(orc_sched *s, fg_tracker *t, orc_region *r, size_t n,
+		    const char *test);
+void orc_sched_fini(orc_sched *s);
+/* "TEST BACKEND seed=N epoch E", for messages (in s->ctx). */
+const char *orc_where(orc_sched *s);
+/* A uniformly random byte of s's regions. */
+uint8_t *orc_anywhere(orc_sched *s);
+/* Fill s->src with len (<= ORC_KMAX) bytes that each differ from dst's. */
+const uint8_t *orc_differ(orc_sched *s, const uint8_t *dst, size_t len);
+
+/* One kernel write of len (<= ORC_KMAX) differing bytes at dst through m,
+ * after fg_mark_dirty(dst, len) if mark.  The contract: it must succeed,
+ * except on the mprotect backend without mark, where it may stop early
+ * with EFAULT; what it changed before is then checked to be the data sent.
+ * Every changed byte is logged with the oracle.  Returns the bytes the
+ * call transferred. */
+size_t orc_kernel_write(orc_sched *s, orc_kop m, bool mark, uint8_t *dst,
+			size_t len);
+
+/* orc_collect, which must succeed with a result of the right form, and
+ * with card size want unless want is 0.  Returns the card size used. */
+size_t orc_collect_ok(fg_tracker *t, orc_region *r, size_t n, orc_method m,
+		      size_t want, const char *ctx);
+
+/* orc_collect_ok, then orc_compare into res: no truth line missed, nothing
+ * changed that the test did not write.  Returns the card size used.  The
+ * next epoch is the caller's to begin (orc_snapshot). */
+size_t orc_check(fg_tracker *t, orc_region *r, size_t n, orc_method m,
+		 size_t want, const char *ctx, orc_result *res);
+
+/* After concurrent writers stopped: collect until a collection comes back
+ * empty (a fault handler may still be finishing a last fault), then 25
+ * known 8-byte changes at random words of the regions and a collection at
+ * card size want (0: any), which must report every changed line and
+ * nothing unlogged, and: everything on the none backend; exactly the
+ * changed lines if exact_lines; else exactly the cards of the written
+ * pages.  Result in *res, card size in *card. */
+void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
+		     size_t want, bool exact_lines, const char *ctx,
+		     orc_result *res, size_t *card);
+
+/* fork with a child that waits for orc_release_child, then writes 64 lines
+ * of anon (private memory: its writes to shared memory would reach the
+ * parent), collects (which may fail with -FG_EFORKED only), writes,
+ * destroys the tracker, writes again (untracked now: no fatal fault) and
+ * exits 0, or with a code orc_wait_child explains.  In the parent: the
+ * child's pid, *go the descriptor to release it with. */
+pid_t orc_fork_child(fg_tracker *t, orc_region *anon, uint64_t seed, int *go);
+void orc_release_child(int go);
+/* The child must have exited 0. */
+void orc_wait_child(pid_t pid, const char *ctx);
 
 #endif /* FG_TEST_ORACLE_H */

@@ -61,16 +61,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fg.h"
 #include "oracle.h"
 
-#define KiB ((size_t)1024)
-#define MiB (1024 * KiB)
 #define TIMEOUT 120
 
 #define PER_BACKEND(scn) ORC_PER_BACKEND(diff, scn, TIMEOUT)
@@ -94,107 +89,17 @@ static bool eager_capable(fg_backend_id id)
 	return id == FG_BACKEND_UFFD_SYNC || id == FG_BACKEND_UFFD_ASYNC;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static fg_tracker *make_diff_tracker(fg_backend_id id, size_t card,
 				     size_t twin_cap)
 {
 	fg_options o = FG_OPTIONS_INIT;
-	fg_tracker *t = NULL;
-	int rc;
 
 	o.backend = id;
 	o.card_size = card;
 	o.flags = FG_OPT_NO_ENV;
 	o.precision = FG_PRECISION_DIFF;
 	o.twin_cap = twin_cap;
-	rc = fg_tracker_create(&o, &t);
-	cr_assert_eq(rc, 0,
-		     "fg_tracker_create(backend %s, card %zu, DIFF, twin_cap "
-		     "%zu) = %d (%s): %s",
-		     bname(id), card, twin_cap, rc, fg_strerror(rc),
-		     fg_last_error_detail());
-	cr_assert_not_null(t, "fg_tracker_create succeeded but left *out NULL");
-	cr_assert_eq(fg_tracker_backend(t), id,
-		     "tracker forced to %s reports backend %s", bname(id),
-		     bname(fg_tracker_backend(t)));
-	return t;
-}
-
-static fg_stats stats_of(fg_tracker *t)
-{
-	fg_stats st;
-	int rc;
-
-	memset(&st, 0, sizeof st);
-	st.size = sizeof st;
-	rc = fg_get_stats(t, &st);
-	cr_assert_eq(rc, 0, "fg_get_stats: %d (%s)", rc, fg_strerror(rc));
-	return st;
-}
-
-static void reg(fg_tracker *t, orc_region *r)
-{
-	int rc = fg_register(t, r->base, r->len);
-
-	cr_assert_eq(rc, 0, "fg_register(%s region %p, %zu) with %s = %d (%s): %s",
-		     r->kind, (void *)r->base, r->len,
-		     bname(fg_tracker_backend(t)), rc, fg_strerror(rc),
-		     fg_last_error_detail());
-}
-
-static void fill_random(orc_rng *g, void *p, size_t len)
-{
-	uint8_t *b = p;
-
-	for (size_t i = 0; i < len; i += 8) {
-		uint64_t x = orc_next(g);
-
-		memcpy(b + i, &x, len - i < 8 ? len - i : 8);
-	}
-}
-
-/* Three regions of the three trackable kinds, each placed at a seed-chosen
- * page offset from a 64 KiB boundary, half of each pre-filled with random
- * bytes (the rest zero and untouched: populated and unpopulated pages). */
-static void make_regions(orc_region r[3], orc_rng *g, size_t scale)
-{
-	struct {
-		void *(*map)(size_t, void *);
-		size_t len;
-		const char *kind;
-	} k[3] = {
-		{orc_map_anon, 2 * scale, "anon"},
-		{orc_map_shared_anon, scale, "shared-anon"},
-		{orc_map_memfd, scale, "memfd"},
-	};
-
-	for (int i = 0; i < 3; i++) {
-		void *at = orc_reserve(k[i].len, 64 * KiB,
-				       orc_below(g, 16) * orc_page());
-		void *p = at ? k[i].map(k[i].len, at) : NULL;
-
-		cr_assert_not_null(p, "mapping %zu bytes of %s memory: %s",
-				   k[i].len, k[i].kind, strerror(errno));
-		fill_random(g, p, k[i].len / 2);
-		cr_assert_eq(orc_region_init(&r[i], p, k[i].len, k[i].kind), 0,
-			     "out of memory for the oracle");
-		r[i].changed_only = true;
-	}
-}
-
-static void free_regions(orc_region *r, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		munmap(r[i].base, r[i].len);
-		orc_region_fini(&r[i]);
-	}
+	return orc_tracker(&o);
 }
 
 /* ------------------------------------------------------------------ */
@@ -224,11 +129,6 @@ static const char *const dname[D_COUNT] = {
 /* Percent of writes of each kind. */
 static const unsigned dweight[D_COUNT] = {28, 8, 8, 4, 10, 5, 6, 12, 2, 17};
 
-enum kop { K_PIPE, K_READ, K_PREAD, K_RECV, K_COUNT };
-
-static const char *const kname[K_COUNT] = {"pipe-read", "file-read", "pread",
-					   "recv"};
-
 #define NHOT 24
 #define NSTEADY 16
 #define MAXW (2 * 4096 + 512)
@@ -241,23 +141,13 @@ typedef struct precision {
 } precision;
 
 typedef struct dsched {
-	fg_tracker *t;
-	fg_backend_id id;
-	orc_region *r;
-	size_t n;
-	orc_rng g;
-	uint64_t seed;
-	const char *test;
-	unsigned epoch;
+	orc_sched b; /* first */
 	size_t twin_cap; /* bytes: checked against stats.twin_bytes */
-	int pipefd[2], sock[2], file;
-	uint8_t src[MAXW], pre[MAXW];
 	uint8_t *hot[NHOT];
 	uint8_t *recent[RECENT]; /* lines changed this epoch */
 	size_t nrecent;
 	/* Counts over the whole test. */
-	uint64_t writes, by[D_COUNT], kby[K_COUNT], kernel_marked,
-		kernel_efault, kernel_partial_bytes;
+	uint64_t writes, by[D_COUNT];
 	precision all, card[NCARDS], steady;
 } dsched;
 
@@ -266,77 +156,11 @@ static unsigned card_index(size_t card)
 	return (unsigned)__builtin_ctzll(card) - 6;
 }
 
-static void dsched_init(dsched *s, fg_tracker *t, fg_backend_id id,
-			orc_region *r, size_t n, const char *test)
+static void dsched_init(dsched *s, fg_tracker *t, orc_region *r, size_t n,
+			const char *test)
 {
-	char path[] = "/tmp/fg-diff-XXXXXX";
-
 	memset(s, 0, sizeof *s);
-	s->t = t;
-	s->id = id;
-	s->r = r;
-	s->n = n;
-	s->test = test;
-	s->seed = orc_seed(test);
-	orc_rng_init(&s->g, s->seed);
-	cr_assert_eq(pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC), 0, "pipe2: %s",
-		     strerror(errno));
-	cr_assert_eq(socketpair(AF_UNIX,
-				SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-				s->sock),
-		     0, "socketpair: %s", strerror(errno));
-	s->file = mkostemp(path, O_CLOEXEC);
-	cr_assert_geq(s->file, 0, "mkstemp: %s", strerror(errno));
-	unlink(path);
-}
-
-static void dsched_fini(dsched *s)
-{
-	close(s->pipefd[0]);
-	close(s->pipefd[1]);
-	close(s->sock[0]);
-	close(s->sock[1]);
-	close(s->file);
-}
-
-/* src[i] differs from dst[i] for every i: each written byte changes. */
-static void differing(dsched *s, const uint8_t *dst, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		s->src[i] = (uint8_t)(dst[i] + 1 + orc_below(&s->g, 255));
-}
-
-static void rep_movsb(void *dst, const void *src, size_t n)
-{
-	__asm__ volatile("rep movsb"
-			 : "+D"(dst), "+S"(src), "+c"(n)
-			 :
-			 : "memory");
-}
-
-static void drain(int fd)
-{
-	char buf[4096];
-
-	while (read(fd, buf, sizeof buf) > 0)
-		;
-}
-
-/* A uniformly random byte of the regions. */
-static uint8_t *anywhere(dsched *s)
-{
-	size_t total = 0;
-	uint64_t x;
-
-	for (size_t i = 0; i < s->n; i++)
-		total += s->r[i].len;
-	x = orc_below(&s->g, total);
-	for (size_t i = 0; i < s->n; i++) {
-		if (x < s->r[i].len)
-			return s->r[i].base + x;
-		x -= s->r[i].len;
-	}
-	return NULL;
+	orc_sched_init(&s->b, t, r, n, test);
 }
 
 static uint8_t *page_of(const void *p)
@@ -346,13 +170,14 @@ static uint8_t *page_of(const void *p)
 
 static uint8_t *hot_byte(dsched *s, size_t nhot)
 {
-	return s->hot[orc_below(&s->g, nhot)] + orc_below(&s->g, orc_page());
+	return s->hot[orc_below(&s->b.g, nhot)] +
+	       orc_below(&s->b.g, orc_page());
 }
 
 /* Clip len so that [p, p+len) stays in p's region. */
 static size_t clip(dsched *s, const uint8_t *p, size_t len)
 {
-	orc_region *g = orc_find(s->r, s->n, p);
+	orc_region *g = orc_find(s->b.r, s->b.n, p);
 
 	cr_assert_not_null(g);
 	return len < (size_t)(g->base + g->len - p)
@@ -360,135 +185,37 @@ static size_t clip(dsched *s, const uint8_t *p, size_t len)
 		       : (size_t)(g->base + g->len - p);
 }
 
-/* Log a write of [p, p+len) with the oracle and remember its first line
- * for D_RESTORE. */
-static void logw(dsched *s, const uint8_t *p, size_t len)
+/* Remember the line of p for D_RESTORE. */
+static void remember(dsched *s, const uint8_t *p)
 {
-	orc_log(s->r, s->n, p, len);
 	s->recent[s->nrecent++ % RECENT] =
 		(uint8_t *)((uintptr_t)p / ORC_LINE * ORC_LINE);
 }
 
-/* A system call writes src into dst.  Returns the bytes transferred; on a
- * short transfer *err is the errno that stopped it. */
-static size_t kernel_copy(dsched *s, enum kop m, uint8_t *dst, size_t len,
-			  int *err)
+/* Log a write of [p, p+len) with the oracle and remember its first line. */
+static void logw(dsched *s, const uint8_t *p, size_t len)
 {
-	size_t done = 0;
-	ssize_t k;
-
-	*err = 0;
-	switch (m) {
-	case K_PIPE:
-		k = write(s->pipefd[1], s->src, len);
-		cr_assert_eq(k, (ssize_t)len, "pipe write of %zu: %zd (%s)",
-			     len, k, strerror(errno));
-		break;
-	case K_RECV:
-		k = send(s->sock[0], s->src, len, 0);
-		cr_assert_eq(k, (ssize_t)len, "send of %zu: %zd (%s)", len, k,
-			     strerror(errno));
-		break;
-	default:
-		k = pwrite(s->file, s->src, len, 0);
-		cr_assert_eq(k, (ssize_t)len, "pwrite of %zu: %zd (%s)", len, k,
-			     strerror(errno));
-		cr_assert_eq(lseek(s->file, 0, SEEK_SET), 0, "lseek: %s",
-			     strerror(errno));
-		break;
-	}
-	while (done < len) {
-		switch (m) {
-		case K_PIPE:
-			k = read(s->pipefd[0], dst + done, len - done);
-			break;
-		case K_READ:
-			k = read(s->file, dst + done, len - done);
-			break;
-		case K_PREAD:
-			k = pread(s->file, dst + done, len - done,
-				  (off_t)done);
-			break;
-		default:
-			k = recv(s->sock[1], dst + done, len - done, 0);
-			break;
-		}
-		if (k > 0) {
-			done += (size_t)k;
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		*err = k < 0 ? errno : EIO;
-		break;
-	}
-	if (m == K_PIPE)
-		drain(s->pipefd[0]);
-	if (m == K_RECV)
-		drain(s->sock[1]);
-	return done;
+	orc_log(s->b.r, s->b.n, p, len);
+	remember(s, p);
 }
 
-/* One kernel write of len bytes at dst, as in test_oracle.c: for mprotect
- * fg_mark_dirty first (3 times in 4; without it the call may fail with
- * EFAULT only, and what it changed before failing is logged); for the
- * other backends sometimes, and the call must simply work. */
+/* One kernel write of len bytes at dst (orc_kernel_write), as in
+ * test_oracle.c: for mprotect fg_mark_dirty first 3 times in 4 (without
+ * it the call may fail with EFAULT only); for the other backends
+ * sometimes, and the call must simply work. */
 static void kernel_write(dsched *s, uint8_t *dst, size_t len)
 {
-	enum kop m = (enum kop)orc_below(&s->g, K_COUNT);
-	bool mark = s->id == FG_BACKEND_MPROTECT ? orc_below(&s->g, 4) != 0
-						 : orc_below(&s->g, 8) == 0;
-	size_t done, changed = 0;
-	int err, rc;
+	orc_kop m = (orc_kop)orc_below(&s->b.g, ORC_K_COUNT);
+	bool mark = s->b.id == FG_BACKEND_MPROTECT ? orc_below(&s->b.g, 4) != 0
+						 : orc_below(&s->b.g, 8) == 0;
 
-	memcpy(s->pre, dst, len);
-	differing(s, dst, len);
-	if (mark) {
-		rc = fg_mark_dirty(s->t, dst, len);
-		cr_assert_eq(rc, 0,
-			     "%s %s seed=%" PRIu64 " epoch %u: fg_mark_dirty(%p, "
-			     "%zu) = %d (%s): %s",
-			     s->test, bname(s->id), s->seed, s->epoch,
-			     (void *)dst, len, rc, fg_strerror(rc),
-			     fg_last_error_detail());
-		s->kernel_marked++;
-	}
-	done = kernel_copy(s, m, dst, len, &err);
-	s->kby[m]++;
-	cr_assert(!memcmp(dst, s->src, done),
-		  "%s: %s reported %zu bytes at %p but they are not the data "
-		  "sent",
-		  bname(s->id), kname[m], done, (void *)dst);
-	if (done)
-		logw(s, dst, done);
-	if (done == len)
-		return;
-	cr_assert(s->id == FG_BACKEND_MPROTECT && !mark && err == EFAULT,
-		  "%s %s seed=%" PRIu64 " epoch %u: %s of %zu bytes into "
-		  "tracked memory at %p%s transferred only %zu (%s); only the "
-		  "mprotect backend without fg_mark_dirty may fail, and only "
-		  "with EFAULT",
-		  s->test, bname(s->id), s->seed, s->epoch, kname[m], len,
-		  (void *)dst, mark ? " after fg_mark_dirty" : "", done,
-		  strerror(err));
-	s->kernel_efault++;
-	for (size_t i = done; i < len; i++) {
-		if (dst[i] == s->pre[i])
-			continue;
-		cr_assert_eq(dst[i], s->src[i],
-			     "%s after EFAULT: byte %p is %#x, neither the old "
-			     "%#x nor the sent %#x",
-			     kname[m], (void *)(dst + i), dst[i], s->pre[i],
-			     s->src[i]);
-		orc_log(s->r, s->n, dst + i, 1);
-		changed++;
-	}
-	s->kernel_partial_bytes += changed;
+	if (orc_kernel_write(&s->b, m, mark, dst, len))
+		remember(s, dst);
 }
 
 static enum dop pick_op(dsched *s)
 {
-	unsigned x = (unsigned)orc_below(&s->g, 100);
+	unsigned x = (unsigned)orc_below(&s->b.g, 100);
 
 	for (int i = 0; i < D_COUNT; i++) {
 		if (x < dweight[i])
@@ -508,12 +235,12 @@ static void do_write(dsched *s, enum dop op)
 		uint64_t v;
 
 		p = hot_byte(s, NHOT);
-		if (orc_below(&s->g, 4))
+		if (orc_below(&s->b.g, 4))
 			p = (uint8_t *)((uintptr_t)p & ~(uintptr_t)7);
 		if (clip(s, p, 8) < 8)
 			p = page_of(p); /* unaligned at a region's end */
-		differing(s, p, 8);
-		memcpy(&v, s->src, 8);
+		orc_differ(&s->b, p, 8);
+		memcpy(&v, s->b.src, 8);
 		*(volatile u64_unaligned *)p = v;
 		logw(s, p, 8);
 		break;
@@ -521,19 +248,19 @@ static void do_write(dsched *s, enum dop op)
 	case D_HOT1:
 		p = hot_byte(s, NHOT);
 		*(volatile uint8_t *)p =
-			(uint8_t)(*p + 1 + orc_below(&s->g, 255));
+			(uint8_t)(*p + 1 + orc_below(&s->b.g, 255));
 		logw(s, p, 1);
 		break;
 	case D_HOTCPY:
 		p = hot_byte(s, NHOT);
-		len = clip(s, p, 1 + orc_below(&s->g, 128));
-		differing(s, p, len);
-		memcpy(p, s->src, len);
+		len = clip(s, p, 1 + orc_below(&s->b.g, 128));
+		orc_differ(&s->b, p, len);
+		memcpy(p, s->b.src, len);
 		logw(s, p, len);
 		break;
 	case D_ATOMIC:
 		p = (uint8_t *)((uintptr_t)hot_byte(s, NHOT) & ~(uintptr_t)7);
-		__atomic_fetch_add((uint64_t *)p, 1 + orc_below(&s->g, 1000),
+		__atomic_fetch_add((uint64_t *)p, 1 + orc_below(&s->b.g, 1000),
 				   __ATOMIC_RELAXED);
 		logw(s, p, 8);
 		break;
@@ -545,45 +272,46 @@ static void do_write(dsched *s, enum dop op)
 			do_write(s, D_HOT8);
 			return;
 		}
-		p = s->recent[orc_below(&s->g, n)];
-		g = orc_find(s->r, s->n, p);
+		p = s->recent[orc_below(&s->b.g, n)];
+		g = orc_find(s->b.r, s->b.n, p);
 		memcpy(p, g->snap + (p - g->base), ORC_LINE);
-		orc_log(s->r, s->n, p, ORC_LINE);
+		orc_log(s->b.r, s->b.n, p, ORC_LINE);
 		break;
 	}
 	case D_SAME:
-		p = (uint8_t *)((uintptr_t)(orc_below(&s->g, 2)
+		p = (uint8_t *)((uintptr_t)(orc_below(&s->b.g, 2)
 						    ? hot_byte(s, NHOT)
-						    : anywhere(s)) &
+						    : orc_anywhere(&s->b)) &
 				~(uintptr_t)7);
 		*(volatile uint64_t *)p = *(volatile uint64_t *)p;
-		orc_log(s->r, s->n, p, 8);
+		orc_log(s->b.r, s->b.n, p, 8);
 		break;
 	case D_ZERO:
 		p = hot_byte(s, NHOT);
-		len = clip(s, p, 1 + orc_below(&s->g, 192));
+		len = clip(s, p, 1 + orc_below(&s->b.g, 192));
 		memset(p, 0, len);
 		logw(s, p, len);
 		break;
 	case D_ANY:
-		p = anywhere(s);
-		len = clip(s, p, 1 + orc_below(&s->g, 512));
-		differing(s, p, len);
-		memcpy(p, s->src, len);
+		p = orc_anywhere(&s->b);
+		len = clip(s, p, 1 + orc_below(&s->b.g, 512));
+		orc_differ(&s->b, p, len);
+		memcpy(p, s->b.src, len);
 		logw(s, p, len);
 		break;
 	case D_BIG:
-		p = anywhere(s);
-		len = clip(s, p, 1 + orc_below(&s->g, MAXW));
-		differing(s, p, len);
-		rep_movsb(p, s->src, len);
+		p = orc_anywhere(&s->b);
+		len = clip(s, p, 1 + orc_below(&s->b.g, MAXW));
+		orc_differ(&s->b, p, len);
+		orc_rep_movsb(p, s->b.src, len);
 		logw(s, p, len);
 		break;
 	case D_KERNEL:
-		p = orc_below(&s->g, 2) ? hot_byte(s, NHOT) : anywhere(s);
+		p = orc_below(&s->b.g, 2) ? hot_byte(s, NHOT)
+					  : orc_anywhere(&s->b);
 		len = clip(s, p,
-			   1 + orc_below(&s->g,
-					 orc_below(&s->g, 16) ? 512 : MAXW));
+			   1 + orc_below(&s->b.g,
+					 orc_below(&s->b.g, 16) ? 512 : MAXW));
 		kernel_write(s, p, len);
 		break;
 	default:
@@ -596,7 +324,7 @@ static void do_write(dsched *s, enum dop op)
 static void pick_hot(dsched *s, size_t first)
 {
 	for (size_t i = first; i < NHOT; i++)
-		s->hot[i] = page_of(anywhere(s));
+		s->hot[i] = page_of(orc_anywhere(&s->b));
 }
 
 static void add_precision(precision *p, const orc_result *res, size_t card)
@@ -622,89 +350,50 @@ static double ratio(uint64_t a, uint64_t b)
 static void dsched_check(dsched *s, orc_method m, size_t expect_card,
 			 bool steady)
 {
-	char form[512];
-	size_t card = 0;
+	size_t card;
 	orc_result res;
 	fg_stats st;
-	int rc;
 
-	st = stats_of(s->t);
+	st = orc_stats(s->b.t);
 	cr_assert_leq(st.twin_bytes, s->twin_cap,
-		      "%s %s seed=%" PRIu64 " epoch %u: stats.twin_bytes %" PRIu64
-		      " before the collection, over the twin cap of %zu",
-		      s->test, bname(s->id), s->seed, s->epoch, st.twin_bytes,
-		      s->twin_cap);
-	rc = orc_collect(s->t, s->r, s->n, m, &card, form, sizeof form);
-	cr_assert_geq(rc, 0,
-		      "%s %s seed=%" PRIu64 " epoch %u: %s failed: %d (%s): %s",
-		      s->test, bname(s->id), s->seed, s->epoch,
-		      m == ORC_ITER ? "fg_collect" : "fg_collect_bitmap", rc,
-		      fg_strerror(rc), fg_last_error_detail());
-	if (expect_card)
-		cr_assert_eq(card, expect_card,
-			     "%s %s epoch %u: fg_set_card_size(%zu) before the "
-			     "collection, but it used card %zu",
-			     s->test, bname(s->id), s->epoch, expect_card,
-			     card);
-	orc_compare(s->r, s->n, card, &res);
-	if (res.missed_lines) {
-		orc_region *g = orc_find(s->r, s->n, res.first_miss);
-		size_t off = (size_t)(res.first_miss - g->base);
-
-		cr_assert_fail("%s %s seed=%" PRIu64 " epoch %u card %zu (%s): "
-			       "MISSED %" PRIu64 " of %" PRIu64 " changed "
-			       "64-byte lines; first at %p (%s region %p + "
-			       "%#zx): its first 8 bytes were %#" PRIx64
-			       " at the epoch's start, %#" PRIx64 " now",
-			       s->test, bname(s->id), s->seed, s->epoch, card,
-			       m == ORC_ITER ? "iterator" : "bitmap",
-			       res.missed_lines, res.truth_lines,
-			       (void *)res.first_miss, g->kind,
-			       (void *)g->base, off,
-			       *(u64_unaligned *)(g->snap + off),
-			       *(u64_unaligned *)(g->base + off));
-	}
-	cr_assert(!form[0], "%s %s seed=%" PRIu64 " epoch %u (%s): %s",
-		  s->test, bname(s->id), s->seed, s->epoch,
-		  m == ORC_ITER ? "iterator" : "bitmap", form);
-	cr_assert_eq(res.unlogged_lines, 0,
-		     "%s %s seed=%" PRIu64 " epoch %u: %" PRIu64 " lines "
-		     "changed that the test never wrote, first at %p: "
-		     "something else modified tracked memory",
-		     s->test, bname(s->id), s->seed, s->epoch,
-		     res.unlogged_lines, (void *)res.first_unlogged);
-	if (s->id == FG_BACKEND_NONE) {
+		      "%s: stats.twin_bytes %" PRIu64 " before the collection, "
+		      "over the twin cap of %zu",
+		      orc_where(&s->b), st.twin_bytes, s->twin_cap);
+	card = orc_check(s->b.t, s->b.r, s->b.n, m, expect_card,
+			 orc_where(&s->b), &res);
+	if (s->b.id == FG_BACKEND_NONE) {
 		/* No hook, nothing to validate eager twins: pages whole. */
-		for (size_t i = 0; i < s->n; i++)
-			cr_assert(orc_reported_all(s->r, s->n, s->r[i].base,
-						   s->r[i].len),
-				  "%s none seed=%" PRIu64 " epoch %u: with DIFF "
-				  "the none backend reported part of the %s "
-				  "region clean: it has no twins to diff "
-				  "with, everything must read dirty",
-				  s->test, s->seed, s->epoch, s->r[i].kind);
+		for (size_t i = 0; i < s->b.n; i++)
+			cr_assert(
+				orc_reported_all(s->b.r, s->b.n, s->b.r[i].base,
+						 s->b.r[i].len),
+				"%s none seed=%" PRIu64 " epoch %u: with DIFF "
+				"the none backend reported part of the %s "
+				"region clean: it has no twins to diff "
+				"with, everything must read dirty",
+				s->b.test, s->b.seed, s->b.epoch,
+				s->b.r[i].kind);
 	}
-	st = stats_of(s->t);
+	st = orc_stats(s->b.t);
 	cr_assert_leq(st.twin_bytes, s->twin_cap,
-		      "%s %s seed=%" PRIu64 " epoch %u: stats.twin_bytes %" PRIu64
-		      " after the collection, over the twin cap of %zu",
-		      s->test, bname(s->id), s->seed, s->epoch, st.twin_bytes,
-		      s->twin_cap);
+		      "%s: stats.twin_bytes %" PRIu64 " after the collection, "
+		      "over the twin cap of %zu",
+		      orc_where(&s->b), st.twin_bytes, s->twin_cap);
 	add_precision(&s->all, &res, card);
 	add_precision(&s->card[card_index(card)], &res, card);
 	if (steady)
 		add_precision(&s->steady, &res, card);
-	s->epoch++;
+	s->b.epoch++;
 	s->nrecent = 0;
-	orc_snapshot(s->r, s->n);
+	orc_snapshot(s->b.r, s->b.n);
 }
 
 /* Epoch sizes spread over three orders of magnitude, zero included. */
 static unsigned epoch_writes(dsched *s)
 {
-	unsigned shift = (unsigned)orc_below(&s->g, 11);
+	unsigned shift = (unsigned)orc_below(&s->b.g, 11);
 
-	return (unsigned)orc_below(&s->g, (1u << shift) + 1);
+	return (unsigned)orc_below(&s->b.g, (1u << shift) + 1);
 }
 
 /* One steady epoch: every one of NSTEADY fixed hot pages gets 1-3
@@ -714,41 +403,41 @@ static unsigned epoch_writes(dsched *s)
 static void steady_epoch(dsched *s)
 {
 	for (size_t h = 0; h < NSTEADY; h++) {
-		unsigned k = 1 + (unsigned)orc_below(&s->g, 3);
+		unsigned k = 1 + (unsigned)orc_below(&s->b.g, 3);
 		uint8_t *first = NULL;
 
 		for (unsigned i = 0; i <= k; i++) {
-			uint8_t *p = s->hot[h] + orc_below(&s->g,
+			uint8_t *p = s->hot[h] + orc_below(&s->b.g,
 							   orc_page() / 8) * 8;
 			uint64_t v;
 
-			differing(s, p, 8);
-			memcpy(&v, s->src, 8);
+			orc_differ(&s->b, p, 8);
+			memcpy(&v, s->b.src, 8);
 			*(volatile uint64_t *)p = v;
 			logw(s, p, 8);
 			s->writes++;
 			s->by[D_HOT8]++;
 			if (!first)
 				first = p;
-			if (i + 1 == k && orc_below(&s->g, 3) == 0) {
-				orc_region *g = orc_find(s->r, s->n, first);
+			if (i + 1 == k && orc_below(&s->b.g, 3) == 0) {
+				orc_region *g = orc_find(s->b.r, s->b.n, first);
 				uint8_t *l = (uint8_t *)((uintptr_t)first /
 							 ORC_LINE * ORC_LINE);
 
 				memcpy(l, g->snap + (l - g->base), ORC_LINE);
-				orc_log(s->r, s->n, l, ORC_LINE);
+				orc_log(s->b.r, s->b.n, l, ORC_LINE);
 				s->by[D_RESTORE]++;
 				s->writes++;
 			}
-			if (i == 0 && orc_below(&s->g, 3) == 0) {
-				uint64_t *q = (uint64_t *)(s->hot[h] +
-							   orc_below(&s->g,
-								     orc_page() /
-									     8) *
-								   8);
+			if (i == 0 && orc_below(&s->b.g, 3) == 0) {
+				uint64_t *q =
+					(uint64_t *)(s->hot[h] +
+						     orc_below(&s->b.g,
+							       orc_page() / 8) *
+							     8);
 
 				*(volatile uint64_t *)q = *(volatile uint64_t *)q;
-				orc_log(s->r, s->n, q, 8);
+				orc_log(s->b.r, s->b.n, q, 8);
 				s->by[D_SAME]++;
 				s->writes++;
 			}
@@ -760,12 +449,14 @@ static void print_precision(const dsched *s, const char *what,
 			    const precision *p, size_t card)
 {
 	fprintf(stderr,
-		"%s %-10s %s card %4zu: epochs=%" PRIu64 " changed bytes=%" PRIu64
-		" changed-line bytes=%" PRIu64 " reported bytes=%" PRIu64
+		"%s %-10s %s card %4zu: epochs=%" PRIu64
+		" changed bytes=%" PRIu64 " changed-line bytes=%" PRIu64
+		" reported bytes=%" PRIu64
 		" ratio=%.2f (card-level truth %" PRIu64 " -> %.2f; page-level "
 		"would be %.2f)\n",
-		s->test, bname(s->id), what, card, p->epochs, p->changed_bytes,
-		p->truth_lines * ORC_LINE, p->reported_lines * ORC_LINE,
+		s->b.test, bname(s->b.id), what, card, p->epochs,
+		p->changed_bytes, p->truth_lines * ORC_LINE,
+		p->reported_lines * ORC_LINE,
 		ratio(p->reported_lines, p->truth_lines), p->cards_truth_bytes,
 		ratio(p->cards_reported_bytes, p->cards_truth_bytes),
 		ratio(p->pages_truth * orc_page(), p->truth_lines * ORC_LINE));
@@ -785,17 +476,18 @@ static void dsched_summary(const dsched *s, const fg_stats *st)
 		" changed bytes=%" PRIu64 " changed-line bytes=%" PRIu64
 		" reported bytes=%" PRIu64 " ratio=%.2f missed=0 | twins "
 		"hook=%" PRIu64 " eager=%" PRIu64 " invalid=%" PRIu64
-		" pages diffed=%" PRIu64 " whole=%" PRIu64 " twin_bytes=%" PRIu64
-		" diff %.2f us/diffed page\n",
-		s->test, bname(s->id), s->seed, s->writes, kinds, s->kernel_marked,
-		s->kernel_efault, s->all.epochs, s->all.changed_bytes,
-		s->all.truth_lines * ORC_LINE, s->all.reported_lines * ORC_LINE,
+		" pages diffed=%" PRIu64 " whole=%" PRIu64
+		" twin_bytes=%" PRIu64 " diff %.2f us/diffed page\n",
+		s->b.test, bname(s->b.id), s->b.seed, s->writes, kinds,
+		s->b.kw.marked, s->b.kw.efault, s->all.epochs,
+		s->all.changed_bytes, s->all.truth_lines * ORC_LINE,
+		s->all.reported_lines * ORC_LINE,
 		ratio(s->all.reported_lines, s->all.truth_lines),
 		st->twins_hook, st->twins_eager, st->twins_invalid,
 		st->pages_diffed, st->pages_whole, st->twin_bytes,
-		st->pages_diffed ? (double)st->diff_ns /
-					   (double)st->pages_diffed / 1e3
-				 : 0.0);
+		st->pages_diffed
+			? (double)st->diff_ns / (double)st->pages_diffed / 1e3
+			: 0.0);
 }
 
 /* What the DIFF statistics must show after a schedule that wrote the same
@@ -847,11 +539,11 @@ static dsched *dsched_start(fg_backend_id id, size_t card, size_t twin_cap,
 	s = malloc(sizeof *s);
 	cr_assert_not_null(s);
 	*t = make_diff_tracker(id, card, twin_cap);
-	dsched_init(s, *t, id, r, 3, test);
+	dsched_init(s, *t, r, 3, test);
 	s->twin_cap = twin_cap ? twin_cap : tracked / 2;
-	make_regions(r, &s->g, scale);
+	orc_make_regions(r, &s->b.g, scale, true);
 	for (int i = 0; i < 3; i++)
-		reg(*t, &r[i]);
+		orc_reg(*t, &r[i]);
 	orc_snapshot(r, 3);
 	pick_hot(s, 0);
 	return s;
@@ -870,22 +562,23 @@ static void random_diff(fg_backend_id id, size_t card, uint64_t target_writes,
 	dsched *s = dsched_start(id, card, 0, r, 256 * KiB, test, &t);
 	fg_stats st;
 
-	while (s->writes < target_writes || s->epoch < 100) {
+	while (s->writes < target_writes || s->b.epoch < 100) {
 		unsigned nw = epoch_writes(s);
 		size_t expect = 0;
 
 		/* The hot set drifts: pages cool down and warm up. */
-		if (orc_below(&s->g, 3) == 0)
-			s->hot[orc_below(&s->g, NHOT)] = page_of(anywhere(s));
+		if (orc_below(&s->b.g, 3) == 0)
+			s->hot[orc_below(&s->b.g, NHOT)] =
+				page_of(orc_anywhere(&s->b));
 		for (unsigned i = 0; i < nw; i++)
 			do_write(s, pick_op(s));
 		if (!card) {
-			expect = all_cards[orc_below(&s->g, NCARDS)];
+			expect = all_cards[orc_below(&s->b.g, NCARDS)];
 			int rc = fg_set_card_size(t, expect);
 			cr_assert_eq(rc, 0, "fg_set_card_size(%zu) = %d (%s)",
 				     expect, rc, fg_strerror(rc));
 		}
-		dsched_check(s, card && s->epoch % 2 ? ORC_BITMAP : ORC_ITER,
+		dsched_check(s, card && s->b.epoch % 2 ? ORC_BITMAP : ORC_ITER,
 			     expect, false);
 	}
 	/* Steady phase: sparse writes to NSTEADY fixed hot pages.  After
@@ -899,7 +592,7 @@ static void random_diff(fg_backend_id id, size_t card, uint64_t target_writes,
 				     e >= 3);
 		}
 	}
-	st = stats_of(t);
+	st = orc_stats(t);
 	dsched_summary(s, &st);
 	for (unsigned i = 0; i < NCARDS; i++)
 		if (s->card[i].epochs && !card)
@@ -909,7 +602,7 @@ static void random_diff(fg_backend_id id, size_t card, uint64_t target_writes,
 		print_precision(s, "random", &s->all, card);
 		print_precision(s, "steady", &s->steady, card);
 	}
-	check_diff_stats(test, id, s->seed, &st);
+	check_diff_stats(test, id, s->b.seed, &st);
 	if (card && eager_capable(id)) {
 		double lr = ratio(s->steady.reported_lines,
 				  s->steady.truth_lines);
@@ -925,14 +618,14 @@ static void random_diff(fg_backend_id id, size_t card, uint64_t target_writes,
 				      "reported %.2fx the changed lines (page "
 				      "level: %.2fx); DIFF should report "
 				      "about the truth",
-				      test, bname(id), s->seed, lr,
+				      test, bname(id), s->b.seed, lr,
 				      ratio(s->steady.pages_truth * orc_page(),
 					    s->steady.truth_lines * ORC_LINE));
 		cr_assert_leq(cr, 1.25,
 			      "%s %s seed=%" PRIu64 ": steady phase at card "
 			      "%zu reported %.2fx the bytes of the cards "
 			      "holding changed lines",
-			      test, bname(id), s->seed, card, cr);
+			      test, bname(id), s->b.seed, card, cr);
 	}
 	if (id == FG_BACKEND_NONE) {
 		uint64_t pages = 0;
@@ -947,9 +640,9 @@ static void random_diff(fg_backend_id id, size_t card, uint64_t target_writes,
 			     st.pages_whole, st.dirty_pages);
 		cr_assert_geq(st.pages_whole, pages * s->all.epochs);
 	}
-	dsched_fini(s);
+	orc_sched_fini(&s->b);
 	cr_assert_eq(fg_tracker_destroy(t), 0, "fg_tracker_destroy failed");
-	free_regions(r, 3);
+	orc_free_regions(r, 3);
 	free(s);
 }
 
@@ -995,22 +688,25 @@ static void twin_cap(fg_backend_id id)
 	dsched *s = dsched_start(id, 64, cap, r, 64 * KiB, "twin_cap", &t);
 	fg_stats st;
 
-	while (s->epoch < 80) {
-		unsigned nw = (unsigned)orc_below(&s->g, 200);
+	while (s->b.epoch < 80) {
+		unsigned nw = (unsigned)orc_below(&s->b.g, 200);
 
-		if (orc_below(&s->g, 3) == 0)
-			s->hot[orc_below(&s->g, NHOT)] = page_of(anywhere(s));
+		if (orc_below(&s->b.g, 3) == 0)
+			s->hot[orc_below(&s->b.g, NHOT)] =
+				page_of(orc_anywhere(&s->b));
 		for (unsigned i = 0; i < nw; i++)
 			do_write(s, pick_op(s));
 		/* Mid-epoch too: hooks took twins. */
-		st = stats_of(t);
+		st = orc_stats(t);
 		cr_assert_leq(st.twin_bytes, cap,
 			      "twin_cap %s seed=%" PRIu64 " epoch %u: %" PRIu64
 			      " bytes of twins held, the cap is %zu",
-			      bname(id), s->seed, s->epoch, st.twin_bytes, cap);
-		dsched_check(s, s->epoch % 2 ? ORC_BITMAP : ORC_ITER, 0, false);
+			      bname(id), s->b.seed, s->b.epoch, st.twin_bytes,
+			      cap);
+		dsched_check(s, s->b.epoch % 2 ? ORC_BITMAP : ORC_ITER, 0,
+			     false);
 	}
-	st = stats_of(t);
+	st = orc_stats(t);
 	dsched_summary(s, &st);
 	cr_assert_gt(st.pages_whole, 0,
 		     "twin_cap %s: with 4 pages of twins for %d hot pages no "
@@ -1021,9 +717,9 @@ static void twin_cap(fg_backend_id id)
 			     "twin_cap %s: no page diffed: the cap left no "
 			     "twin at all",
 			     bname(id));
-	dsched_fini(s);
+	orc_sched_fini(&s->b);
 	cr_assert_eq(fg_tracker_destroy(t), 0);
-	free_regions(r, 3);
+	orc_free_regions(r, 3);
 	free(s);
 }
 
@@ -1142,24 +838,6 @@ static void *kwriter_main(void *arg)
 	return NULL;
 }
 
-static void snap_region(const orc_region *r, size_t n, uint64_t **out)
-{
-	for (size_t i = 0; i < n; i++) {
-		const uint64_t *s = (const uint64_t *)r[i].base;
-
-		for (size_t k = 0; k < r[i].len / 8; k++)
-			out[i][k] = __atomic_load_n(&s[k], __ATOMIC_RELAXED);
-	}
-}
-
-static void spin_us(unsigned us)
-{
-	uint64_t end = now_ns() + (uint64_t)us * 1000;
-
-	while (now_ns() < end)
-		;
-}
-
 static uint64_t *random_page(orc_rng *g, orc_region *r, size_t n)
 {
 	orc_region *x = &r[orc_below(g, n)];
@@ -1225,13 +903,12 @@ static void threads(fg_backend_id id)
 	missrec mr = {0};
 	uint64_t rounds_at[4] = {0}, reported_lines = 0, changed_lines = 0;
 	unsigned rounds = 0;
-	char form[512];
+	char ctx[160];
 	size_t card = 0;
 	fg_tracker *t;
 	orc_result res;
 	orc_rng g;
 	fg_stats st;
-	int rc;
 
 	ORC_REQUIRE_BACKEND(id);
 	seed = orc_seed(test);
@@ -1242,13 +919,13 @@ static void threads(fg_backend_id id)
 		void *b = orc_map_memfd(512 * KiB, NULL);
 
 		cr_assert(a && b, "mmap: %s", strerror(errno));
-		fill_random(&g, a, MiB / 2);
+		orc_fill_random(&g, a, MiB / 2);
 		cr_assert_eq(orc_region_init(&r[0], a, MiB, "anon"), 0);
 		cr_assert_eq(orc_region_init(&r[1], b, 512 * KiB, "memfd"), 0);
 	}
 	for (int i = 0; i < 2; i++) {
 		r[i].changed_only = true;
-		reg(t, &r[i]);
+		orc_reg(t, &r[i]);
 		S[i] = malloc(r[i].len);
 		T[i] = malloc(r[i].len);
 		P[i] = malloc(r[i].len);
@@ -1275,11 +952,11 @@ static void threads(fg_backend_id id)
 					    &w[i]),
 			     0);
 	}
-	rc = orc_collect(t, r, 2, ORC_ITER, &card, form, sizeof form);
-	cr_assert_geq(rc, 0, "fg_collect: %d (%s)", rc, fg_strerror(rc));
-	t0 = now_ns();
+	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, bname(id), seed);
+	orc_collect_ok(t, r, 2, ORC_ITER, 0, ctx);
+	t0 = orc_now_ns();
 	for (unsigned round = 0;; round++) {
-		uint64_t el = now_ns() - t0;
+		uint64_t el = orc_now_ns() - t0;
 		size_t want = 0;
 
 		if (el > max_ns ||
@@ -1294,27 +971,18 @@ static void threads(fg_backend_id id)
 			want = cards[orc_below(&g, 4)];
 			cr_assert_eq(fg_set_card_size(t, want), 0);
 		}
-		snap_region(r, 2, S);
-		spin_us((unsigned)orc_below(&g, 300));
-		snap_region(r, 2, T);
+		orc_snap_words(r, 2, S);
+		orc_spin_us((unsigned)orc_below(&g, 300));
+		orc_snap_words(r, 2, T);
 		if (orc_below(&g, 2)) {
 			want = cards[orc_below(&g, 4)];
 			cr_assert_eq(fg_set_card_size(t, want), 0);
 		}
-		rc = orc_collect(t, r, 2, round % 4 == 3 ? ORC_BITMAP : ORC_ITER,
-				 &card, form, sizeof form);
-		cr_assert_geq(rc, 0,
-			      "%s %s seed=%" PRIu64 " round %u: collect: %d "
-			      "(%s): %s",
-			      test, bname(id), seed, round, rc, fg_strerror(rc),
-			      fg_last_error_detail());
-		cr_assert(!form[0], "%s %s seed=%" PRIu64 " round %u: %s", test,
-			  bname(id), seed, round, form);
-		if (want)
-			cr_assert_eq(card, want,
-				     "%s %s round %u: card size set to %zu "
-				     "before the collection, used %zu",
-				     test, bname(id), round, want, card);
+		snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64 " round %u",
+			 test, bname(id), seed, round);
+		card = orc_collect_ok(t, r, 2,
+				      round % 4 == 3 ? ORC_BITMAP : ORC_ITER,
+				      want, ctx);
 		rounds_at[card_index(card) / 2]++;
 		for (int i = 0; i < 2 && !missed; i++) {
 			uint64_t *slots = (uint64_t *)r[i].base;
@@ -1379,7 +1047,7 @@ static void threads(fg_backend_id id)
 		     "(fg_mark_dirty, then pread into the marked slot)",
 		     test, bname(id), seed, strerror(w[WRITERS].err));
 	cr_assert_gt(w[WRITERS].stores, 0, "the kernel writer never wrote");
-	st = stats_of(t);
+	st = orc_stats(t);
 	cr_assert_eq(missed, 0,
 		     "%s %s seed=%" PRIu64 ": %" PRIu64 " slots missed in one "
 		     "round (of %" PRIu64 " + %" PRIu64 " changes checked so "
@@ -1419,60 +1087,10 @@ static void threads(fg_backend_id id)
 	 * page and must report exactly the changed lines; uffd-async has
 	 * none and must report exactly the written pages; none: all. */
 	cr_assert_eq(fg_set_card_size(t, 64), 0);
-	for (int k = 0; k < 20; k++) {
-		rc = orc_collect(t, r, 2, ORC_ITER, &card, form, sizeof form);
-		cr_assert_geq(rc, 0);
-		if (rc == 0 || id == FG_BACKEND_NONE)
-			break;
-		usleep(1000);
-	}
-	orc_snapshot(r, 2);
-	for (int k = 0; k < 25; k++) {
-		orc_region *x = &r[orc_below(&g, 2)];
-		uint64_t *p = (uint64_t *)x->base + orc_below(&g, x->len / 8);
-
-		*p = ~*p;
-		orc_log(r, 2, p, 8);
-	}
-	rc = orc_collect(t, r, 2, ORC_ITER, &card, form, sizeof form);
-	cr_assert_geq(rc, 0);
-	cr_assert(!form[0], "%s", form);
-	cr_assert_eq(card, 64);
-	orc_compare(r, 2, card, &res);
-	cr_assert_eq(res.missed_lines, 0,
-		     "%s %s seed=%" PRIu64 ": after the writers stopped, %" PRIu64
-		     " changed lines were missed, first at %p",
-		     test, bname(id), seed, res.missed_lines,
-		     (void *)res.first_miss);
-	cr_assert_eq(res.unlogged_lines, 0,
-		     "%s %s: %" PRIu64 " lines changed after the writers were "
-		     "joined, first at %p",
-		     test, bname(id), res.unlogged_lines,
-		     (void *)res.first_unlogged);
-	if (id == FG_BACKEND_NONE) {
-		cr_assert(orc_reported_all(r, 2, r[0].base, r[0].len) &&
-				  orc_reported_all(r, 2, r[1].base, r[1].len),
-			  "the none backend must report everything");
-	} else if (hooked(id)) {
-		cr_assert_eq(res.reported_lines, res.truth_lines,
-			     "%s %s seed=%" PRIu64 ": after a quiet epoch with "
-			     "25 known 8-byte changes, each on a page that "
-			     "faulted (so had a twin), %" PRIu64 " lines were "
-			     "reported for %" PRIu64 " changed",
-			     test, bname(id), seed, res.reported_lines,
-			     res.truth_lines);
-	} else {
-		uint64_t extra, missing;
-
-		orc_exact_pages(r, 2, card, &extra, &missing);
-		cr_assert(!extra && !missing,
-			  "%s %s seed=%" PRIu64 ": after a quiet epoch with 25 "
-			  "known changes, %" PRIu64 " cards reported beyond "
-			  "the written pages and %" PRIu64 " missing",
-			  test, bname(id), seed, extra, missing);
-	}
+	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, bname(id), seed);
+	orc_quiet_epoch(t, r, 2, &g, 64, hooked(id), ctx, &res, &card);
 	changed_lines = res.truth_lines;
-	st = stats_of(t);
+	st = orc_stats(t);
 	fprintf(stderr,
 		"%s %-10s: seed=%" PRIu64 " %u rounds (card 64/256/1k/4k: %" PRIu64
 		"/%" PRIu64 "/%" PRIu64 "/%" PRIu64 ") in %.1f s, %" PRIu64
@@ -1484,7 +1102,7 @@ static void threads(fg_backend_id id)
 		" whole=%" PRIu64 "; quiet epoch: %" PRIu64 " changed lines, "
 		"%" PRIu64 " reported\n",
 		test, bname(id), seed, rounds, rounds_at[0], rounds_at[1],
-		rounds_at[2], rounds_at[3], (double)(now_ns() - t0) / 1e9,
+		rounds_at[2], rounds_at[3], (double)(orc_now_ns() - t0) / 1e9,
 		stores - w[WRITERS].stores, WRITERS, w[WRITERS].stores,
 		w[WRITERS].efault, checked, checked_during,
 		(double)reported_lines * ORC_LINE / 1024.0 / (rounds ? rounds : 1),
@@ -1509,42 +1127,6 @@ PER_BACKEND(threads)
  * stay exact.  The child writes only private memory (its writes to shared
  * memory would be the parent's bytes too, written by another process). */
 
-enum {
-	CHILD_OK = 0,
-	CHILD_COLLECT = 10,
-	CHILD_ITER,
-	CHILD_DESTROY,
-	CHILD_SYNC,
-};
-
-static const char *child_why(int code)
-{
-	switch (code) {
-	case CHILD_COLLECT:
-		return "fg_collect returned neither >= 0 nor -FG_EFORKED";
-	case CHILD_ITER:
-		return "fg_iter_next failed after a successful collection";
-	case CHILD_DESTROY:
-		return "fg_tracker_destroy failed";
-	case CHILD_SYNC:
-		return "pipe synchronisation failed";
-	default:
-		return "unexpected exit code";
-	}
-}
-
-static void child_writes(orc_region *anon, uint64_t seed)
-{
-	orc_rng g;
-
-	orc_rng_init(&g, seed);
-	for (int k = 0; k < 64; k++) {
-		uint8_t *p = anon->base + orc_below(&g, anon->len - 64);
-
-		memset(p, 0xA5 ^ (int)k, 64);
-	}
-}
-
 static void some_writes(dsched *s, int n)
 {
 	for (int k = 0; k < n; k++)
@@ -1564,64 +1146,26 @@ static void fork_scenario(fg_backend_id id)
 		dsched_check(s, ORC_ITER, 0, false);
 	}
 	for (int iter = 0; iter < 4; iter++) {
-		int go[2], status = 0;
-		uint64_t cseed = orc_next(&s->g);
 		pid_t pid;
-		char c = 1;
+		int go;
 
 		some_writes(s, 200); /* dirty pages and twins at fork time */
-		cr_assert_eq(pipe(go), 0);
-		fflush(NULL);
-		pid = fork();
-		cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-		if (pid == 0) {
-			fg_iter it;
-			fg_range rg;
-			int rc, more;
-
-			close(go[1]);
-			if (read(go[0], &c, 1) != 1)
-				_exit(CHILD_SYNC);
-			child_writes(&r[0], cseed);
-			rc = fg_collect(t, &it);
-			if (rc < 0 && rc != -FG_EFORKED)
-				_exit(CHILD_COLLECT);
-			if (rc >= 0) {
-				while ((more = fg_iter_next(&it, &rg)) == 1)
-					;
-				if (more < 0)
-					_exit(CHILD_ITER);
-			}
-			child_writes(&r[0], cseed + 1);
-			if (fg_tracker_destroy(t) != 0)
-				_exit(CHILD_DESTROY);
-			child_writes(&r[0], cseed + 2);
-			_exit(CHILD_OK);
-		}
-		close(go[0]);
+		pid = orc_fork_child(t, &r[0], orc_next(&s->b.g), &go);
 		some_writes(s, 200);
-		cr_assert_eq(write(go[1], &c, 1), 1);
-		close(go[1]);
+		orc_release_child(go);
 		some_writes(s, 200);
-		cr_assert_eq(waitpid(pid, &status, 0), pid);
-		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			  "fork %s seed=%" PRIu64 " iteration %d: child %s "
-			  "(status %#x): %s",
-			  bname(id), s->seed, iter,
-			  WIFSIGNALED(status) ? "killed by a signal"
-					      : "exited non-zero",
-			  status,
-			  WIFSIGNALED(status) ? strsignal(WTERMSIG(status))
-					      : child_why(WEXITSTATUS(status)));
+		snprintf(s->b.ctx, sizeof s->b.ctx, "fork %s seed=%" PRIu64
+			 " iteration %d", bname(id), s->b.seed, iter);
+		orc_wait_child(pid, s->b.ctx);
 		dsched_check(s, iter % 2 ? ORC_BITMAP : ORC_ITER, 0, false);
 		some_writes(s, 300);
 		dsched_check(s, iter % 2 ? ORC_ITER : ORC_BITMAP, 0, false);
 	}
-	st = stats_of(t);
+	st = orc_stats(t);
 	dsched_summary(s, &st);
-	dsched_fini(s);
+	orc_sched_fini(&s->b);
 	cr_assert_eq(fg_tracker_destroy(t), 0);
-	free_regions(r, 3);
+	orc_free_regions(r, 3);
 	free(s);
 }
 
@@ -1656,8 +1200,8 @@ static void *racer_main(void *arg)
 		if (g < 0)
 			return NULL;
 		atomic_store(&c->go, 0);
-		for (uint64_t e = now_ns() + atomic_load(&c->delay_ns);
-		     now_ns() < e;)
+		for (uint64_t e = orc_now_ns() + atomic_load(&c->delay_ns);
+		     orc_now_ns() < e;)
 			;
 		if (c->what == RACE_ZERO)
 			memset(c->target, 0, ORC_LINE);
@@ -1732,8 +1276,8 @@ static void zero_during_collect(fg_backend_id id)
 	cr_assert_eq(fg_register(t, a, len), 0);
 	c.what = RACE_ZERO;
 	cr_assert_eq(pthread_create(&th, NULL, racer_main, &c), 0);
-	t0 = now_ns();
-	while (now_ns() - t0 < budget) {
+	t0 = orc_now_ns();
+	while (orc_now_ns() - t0 < budget) {
 		uint8_t *q = a + orc_below(&g, 4) * ps;
 		uint8_t *line = q + orc_below(&g, ps / ORC_LINE) * ORC_LINE;
 		uint64_t c0;
@@ -1746,16 +1290,17 @@ static void zero_during_collect(fg_backend_id id)
 		/* Any collection may be raced; those that trim the twins'
 		 * memory (every 64th today: tracker.c, refine) are where a
 		 * lost twin shows, so race mostly those. */
-		while (orc_below(&g, 8) && stats_of(t).collections % 64 != 63)
+		while (orc_below(&g, 8) && orc_stats(t).collections % 64 != 63)
 			collect_covers(t, q, ps, &n);
 		c.target = line;
 		atomic_store(&c.done, 0);
-		atomic_store(&c.delay_ns, (unsigned)orc_below(&g, avg_ns * 3 / 2));
+		atomic_store(&c.delay_ns,
+			     (unsigned)orc_below(&g, avg_ns * 3 / 2));
 		atomic_store(&c.go, 1);
-		c0 = now_ns();
+		c0 = orc_now_ns();
 		in_first = collect_covers(t, line, ORC_LINE, &n);
 		/* Delays spread over about the raced collection's length. */
-		avg_ns = (avg_ns * 7 + (now_ns() - c0)) / 8;
+		avg_ns = (avg_ns * 7 + (orc_now_ns() - c0)) / 8;
 		wait_done(&c);
 		tries++;
 		if (!collect_covers(t, line, ORC_LINE, &n) && !in_first &&
@@ -1770,7 +1315,7 @@ static void zero_during_collect(fg_backend_id id)
 	}
 	atomic_store(&c.go, -1);
 	pthread_join(th, NULL);
-	fg_stats st = stats_of(t);
+	fg_stats st = orc_stats(t);
 	cr_assert_eq(missed, 0,
 		     "zero_during_collect %s seed=%" PRIu64 ": %" PRIu64
 		     " of %" PRIu64 " zeroed lines missed; first: %s",
@@ -1822,8 +1367,8 @@ static void mark_dirty_race(fg_backend_id id)
 	c.what = RACE_STORE;
 	c.target = q + ps - 8;
 	cr_assert_eq(pthread_create(&th, NULL, racer_main, &c), 0);
-	t0 = now_ns();
-	while (now_ns() - t0 < budget) {
+	t0 = orc_now_ns();
+	while (orc_now_ns() - t0 < budget) {
 		uint64_t old = *mine, cold = *(volatile uint64_t *)c.target;
 		int rc;
 
@@ -1833,7 +1378,8 @@ static void mark_dirty_race(fg_backend_id id)
 		atomic_store(&c.value, cold + 1);
 		atomic_store(&c.done, 0);
 		atomic_store(&c.go, 1);
-		for (uint64_t e = now_ns() + orc_below(&g, 3000); now_ns() < e;)
+		for (uint64_t e = orc_now_ns() + orc_below(&g, 3000);
+		     orc_now_ns() < e;)
 			;
 		rc = fg_mark_dirty(t, (void *)mine, 8);
 		cr_assert_eq(rc, 0, "fg_mark_dirty: %d (%s)", rc,
@@ -1841,11 +1387,11 @@ static void mark_dirty_race(fg_backend_id id)
 		*mine = old + 1;
 		wait_done(&c);
 		tries++;
-		uint64_t before = stats_of(t).pages_diffed;
+		uint64_t before = orc_stats(t).pages_diffed;
 		unsigned hit = collect_cover2(t, (const void *)mine, c.target,
 					      8, &n);
 
-		diffed += stats_of(t).pages_diffed > before;
+		diffed += orc_stats(t).pages_diffed > before;
 		if (hit != 3 && !missed++)
 			snprintf(miss, sizeof miss,
 				 "try %" PRIu64 ": MISSED: %s%s%s; both "

@@ -19,7 +19,6 @@
 #include <criterion/logging.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <immintrin.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -28,16 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fg.h"
 #include "oracle.h"
 
-#define KiB ((size_t)1024)
-#define MiB (1024 * KiB)
 #define TIMEOUT 120
 
 #define PER_BACKEND(scn) ORC_PER_BACKEND(oracle, scn, TIMEOUT)
@@ -52,43 +46,13 @@ static fg_tracker *make_tracker(fg_backend_id id, size_t card,
 				fg_write_hook hook, void *arg)
 {
 	fg_options o = FG_OPTIONS_INIT;
-	fg_tracker *t = NULL;
-	int rc;
 
 	o.backend = id;
 	o.card_size = card;
 	o.flags = FG_OPT_NO_ENV;
 	o.hook = hook;
 	o.hook_arg = arg;
-	rc = fg_tracker_create(&o, &t);
-	cr_assert_eq(rc, 0, "fg_tracker_create(backend %s, card %zu) = %d (%s): %s",
-		     bname(id), card, rc, fg_strerror(rc), fg_last_error_detail());
-	cr_assert_not_null(t, "fg_tracker_create succeeded but left *out NULL");
-	cr_assert_eq(fg_tracker_backend(t), id,
-		     "tracker forced to %s reports backend %s", bname(id),
-		     bname(fg_tracker_backend(t)));
-	return t;
-}
-
-static void reg(fg_tracker *t, orc_region *r)
-{
-	int rc = fg_register(t, r->base, r->len);
-
-	cr_assert_eq(rc, 0, "fg_register(%s region %p, %zu) with %s = %d (%s): %s",
-		     r->kind, (void *)r->base, r->len,
-		     bname(fg_tracker_backend(t)), rc, fg_strerror(rc),
-		     fg_last_error_detail());
-}
-
-static void fill_random(orc_rng *g, void *p, size_t len)
-{
-	uint8_t *b = p;
-
-	for (size_t i = 0; i < len; i += 8) {
-		uint64_t x = orc_next(g);
-
-		memcpy(b + i, &x, len - i < 8 ? len - i : 8);
-	}
+	return orc_tracker(&o);
 }
 
 /* ------------------------------------------------------------------ */
@@ -104,79 +68,31 @@ enum wmethod {
 	W_AVX2,
 	W_ATOMIC,
 	W_MOVSB,
-	W_PIPE,
+	W_PIPE, /* W_PIPE .. W_RECV: kernel writes, in orc_kop's order */
 	W_READ,
 	W_PREAD,
 	W_RECV,
 	W_COUNT
 };
 
-static const char *const wname[W_COUNT] = {
-	"store1", "store8", "memcpy", "memset", "avx2", "atomic-add",
-	"rep-movsb", "pipe-read", "file-read", "pread", "recv",
-};
-
-#define MAXW (3 * 4096 + 512)
+#define MAXW ORC_KMAX
 
 typedef struct sched {
-	fg_tracker *t;
-	fg_backend_id id;
-	orc_region *r;
-	size_t n;
-	orc_rng g;
-	uint64_t seed;
-	const char *test;
-	unsigned epoch;
-	int pipefd[2], sock[2], file;
-	uint8_t src[MAXW], pre[MAXW], scratch[MAXW];
+	orc_sched b; /* first */
 	uint8_t *hot[16]; /* pages favoured this epoch */
 	bool avx2;
 	/* Counts over the whole test. */
-	uint64_t writes, by[W_COUNT], kernel_marked, kernel_efault,
-		kernel_partial_bytes, epochs;
+	uint64_t writes, by[W_COUNT], epochs;
 	uint64_t pages_reported, pages_changed, pages_truth, pages_fp;
 	uint64_t cards_reported, cards_truth, cards_fp;
 } sched;
 
-static void sched_init(sched *s, fg_tracker *t, fg_backend_id id,
-		       orc_region *r, size_t n, const char *test)
+static void sched_init(sched *s, fg_tracker *t, orc_region *r, size_t n,
+		       const char *test)
 {
-	char path[] = "/tmp/fg-oracle-XXXXXX";
-
 	memset(s, 0, sizeof *s);
-	s->t = t;
-	s->id = id;
-	s->r = r;
-	s->n = n;
-	s->test = test;
-	s->seed = orc_seed(test);
-	orc_rng_init(&s->g, s->seed);
-	cr_assert_eq(pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC), 0, "pipe2: %s",
-		     strerror(errno));
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
-						 SOCK_CLOEXEC,
-				0, s->sock),
-		     0, "socketpair: %s", strerror(errno));
-	s->file = mkostemp(path, O_CLOEXEC);
-	cr_assert_geq(s->file, 0, "mkstemp: %s", strerror(errno));
-	unlink(path);
+	orc_sched_init(&s->b, t, r, n, test);
 	s->avx2 = __builtin_cpu_supports("avx2");
-}
-
-static void sched_fini(sched *s)
-{
-	close(s->pipefd[0]);
-	close(s->pipefd[1]);
-	close(s->sock[0]);
-	close(s->sock[1]);
-	close(s->file);
-}
-
-/* src[i] differs from dst[i] for every i: each written byte changes. */
-static void differing(sched *s, const uint8_t *dst, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		s->src[i] = (uint8_t)(dst[i] + 1 + orc_below(&s->g, 255));
 }
 
 __attribute__((target("avx2"))) static void store32_avx2(void *dst,
@@ -187,152 +103,16 @@ __attribute__((target("avx2"))) static void store32_avx2(void *dst,
 	_mm256_storeu_si256((__m256i *)dst, v);
 }
 
-static void rep_movsb(void *dst, const void *src, size_t n)
-{
-	__asm__ volatile("rep movsb"
-			 : "+D"(dst), "+S"(src), "+c"(n)
-			 :
-			 : "memory");
-}
-
-static void drain(int fd)
-{
-	char buf[4096];
-
-	while (read(fd, buf, sizeof buf) > 0)
-		;
-}
-
-/* A system call writes src into dst.  Returns the bytes transferred; on a
- * short transfer *err is the errno that stopped it. */
-static size_t kernel_copy(sched *s, enum wmethod m, uint8_t *dst, size_t len,
-			  int *err)
-{
-	size_t done = 0;
-	ssize_t k;
-
-	*err = 0;
-	switch (m) {
-	case W_PIPE:
-		k = write(s->pipefd[1], s->src, len);
-		cr_assert_eq(k, (ssize_t)len, "pipe write of %zu: %zd (%s)",
-			     len, k, strerror(errno));
-		break;
-	case W_RECV:
-		k = send(s->sock[0], s->src, len, 0);
-		cr_assert_eq(k, (ssize_t)len, "send of %zu: %zd (%s)", len, k,
-			     strerror(errno));
-		break;
-	default:
-		k = pwrite(s->file, s->src, len, 0);
-		cr_assert_eq(k, (ssize_t)len, "pwrite of %zu: %zd (%s)", len, k,
-			     strerror(errno));
-		cr_assert_eq(lseek(s->file, 0, SEEK_SET), 0, "lseek: %s",
-			     strerror(errno));
-		break;
-	}
-	while (done < len) {
-		switch (m) {
-		case W_PIPE:
-			k = read(s->pipefd[0], dst + done, len - done);
-			break;
-		case W_READ:
-			k = read(s->file, dst + done, len - done);
-			break;
-		case W_PREAD:
-			k = pread(s->file, dst + done, len - done,
-				  (off_t)done);
-			break;
-		default:
-			k = recv(s->sock[1], dst + done, len - done, 0);
-			break;
-		}
-		if (k > 0) {
-			done += (size_t)k;
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		*err = k < 0 ? errno : EIO;
-		break;
-	}
-	if (m == W_PIPE)
-		drain(s->pipefd[0]);
-	if (m == W_RECV)
-		drain(s->sock[1]);
-	return done;
-}
-
-/* One kernel write of len bytes at dst.  For the mprotect backend the
- * documented protocol is fg_mark_dirty first; without it the call must
- * either succeed or fail with EFAULT, and whatever it changed is logged so
- * the collection must report it.  Other backends must simply work. */
+/* One kernel write of len bytes at dst (orc_kernel_write).  For the
+ * mprotect backend the documented protocol is fg_mark_dirty first; without
+ * it the call must either succeed or fail with EFAULT.  Other backends
+ * must simply work. */
 static void kernel_write(sched *s, enum wmethod m, uint8_t *dst, size_t len)
 {
-	bool mark = s->id == FG_BACKEND_MPROTECT ? orc_below(&s->g, 2)
-						 : orc_below(&s->g, 8) == 0;
-	size_t done, changed = 0;
-	int err, rc;
+	bool mark = s->b.id == FG_BACKEND_MPROTECT ? orc_below(&s->b.g, 2)
+						 : orc_below(&s->b.g, 8) == 0;
 
-	memcpy(s->pre, dst, len);
-	differing(s, dst, len);
-	if (mark) {
-		rc = fg_mark_dirty(s->t, dst, len);
-		cr_assert_eq(rc, 0,
-			     "%s seed=%" PRIu64 " epoch %u: fg_mark_dirty(%p, "
-			     "%zu) = %d (%s): %s",
-			     bname(s->id), s->seed, s->epoch, (void *)dst, len,
-			     rc, fg_strerror(rc), fg_last_error_detail());
-		s->kernel_marked++;
-	}
-	done = kernel_copy(s, m, dst, len, &err);
-	cr_assert(!memcmp(dst, s->src, done),
-		  "%s: %s reported %zu bytes at %p but they are not the data "
-		  "sent",
-		  bname(s->id), wname[m], done, (void *)dst);
-	orc_log(s->r, s->n, dst, done);
-	if (done == len)
-		return;
-	cr_assert(s->id == FG_BACKEND_MPROTECT && !mark && err == EFAULT,
-		  "%s seed=%" PRIu64 " epoch %u: %s of %zu bytes into tracked "
-		  "memory at %p%s transferred only %zu (%s); only the "
-		  "mprotect backend without fg_mark_dirty may fail, and only "
-		  "with EFAULT",
-		  bname(s->id), s->seed, s->epoch, wname[m], len, (void *)dst,
-		  mark ? " after fg_mark_dirty" : "", done, strerror(err));
-	s->kernel_efault++;
-	/* The kernel may have copied part of a chunk into pages that were
-	 * writable before it hit the protected one: those bytes must be our
-	 * data, and the collection must report them like any write. */
-	for (size_t i = done; i < len; i++) {
-		if (dst[i] == s->pre[i])
-			continue;
-		cr_assert_eq(dst[i], s->src[i],
-			     "%s after EFAULT: byte %p is %#x, neither the old "
-			     "%#x nor the sent %#x",
-			     wname[m], (void *)(dst + i), dst[i], s->pre[i],
-			     s->src[i]);
-		orc_log(s->r, s->n, dst + i, 1);
-		changed++;
-	}
-	s->kernel_partial_bytes += changed;
-}
-
-/* A uniformly random byte of the regions. */
-static uint8_t *anywhere(sched *s)
-{
-	size_t total = 0;
-	uint64_t x;
-
-	for (size_t i = 0; i < s->n; i++)
-		total += s->r[i].len;
-	x = orc_below(&s->g, total);
-	for (size_t i = 0; i < s->n; i++) {
-		if (x < s->r[i].len)
-			return s->r[i].base + x;
-		x -= s->r[i].len;
-	}
-	return NULL;
+	orc_kernel_write(&s->b, (orc_kop)(m - W_PIPE), mark, dst, len);
 }
 
 /* A random target: one of the epoch's hot pages half of the time (most
@@ -340,11 +120,11 @@ static uint8_t *anywhere(sched *s)
  * the region. */
 static uint8_t *target(sched *s, size_t *len, orc_region **out)
 {
-	uint8_t *p = orc_below(&s->g, 2)
-			     ? s->hot[orc_below(&s->g, 16)] +
-				       orc_below(&s->g, orc_page())
-			     : anywhere(s);
-	orc_region *g = orc_find(s->r, s->n, p);
+	uint8_t *p = orc_below(&s->b.g, 2)
+			     ? s->hot[orc_below(&s->b.g, 16)] +
+				       orc_below(&s->b.g, orc_page())
+			     : orc_anywhere(&s->b);
+	orc_region *g = orc_find(s->b.r, s->b.n, p);
 
 	if (*len > (size_t)(g->base + g->len - p))
 		*len = (size_t)(g->base + g->len - p);
@@ -355,13 +135,13 @@ static uint8_t *target(sched *s, size_t *len, orc_region **out)
 static void pick_hot(sched *s)
 {
 	for (int i = 0; i < 16; i++)
-		s->hot[i] = (uint8_t *)((uintptr_t)anywhere(s) / orc_page() *
-					orc_page());
+		s->hot[i] = (uint8_t *)((uintptr_t)orc_anywhere(&s->b) /
+					orc_page() * orc_page());
 }
 
 static size_t pick_len(sched *s, enum wmethod m)
 {
-	size_t big = orc_below(&s->g, 16) == 0;
+	size_t big = orc_below(&s->b.g, 16) == 0;
 
 	switch (m) {
 	case W_STORE1:
@@ -372,15 +152,15 @@ static size_t pick_len(sched *s, enum wmethod m)
 	case W_AVX2:
 		return 32;
 	case W_MEMSET:
-		return 1 + orc_below(&s->g, 200); /* leaves a free value */
+		return 1 + orc_below(&s->b.g, 200); /* leaves a free value */
 	default:
-		return 1 + orc_below(&s->g, big ? MAXW : 512);
+		return 1 + orc_below(&s->b.g, big ? MAXW : 512);
 	}
 }
 
 static void sched_write(sched *s)
 {
-	enum wmethod m = (enum wmethod)orc_below(&s->g, W_COUNT);
+	enum wmethod m = (enum wmethod)orc_below(&s->b.g, W_COUNT);
 	orc_region *g;
 	size_t want, len;
 	uint8_t *p;
@@ -396,23 +176,23 @@ static void sched_write(sched *s)
 	switch (m) {
 	case W_STORE1:
 		*(volatile uint8_t *)p = (uint8_t)(*p + 1 +
-						   orc_below(&s->g, 255));
+						   orc_below(&s->b.g, 255));
 		break;
 	case W_STORE8: {
 		uint64_t v;
 
-		differing(s, p, 8);
-		memcpy(&v, s->src, 8);
+		orc_differ(&s->b, p, 8);
+		memcpy(&v, s->b.src, 8);
 		*(volatile u64_unaligned *)p = v;
 		break;
 	}
 	case W_MEMCPY:
-		differing(s, p, len);
-		memcpy(p, s->src, len);
+		orc_differ(&s->b, p, len);
+		memcpy(p, s->b.src, len);
 		break;
 	case W_MEMSET: {
 		bool seen[256] = {false};
-		unsigned v = (unsigned)orc_below(&s->g, 256);
+		unsigned v = (unsigned)orc_below(&s->b.g, 256);
 
 		for (size_t i = 0; i < len; i++)
 			seen[p[i]] = true;
@@ -422,17 +202,17 @@ static void sched_write(sched *s)
 		break;
 	}
 	case W_AVX2:
-		differing(s, p, 32);
-		store32_avx2(p, s->src);
+		orc_differ(&s->b, p, 32);
+		store32_avx2(p, s->b.src);
 		break;
 	case W_ATOMIC:
-		__atomic_fetch_add((uint64_t *)p, 1 + orc_below(&s->g, 1000),
+		__atomic_fetch_add((uint64_t *)p, 1 + orc_below(&s->b.g, 1000),
 				   __ATOMIC_RELAXED);
 		len = 8;
 		break;
 	case W_MOVSB:
-		differing(s, p, len);
-		rep_movsb(p, s->src, len);
+		orc_differ(&s->b, p, len);
+		orc_rep_movsb(p, s->b.src, len);
 		break;
 	default:
 		kernel_write(s, m, p, len);
@@ -440,7 +220,7 @@ static void sched_write(sched *s)
 		s->by[m]++;
 		return;
 	}
-	orc_log(s->r, s->n, p, len);
+	orc_log(s->b.r, s->b.n, p, len);
 	s->writes++;
 	s->by[m]++;
 }
@@ -450,48 +230,10 @@ static void sched_write(sched *s)
  * (0: don't check). */
 static void sched_check(sched *s, orc_method m, size_t expect_card)
 {
-	char form[512];
-	size_t card = 0;
 	orc_result res;
-	int rc;
 
-	rc = orc_collect(s->t, s->r, s->n, m, &card, form, sizeof form);
-	cr_assert_geq(rc, 0,
-		      "%s %s seed=%" PRIu64 " epoch %u: %s failed: %d (%s): %s",
-		      s->test, bname(s->id), s->seed, s->epoch,
-		      m == ORC_ITER ? "fg_collect" : "fg_collect_bitmap", rc,
-		      fg_strerror(rc), fg_last_error_detail());
-	if (expect_card)
-		cr_assert_eq(card, expect_card,
-			     "%s %s epoch %u: fg_set_card_size(%zu) before the "
-			     "collection, but it used card %zu",
-			     s->test, bname(s->id), s->epoch, expect_card,
-			     card);
-	orc_compare(s->r, s->n, card, &res);
-	if (res.missed_lines) {
-		orc_region *g = orc_find(s->r, s->n, res.first_miss);
-
-		cr_assert_fail("%s %s seed=%" PRIu64 " epoch %u card %zu (%s): "
-			       "MISSED %" PRIu64 " of %" PRIu64 " written or "
-			       "changed 64-byte lines; first at %p (%s region "
-			       "%p + %#zx)",
-			       s->test, bname(s->id), s->seed, s->epoch, card,
-			       m == ORC_ITER ? "iterator" : "bitmap",
-			       res.missed_lines, res.truth_lines,
-			       (void *)res.first_miss, g->kind,
-			       (void *)g->base,
-			       (size_t)(res.first_miss - g->base));
-	}
-	/* The form of the result after soundness: a miss says more. */
-	cr_assert(!form[0], "%s %s seed=%" PRIu64 " epoch %u (%s): %s",
-		  s->test, bname(s->id), s->seed, s->epoch,
-		  m == ORC_ITER ? "iterator" : "bitmap", form);
-	cr_assert_eq(res.unlogged_lines, 0,
-		     "%s %s seed=%" PRIu64 " epoch %u: %" PRIu64 " lines "
-		     "changed that the test never wrote, first at %p: "
-		     "something else modified tracked memory",
-		     s->test, bname(s->id), s->seed, s->epoch,
-		     res.unlogged_lines, (void *)res.first_unlogged);
+	orc_check(s->b.t, s->b.r, s->b.n, m, expect_card, orc_where(&s->b),
+		  &res);
 	s->epochs++;
 	s->pages_reported += res.pages_reported;
 	s->pages_changed += res.pages_changed;
@@ -500,8 +242,8 @@ static void sched_check(sched *s, orc_method m, size_t expect_card)
 	s->cards_reported += res.cards_reported;
 	s->cards_truth += res.cards_truth;
 	s->cards_fp += res.cards_fp;
-	s->epoch++;
-	orc_snapshot(s->r, s->n);
+	s->b.epoch++;
+	orc_snapshot(s->b.r, s->b.n);
 	pick_hot(s);
 }
 
@@ -515,9 +257,9 @@ static void sched_summary(const sched *s, const char *what)
 		" missed=0 false-positive pages=%" PRIu64 " (%.1f%% of reported)"
 		" cards reported=%" PRIu64 " truth=%" PRIu64
 		" fp=%.1f%%\n",
-		what, bname(s->id), s->writes,
+		what, bname(s->b.id), s->writes,
 		s->by[W_PIPE] + s->by[W_READ] + s->by[W_PREAD] + s->by[W_RECV],
-		s->kernel_marked, s->kernel_efault, s->kernel_partial_bytes,
+		s->b.kw.marked, s->b.kw.efault, s->b.kw.partial_bytes,
 		s->epochs, s->pages_reported, s->pages_changed, s->pages_truth,
 		s->pages_fp,
 		s->pages_reported ? 100.0 * (double)s->pages_fp /
@@ -527,41 +269,6 @@ static void sched_summary(const sched *s, const char *what)
 		s->cards_reported ? 100.0 * (double)s->cards_fp /
 					    (double)s->cards_reported
 				  : 0.0);
-}
-
-/* Three regions of the three trackable kinds, part of them pre-filled
- * before registration (so some pages are populated, some not). */
-static void make_regions(orc_region r[3], orc_rng *g, size_t scale)
-{
-	struct {
-		void *(*map)(size_t, void *);
-		size_t len;
-		const char *kind;
-	} k[3] = {
-		{orc_map_anon, 2 * scale, "anon"},
-		{orc_map_shared_anon, scale, "shared-anon"},
-		{orc_map_memfd, scale, "memfd"},
-	};
-
-	for (int i = 0; i < 3; i++) {
-		void *at = orc_reserve(k[i].len, 64 * KiB,
-				       orc_below(g, 16) * orc_page());
-		void *p = at ? k[i].map(k[i].len, at) : NULL;
-
-		cr_assert_not_null(p, "mapping %zu bytes of %s memory: %s",
-				   k[i].len, k[i].kind, strerror(errno));
-		fill_random(g, p, k[i].len / 2);
-		cr_assert_eq(orc_region_init(&r[i], p, k[i].len, k[i].kind), 0,
-			     "out of memory for the oracle");
-	}
-}
-
-static void free_regions(orc_region *r, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		munmap(r[i].base, r[i].len);
-		orc_region_fini(&r[i]);
-	}
 }
 
 /* A tracker with the three kinds of regions registered (scale bytes each,
@@ -576,10 +283,10 @@ static sched *sched_start(fg_backend_id id, size_t card, orc_region r[3],
 	s = malloc(sizeof *s);
 	cr_assert_not_null(s);
 	*t = make_tracker(id, card, NULL, NULL);
-	sched_init(s, *t, id, r, 3, test);
-	make_regions(r, &s->g, scale);
+	sched_init(s, *t, r, 3, test);
+	orc_make_regions(r, &s->b.g, scale, false);
 	for (int i = 0; i < 3; i++)
-		reg(*t, &r[i]);
+		orc_reg(*t, &r[i]);
 	orc_snapshot(r, 3);
 	pick_hot(s);
 	return s;
@@ -588,9 +295,9 @@ static sched *sched_start(fg_backend_id id, size_t card, orc_region r[3],
 /* Epoch sizes spread over four orders of magnitude, zero included. */
 static unsigned epoch_writes(sched *s)
 {
-	unsigned shift = (unsigned)orc_below(&s->g, 13);
+	unsigned shift = (unsigned)orc_below(&s->b.g, 13);
 
-	return (unsigned)orc_below(&s->g, (1u << shift) + 1);
+	return (unsigned)orc_below(&s->b.g, (1u << shift) + 1);
 }
 
 static const size_t mixed_cards[] = {64,   128,  256,  512,   1024,
@@ -613,18 +320,19 @@ static void random_schedule(fg_backend_id id, size_t card, uint64_t target_write
 			sched_write(s);
 		if (!card) {
 			expect = mixed_cards[orc_below(
-				&s->g, sizeof mixed_cards / sizeof *mixed_cards)];
+				&s->b.g,
+				sizeof mixed_cards / sizeof *mixed_cards)];
 			int rc = fg_set_card_size(t, expect);
 			cr_assert_eq(rc, 0, "fg_set_card_size(%zu) = %d (%s)",
 				     expect, rc, fg_strerror(rc));
 		}
-		sched_check(s, card && s->epoch % 2 ? ORC_BITMAP : ORC_ITER,
+		sched_check(s, card && s->b.epoch % 2 ? ORC_BITMAP : ORC_ITER,
 			    expect);
 	}
 	sched_summary(s, test);
-	sched_fini(s);
+	orc_sched_fini(&s->b);
 	cr_assert_eq(fg_tracker_destroy(t), 0, "fg_tracker_destroy failed");
-	free_regions(r, 3);
+	orc_free_regions(r, 3);
 	free(s);
 }
 
@@ -683,8 +391,9 @@ static void *writer_main(void *arg)
 	orc_rng_init(&g, w->seed);
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
 		for (int k = 0; k < 64; k++) {
-			size_t i = orc_below(&g, w->nslots / WRITERS) * WRITERS +
-				   w->tid;
+			size_t i =
+				orc_below(&g, w->nslots / WRITERS) * WRITERS +
+				w->tid;
 
 			__atomic_store_n(&w->slots[i], ++ctr << 2 | w->tid,
 					 __ATOMIC_RELAXED);
@@ -692,23 +401,6 @@ static void *writer_main(void *arg)
 	}
 	w->stores = ctr;
 	return NULL;
-}
-
-static void snap_slots(const uint64_t *slots, uint64_t *out, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		out[i] = __atomic_load_n(&slots[i], __ATOMIC_RELAXED);
-}
-
-static void spin_us(unsigned us)
-{
-	struct timespec a, b;
-
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	do
-		clock_gettime(CLOCK_MONOTONIC, &b);
-	while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) <
-	       (long)us * 1000);
 }
 
 static void threads(fg_backend_id id, bool change_cards, const char *test)
@@ -720,19 +412,17 @@ static void threads(fg_backend_id id, bool change_cards, const char *test)
 	const unsigned min_rounds = 300, max_rounds = 5000;
 	const uint64_t want_checked = 20000, max_ns = 20000000000u;
 	unsigned rounds = 0;
-	struct timespec t0, now;
+	uint64_t t0;
 	_Atomic int stop = 0;
 	writer w[WRITERS];
 	orc_region r;
 	orc_rng g;
 	uint64_t seed, *S, *T, checked = 0, missed = 0;
-	char miss[512] = "";
+	char miss[512] = "", ctx[160];
 	fg_tracker *t;
 	uint64_t *slots;
-	char form[512];
 	size_t card = 0;
 	orc_result res;
-	int rc;
 
 	ORC_REQUIRE_BACKEND(id);
 	seed = orc_seed(test);
@@ -741,7 +431,7 @@ static void threads(fg_backend_id id, bool change_cards, const char *test)
 	slots = orc_map_anon(len, NULL);
 	cr_assert_not_null(slots, "mmap: %s", strerror(errno));
 	cr_assert_eq(orc_region_init(&r, slots, len, "anon"), 0);
-	reg(t, &r);
+	orc_reg(t, &r);
 	S = malloc(len);
 	T = malloc(len);
 	cr_assert(S && T);
@@ -751,19 +441,14 @@ static void threads(fg_backend_id id, bool change_cards, const char *test)
 		cr_assert_eq(pthread_create(&w[i].th, NULL, writer_main, &w[i]),
 			     0);
 	}
-	rc = orc_collect(t, &r, 1, ORC_ITER, &card, form, sizeof form);
-	cr_assert_geq(rc, 0, "fg_collect: %d (%s)", rc, fg_strerror(rc));
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, bname(id), seed);
+	orc_collect_ok(t, &r, 1, ORC_ITER, 0, ctx);
+	t0 = orc_now_ns();
 	for (unsigned round = 0; round < max_rounds; round++) {
 		size_t want = 0;
 
-		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (round >= min_rounds &&
-		    (checked >= want_checked ||
-		     (uint64_t)(now.tv_sec - t0.tv_sec) * 1000000000u +
-				     (uint64_t)now.tv_nsec -
-				     (uint64_t)t0.tv_nsec >
-			     max_ns))
+		    (checked >= want_checked || orc_now_ns() - t0 > max_ns))
 			break;
 		rounds = round + 1;
 
@@ -771,26 +456,16 @@ static void threads(fg_backend_id id, bool change_cards, const char *test)
 			want = cards[orc_below(&g, 4)];
 			cr_assert_eq(fg_set_card_size(t, want), 0);
 		}
-		snap_slots(slots, S, nslots);
-		spin_us((unsigned)orc_below(&g, 300));
-		snap_slots(slots, T, nslots);
+		orc_snap_words(&r, 1, &S);
+		orc_spin_us((unsigned)orc_below(&g, 300));
+		orc_snap_words(&r, 1, &T);
 		if (change_cards && orc_below(&g, 2)) {
 			want = cards[orc_below(&g, 4)];
 			cr_assert_eq(fg_set_card_size(t, want), 0);
 		}
-		rc = orc_collect(t, &r, 1, ORC_ITER, &card, form, sizeof form);
-		cr_assert_geq(rc, 0,
-			      "%s %s seed=%" PRIu64 " round %u: fg_collect: %d "
-			      "(%s): %s",
-			      test, bname(id), seed, round, rc, fg_strerror(rc),
-			      fg_last_error_detail());
-		cr_assert(!form[0], "%s %s seed=%" PRIu64 " round %u: %s", test,
-			  bname(id), seed, round, form);
-		if (want)
-			cr_assert_eq(card, want,
-				     "%s %s round %u: card size set to %zu "
-				     "before the collection, used %zu",
-				     test, bname(id), round, want, card);
+		snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64 " round %u",
+			 test, bname(id), seed, round);
+		card = orc_collect_ok(t, &r, 1, ORC_ITER, want, ctx);
 		for (size_t i = 0; i < nslots; i++) {
 			if (S[i] == T[i])
 				continue;
@@ -826,53 +501,10 @@ static void threads(fg_backend_id id, bool change_cards, const char *test)
 		     "rounds: the writers never ran, the check is vacuous",
 		     test, bname(id), rounds);
 
-	/* Quiet now: collections reset the state, then a known set of writes
-	 * must be reported exactly (page-level backends) or wholly (none).
-	 * A fault handler may still be finishing a writer's last fault and
-	 * mark its page once more (sound, not exact): collect until a
-	 * collection comes back empty. */
-	for (int k = 0; k < 20; k++) {
-		rc = orc_collect(t, &r, 1, ORC_ITER, &card, form, sizeof form);
-		cr_assert_geq(rc, 0);
-		if (rc == 0 || id == FG_BACKEND_NONE)
-			break;
-		usleep(1000);
-	}
-	orc_snapshot(&r, 1);
-	for (int k = 0; k < 25; k++) {
-		size_t i = orc_below(&g, nslots);
-
-		slots[i] = ~slots[i];
-		orc_log(&r, 1, &slots[i], 8);
-	}
-	rc = orc_collect(t, &r, 1, ORC_ITER, &card, form, sizeof form);
-	cr_assert_geq(rc, 0);
-	cr_assert(!form[0], "%s", form);
-	orc_compare(&r, 1, card, &res);
-	cr_assert_eq(res.missed_lines, 0,
-		     "%s %s seed=%" PRIu64 ": after the writers stopped, %" PRIu64
-		     " written lines were missed, first at %p",
-		     test, bname(id), seed, res.missed_lines,
-		     (void *)res.first_miss);
-	cr_assert_eq(res.unlogged_lines, 0,
-		     "%s %s: %" PRIu64 " lines changed after the writers were "
-		     "joined, first at %p",
-		     test, bname(id), res.unlogged_lines,
-		     (void *)res.first_unlogged);
-	if (id == FG_BACKEND_NONE) {
-		cr_assert(orc_reported_all(&r, 1, r.base, r.len),
-			  "the none backend must report the whole region");
-	} else {
-		uint64_t extra, missing;
-
-		orc_exact_pages(&r, 1, card, &extra, &missing);
-		cr_assert(!extra && !missing,
-			  "%s %s seed=%" PRIu64 " card %zu: after a quiet "
-			  "epoch with 25 known writes, %" PRIu64 " cards "
-			  "reported beyond the written pages and %" PRIu64
-			  " of them missing",
-			  test, bname(id), seed, card, extra, missing);
-	}
+	/* Quiet now: a known set of writes must be reported exactly
+	 * (page-level backends) or wholly (none). */
+	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, bname(id), seed);
+	orc_quiet_epoch(t, &r, 1, &g, 0, false, ctx, &res, &card);
 	fprintf(stderr,
 		"%s %-10s: %u rounds, %" PRIu64 " stores by %d threads, %" PRIu64
 		" slot changes checked across collections, missed=0\n",
@@ -902,104 +534,29 @@ PER_BACKEND(threads_cardchange)
  * stay exact.  The child writes only private memory (its writes to shared
  * memory would be the parent's bytes too, written by another process). */
 
-enum {
-	CHILD_OK = 0,
-	CHILD_COLLECT = 10,
-	CHILD_ITER,
-	CHILD_DESTROY,
-	CHILD_SYNC,
-};
-
-static const char *child_why(int code)
-{
-	switch (code) {
-	case CHILD_COLLECT:
-		return "fg_collect returned neither >= 0 nor -FG_EFORKED";
-	case CHILD_ITER:
-		return "fg_iter_next failed after a successful collection";
-	case CHILD_DESTROY:
-		return "fg_tracker_destroy failed";
-	case CHILD_SYNC:
-		return "pipe synchronisation failed";
-	default:
-		return "unexpected exit code";
-	}
-}
-
-static void child_writes(orc_region *anon, uint64_t seed)
-{
-	orc_rng g;
-
-	orc_rng_init(&g, seed);
-	for (int k = 0; k < 64; k++) {
-		uint8_t *p = anon->base + orc_below(&g, anon->len - 64);
-
-		memset(p, 0xA5 ^ (int)k, 64);
-	}
-}
-
 static void fork_scenario(fg_backend_id id)
 {
 	orc_region r[3];
 	fg_tracker *t;
 	sched *s = sched_start(id, 0, r, 256 * KiB, "fork", &t);
 	for (int iter = 0; iter < 4; iter++) {
-		int go[2], status = 0;
-		uint64_t cseed = orc_next(&s->g);
 		pid_t pid;
-		char c = 1;
+		int go;
 
 		for (int k = 0; k < 200; k++) /* dirty pages at fork time */
 			sched_write(s);
-		cr_assert_eq(pipe(go), 0);
-		fflush(NULL);
-		pid = fork();
-		cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-		if (pid == 0) {
-			fg_iter it;
-			fg_range rg;
-			int rc, more;
-
-			close(go[1]);
-			if (read(go[0], &c, 1) != 1)
-				_exit(CHILD_SYNC);
-			child_writes(&r[0], cseed);
-			rc = fg_collect(t, &it);
-			if (rc < 0 && rc != -FG_EFORKED)
-				_exit(CHILD_COLLECT);
-			if (rc >= 0) {
-				while ((more = fg_iter_next(&it, &rg)) == 1)
-					;
-				if (more < 0)
-					_exit(CHILD_ITER);
-			}
-			child_writes(&r[0], cseed + 1);
-			if (fg_tracker_destroy(t) != 0)
-				_exit(CHILD_DESTROY);
-			/* Untracked now: must not fault fatally. */
-			child_writes(&r[0], cseed + 2);
-			_exit(CHILD_OK);
-		}
-		close(go[0]);
+		pid = orc_fork_child(t, &r[0], orc_next(&s->b.g), &go);
 		/* Parent writes before the child collects and destroys (a
 		 * child acting on the parent's kernel objects would lose
 		 * these), and while it does. */
 		for (int k = 0; k < 200; k++)
 			sched_write(s);
-		cr_assert_eq(write(go[1], &c, 1), 1);
-		close(go[1]);
+		orc_release_child(go);
 		for (int k = 0; k < 200; k++)
 			sched_write(s);
-		cr_assert_eq(waitpid(pid, &status, 0), pid);
-		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			  "fork %s seed=%" PRIu64 " iteration %d: child %s "
-			  "(status %#x): %s",
-			  bname(id), s->seed, iter,
-			  WIFSIGNALED(status) ? "killed by a signal"
-					      : "exited non-zero",
-			  status,
-			  WIFSIGNALED(status) ? strsignal(WTERMSIG(status))
-					      : child_why(WEXITSTATUS(status)));
+		snprintf(s->b.ctx, sizeof s->b.ctx, "fork %s seed=%" PRIu64
+			 " iteration %d", bname(id), s->b.seed, iter);
+		orc_wait_child(pid, s->b.ctx);
 		sched_check(s, iter % 2 ? ORC_BITMAP : ORC_ITER, 0);
 		/* And the epoch after the child is gone. */
 		for (int k = 0; k < 300; k++)
@@ -1007,9 +564,9 @@ static void fork_scenario(fg_backend_id id)
 		sched_check(s, iter % 2 ? ORC_ITER : ORC_BITMAP, 0);
 	}
 	sched_summary(s, "fork");
-	sched_fini(s);
+	orc_sched_fini(&s->b);
 	cr_assert_eq(fg_tracker_destroy(t), 0);
-	free_regions(r, 3);
+	orc_free_regions(r, 3);
 	free(s);
 }
 
@@ -1042,18 +599,6 @@ static int collect_cover(fg_tracker *t, const void *a, size_t len, bool *all,
 	cr_assert_eq(more, 0, "fg_iter_next: %d (%s)", more, fg_strerror(more));
 	*all = covered >= hi;
 	return rc;
-}
-
-static fg_stats stats_of(fg_tracker *t)
-{
-	fg_stats st;
-	int rc;
-
-	memset(&st, 0, sizeof st);
-	st.size = sizeof st;
-	rc = fg_get_stats(t, &st);
-	cr_assert_eq(rc, 0, "fg_get_stats: %d (%s)", rc, fg_strerror(rc));
-	return st;
 }
 
 static bool defined_error(int rc)
@@ -1115,7 +660,7 @@ static bool collect_after_loss(fg_tracker *t, fg_backend_id id,
 
 	cr_assert_geq(rc, 0, "%s: fg_collect after %s: %d (%s): %s", bname(id),
 		      what, rc, fg_strerror(rc), fg_last_error_detail());
-	*st = stats_of(t);
+	*st = orc_stats(t);
 	cr_assert(st->regions_lost >= 1 || all,
 		  "%s: after %s, regions_lost=%" PRIu64 " and [%p, +%zu) "
 		  "was %s reported",
@@ -1216,7 +761,7 @@ static void replace_half(fg_backend_id id)
 	cr_assert_geq(rc, 0, "%s: fg_collect after replacing half a region: %d "
 			     "(%s): %s",
 		      bname(id), rc, fg_strerror(rc), fg_last_error_detail());
-	st = stats_of(t);
+	st = orc_stats(t);
 	fprintf(stderr, "replace_half %-10s: regions_lost=%" PRIu64
 			", write to the replaced page reported: %s\n",
 		bname(id), st.regions_lost, all ? "yes" : "no");
@@ -1268,7 +813,7 @@ static void dontneed(fg_backend_id id)
 	cr_assert_not_null(a);
 	cr_assert_eq(orc_region_init(&r, a, len, "anon"), 0);
 	t = make_tracker(id, 0, NULL, NULL);
-	reg(t, &r);
+	orc_reg(t, &r);
 	orc_snapshot(&r, 1);
 	memset(a + 3 * ps, 0x5a, ps);
 	memset(a + 6 * ps, 0x5a, 100);
@@ -1433,7 +978,7 @@ static void stats_hook(fg_backend_id id)
 		written_total += nw;
 		last_written = nw;
 	}
-	st = stats_of(t);
+	st = orc_stats(t);
 	cr_assert_eq(st.backend, id, "stats.backend %s, tracker %s",
 		     bname(st.backend), bname(id));
 	cr_assert_eq(st.regions, 1, "stats.regions %" PRIu64 ", 1 registered",
