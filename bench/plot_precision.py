@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Plot bench/precision --json: reported/true bytes vs card size per method.
 
-usage: bench/precision --json > p.json && bench/plot_precision.py p.json out.png
+usage: bench/plot_precision.py p.json out.png
+where p.json comes from bench/precision --json-out p.json (which prints the
+table too: what make bench runs) or bench/precision --json > p.json.
 Needs matplotlib (Debian: python3-matplotlib, /usr/bin/python3).
 """
 import json

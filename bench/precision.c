@@ -17,6 +17,10 @@
  * filling 1 GiB with 64-byte objects one by one takes long here.
  * Every collection is checked: a changed line not covered by a reported
  * range fails the run (exit 1).
+ *
+ * Output: a table on stdout; with --json a JSON array of one object per
+ * row on stdout instead; with --json-out FILE the table on stdout and the
+ * JSON array in FILE (one run for both: make bench, the plot).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -40,6 +44,7 @@
 struct cfg {
 	unsigned epochs, writes, alias_mib;
 	bool json, quick;
+	FILE *json_out; /* --json-out: the JSON goes here too */
 	fg_backend_id backends[FG_BACKEND_COUNT];
 	int nbackends;
 };
@@ -394,9 +399,63 @@ static void measure_alias(const struct cfg *c, const char *w, size_t bytes,
 
 static void usage(FILE *f)
 {
-	fputs("usage: precision [--quick] [--json] [--backend NAME]... "
-	      "[--epochs N] [--writes K] [--alias-mib M (0: no ALIAS rows)]\n",
+	fputs("usage: precision [--quick] [--json | --json-out FILE] "
+	      "[--backend NAME]... [--epochs N] [--writes K] [--alias-mib M "
+	      "(0: no ALIAS rows)]\n",
 	      f);
+}
+
+/* The rows as a JSON array, one object a line. */
+static void print_json(FILE *f, const struct result *res, size_t nres)
+{
+	fprintf(f, "[\n");
+	for (size_t i = 0; i < nres; i++) {
+		const struct result *r = &res[i];
+
+		fprintf(f, "  {\"workload\": \"%s\", \"method\": \"%s\", "
+			"\"backend\": \"%s\", \"card\": %zu, "
+			"\"reported_bytes\": %llu, \"true_bytes\": %llu, "
+			"\"true_card_bytes\": %llu, \"ratio\": %.4f, "
+			"\"dirty_pages\": %llu, "
+			"\"collect_ns_per_dirty_page\": %.1f, "
+			"\"diff_ns_per_dirty_page\": %.1f, "
+			"\"overhead_bytes\": %llu}%s\n",
+			r->workload, r->method, r->backend, r->card,
+			(unsigned long long)r->reported,
+			(unsigned long long)r->truth,
+			(unsigned long long)r->truth_card,
+			r->truth ? (double)r->reported / r->truth : 0,
+			(unsigned long long)r->dirty_pages,
+			r->dirty_pages ? (double)r->collect_ns / r->dirty_pages : 0,
+			r->dirty_pages ? (double)r->diff_ns / r->dirty_pages : 0,
+			(unsigned long long)r->overhead,
+			i + 1 < nres ? "," : "");
+	}
+	fprintf(f, "]\n");
+}
+
+static void print_table(const struct cfg *c, const struct result *res,
+			size_t nres)
+{
+	printf("%-8s %-6s %-11s %6s %14s %14s %8s %12s %10s %14s\n",
+	       "workload", "method", "backend", "card", "reported B",
+	       "true B (64)", "ratio", "ns/dirty pg", "of it diff", "overhead B");
+	for (size_t i = 0; i < nres; i++) {
+		const struct result *r = &res[i];
+
+		printf("%-8s %-6s %-11s %6zu %14llu %14llu %8.2f %12.0f %10.0f "
+		       "%14llu\n",
+		       r->workload, r->method, r->backend, r->card,
+		       (unsigned long long)r->reported,
+		       (unsigned long long)r->truth,
+		       r->truth ? (double)r->reported / r->truth : 0,
+		       r->dirty_pages ? (double)r->collect_ns / r->dirty_pages : 0,
+		       r->dirty_pages ? (double)r->diff_ns / r->dirty_pages : 0,
+		       (unsigned long long)r->overhead);
+	}
+	printf("ratio = reported bytes / bytes of the 64-byte lines that "
+	       "changed; %u epochs of %u writes (diff: after 2 warm-up epochs)\n",
+	       c->epochs, c->writes);
 }
 
 int main(int argc, char **argv)
@@ -404,6 +463,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"quick", no_argument, NULL, 'q'},
 		{"json", no_argument, NULL, 'j'},
+		{"json-out", required_argument, NULL, 'o'},
 		{"backend", required_argument, NULL, 'b'},
 		{"epochs", required_argument, NULL, 'e'},
 		{"writes", required_argument, NULL, 'w'},
@@ -415,6 +475,7 @@ int main(int argc, char **argv)
 	static const char *const workloads[] = {"sparse", "pointer", "dense"};
 	static const size_t cards[] = {64, 256, 1024, 4096};
 	struct result *res;
+	const char *json_path = NULL;
 	size_t nres = 0;
 	int ch;
 
@@ -427,6 +488,9 @@ int main(int argc, char **argv)
 			break;
 		case 'j':
 			c.json = true;
+			break;
+		case 'o':
+			json_path = optarg;
 			break;
 		case 'b':
 			if (fg_backend_from_name(optarg, &id) ||
@@ -456,6 +520,12 @@ int main(int argc, char **argv)
 	}
 	if (!c.epochs || !c.writes) {
 		usage(stderr);
+		return 2;
+	}
+	/* Opened now: a bad path fails before the measurements, not after. */
+	if (json_path && !(c.json_out = fopen(json_path, "w"))) {
+		fprintf(stderr, "precision: %s: %s\n", json_path,
+			strerror(errno));
 		return 2;
 	}
 	if (!c.nbackends) {
@@ -506,51 +576,17 @@ int main(int argc, char **argv)
 						      c.backends[bi], cards[ci],
 						      &res[nres++]);
 	}
-	if (c.json) {
-		printf("[\n");
-		for (size_t i = 0; i < nres; i++) {
-			struct result *r = &res[i];
-
-			printf("  {\"workload\": \"%s\", \"method\": \"%s\", "
-			       "\"backend\": \"%s\", \"card\": %zu, "
-			       "\"reported_bytes\": %llu, \"true_bytes\": %llu, "
-			       "\"true_card_bytes\": %llu, \"ratio\": %.4f, "
-			       "\"dirty_pages\": %llu, "
-			       "\"collect_ns_per_dirty_page\": %.1f, "
-			       "\"diff_ns_per_dirty_page\": %.1f, "
-			       "\"overhead_bytes\": %llu}%s\n",
-			       r->workload, r->method, r->backend, r->card,
-			       (unsigned long long)r->reported,
-			       (unsigned long long)r->truth,
-			       (unsigned long long)r->truth_card,
-			       r->truth ? (double)r->reported / r->truth : 0,
-			       (unsigned long long)r->dirty_pages,
-			       r->dirty_pages ? (double)r->collect_ns / r->dirty_pages : 0,
-			       r->dirty_pages ? (double)r->diff_ns / r->dirty_pages : 0,
-			       (unsigned long long)r->overhead,
-			       i + 1 < nres ? "," : "");
+	if (c.json_out) {
+		print_json(c.json_out, res, nres);
+		if (fclose(c.json_out)) {
+			fprintf(stderr, "precision: %s: %s\n", json_path,
+				strerror(errno));
+			return 1;
 		}
-		printf("]\n");
-		return 0;
 	}
-	printf("%-8s %-6s %-11s %6s %14s %14s %8s %12s %10s %14s\n",
-	       "workload", "method", "backend", "card", "reported B",
-	       "true B (64)", "ratio", "ns/dirty pg", "of it diff", "overhead B");
-	for (size_t i = 0; i < nres; i++) {
-		struct result *r = &res[i];
-
-		printf("%-8s %-6s %-11s %6zu %14llu %14llu %8.2f %12.0f %10.0f "
-		       "%14llu\n",
-		       r->workload, r->method, r->backend, r->card,
-		       (unsigned long long)r->reported,
-		       (unsigned long long)r->truth,
-		       r->truth ? (double)r->reported / r->truth : 0,
-		       r->dirty_pages ? (double)r->collect_ns / r->dirty_pages : 0,
-		       r->dirty_pages ? (double)r->diff_ns / r->dirty_pages : 0,
-		       (unsigned long long)r->overhead);
-	}
-	printf("ratio = reported bytes / bytes of the 64-byte lines that "
-	       "changed; %u epochs of %u writes (diff: after 2 warm-up epochs)\n",
-	       c.epochs, c.writes);
+	if (c.json)
+		print_json(stdout, res, nres);
+	else
+		print_table(&c, res, nres);
 	return 0;
 }
