@@ -6,7 +6,8 @@
  * fg_alias_preload_heap and friends with dlsym(RTLD_DEFAULT, ...); without
  * the shim it runs the same checks on glibc and prints "not preloaded".
  *
- * usage: preload_probe [all | fill N | fork | collect]
+ * usage: preload_probe [all | fill N | fork | collect | fds FILE |
+ *                      fds-all FILE]
  *   all     every function, alignments, contents, 4 threads, fork (default)
  *   fill N  allocate N MiB in 64 KiB objects (more than a small heap's
  *           capacity: the rest must come from glibc), check and free them
@@ -16,20 +17,33 @@
  *           20000 small objects, collect, write one byte into 100 of them,
  *           collect again; every written object must lie in a reported
  *           card, and the cards must add up to far less than their pages
+ *   fds FILE      play a program that tidies its descriptors: close 3..50
+ *           and dup2 FILE (32 MiB of a pattern, created here) over each of
+ *           them, then allocate, free, realloc, collect, fork and use 4
+ *           threads; every object must stay intact, and FILE too (same
+ *           bytes, size and offset: nobody read, wrote, truncated or
+ *           punched it through a number it took over)
+ *   fds-all FILE  the same over every descriptor above 2, the toolkit's
+ *           high ones included (and no fork: the heap's memfd is gone, so
+ *           a child would share the heap's memory)
  * Output: "ok ..." lines, then "preloaded: ..." or "not preloaded".  Exit 0
  * when every check passed; otherwise "FAIL ..." lines and exit 1.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +54,7 @@ static size_t (*usable)(fg_alias_heap *, const void *);
 static int (*get_stats)(fg_alias_heap *, fg_alias_stats *);
 static const char *(*backend_name)(fg_backend_id);
 static fg_alias_heap *heap;
+static bool strict_heap = true; /* preloaded: every object from the heap */
 static int failures;
 static volatile size_t huge = SIZE_MAX / 2; /* no overflow warning */
 
@@ -63,7 +78,7 @@ static void check_ptr(const char *what, void *p, size_t n, size_t align)
 	      n, p, align);
 	CHECK(malloc_usable_size(p) >= n, "%s(%zu): usable size %zu", what, n,
 	      malloc_usable_size(p));
-	if (heap)
+	if (heap && strict_heap)
 		CHECK(usable(heap, p) >= n,
 		      "%s(%zu) = %p: not a live object of the ALIAS heap", what,
 		      n, p);
@@ -235,7 +250,7 @@ static void *worker(void *arg)
 		x = x * 1103515245u + 12345u;
 		len[k] = (x >> 16) % ((x & 0x8000) ? 20000 : 300);
 		slot[k] = malloc(len[k]);
-		if (!slot[k] || (heap && !usable(heap, slot[k]))) {
+		if (!slot[k] || (heap && strict_heap && !usable(heap, slot[k]))) {
 			bad++;
 			continue;
 		}
@@ -425,6 +440,244 @@ static void test_collect(void)
 	free(v);
 }
 
+/* ---- descriptors taken over by the program ------------------------------ */
+
+/* Longer than the memfd of a heap of FG_ALIAS_CAPACITY=8M (16 MiB): a hole
+ * punched through a wrong descriptor would land in it. */
+#define FDS_FILE_LEN ((size_t)32 << 20)
+#define FDS_KEEP 500 /* the program's own copy of FILE */
+
+static unsigned char fds_byte(size_t i)
+{
+	return (unsigned char)(i * 131 + (i >> 12) * 7 + 1);
+}
+
+static int fds_create(const char *path)
+{
+	static unsigned char buf[65536];
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), keep;
+
+	CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
+	if (fd < 0)
+		return -1;
+	for (size_t off = 0; off < FDS_FILE_LEN; off += sizeof buf) {
+		for (size_t i = 0; i < sizeof buf; i++)
+			buf[i] = fds_byte(off + i);
+		CHECK(pwrite(fd, buf, sizeof buf, (off_t)off) == (ssize_t)sizeof buf,
+		      "pwrite %s: %s", path, strerror(errno));
+	}
+	keep = fcntl(fd, F_DUPFD, FDS_KEEP);
+	CHECK(keep >= FDS_KEEP, "F_DUPFD: %s", strerror(errno));
+	close(fd);
+	return keep;
+}
+
+/* FILE unchanged: size, bytes, and the offset its descriptors share. */
+static void fds_verify(int keep, const char *path)
+{
+	static unsigned char buf[65536];
+	struct stat st;
+	off_t pos = lseek(keep, 0, SEEK_CUR);
+	size_t bad = 0;
+
+	CHECK(fstat(keep, &st) == 0 && (size_t)st.st_size == FDS_FILE_LEN &&
+		      (size_t)st.st_blocks * 512 >= FDS_FILE_LEN,
+	      "%s: size %lld, %lld blocks: truncated or punched", path,
+	      (long long)st.st_size, (long long)st.st_blocks);
+	CHECK(pos == 0, "%s: offset %lld: someone read or wrote through a "
+			"descriptor the program took over", path, (long long)pos);
+	for (size_t off = 0; off < FDS_FILE_LEN; off += sizeof buf) {
+		ssize_t n = pread(keep, buf, sizeof buf, (off_t)off);
+
+		CHECK(n == (ssize_t)sizeof buf, "pread %s at %zu: %zd", path, off, n);
+		for (ssize_t i = 0; i < n; i++)
+			bad += buf[i] != fds_byte(off + (size_t)i);
+	}
+	CHECK(bad == 0, "%s: %zu bytes changed", path, bad);
+}
+
+/* The toolkit's descriptor fd: what it is, or NULL for another one. */
+static const char *toolkit_fd(int fd)
+{
+	static const char *const kinds[] = {
+		"/memfd:fg-alias", "anon_inode:[userfaultfd]", "/pagemap",
+		"/clear_refs", "anon_inode:[eventfd]"};
+	static char link[256];
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof link - 1);
+	if (n <= 0)
+		return NULL;
+	link[n] = 0;
+	for (unsigned k = 0; k < sizeof kinds / sizeof *kinds; k++)
+		if (strstr(link, kinds[k]))
+			return link;
+	return NULL;
+}
+
+/* Every open descriptor above 2 (below lim), into v; how many. */
+static int fds_open(int *v, int max, int lim)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	CHECK(d != NULL, "/proc/self/fd: %s", strerror(errno));
+	if (!d)
+		return 0;
+	while ((e = readdir(d)) && n < max) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+
+		if (end != e->d_name && !*end && fd > 2 && fd < lim &&
+		    fd != dirfd(d))
+			v[n++] = (int)fd;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Allocate and free: sizes to 300 KiB (frees of more than 128 KiB give
+ * memory back to the kernel), every object checked before its free. */
+static void fds_churn(unsigned seed)
+{
+	enum { N = 256 };
+	static unsigned char *slot[N];
+	static size_t len[N];
+	unsigned x = seed * 2654435761u + 1;
+	long bad = 0;
+
+	for (int i = 0; i < 20000; i++) {
+		unsigned k, r;
+
+		x = x * 1103515245u + 12345u;
+		k = (x >> 8) % N;
+		if (slot[k]) {
+			bad += !same(slot[k], len[k], seed + k);
+			free(slot[k]);
+		}
+		x = x * 1103515245u + 12345u;
+		r = x >> 16;
+		len[k] = r % 16 == 0 ? 131072 + r % 180000 : r % 700;
+		slot[k] = r % 5 == 1 ? calloc(1, len[k]) : malloc(len[k]);
+		if (!slot[k]) {
+			bad++;
+			continue;
+		}
+		if (r % 5 == 1 && len[k] && slot[k][len[k] - 1])
+			bad++;
+		fill(slot[k], len[k], seed + k);
+		if (r % 7 == 3) { /* grow or shrink, keeping the prefix */
+			size_t m = len[k] / 2 + r % 3000;
+			unsigned char *q = realloc(slot[k], m);
+
+			if (!q || !same(q, m < len[k] ? m : len[k], seed + k))
+				bad++;
+			if (q) {
+				slot[k] = q;
+				len[k] = m;
+				fill(q, m, seed + k);
+			}
+		}
+	}
+	for (int k = 0; k < N; k++) {
+		if (slot[k] && !same(slot[k], len[k], seed + k))
+			bad++;
+		free(slot[k]);
+		slot[k] = NULL;
+	}
+	CHECK(bad == 0, "churn: %ld bad objects", bad);
+}
+
+static void count_card(void *card, size_t len, void *arg)
+{
+	(void)card;
+	*(size_t *)arg += len;
+}
+
+static void test_fds(const char *path, bool all)
+{
+	enum { OLD = 64 };
+	int (*collect)(fg_alias_card_cb, void *) =
+		(int (*)(fg_alias_card_cb, void *))dlsym(
+			RTLD_DEFAULT, "fg_alias_preload_collect");
+	unsigned char *old[OLD];
+	size_t old_len[OLD];
+	int keep, fds[4096], n, rc = 0;
+	size_t bytes = 0;
+
+	/* Objects from before, small and large. */
+	for (int i = 0; i < OLD; i++) {
+		old_len[i] = i % 8 == 7 ? 200000 + (size_t)i : 24 + (size_t)i * 5;
+		old[i] = malloc(old_len[i]);
+		CHECK(old[i] != NULL, "malloc(%zu)", old_len[i]);
+		if (old[i])
+			fill(old[i], old_len[i], 100 + (unsigned)i);
+	}
+	keep = fds_create(path);
+	if (keep < 0)
+		return;
+	if (all) {
+		n = fds_open(fds, 4096, INT32_MAX);
+	} else {
+		n = 0;
+		for (int fd = 3; fd <= 50; fd++)
+			fds[n++] = fd;
+	}
+	/* The toolkit's descriptors among them: the heap's memfd must not be
+	 * there (it lives at 1000 and above); the tracker's may, and then
+	 * new memory cannot be tracked and comes from glibc. */
+	for (int i = 0; i < n; i++) {
+		const char *what = toolkit_fd(fds[i]);
+
+		if (!what)
+			continue;
+		if (heap)
+			printf("note fds: the toolkit's descriptor %d (%s) taken "
+			       "over\n", fds[i], what);
+		CHECK(all || !strstr(what, "memfd:fg-alias"),
+		      "the heap's memfd at descriptor %d, within 3..50", fds[i]);
+		strict_heap = false;
+	}
+	for (int i = 0; i < n; i++)
+		if (fds[i] != keep)
+			close(fds[i]);
+	for (int i = 0; i < n; i++)
+		if (fds[i] != keep)
+			CHECK(dup2(keep, fds[i]) == fds[i], "dup2(%d, %d): %s",
+			      keep, fds[i], strerror(errno));
+	printf("ok fds: %s over %d descriptors\n", path, n);
+	fflush(stdout);
+
+	fds_churn(1);
+	test_malloc();
+	test_calloc();
+	test_realloc();
+	test_aligned();
+	test_threads();
+	/* The tracker's descriptors may be gone: collect must fail or report,
+	 * nothing worse. */
+	if (heap && collect)
+		rc = collect(count_card, &bytes);
+	printf("ok fds collect\n");
+	fflush(stdout);
+	(void)rc;
+	if (all) /* the heap's memfd is gone: the child shares the heap */
+		printf("ok fds: no fork\n");
+	else
+		test_fork();
+	fds_churn(2);
+	for (int i = 0; i < OLD; i++) {
+		CHECK(!old[i] || same(old[i], old_len[i], 100 + (unsigned)i),
+		      "object %d (%zu bytes) from before", i, old_len[i]);
+		free(old[i]);
+	}
+	fds_verify(keep, path);
+	printf("ok fds: every object intact, %s untouched\n", path);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "all";
@@ -453,9 +706,13 @@ int main(int argc, char **argv)
 		test_fork();
 	} else if (!strcmp(mode, "collect")) {
 		test_collect();
+	} else if (!strcmp(mode, "fds") && argc > 2) {
+		test_fds(argv[2], false);
+	} else if (!strcmp(mode, "fds-all") && argc > 2) {
+		test_fds(argv[2], true);
 	} else {
 		fprintf(stderr, "usage: preload_probe [all | fill MIB | fork | "
-				"collect]\n");
+				"collect | fds FILE | fds-all FILE]\n");
 		return 2;
 	}
 
@@ -463,7 +720,8 @@ int main(int argc, char **argv)
 		fg_alias_stats st = {.size = sizeof st};
 		void *p = malloc(100);
 
-		CHECK(p && usable(heap, p) >= 100, "malloc: not from the heap");
+		CHECK(p && (!strict_heap || usable(heap, p) >= 100),
+		      "malloc: not from the heap");
 		CHECK(get_stats(heap, &st) == 0 && st.live_objects > 0,
 		      "stats: no live objects");
 		printf("preloaded: backend %s, %zu-byte cards, %llu live "

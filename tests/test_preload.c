@@ -291,16 +291,16 @@ static const char *const c_locale[] = {"LC_ALL=C", NULL};
 
 /* ---- the probe ------------------------------------------------------------------ */
 
-static char *probe_run(const char *const *extra, const char *mode,
-		       bool preload, int want_status)
+/* preload_probe MODE [ARG]: its stdout (caller frees), its stderr left in
+ * probe.err; the exit status must be want_status. */
+static char *probe_run_arg(const char *const *extra, const char *mode,
+			   const char *arg, bool preload, int want_status)
 {
-	const char *argv[] = {probe, mode, NULL, NULL};
+	const char *argv[] = {probe, mode, arg, NULL};
 	char *o = path_in("probe.out"), *e = path_in("probe.err");
 	char *out;
 	int st;
 
-	if (!strcmp(mode, "fill"))
-		argv[2] = "16";
 	st = run(argv, preload, extra, NULL, o, e);
 	out = slurp(o, NULL);
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != want_status) {
@@ -311,6 +311,13 @@ static char *probe_run(const char *const *extra, const char *mode,
 		  "preload_probe %s: status %#x, wanted exit %d", mode, st,
 		  want_status);
 	return out;
+}
+
+static char *probe_run(const char *const *extra, const char *mode,
+		       bool preload, int want_status)
+{
+	return probe_run_arg(extra, mode, !strcmp(mode, "fill") ? "16" : NULL,
+			     preload, want_status);
 }
 
 Test(preload, probe_native)
@@ -398,6 +405,98 @@ Test(preload, fork_copy_and_share)
 	out = probe_run(share, "fork", true, 1);
 	cr_assert(strstr(out, "the child's write reached the parent"), "%s",
 		  out);
+	free(out);
+}
+
+/* ---- descriptors the program takes over ------------------------------------ */
+
+static unsigned count_of(const char *hay, const char *needle)
+{
+	unsigned n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+/* The probe closes 3..50, dup2's a 32 MiB file of its own over each, and
+ * keeps allocating, freeing, reallocating, collecting and forking: every
+ * object intact and the file untouched (the heap's memfd lives at 1000
+ * and above, out of the way; a hole punched through descriptor 5 used to
+ * zero 2 MiB of the program's file).  On the default backend and on
+ * mprotect, which has no descriptors of its own: there every object must
+ * still come from the heap. */
+Test(preload, fds_low_taken_over)
+{
+	const char *deflt[] = {"FG_ALIAS_CAPACITY=8M", NULL};
+	const char *mprot[] = {"FG_ALIAS_CAPACITY=8M", "FG_BACKEND=mprotect",
+			       "FG_QUIET=1", NULL};
+	const char *const *envs[] = {deflt, mprot};
+	char *file = path_in("fds.data"), *out, *err;
+
+	out = probe_run_arg(NULL, "fds", file, false, 0);
+	cr_assert(strstr(out, "untouched") && strstr(out, "\nnot preloaded\n"),
+		  "%s", out);
+	free(out);
+	for (unsigned k = 0; k < 2; k++) {
+		out = probe_run_arg(envs[k], "fds", file, true, 0);
+		cr_log_info("%s", out);
+		cr_assert(strstr(out, "ok fds: every object intact") &&
+				  strstr(out, "ok fork") &&
+				  strstr(out, "\npreloaded: backend "),
+			  "%s", out);
+		cr_assert(!strstr(out, "memfd:fg-alias"), "%s", out);
+		if (k == 1)
+			cr_assert(!strstr(out, "note fds:"),
+				  "mprotect has no descriptors: %s", out);
+		err = slurp(path_in("probe.err"), NULL);
+		cr_assert(!strstr(err, "fg-alias"), "%s", err);
+		free(err);
+		free(out);
+	}
+}
+
+/* Every descriptor above 2 taken over, the heap's memfd included: the
+ * heap goes on (its views hold the memfd), frees give no memory back and
+ * touch no file, one line on stderr says so; the exit summary does not go
+ * into the program's file either. */
+Test(preload, fds_all_taken_over)
+{
+	const char *env[] = {"FG_ALIAS_CAPACITY=8M", "FG_ALIAS_STATS=1", NULL};
+	char *file = path_in("fds.data");
+	char *out = probe_run_arg(env, "fds-all", file, true, 0), *err;
+
+	cr_log_info("%s", out);
+	cr_assert(strstr(out, "ok fds: every object intact") &&
+			  strstr(out, "memfd:fg-alias"),
+		  "%s", out);
+	err = slurp(path_in("probe.err"), NULL);
+	cr_assert_eq(count_of(err, "the ALIAS heap's memfd, was closed or "
+				   "replaced"),
+		     1, "wanted one warning: %s", err);
+	cr_assert_eq(count_of(err, "fg-alias-preload: pid "), 1,
+		     "wanted the summary on stderr: %s", err);
+	free(err);
+	free(out);
+}
+
+/* RLIMIT_NOFILE below 1000: the descriptors stay where they were made, and
+ * everything works as before. */
+Test(preload, fds_low_limit)
+{
+	char cmd[PATH_MAX + 64];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	char *o = path_in("nofile.out"), *e = path_in("nofile.err"), *out;
+	int st;
+
+	snprintf(cmd, sizeof cmd, "ulimit -n 64 && exec '%s' all", probe);
+	st = run(argv, true, NULL, NULL, o, e);
+	out = slurp(o, NULL);
+	if (st)
+		describe("preload_probe all, ulimit -n 64", st, e);
+	cr_assert_eq(st, 0, "%s", out);
+	cr_assert(strstr(out, "ok fork") && strstr(out, "\npreloaded: backend "),
+		  "%s", out);
 	free(out);
 }
 

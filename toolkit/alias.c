@@ -20,10 +20,13 @@
  *   - The allocator never writes heap memory except through the handed-out
  *     address of the object concerned (calloc's zeroing, realloc's copy).
  *     Its metadata lives in side tables outside the memfd.
- *   - A (view, segment) range is registered with the tracker, and the 64 KiB
- *     chunk prefaulted (marked dirty first), before any address in it is
- *     handed out; `ready` of a chunk has bit v set only after both, and is
- *     cleared only while the chunk holds no object (its memory punched).
+ *   - A (view, segment) range is registered with the tracker, and the page
+ *     prefaulted through the view, before any address of the view in it is
+ *     handed out; `ready` of a page has bit v set only after both, and is
+ *     cleared only while the page holds no object (its memory punched).
+ *     Only the (view, page) pairs a span's slots are reached through are
+ *     prefaulted: each costs a page-table entry, and a first write to it
+ *     (a few microseconds under some hypervisors) when it is used.
  *   - A slot's live bit is set from malloc to free (atomic: other threads
  *     flip other bits of the word).  A slot is in exactly one of: live, in
  *     a thread cache, available (page's avail bitmap, class lock).
@@ -38,6 +41,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -61,7 +65,8 @@
 #define NVIEWS FG_ALIAS_VIEWS_MAX
 #define BLOCK_SHIFT 21 /* 2 MiB: one page-table page per view */
 #define BLOCK_PAGES (1u << (BLOCK_SHIFT - PAGE_SHIFT))
-#define CHUNK_PAGES 16u /* prefault unit: little memory ahead of use */
+#define CHUNK_PAGES 16u /* most pages carved at once: little memory ahead
+			 * of use, few prefault calls */
 #define SMALL_MAX 16384
 #define MAX_SLOTS 256
 #define MAX_SPAN 16 /* pages */
@@ -85,7 +90,9 @@ static const uint16_t class_size[] = {
 
 struct class_info {
 	uint32_t size, nslots, pages, recip, bin_lim;
-	uint64_t views[FG_ALIAS_CARD_SIZES]; /* home views of a span, by card */
+	/* By card size and page of a span: the home views of the slots that
+	 * overlap the page (the views it is written through). */
+	uint64_t pviews[FG_ALIAS_CARD_SIZES][MAX_SPAN];
 };
 static struct class_info classes[NCLASS];
 static uint8_t class_of_16[SMALL_MAX / 16 + 1]; /* (size + 15) / 16 -> class */
@@ -148,7 +155,10 @@ typedef struct heap {
 	fg_tracker *t;
 	fg_backend_id backend;
 	bool populate;
-	int fd;
+	int fd;		 /* the memfd, re-homed high (fd_rehome) */
+	dev_t fd_dev;	 /* its identity: the program may close the */
+	ino_t fd_ino;	 /* descriptor and reuse the number */
+	_Atomic bool fd_warned;
 	uintptr_t base; /* view 0; view v at base + (v << vshift) */
 	size_t cap;	/* capacity: pages in use in both pools together */
 	size_t npages, nblocks; /* of the memfd, twice the capacity */
@@ -164,11 +174,11 @@ typedef struct heap {
 	struct pool pool[2];
 
 	pthread_mutex_t grow_lock;
-	_Atomic uint64_t *ready; /* per chunk: views registered + prefaulted */
+	_Atomic uint64_t *ready; /* per page: views registered + prefaulted */
 	uint32_t *seg_of;	 /* per block: segment + 1, 0 for none */
 	struct seg *segs;
 	size_t nsegs, segs_cap;
-	uint64_t regions, registered_bytes, prefaulted;
+	uint64_t regions, registered_bytes, prefaulted; /* (view, page) */
 
 	struct class_state cls[NCLASS];
 	struct tcache *caches; /* heaps_lock */
@@ -230,7 +240,10 @@ static void classes_init(void)
 			ci->bin_lim = 2;
 		for (unsigned k = 0; k < FG_ALIAS_CARD_SIZES; k++)
 			for (uint32_t i = 0; i < ci->nslots; i++)
-				ci->views[k] |= UINT64_C(1)
+				for (uint32_t pg = i * ci->size / PAGE;
+				     pg <= ((i + 1) * ci->size - 1) / PAGE; pg++)
+					ci->pviews[k][pg] |=
+						UINT64_C(1)
 						<< home_view(i * ci->size, k + 6);
 	}
 	for (size_t s = 0, c = 0; s <= SMALL_MAX / 16; s++) {
@@ -286,6 +299,73 @@ static heap *get_heap(const fg_alias_heap *hh)
 static int heap_err(const fg_alias_heap *hh)
 {
 	return hh && hh->sig == SIG_DEAD ? -FG_EDESTROYED : -FG_EBADTRACKER;
+}
+
+/* ---- the memfd's descriptor -------------------------------------------- */
+
+/* A program under the preload shim knows nothing of the toolkit's
+ * descriptors: it may close 3, 4, 5 ... or dup2 its own files over them.
+ * So the memfd is moved up, out of the way (fd_rehome), and before each
+ * call that would harm another file (ftruncate, mmap, fallocate, close) its
+ * number is checked to still name the memfd (fd_is_ours).  When it does
+ * not, the call is skipped: the views, mapped at creation, keep the memfd
+ * itself alive, so the heap goes on working; only freed memory stays
+ * resident.  The check and the call are not atomic: a program that
+ * replaces the descriptor between them is not caught. */
+
+#define FD_FLOOR 1000
+
+/* fd, or a copy of it at FD_FLOOR or above (close-on-exec) with fd closed;
+ * fd itself when no such number is allowed (RLIMIT_NOFILE) or left. */
+static int fd_rehome(int fd)
+{
+	int hi;
+
+	if (fd < 0 || fd >= FD_FLOOR)
+		return fd;
+	hi = fcntl(fd, F_DUPFD_CLOEXEC, FD_FLOOR);
+	if (hi < 0)
+		return fd;
+	close(fd);
+	return hi;
+}
+
+/* One line on stderr, without stdio (the preload shim's malloc may be
+ * what is running). */
+static void fd_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fd_say(const char *fmt, ...)
+{
+	char buf[384];
+	va_list ap;
+	int n, e = errno;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+	va_end(ap);
+	if (n > 0) {
+		if ((size_t)n > sizeof buf - 2)
+			n = sizeof buf - 2;
+		buf[n++] = '\n';
+		if (write(STDERR_FILENO, buf, (size_t)n) < 0)
+			errno = e;
+	}
+	errno = e;
+}
+
+/* Whether h->fd still names the heap's memfd; if not, says so once on
+ * stderr (what follows from it: consequence). */
+static bool fd_is_ours(heap *h, const char *consequence)
+{
+	struct stat st;
+
+	if (h->fd >= 0 && fstat(h->fd, &st) == 0 && st.st_dev == h->fd_dev &&
+	    st.st_ino == h->fd_ino)
+		return true;
+	if (h->fd >= 0 && !atomic_exchange(&h->fd_warned, true))
+		fd_say("fg-alias: descriptor %d, the ALIAS heap's memfd, was "
+		       "closed or replaced by the program; left alone: %s",
+		       h->fd, consequence);
+	return false;
 }
 
 /* ---- physical pages ---------------------------------------------------- */
@@ -374,18 +454,26 @@ static void pages_free(heap *h, size_t first, size_t n)
 	pthread_mutex_unlock(&h->pages_lock);
 }
 
-/* Give free pages' memory back (none of them holds an object).  Their
- * chunks are prefaulted again when next used. */
-static void punch(heap *h, size_t first, size_t n)
+/* Give free pages' memory back (none of them holds an object).  They are
+ * prefaulted again when next used. */
+static bool hole(heap *h, size_t first, size_t n)
 {
-	size_t c0 = (first + CHUNK_PAGES - 1) / CHUNK_PAGES;
-	size_t c1 = (first + n) / CHUNK_PAGES;
-
-	/* Failure only leaves memory resident. */
+	/* Failure only leaves memory resident; so does a descriptor that
+	 * no longer names the memfd (the pages stay ready then). */
+	if (!fd_is_ours(h, "freed memory is no longer returned to the kernel"))
+		return false;
 	(void)fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			(off_t)first << PAGE_SHIFT, (off_t)n << PAGE_SHIFT);
-	for (size_t c = c0; c < c1; c++)
-		atomic_store(&h->ready[c], 0);
+	return true;
+}
+
+static void punch(heap *h, size_t first, size_t n)
+{
+	if (!hole(h, first, n))
+		return;
+	for (size_t pg = first; pg < first + n; pg++)
+		if (atomic_load_explicit(&h->ready[pg], memory_order_relaxed))
+			atomic_store(&h->ready[pg], 0);
 }
 
 /* ---- views: registration and prefaulting -------------------------------- */
@@ -425,23 +513,45 @@ static int segs_cover(heap *h, size_t block)
 	return 0;
 }
 
-static int prepare_slow(heap *h, size_t c0, size_t c1, uint64_t need)
+/* What pages first .. first + n - 1 need: page i the views need[i % period]. */
+struct need {
+	size_t first, n, period;
+	const uint64_t *views;
+};
+
+static inline uint64_t need_of(const struct need *nd, size_t i)
 {
-	int rc = 0;
+	return nd->views[nd->period == 1 ? 0 : i % nd->period];
+}
 
-	pthread_mutex_lock(&h->grow_lock);
-	for (size_t c = c0; c <= c1 && !rc; c++) {
-		uint64_t miss = need & ~atomic_load(&h->ready[c]);
-		size_t b = c / (BLOCK_PAGES / CHUNK_PAGES);
+static inline uint64_t missing(heap *h, const struct need *nd, size_t i)
+{
+	return need_of(nd, i) &
+	       ~atomic_load_explicit(&h->ready[nd->first + i],
+				     memory_order_acquire);
+}
+
+/* Register the (view, segment) ranges the missing pairs lie in. */
+static int register_missing(heap *h, const struct need *nd)
+{
+	for (size_t i = 0; i < nd->n;) {
+		size_t b = (nd->first + i) / BLOCK_PAGES;
+		size_t end = (b + 1) * BLOCK_PAGES - nd->first;
+		uint64_t miss = 0;
 		struct seg *s;
+		int rc;
 
+		if (end > nd->n)
+			end = nd->n;
+		for (; i < end; i++)
+			miss |= missing(h, nd, i);
 		if (!miss)
 			continue;
 		rc = segs_cover(h, b);
 		if (rc)
-			break;
+			return rc;
 		s = &h->segs[h->seg_of[b] - 1];
-		for (uint64_t m = miss & ~s->registered; m && !rc; m &= m - 1) {
+		for (uint64_t m = miss & ~s->registered; m; m &= m - 1) {
 			unsigned v = (unsigned)__builtin_ctzll(m);
 			size_t len = (size_t)s->nblocks << BLOCK_SHIFT;
 
@@ -449,25 +559,127 @@ static int prepare_slow(heap *h, size_t c0, size_t c1, uint64_t need)
 					 (void *)view_addr(h, v, (size_t)s->first_block * BLOCK_PAGES),
 					 len);
 			if (rc)
-				break;
+				return rc;
 			s->registered |= UINT64_C(1) << v;
 			h->regions++;
 			h->registered_bytes += len;
 		}
-		if (rc)
-			break;
-		for (uint64_t m = miss; m && h->populate; m &= m - 1) {
-			void *a = (void *)view_addr(h, (unsigned)__builtin_ctzll(m),
-						    c * CHUNK_PAGES);
-
-			/* Dirty first, so the mprotect backend lets the
-			 * populate write; failures only cost faults later. */
-			(void)fg_mark_dirty(h->t, a, CHUNK_PAGES * PAGE);
-			(void)madvise(a, CHUNK_PAGES * PAGE, MADV_POPULATE_WRITE);
-			h->prefaulted++;
-		}
-		atomic_fetch_or(&h->ready[c], miss);
 	}
+	return 0;
+}
+
+/* Prefault pages [pg, end) of one block through view v, and mark them
+ * ready.  The mprotect and userfaultfd-sync backends are told first
+ * (fg_mark_dirty), so that the populating write neither fails nor stops in
+ * a fault handler; on uffd-async the kernel resolves it by itself (the
+ * page then reads written, as after fg_mark_dirty).  Failures only cost
+ * faults later. */
+static void populate(heap *h, unsigned v, size_t pg, size_t end)
+{
+	bool mark = h->backend != FG_BACKEND_UFFD_ASYNC &&
+		    h->backend != FG_BACKEND_NONE;
+
+	if (h->populate) {
+		void *a = (void *)view_addr(h, v, pg);
+
+		if (mark)
+			(void)fg_mark_dirty(h->t, a, (end - pg) * PAGE);
+		(void)madvise(a, (end - pg) * PAGE, MADV_POPULATE_WRITE);
+		h->prefaulted += end - pg;
+	}
+	for (; pg < end; pg++)
+		atomic_fetch_or(&h->ready[pg], UINT64_C(1) << v);
+}
+
+#define GAP 3
+
+/* Pages i0 .. i1 - 1 of nd (one block) missing view v: one call per run,
+ * runs joined across gaps of up to GAP pages (a call costs more than
+ * prefaulting a few pages more). */
+static void populate_runs(heap *h, const struct need *nd, unsigned v,
+			  size_t i0, size_t i1)
+{
+	uint64_t bit = UINT64_C(1) << v;
+
+	for (size_t i = i0; i < i1;) {
+		size_t j, k;
+
+		if (!(missing(h, nd, i) & bit)) {
+			i++;
+			continue;
+		}
+		for (j = i + 1;; j = k + 1) {
+			for (k = j; k < i1 && k <= j + GAP &&
+				    !(missing(h, nd, k) & bit);
+			     k++)
+				;
+			if (k >= i1 || k > j + GAP)
+				break;
+		}
+		populate(h, v, nd->first + i, nd->first + j);
+		i = j;
+	}
+}
+
+/* The same for the mprotect backend, in whole 64 KiB chunks: contiguous
+ * writable ranges merge, while scattered pages would split the views'
+ * mappings into many (every mprotect, and the tracker's reading of
+ * /proc/self/maps, slower; vm.max_map_count nearer). */
+static void populate_chunks(heap *h, unsigned v, size_t pg0, size_t pg1)
+{
+	uint64_t bit = UINT64_C(1) << v;
+	size_t c1 = (pg1 + CHUNK_PAGES - 1) / CHUNK_PAGES, run = 0;
+
+	for (size_t c = pg0 / CHUNK_PAGES; c <= c1; c++) {
+		bool miss = false;
+
+		for (size_t pg = c * CHUNK_PAGES;
+		     c < c1 && pg < (c + 1) * CHUNK_PAGES && !miss; pg++)
+			miss = !(atomic_load_explicit(&h->ready[pg],
+						      memory_order_relaxed) &
+				 bit);
+		if (miss && !run) {
+			run = c + 1; /* the run's first chunk, + 1 */
+		} else if (!miss && run) {
+			populate(h, v, (run - 1) * CHUNK_PAGES, c * CHUNK_PAGES);
+			run = 0;
+		}
+	}
+}
+
+/* Prefault the missing pairs, block by block (a block lies in one tracker
+ * region per view), view by view. */
+static void populate_missing(heap *h, const struct need *nd)
+{
+	for (size_t i0 = 0, i1; i0 < nd->n; i0 = i1) {
+		size_t b = (nd->first + i0) / BLOCK_PAGES;
+		uint64_t all = 0;
+
+		i1 = (b + 1) * BLOCK_PAGES - nd->first;
+		if (i1 > nd->n)
+			i1 = nd->n;
+		for (size_t i = i0; i < i1; i++)
+			all |= missing(h, nd, i);
+		for (; all; all &= all - 1) {
+			unsigned v = (unsigned)__builtin_ctzll(all);
+
+			if (h->backend == FG_BACKEND_MPROTECT)
+				populate_chunks(h, v, nd->first + i0,
+						nd->first + i1);
+			else
+				populate_runs(h, nd, v, i0, i1);
+		}
+	}
+}
+
+static int prepare_slow(heap *h, const struct need *nd)
+{
+	int rc;
+
+	pthread_mutex_lock(&h->grow_lock);
+	rc = register_missing(h, nd);
+	if (!rc)
+		populate_missing(h, nd);
 	pthread_mutex_unlock(&h->grow_lock);
 	if (rc) {
 		char detail[256];
@@ -479,15 +691,16 @@ static int prepare_slow(heap *h, size_t c0, size_t c1, uint64_t need)
 	return rc;
 }
 
-/* Make views need of pages [first, first + n) usable. */
-static inline int prepare(heap *h, size_t first, size_t n, uint64_t need)
+/* Make pages [first, first + n) usable through the views they need: page i
+ * through views[i % period]. */
+static inline int prepare(heap *h, size_t first, size_t n,
+			  const uint64_t *views, size_t period)
 {
-	size_t c0 = first / CHUNK_PAGES, c1 = (first + n - 1) / CHUNK_PAGES;
+	struct need nd = {first, n, period, views};
 
-	for (size_t c = c0; c <= c1; c++)
-		if ((atomic_load_explicit(&h->ready[c], memory_order_acquire) &
-		     need) != need)
-			return prepare_slow(h, c, c1, need);
+	for (size_t i = 0; i < n; i++)
+		if (missing(h, &nd, i))
+			return prepare_slow(h, &nd);
 	return 0;
 }
 
@@ -539,34 +752,93 @@ static void set_run(heap *h, size_t head, size_t n, uint32_t info)
 	atomic_store_explicit(&h->pd[head].info, info, memory_order_release);
 }
 
-/* Carve a fresh span for class c at the current card size (class lock). */
-static int carve(heap *h, unsigned c)
+/* Lay out span head (ci->pages pages, no live and no cached slot) for
+ * class c at card size 1 << cl, all its slots available, and publish it. */
+static void layout(heap *h, unsigned c, size_t head, unsigned cl)
 {
 	const struct class_info *ci = &classes[c];
-	unsigned cl = (unsigned)__builtin_ctzl(atomic_load(&h->card));
-	long pg = pages_alloc(h, POOL_SPANS, ci->pages, 1);
-	struct pdesc *d;
-	int rc;
+	struct pdesc *d = &h->pd[head];
 
-	if (pg < 0)
-		return fg_fail(-ENOMEM, "ALIAS heap full (capacity %zu bytes)",
-			       h->cap);
-	rc = prepare(h, (size_t)pg, ci->pages, ci->views[cl - 6]);
-	if (rc) {
-		pages_free(h, (size_t)pg, ci->pages);
-		return rc;
-	}
-	d = &h->pd[pg];
 	d->navail = ci->nslots;
 	atomic_store_explicit(&d->navail_stat, d->navail, memory_order_relaxed);
 	memset(d->avail, 0, sizeof d->avail);
 	for (uint32_t i = 0; i < ci->nslots; i++)
 		d->avail[i / 64] |= UINT64_C(1) << (i % 64);
-	set_run(h, (size_t)pg, ci->pages, INFO(PK_SMALL, c, cl));
-	partial_push(h, &h->cls[c], (size_t)pg);
-	h->cls[c].nspans++;
-	h->cls[c].nempty++;
+	set_run(h, head, ci->pages, INFO(PK_SMALL, c, cl));
+}
+
+/* Spans to carve at once for class c: while the heap grows at its top (no
+ * free page to reuse: those keep it compact), up to CHUNK_PAGES pages'
+ * worth, as the class grows (half its pages): consecutive pages are
+ * prefaulted view by view in one call each. */
+static size_t batch(heap *h, const struct class_info *ci,
+		    const struct class_state *cs)
+{
+	size_t pages = (size_t)cs->nspans * ci->pages / 2, nfree;
+
+	/* mprotect: pages of one class in a chunk, of another in the next,
+	 * would alternate the views' protections chunk by chunk (see
+	 * populate_chunks); one span at a time mixes classes in chunks. */
+	if (h->backend == FG_BACKEND_MPROTECT)
+		return 1;
+	pthread_mutex_lock(&h->pages_lock);
+	nfree = h->pool[POOL_SPANS].nfree;
+	pthread_mutex_unlock(&h->pages_lock);
+	if (nfree)
+		return 1;
+
+	if (pages > CHUNK_PAGES)
+		pages = CHUNK_PAGES;
+	return pages > ci->pages ? pages / ci->pages : 1;
+}
+
+/* Carve fresh spans for class c at the current card size (class lock). */
+static int carve(heap *h, unsigned c)
+{
+	const struct class_info *ci = &classes[c];
+	struct class_state *cs = &h->cls[c];
+	unsigned cl = (unsigned)__builtin_ctzl(atomic_load(&h->card));
+	size_t k = batch(h, ci, cs);
+	long pg = pages_alloc(h, POOL_SPANS, k * ci->pages, 1);
+	int rc;
+
+	if (pg < 0 && k > 1) {
+		k = 1;
+		pg = pages_alloc(h, POOL_SPANS, ci->pages, 1);
+	}
+	if (pg < 0)
+		return fg_fail(-ENOMEM, "ALIAS heap full (capacity %zu bytes)",
+			       h->cap);
+	rc = prepare(h, (size_t)pg, k * ci->pages, ci->pviews[cl - 6],
+		     ci->pages);
+	if (rc) {
+		pages_free(h, (size_t)pg, k * ci->pages);
+		return rc;
+	}
+	/* The first span ends up first in the list: used in address order. */
+	for (size_t j = k; j-- > 0;) {
+		layout(h, c, (size_t)pg + j * ci->pages, cl);
+		partial_push(h, cs, (size_t)pg + j * ci->pages);
+	}
+	cs->nspans += (uint32_t)k;
+	cs->nempty += (uint32_t)k;
 	return 0;
+}
+
+/* An empty span carved at another card size than the current one: lay it
+ * out afresh, so that new objects get the current cards (class lock). */
+static void recarve(heap *h, unsigned c, size_t head)
+{
+	const struct class_info *ci = &classes[c];
+	unsigned cl = (unsigned)__builtin_ctzl(atomic_load(&h->card));
+	uint32_t info = atomic_load_explicit(&h->pd[head].info,
+					     memory_order_relaxed);
+
+	if (INFO_CL(info) == cl || h->pd[head].navail != ci->nslots)
+		return;
+	if (prepare(h, head, ci->pages, ci->pviews[cl - 6], ci->pages))
+		return; /* keeps its cards */
+	layout(h, c, head, cl);
 }
 
 /* Move up to want available slots of class c into b. */
@@ -589,6 +861,7 @@ static int refill(heap *h, unsigned c, struct bin *b, uint32_t want)
 		}
 		head = (size_t)cs->partial;
 		d = &h->pd[head];
+		recarve(h, c, head);
 		cl = INFO_CL(atomic_load_explicit(&d->info, memory_order_relaxed));
 		for (unsigned w = 0; w < MAX_SLOTS / 64 && b->n < want; w++) {
 			while (d->avail[w] && b->n < want) {
@@ -771,7 +1044,9 @@ static void *large_alloc(heap *h, size_t size, size_t align_pages)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (prepare(h, (size_t)pg, n, 1)) {
+	static const uint64_t view0 = 1;
+
+	if (prepare(h, (size_t)pg, n, &view0, 1)) {
 		pages_free(h, (size_t)pg, n);
 		errno = ENOMEM;
 		return NULL;
@@ -1029,9 +1304,24 @@ static int map_views(heap *h)
 	size_t len = (size_t)1 << h->vshift, span = (size_t)NVIEWS << h->vshift;
 	uintptr_t r, a;
 
-	h->fd = memfd_create("fg-alias", MFD_CLOEXEC);
+	struct stat st;
+
+	h->fd = fd_rehome(memfd_create("fg-alias", MFD_CLOEXEC));
 	if (h->fd < 0)
 		return fg_fail(-errno, "ALIAS: memfd_create: %s", strerror(errno));
+	if (fstat(h->fd, &st) < 0) {
+		int e = errno;
+
+		close(h->fd);
+		h->fd = -1;
+		return fg_fail(-e, "ALIAS: fstat of the memfd: %s", strerror(e));
+	}
+	h->fd_dev = st.st_dev;
+	h->fd_ino = st.st_ino;
+	if (!fd_is_ours(h, "no heap"))
+		return fg_fail(-EBADF, "ALIAS: the memfd's descriptor %d was "
+				       "replaced while the heap was created",
+			       h->fd);
 	if (ftruncate(h->fd, (off_t)len) < 0)
 		return fg_fail(-errno, "ALIAS: ftruncate to %zu: %s", len,
 			       strerror(errno));
@@ -1049,6 +1339,10 @@ static int map_views(heap *h)
 	r = (uintptr_t)h->resv;
 	a = (r + MAX_ALIGN - 1) & ~(MAX_ALIGN - 1);
 	h->base = a;
+	if (!fd_is_ours(h, "no heap"))
+		return fg_fail(-EBADF, "ALIAS: the memfd's descriptor %d was "
+				       "replaced while the heap was created",
+			       h->fd);
 	for (unsigned v = 0; v < NVIEWS; v++) {
 		void *p = mmap((void *)view_addr(h, v, 0), len,
 			       PROT_READ | PROT_WRITE,
@@ -1067,7 +1361,7 @@ static void heap_free(heap *h)
 		fg_tracker_destroy(h->t);
 	if (h->resv)
 		munmap(h->resv, h->resv_len);
-	if (h->fd >= 0)
+	if (h->fd >= 0 && fd_is_ours(h, "not closed"))
 		close(h->fd);
 	if (h->pd)
 		munmap(h->pd, h->pd_len);
@@ -1075,7 +1369,7 @@ static void heap_free(heap *h)
 		if (h->pool[k].freebits)
 			munmap(h->pool[k].freebits, table_len(h->npages / 2 / 64, 8));
 	if (h->ready)
-		munmap((void *)h->ready, table_len(h->npages / CHUNK_PAGES, 8));
+		munmap((void *)h->ready, table_len(h->npages, 8));
 	if (h->seg_of)
 		munmap(h->seg_of, table_len(h->nblocks, 4));
 	while (h->caches) {
@@ -1162,7 +1456,7 @@ int fg_alias_heap_create(const fg_alias_options *opt, fg_alias_heap **out)
 		goto err;
 	h->pd_len = table_len(h->npages, sizeof *h->pd);
 	h->pd = map_table(h->pd_len);
-	h->ready = map_table(table_len(h->npages / CHUNK_PAGES, 8));
+	h->ready = map_table(table_len(h->npages, 8));
 	h->seg_of = map_table(table_len(h->nblocks, 4));
 	for (unsigned k = 0; k < 2; k++) {
 		struct pool *p = &h->pool[k];
@@ -1354,15 +1648,15 @@ int fg_alias_collect(fg_alias_heap *hh, fg_alias_card_cb cb, void *arg)
 		h->runs[n++] = r;
 	}
 	if (rc == -ENOMEM) {
-		/* The dirty state is gone: report every chunk's ready views
+		/* The dirty state is gone: report every page's ready views
 		 * (objects exist only there) rather than lose a write. */
 		struct last last = {NVIEWS, 0, 0};
 
 		n = 0;
-		for (size_t c = 0; c < h->npages / CHUNK_PAGES; c++)
-			for (uint64_t m = atomic_load(&h->ready[c]); m; m &= m - 1)
-				for (size_t pg = c * CHUNK_PAGES;
-				     pg < (c + 1) * CHUNK_PAGES; pg++)
+		for (uint64_t m = UINT64_MAX; m; m &= m - 1)
+			for (size_t pg = 0; pg < h->npages; pg++)
+				if (atomic_load(&h->ready[pg]) >>
+					    __builtin_ctzll(m) & 1)
 					cards += (uint64_t)translate(
 						h, (unsigned)__builtin_ctzll(m),
 						pg, &last, cb, arg);
@@ -1491,6 +1785,34 @@ int fg_alias_trim(fg_alias_heap *hh, size_t *released)
 
 	if (!h)
 		return heap_err(hh);
+	/* The calling thread's cached slots go back to their spans, and every
+	 * span left empty (kept for reuse) to the pool. */
+	if (tls.h == h && tls.uid == h->uid) {
+		for (unsigned c = 0; c < NCLASS; c++) {
+			struct bin *b = &tls.c->bins[c];
+
+			if (b->n)
+				flush(h, c, b->v, b->n);
+			b->n = 0;
+		}
+	}
+	for (unsigned c = 0; c < NCLASS; c++) {
+		struct class_state *cs = &h->cls[c];
+		const struct class_info *ci = &classes[c];
+
+		pthread_mutex_lock(&cs->lock);
+		for (int32_t pg = cs->partial, next; pg >= 0; pg = next) {
+			next = h->pd[pg].next;
+			if (h->pd[pg].navail != ci->nslots)
+				continue;
+			partial_unlink(h, cs, (size_t)pg);
+			cs->nempty--;
+			cs->nspans--;
+			set_run(h, (size_t)pg, ci->pages, INFO(PK_FREE, 0, 0));
+			pages_free(h, (size_t)pg, ci->pages);
+		}
+		pthread_mutex_unlock(&cs->lock);
+	}
 	pthread_mutex_lock(&h->pages_lock);
 	for (unsigned k = 0; k < 2; k++) {
 		struct pool *p = &h->pool[k];
@@ -1508,8 +1830,18 @@ int fg_alias_trim(fg_alias_heap *hh, size_t *released)
 				i++;
 			}
 		}
-		/* Prefaulted ahead of use. */
-		punch(h, p->first + p->top, p->npages - p->top);
+		/* Prefaulted ahead of use: pages ready only up to the end of
+		 * the chunk holding the top (populate_chunks). */
+		{
+			size_t top = p->first + p->top, end = p->first + p->npages;
+			size_t cend = (top + CHUNK_PAGES - 1) / CHUNK_PAGES *
+				      CHUNK_PAGES;
+
+			if (cend > end)
+				cend = end;
+			punch(h, top, cend - top);
+			hole(h, cend, end - cend);
+		}
 	}
 	pthread_mutex_unlock(&h->pages_lock);
 	if (released)
@@ -1566,20 +1898,22 @@ int fg_alias_get_stats(fg_alias_heap *hh, fg_alias_stats *out)
 			}
 		}
 	}
-	if (fstat(h->fd, &st) == 0)
+	if (fstat(h->fd, &st) == 0 && st.st_dev == h->fd_dev &&
+	    st.st_ino == h->fd_ino)
 		s.resident_bytes = (uint64_t)st.st_blocks * 512;
 	pthread_mutex_lock(&h->grow_lock);
 	s.regions = h->regions;
 	s.registered_bytes = h->registered_bytes;
-	s.prefaulted_chunks = h->prefaulted;
+	s.prefaulted_chunks = (h->prefaulted + CHUNK_PAGES - 1) / CHUNK_PAGES;
 	for (size_t k = 0; k < h->nsegs; k++)
 		views_used |= h->segs[k].registered;
 	pthread_mutex_unlock(&h->grow_lock);
 	for (size_t b = 0; b < h->nblocks; b++) {
 		uint64_t m = 0;
 
-		for (size_t c = 0; c < BLOCK_PAGES / CHUNK_PAGES; c++)
-			m |= atomic_load(&h->ready[b * (BLOCK_PAGES / CHUNK_PAGES) + c]);
+		for (size_t pg = b * BLOCK_PAGES; pg < (b + 1) * BLOCK_PAGES; pg++)
+			m |= atomic_load_explicit(&h->ready[pg],
+						  memory_order_relaxed);
 		ptes += (uint64_t)__builtin_popcountll(m);
 	}
 	pmd_views = (uint64_t)__builtin_popcountll(views_used) *
@@ -1597,7 +1931,7 @@ int fg_alias_get_stats(fg_alias_heap *hh, fg_alias_stats *out)
 			   table_len(top[1], sizeof *h->pd) +
 			   table_len(h->npages / 64, 8) +
 			   table_len(h->nblocks, 4) +
-			   table_len(h->npages / CHUNK_PAGES, 8) +
+			   table_len(top[0], 8) + table_len(top[1], 8) +
 			   ncaches * sizeof(struct tcache);
 	s.collections = atomic_load(&h->collections);
 	s.last_dirty_cards = atomic_load(&h->last_cards);

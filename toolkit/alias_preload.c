@@ -48,6 +48,11 @@
  * all: it shares the heap with its parent (as with FG_ALIAS_FORK=share,
  * under which bash, for one, corrupts its parent and crashes).
  *
+ * Descriptors: programs close or dup2 over low numbers (3, 4, 5 ...) they
+ * think are free.  The heap's memfd (alias.c) and stats_fd here live at
+ * FD_FLOOR and above, and each is checked by inode before a use that would
+ * harm another file.
+ *
  * The toolkit called by the program itself: its internal allocations are
  * served by the heap unless the shim set guard, so a collection must go
  * through fg_alias_preload_collect (fg_collect allocates while it holds
@@ -201,8 +206,38 @@ static _Atomic bool warned_bad_free, warned_fork;
 
 /* Where the exit summary goes: a copy of stderr taken at start-up, high
  * up, since programs may close stderr before exit (coreutils'
- * close_stdout does). */
+ * close_stdout does); and its identity, since a program may also put a
+ * file of its own at that number. */
 static int stats_fd = -1;
+static dev_t stats_dev;
+static ino_t stats_ino;
+
+/* The toolkit's descriptors live at FD_FLOOR and above (alias.c does the
+ * same with the heap's memfd): programs close or dup2 over the low ones. */
+#define FD_FLOOR 1000
+
+/* fd moved to FD_FLOOR or above (close-on-exec), or fd itself where no
+ * such number is allowed (RLIMIT_NOFILE). */
+static int fd_rehome(int fd)
+{
+	int hi;
+
+	if (fd < 0 || fd >= FD_FLOOR)
+		return fd;
+	hi = fcntl(fd, F_DUPFD_CLOEXEC, FD_FLOOR);
+	if (hi < 0)
+		return fd;
+	close(fd);
+	return hi;
+}
+
+static bool fd_is(int fd, dev_t dev, ino_t ino)
+{
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == dev &&
+	       st.st_ino == ino;
+}
 
 static void say_fd(int fd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -458,10 +493,8 @@ static bool note_heap_memfd(int fd, void *arg)
 
 static bool is_same_file(int fd, void *arg)
 {
-	struct stat st;
-
 	(void)arg;
-	return fstat(fd, &st) == 0 && st.st_dev == mfd.dev && st.st_ino == mfd.ino;
+	return fd_is(fd, mfd.dev, mfd.ino);
 }
 
 static void fork_prepare(void);
@@ -484,9 +517,18 @@ static void init(void)
 	env = getenv("FG_ALIAS_STATS");
 	cfg.stats = env && *env && *env != '0';
 	if (cfg.stats) {
-		stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 1000);
+		struct stat sb;
+
+		stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, FD_FLOOR);
 		if (stats_fd < 0)
 			stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
+		if (stats_fd >= 0 && fstat(stats_fd, &sb) == 0) {
+			stats_dev = sb.st_dev;
+			stats_ino = sb.st_ino;
+		} else if (stats_fd >= 0) {
+			close(stats_fd);
+			stats_fd = -1;
+		}
 	}
 	env = getenv("FG_ALIAS_FORK");
 	cfg.fork_copy = !(env && strcmp(env, "share") == 0);
@@ -613,16 +655,20 @@ static const char *copy_heap(void)
 {
 	size_t len = (heap_hi - heap_lo) / FG_ALIAS_VIEWS_MAX;
 	int src = mfd.fd, dst;
+	bool ours = true; /* src is the number alias.c holds */
 	off_t off = 0;
 	struct stat st;
 
 	if (src < 0)
 		return "the heap's memfd was not found at start-up";
-	if (!is_same_file(src, NULL))
+	if (!is_same_file(src, NULL)) {
 		src = scan_fds(is_same_file, NULL);
+		ours = false;
+	}
 	if (src < 0)
 		return "the program closed the heap's memfd";
-	dst = memfd_create("fg-alias", MFD_CLOEXEC);
+	/* One thread here (a child of fork): nobody closes it meanwhile. */
+	dst = fd_rehome(memfd_create("fg-alias", MFD_CLOEXEC));
 	if (dst < 0)
 		return "memfd_create failed";
 	if (ftruncate(dst, (off_t)len) < 0) {
@@ -656,13 +702,17 @@ static const char *copy_heap(void)
 				   "half shared"
 				 : "mmap failed";
 		}
-	/* The heap's descriptor now names the copy. */
-	if (dup3(dst, src, O_CLOEXEC) >= 0 && fstat(src, &st) == 0) {
-		mfd.fd = src;
+	/* The heap's descriptor now names the copy; a copy the program made
+	 * of the parent's descriptor (ours false) stays as it is. */
+	if (ours && dup3(dst, src, O_CLOEXEC) >= 0) {
+		close(dst);
+		dst = src;
+	}
+	if (fstat(dst, &st) == 0) {
+		mfd.fd = dst;
 		mfd.dev = st.st_dev;
 		mfd.ino = st.st_ino;
 	}
-	close(dst);
 	return NULL;
 }
 
@@ -986,7 +1036,8 @@ __attribute__((destructor)) static void report(void)
 		return;
 	guard++;
 	if (fg_alias_get_stats(heap, &st) == 0)
-		say_fd(stats_fd >= 0 ? stats_fd : STDERR_FILENO,
+		say_fd(fd_is(stats_fd, stats_dev, stats_ino) ? stats_fd
+							      : STDERR_FILENO,
 		    "fg-alias-preload: pid %d, backend %s, %zu-byte cards, "
 		    "capacity %llu bytes: %llu allocations, %llu objects live "
 		    "at exit (%llu bytes), %llu fallbacks to glibc, %llu bad "

@@ -18,6 +18,14 @@
  *                      the parent's memory (no copy, but only for programs
  *                      whose children exec or exit without writing heap
  *                      objects: bash's do not, and it crashes).
+ *
+ * Descriptors: the heap's memfd (and FG_ALIAS_STATS's copy of stderr) are
+ * kept at 1000 and above, close-on-exec, out of the way of programs that
+ * close or dup2 over low numbers (where RLIMIT_NOFILE forbids that, they
+ * stay where they were made).  If the program takes one over anyway, the
+ * shim notices (by inode) and leaves the program's file alone: the heap
+ * goes on, but freed memory stays resident, a fork child shares the heap,
+ * and one line on stderr says so.
  */
 #ifndef FG_ALIAS_PRELOAD_H
 #define FG_ALIAS_PRELOAD_H
