@@ -313,22 +313,8 @@ static int heap_err(const fg_alias_heap *hh)
  * resident.  The check and the call are not atomic: a program that
  * replaces the descriptor between them is not caught. */
 
-#define FD_FLOOR 1000
+#define FD_FLOOR FG_FD_FLOOR
 
-/* fd, or a copy of it at FD_FLOOR or above (close-on-exec) with fd closed;
- * fd itself when no such number is allowed (RLIMIT_NOFILE) or left. */
-static int fd_rehome(int fd)
-{
-	int hi;
-
-	if (fd < 0 || fd >= FD_FLOOR)
-		return fd;
-	hi = fcntl(fd, F_DUPFD_CLOEXEC, FD_FLOOR);
-	if (hi < 0)
-		return fd;
-	close(fd);
-	return hi;
-}
 
 /* One line on stderr, without stdio (the preload shim's malloc may be
  * what is running). */
@@ -1306,7 +1292,7 @@ static int map_views(heap *h)
 
 	struct stat st;
 
-	h->fd = fd_rehome(memfd_create("fg-alias", MFD_CLOEXEC));
+	h->fd = fg_fd_rehome(memfd_create("fg-alias", MFD_CLOEXEC));
 	if (h->fd < 0)
 		return fg_fail(-errno, "ALIAS: memfd_create: %s", strerror(errno));
 	if (fstat(h->fd, &st) < 0) {

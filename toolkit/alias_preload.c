@@ -61,6 +61,9 @@
 #include "fg_alias.h"
 #include "fg_alias_preload.h"
 
+/* From libfgtk (fg_internal.h): descriptors moved out of the low range. */
+int fg_fd_rehome(int fd);
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -212,24 +215,11 @@ static int stats_fd = -1;
 static dev_t stats_dev;
 static ino_t stats_ino;
 
-/* The toolkit's descriptors live at FD_FLOOR and above (alias.c does the
- * same with the heap's memfd): programs close or dup2 over the low ones. */
+/* The toolkit's descriptors live at FD_FLOOR and above (fg_fd_rehome does
+ * it for every descriptor the toolkit keeps): programs close or dup2 over
+ * the low ones. */
 #define FD_FLOOR 1000
 
-/* fd moved to FD_FLOOR or above (close-on-exec), or fd itself where no
- * such number is allowed (RLIMIT_NOFILE). */
-static int fd_rehome(int fd)
-{
-	int hi;
-
-	if (fd < 0 || fd >= FD_FLOOR)
-		return fd;
-	hi = fcntl(fd, F_DUPFD_CLOEXEC, FD_FLOOR);
-	if (hi < 0)
-		return fd;
-	close(fd);
-	return hi;
-}
 
 static bool fd_is(int fd, dev_t dev, ino_t ino)
 {
@@ -668,7 +658,7 @@ static const char *copy_heap(void)
 	if (src < 0)
 		return "the program closed the heap's memfd";
 	/* One thread here (a child of fork): nobody closes it meanwhile. */
-	dst = fd_rehome(memfd_create("fg-alias", MFD_CLOEXEC));
+	dst = fg_fd_rehome(memfd_create("fg-alias", MFD_CLOEXEC));
 	if (dst < 0)
 		return "memfd_create failed";
 	if (ftruncate(dst, (off_t)len) < 0) {

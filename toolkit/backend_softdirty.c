@@ -162,12 +162,14 @@ static int save_and_clear(int pm, int cr)
 
 static int open_files(sd_state *s, char *why, size_t whylen)
 {
-	s->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	s->pagemap =
+		fg_fd_rehome(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
 	if (s->pagemap < 0) {
 		snprintf(why, whylen, "/proc/self/pagemap: %s", strerror(errno));
 		return -FG_EUNAVAIL;
 	}
-	s->clear_refs = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+	s->clear_refs =
+		fg_fd_rehome(open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC));
 	if (s->clear_refs < 0) {
 		snprintf(why, whylen, "/proc/self/clear_refs: %s",
 			 strerror(errno));

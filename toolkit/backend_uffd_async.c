@@ -39,7 +39,8 @@ struct async_state {
 
 static int open_pagemap(int *fd, char *why, size_t whylen)
 {
-	*fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	*fd =
+		fg_fd_rehome(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
 	if (*fd < 0) {
 		snprintf(why, whylen, "/proc/self/pagemap: %s", strerror(errno));
 		return -FG_EUNAVAIL;

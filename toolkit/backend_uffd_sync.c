@@ -228,7 +228,8 @@ static int sync_probe(char *why, size_t whylen)
 	if (rc)
 		return rc;
 	rc = -FG_EUNAVAIL;
-	pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	pm =
+		fg_fd_rehome(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
 	if (pm < 0) {
 		snprintf(why, whylen, "/proc/self/pagemap: %s", strerror(errno));
 		goto out;
@@ -332,12 +333,13 @@ static int sync_init(fg_impl *t)
 		err = fg_fail(err, "%s", why);
 		goto err_lock;
 	}
-	s->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	s->pagemap =
+		fg_fd_rehome(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
 	if (s->pagemap < 0) {
 		err = fg_fail(-errno, "/proc/self/pagemap: %s", strerror(errno));
 		goto err_fds;
 	}
-	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	s->stopfd = fg_fd_rehome(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	if (s->stopfd < 0) {
 		err = fg_fail(-errno, "eventfd: %s", strerror(errno));
 		goto err_fds;

@@ -162,6 +162,10 @@ struct fg_tracker {
 };
 
 /* Record an error detail for fg_last_error_detail(); returns err. */
+/* Descriptors the toolkit keeps live at FG_FD_FLOOR or above. */
+#define FG_FD_FLOOR 1000
+int fg_fd_rehome(int fd);
+
 int fg_fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

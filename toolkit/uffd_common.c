@@ -31,7 +31,7 @@ static int open_uffd(int flags)
 		if (fd < 0)
 			errno = EPERM;
 	}
-	return fd;
+	return fg_fd_rehome(fd);
 }
 
 int fg_uffd_open(uint64_t features, bool kernel_faults, int *fd_out,

@@ -3,6 +3,7 @@
 #include "fg_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,28 @@ static void init(void)
 void fg_init_once(void)
 {
 	pthread_once(&init_once, init);
+}
+
+/* A program that links the toolkit (or runs under the preload shim)
+ * knows nothing of its descriptors and may close 3, 4, 5 ... or dup2 its
+ * own files over them; a pagemap read or a userfaultfd ioctl would then go
+ * to the program's file.  So every descriptor the toolkit keeps is moved
+ * to FG_FD_FLOOR or above, close-on-exec; where no such number is allowed
+ * (RLIMIT_NOFILE) it stays where it is.  errno is preserved. */
+int fg_fd_rehome(int fd)
+{
+	int hi, e = errno;
+
+	if (fd < 0 || fd >= FG_FD_FLOOR)
+		return fd;
+	hi = fcntl(fd, F_DUPFD_CLOEXEC, FG_FD_FLOOR);
+	if (hi < 0) {
+		errno = e;
+		return fd;
+	}
+	close(fd);
+	errno = e;
+	return hi;
 }
 
 int fg_version(void)
