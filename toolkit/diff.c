@@ -1,44 +1,99 @@
 /* diff.c - DIFF precision: cards finer than a page from twins.
  *
- * A twin is a copy of a page as it was when its region's current epoch
- * began.  At collection, a page the backend reports written is compared
- * with its twin 64 bytes at a time, and only the granules whose bytes
- * changed are reported (then rounded out to cards).  A written page without
- * a valid twin is reported whole: always sound.
+ * A twin is a copy of a page taken at the start of some epoch T, while the
+ * page was write-protected.  At collection, a page the backend reports
+ * written is compared with a twin 64 bytes at a time, and only the granules
+ * whose bytes changed are reported (then rounded out to cards).  A written
+ * page without a usable twin is reported whole: always sound.
  *
  * Where twins come from:
  *   - hook: a backend with a first-write hook and a way to check the page's
  *     protection (uffd-sync) calls fg_diff_first_write() before the
  *     faulting write lands; it copies the page and validates the copy.
- *   - eager: at collection, pages dirty in two consecutive epochs are
- *     predicted to be written again; they are twinned at once and left
- *     writable (fg_mark_dirty's path), so they never fault and are diffed
- *     at every collection.
+ *   - eager (both policies): at collection, pages dirty in two consecutive
+ *     epochs are predicted to be written again; they are twinned at once
+ *     and left writable (fg_mark_dirty's path), so they never fault and are
+ *     diffed at every collection.
+ *   - sticky (FG_TWIN_STICKY): at collection, every other page reported
+ *     written is twinned the same way but left protected, so its next
+ *     write is still recorded by the backend, however many epochs later.
+ *
+ * Slots and states.  A page has two slots; a twin is tagged with the epoch
+ * E it belongs to.  Hooks put theirs in slot E & 1, and so does the
+ * collector under FG_TWIN_HOT; under FG_TWIN_STICKY the collector puts a
+ * page's twins in its home slot, the one it last compared with (resident
+ * memory, so no fault, and one slot per page), whatever E's parity.  A
+ * slot is
+ *   NONE      empty;
+ *   COPYING   held by whoever moved it from NONE (or a replaceable READY):
+ *             it copies the page, then publishes READY or NONE;
+ *   READY     a twin, with its tag;
+ *   READING   held by the collector while it compares with the twin or
+ *             checks its tag before dropping it;
+ *   TRIMMING  held by fg_diff_trim while its memory is given back.
+ * Only the holder of COPYING writes a slot's bytes or tag.  Anyone who
+ * finds COPYING, READING or TRIMMING waits for the holder (all three are
+ * held for a page copy or compare, an ioctl or an madvise, never across a
+ * wait for something else).  So no twin is ever rewritten while the
+ * collector compares with it.
  *
  * Invariants:
- *   - Twins are double-buffered by epoch parity: slot (E & 1) holds epoch
- *     E's twin.  A collection closing epoch E first makes E+1 the region's
- *     epoch, then has the backend re-protect, then diffs with slot E & 1
- *     while hooks of epoch E+1 fill slot (E+1) & 1: they never share a slot.
- *     Slot (E & 1) is reused only in epoch E+2, after collection E is done
- *     (collections of a tracker are serialised).
- *   - A slot is NONE, COPYING or READY (with the epoch it belongs to).
- *     Whoever moves it from NONE (or a stale READY) to COPYING copies the
- *     page and publishes READY; anyone else who finds COPYING waits for
- *     READY before letting the write land.  So a twin is copied from a page
- *     nobody can write: hooks run before un-protection, the collector copies
- *     right after the backend's re-protection.
- *   - A hook cannot by itself rule out that someone else un-protected the
- *     page during its copy (fg_mark_dirty, or a fault handler of an earlier
- *     epoch that un-protects late), so every twin is validated after the
- *     copy against the kernel's own record: hook twins one page at a time
- *     (ops->page_written, and the region's epoch must not have moved
- *     during the copy), eager twins in one scan (ops->written).  A
- *     backend without that record (mprotect) gets no twins: its written
- *     pages read whole until a protection-generation protocol exists.
- *   - The hook is called from a SIGSEGV handler (mprotect): it takes no lock
- *     and allocates nothing; twin memory is a reserved mirror of the region
- *     (two pages of address space per page), faulted in on first use.
+ *   - Epochs.  A collection closing epoch C first makes C+1 the region's
+ *     epoch, then has the backend re-protect, then compares, then takes
+ *     the eager and sticky twins of C+1 right after the re-protection.
+ *     Collections of a tracker are serialised (the tracker lock), and only
+ *     they take READING, TRIMMING, and eager or sticky twins.
+ *   - Copies are clean.  A twin is copied from a page nobody can write
+ *     during the copy, and that is checked after the copy against the
+ *     kernel's own record, because a hook cannot by itself rule out that
+ *     someone else un-protected the page (fg_mark_dirty, a late fault
+ *     handler, a zap): hook twins one page at a time (ops->page_written
+ *     before and after the copy, and the region's epoch must not have moved
+ *     meanwhile, since a collection re-protects), eager and sticky twins in
+ *     one scan after all copies (ops->written): a page written since the
+ *     re-protection loses its twin and reads whole next time.  A backend
+ *     without that record (mprotect) gets no twins: its written pages read
+ *     whole until a protection-generation protocol exists.
+ *   - Consumption (FG_TWIN_STICKY).  When a collection closing C reports a
+ *     page, it takes every twin of that page tagged C or earlier out of
+ *     its slot (waiting out a COPYING one first), whichever it compared
+ *     with.  Hence a READY twin tagged T <= C found at the close of C
+ *     belongs to a page that no collection closing T .. C-1 reported:
+ *     the page stayed protected from the twin's validation until C-1's
+ *     re-protection pass (protection is only restored by a collection that
+ *     reports the page), so the twin equals the page at the start of C and
+ *     may be compared with, whatever T's parity.  Of two such twins the
+ *     later is used (both are equal).
+ *   - Sharing slots.  While the collection closing C compares, hooks of
+ *     C+1 fill slots (C+1) & 1, where an older sticky twin may sit.  Under
+ *     FG_TWIN_STICKY a hook never replaces a READY twin: tagged with the
+ *     hook's epoch it is the twin wanted; tagged earlier it either still
+ *     describes the page or is about to be consumed by the collection in
+ *     flight, and the hook cannot tell which (if consumed, the collector
+ *     twins the page for C+1 itself, validated as usual).  Nor does it copy
+ *     when the other slot holds a READY twin of its epoch (the collector's,
+ *     in the home slot).  The collector moves a twin READY -> READING by
+ *     CAS and reads its tag only then, so a hook's twin of C+1 is never
+ *     mistaken for an old one; it twins a page for C+1 only if neither slot
+ *     holds a twin of C+1, and validation drops twins of C+1 in either
+ *     slot.  A late hook of C finds the home slot NONE (and fails its epoch
+ *     check) or READY tagged C+1 (and leaves it).  Under FG_TWIN_HOT only
+ *     the twin tagged C is compared with, from slot C & 1, which no hook of
+ *     C+1 touches; a stale twin there is replaced by a hook of its slot's
+ *     next epoch.
+ *   - The cap.  Twins are counted (twins_ready) and a slot goes from NONE
+ *     to COPYING only below t->diff.cap_pages.  Under FG_TWIN_STICKY the
+ *     collector first evicts the oldest sticky twins (a FIFO in the order
+ *     they were taken: the pages left unwritten longest) until this
+ *     collection's new twins fit; a page that still finds no room reads
+ *     whole next time.  Dropping a twin is always sound.
+ *   - Tags are compared modulo 2^32 (int32_t differences), so a twin must
+ *     not outlive 2^31 epochs of its region: fg_diff_trim, which runs at
+ *     least every 65536 epochs of a region, drops twins older than 2^30.
+ *   - The hook may be called from a SIGSEGV handler (mprotect, without
+ *     twins): it takes no lock and allocates nothing; twin memory is a
+ *     reserved mirror of the region (two pages of address space per page),
+ *     faulted in on first use and given back by fg_diff_trim.
  */
 #include "fg_internal.h"
 
@@ -48,16 +103,32 @@
 #include <string.h>
 #include <sys/mman.h>
 
-enum { TWIN_NONE, TWIN_COPYING, TWIN_READY, TWIN_TRIMMING };
+enum { TWIN_NONE, TWIN_COPYING, TWIN_READY, TWIN_TRIMMING, TWIN_READING };
 
 #define GRANULE 64
+#define TWIN_MAX_AGE (UINT32_C(1) << 30) /* epochs; see "Tags" above */
 
 struct fg_twins {
 	uint8_t *area;		 /* 2 * len: slot s of page p at (2p + s) */
 	_Atomic uint8_t *state;	 /* per (page, slot) */
 	_Atomic uint32_t *tag;	 /* epoch the slot's twin belongs to */
 	uint32_t *last_dirty;	 /* last epoch the page was reported in */
+	uint8_t *home;		 /* sticky: the slot its last twin used */
 	_Atomic uint32_t epoch;	 /* the region's current epoch, from 2 */
+};
+
+/* A sticky twin, in the order taken (FG_TWIN_STICKY's eviction order).
+ * An entry whose slot no longer holds that twin is stale and skipped. */
+struct sticky_ent {
+	fg_region *r;
+	size_t p;
+	uint32_t tag;
+	unsigned s; /* its slot */
+};
+
+struct fg_sticky_fifo {
+	struct sticky_ent *v; /* ring: entry k at v[(head + k) % cap] */
+	size_t head, n, cap;
 };
 
 static uint8_t *slot_addr(const fg_region *r, size_t p, unsigned s)
@@ -78,12 +149,15 @@ int fg_diff_region_init(fg_impl *t, fg_region *r)
 	w->state = calloc(slots, sizeof *w->state);
 	w->tag = calloc(slots, sizeof *w->tag);
 	w->last_dirty = calloc(r->npages, sizeof *w->last_dirty);
-	if (w->area == MAP_FAILED || !w->state || !w->tag || !w->last_dirty) {
+	w->home = calloc(r->npages, sizeof *w->home);
+	if (w->area == MAP_FAILED || !w->state || !w->tag || !w->last_dirty ||
+	    !w->home) {
 		if (w->area != MAP_FAILED)
 			munmap(w->area, slots * fg_page_size);
 		free(w->state);
 		free(w->tag);
 		free(w->last_dirty);
+		free(w->home);
 		free(w);
 		return fg_fail(-ENOMEM, "no memory for the twins of a %zu-byte "
 					"region",
@@ -91,8 +165,32 @@ int fg_diff_region_init(fg_impl *t, fg_region *r)
 	}
 	atomic_init(&w->epoch, 2);
 	r->twins = w;
-	(void)t;
+	t->diff.nregions++;
 	return 0;
+}
+
+/* Whether the FIFO entry e still names a READY twin. */
+static bool sticky_live(const struct sticky_ent *e)
+{
+	const struct fg_twins *w = e->r->twins;
+	size_t i = 2 * e->p + e->s;
+
+	return atomic_load(&w->state[i]) == TWIN_READY &&
+	       atomic_load(&w->tag[i]) == e->tag;
+}
+
+/* Keep only the live entries, in order, and none of region gone. */
+static void fifo_compact(struct fg_sticky_fifo *f, const fg_region *gone)
+{
+	size_t k = 0;
+
+	for (size_t j = 0; j < f->n; j++) {
+		struct sticky_ent *e = &f->v[(f->head + j) % f->cap];
+
+		if (e->r != gone && sticky_live(e))
+			f->v[(f->head + k++) % f->cap] = *e;
+	}
+	f->n = k;
 }
 
 void fg_diff_region_fini(fg_impl *t, fg_region *r)
@@ -102,6 +200,16 @@ void fg_diff_region_fini(fg_impl *t, fg_region *r)
 
 	if (!w)
 		return;
+	t->diff.nregions--;
+	if (t->diff.fifo && t->diff.nregions)
+		fifo_compact(t->diff.fifo, r);
+	if (!t->diff.nregions) {
+		if (t->diff.fifo)
+			free(t->diff.fifo->v);
+		free(t->diff.fifo);
+		t->diff.fifo = NULL;
+		fg_runs_free(&t->diff.sticky_pages);
+	}
 	for (size_t i = 0; i < 2 * r->npages; i++)
 		used += atomic_load(&w->state[i]) == TWIN_READY;
 	atomic_fetch_sub(&t->diff.twins_ready, used);
@@ -109,44 +217,77 @@ void fg_diff_region_fini(fg_impl *t, fg_region *r)
 	free(w->state);
 	free(w->tag);
 	free(w->last_dirty);
+	free(w->home);
 	free(w);
 	r->twins = NULL;
 }
 
-/* Make slot (p, epoch & 1) epoch's twin unless it already is.  Returns
- * whether a usable copy was made by us.  validate: ask the backend whether
- * the page stayed protected through the copy (hook path). */
-static bool twin_take(fg_impl *t, fg_region *r, size_t p, uint32_t epoch,
-		      bool validate)
+/* Whether page p has a READY twin tagged epoch, in either slot. */
+static bool has_twin(const struct fg_twins *w, size_t p, uint32_t epoch)
+{
+	for (unsigned s = 0; s < 2; s++)
+		if (atomic_load(&w->state[2 * p + s]) == TWIN_READY &&
+		    atomic_load(&w->tag[2 * p + s]) == epoch)
+			return true;
+	return false;
+}
+
+/* Make slot (p, s) epoch's twin unless it already is.  Returns whether a
+ * usable copy was made by us.  validate: the hook's path (slot epoch & 1;
+ * the page's protection is checked around the copy, one page at a time). */
+static bool twin_take(fg_impl *t, fg_region *r, size_t p, unsigned s,
+		      uint32_t epoch, bool validate)
 {
 	struct fg_twins *w = r->twins;
-	unsigned s = epoch & 1;
 	_Atomic uint8_t *st = &w->state[2 * p + s];
+	uintptr_t page = r->base + p * fg_page_size;
+	bool checked = false;
 
 	for (;;) {
 		uint8_t cur = atomic_load(st);
 		uint32_t tag = atomic_load(&w->tag[2 * p + s]);
 
-		if (cur == TWIN_COPYING || cur == TWIN_TRIMMING)
-			continue; /* another thread is copying or trimming */
+		if (cur == TWIN_COPYING || cur == TWIN_TRIMMING ||
+		    cur == TWIN_READING) {
+			_mm_pause(); /* held for a copy, compare or madvise */
+			continue;
+		}
 		/* Never replace a twin of this epoch, nor of a later one (a
 		 * hook that read the epoch before a collection moved it). */
 		if (cur == TWIN_READY && (int32_t)(tag - epoch) >= 0)
 			return false;
+		/* Sticky: an older twin may be the one the collection in
+		 * flight compares with (see "Sharing slots"); and the
+		 * collector may have put this epoch's twin in the other
+		 * slot (its home). */
+		if (validate && t->diff.sticky &&
+		    (cur == TWIN_READY || has_twin(w, p, epoch)))
+			return false;
 		if (cur == TWIN_NONE &&
 		    atomic_load(&t->diff.twins_ready) >= (int64_t)t->diff.cap_pages)
 			return false; /* over the cap: the page reads whole */
+		/* Already writable (a second fault message for the page after
+		 * its un-protection): it would be copied while it changes, and
+		 * a collection re-protecting it during the copy would hide
+		 * that from the check after the copy. */
+		if (validate && !checked) {
+			if (t->ops->page_written(t, page) != 0) {
+				atomic_fetch_add_explicit(
+					&t->diff.twins_hook_invalid, 1,
+					memory_order_relaxed);
+				return false;
+			}
+			checked = true;
+		}
 		if (!atomic_compare_exchange_weak(st, &cur, TWIN_COPYING))
 			continue;
-		memcpy(slot_addr(r, p, s), (void *)(r->base + p * fg_page_size),
-		       fg_page_size);
+		memcpy(slot_addr(r, p, s), (void *)page, fg_page_size);
 		/* Valid only if the page stayed protected through the copy
 		 * and no collection began meanwhile: a collection re-protects,
 		 * so "protected now" alone could hide an un-protection that
 		 * happened during the copy, before its re-protect. */
-		if (validate &&
-		    (t->ops->page_written(t, r->base + p * fg_page_size) != 0 ||
-		     atomic_load(&w->epoch) != epoch)) {
+		if (validate && (t->ops->page_written(t, page) != 0 ||
+				 atomic_load(&w->epoch) != epoch)) {
 			/* Written (or unknown) meanwhile: no twin, reads whole. */
 			if (cur == TWIN_READY)
 				atomic_fetch_sub(&t->diff.twins_ready, 1);
@@ -172,6 +313,31 @@ static void twin_drop(fg_impl *t, fg_region *r, size_t p, unsigned s)
 		atomic_fetch_sub(&t->diff.twins_ready, 1);
 }
 
+/* Drop slot (p, s) if it still holds the twin tagged tag. */
+static bool twin_drop_tagged(fg_impl *t, fg_region *r, size_t p, unsigned s,
+			     uint32_t tag)
+{
+	struct fg_twins *w = r->twins;
+	size_t i = 2 * p + s;
+
+	for (;;) {
+		uint8_t cur = atomic_load(&w->state[i]);
+
+		if (cur != TWIN_READY)
+			return false;
+		if (!atomic_compare_exchange_weak(&w->state[i], &cur,
+						  TWIN_READING))
+			continue;
+		if (atomic_load(&w->tag[i]) != tag) {
+			atomic_store(&w->state[i], TWIN_READY);
+			return false;
+		}
+		atomic_fetch_sub(&t->diff.twins_ready, 1);
+		atomic_store(&w->state[i], TWIN_NONE);
+		return true;
+	}
+}
+
 /* The region of a tracker containing page, without locks (signal-safe). */
 static fg_region *diff_lookup(fg_impl *t, uintptr_t page)
 {
@@ -188,9 +354,10 @@ void fg_diff_first_write(void *page, void *arg)
 {
 	fg_impl *t = arg;
 	fg_region *r = diff_lookup(t, (uintptr_t)page);
+	uint32_t epoch = r ? atomic_load(&r->twins->epoch) : 0;
 
 	if (r && twin_take(t, r, ((uintptr_t)page - r->base) / fg_page_size,
-			   atomic_load(&r->twins->epoch), true))
+			   epoch & 1, epoch, true))
 		atomic_fetch_add_explicit(&t->diff.twins_hook, 1,
 					  memory_order_relaxed);
 	if (t->diff.user_hook)
@@ -251,30 +418,91 @@ static uint64_t changed_granules(const uint8_t *a, const uint8_t *b)
 	return mask;
 }
 
+/* Hold in READING the twins of page p that stand for it at the start of
+ * epoch closed: the one tagged closed (FG_TWIN_HOT), or every one tagged
+ * closed or earlier (FG_TWIN_STICKY, "Consumption").  Returns the slots
+ * held, bit s for slot s. */
+static unsigned twins_hold(fg_impl *t, struct fg_twins *w, size_t p,
+			   uint32_t closed)
+{
+	unsigned held = 0;
+
+	for (unsigned s = 0; s < 2; s++) {
+		_Atomic uint8_t *st = &w->state[2 * p + s];
+		bool got = false;
+		uint32_t tag;
+
+		if (!t->diff.sticky && s != (closed & 1))
+			continue;
+		for (;;) {
+			uint8_t cur = atomic_load(st);
+
+			if (cur == TWIN_COPYING) {
+				_mm_pause(); /* a hook's copy: its outcome */
+				continue;
+			}
+			if (cur != TWIN_READY)
+				break;
+			got = atomic_compare_exchange_weak(st, &cur,
+							   TWIN_READING);
+			if (got)
+				break;
+		}
+		if (!got)
+			continue;
+		/* Read only now: a hook's twin of the next epoch may have
+		 * replaced the one seen before the CAS. */
+		tag = atomic_load(&w->tag[2 * p + s]);
+		if (t->diff.sticky ? (int32_t)(tag - closed) <= 0 : tag == closed)
+			held |= 1u << s;
+		else
+			atomic_store(st, TWIN_READY);
+	}
+	return held;
+}
+
+/* Compare page p (at a) with the best held twin, then consume them all. */
+static uint64_t twins_compare(fg_impl *t, fg_region *r, size_t p,
+			      uintptr_t a, unsigned held)
+{
+	struct fg_twins *w = r->twins;
+	unsigned s = held == 3 ? (int32_t)(atomic_load(&w->tag[2 * p]) -
+					   atomic_load(&w->tag[2 * p + 1])) < 0
+			       : held == 2;
+	uint64_t mask = changed_granules((const uint8_t *)a, slot_addr(r, p, s));
+
+	w->home[p] = (uint8_t)s; /* resident: the next sticky twin goes here */
+	for (s = 0; s < 2; s++) {
+		if (!((held >> s) & 1))
+			continue;
+		atomic_fetch_sub(&t->diff.twins_ready, 1);
+		atomic_store(&w->state[2 * p + s], TWIN_NONE);
+	}
+	return mask;
+}
+
 int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 		   const fg_runs *pages, fg_runs *out, fg_runs *eager)
 {
 	struct fg_twins *w = r->twins;
-	unsigned s = closed & 1;
 	uint64_t t0 = fg_now_ns();
 	int rc = 0;
 
 	out->n = 0;
 	eager->n = 0;
+	t->diff.sticky_pages.n = 0;
 	for (size_t i = 0; i < pages->n && !rc; i++) {
 		for (uintptr_t a = pages->v[i].start; a < pages->v[i].end && !rc;
 		     a += fg_page_size) {
 			size_t p = (a - r->base) / fg_page_size;
 			/* Changed in the previous epoch and in this one. */
 			bool hot = w->last_dirty[p] + 1 == closed;
+			unsigned held = twins_hold(t, w, p, closed);
 			uint64_t mask;
 
-			if (atomic_load(&w->state[2 * p + s]) == TWIN_READY &&
-			    atomic_load(&w->tag[2 * p + s]) == closed) {
-				mask = changed_granules((const uint8_t *)a,
-							slot_addr(r, p, s));
+			if (held) {
+				mask = twins_compare(t, r, p, a, held);
 				t->diff.pages_diffed++;
-				twin_drop(t, r, p, s);
 			} else {
 				mask = ~UINT64_C(0) >>
 				       (64 - fg_page_size / GRANULE);
@@ -296,28 +524,117 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 				rc = fg_runs_push(out, a + b * GRANULE,
 						  a + e * GRANULE);
 			}
-			if (!rc && hot && t->diff.eager)
+			if (rc)
+				break;
+			if (hot && t->diff.eager)
 				rc = fg_runs_push(eager, a, a + fg_page_size);
+			else if (t->diff.sticky)
+				rc = fg_runs_push(&t->diff.sticky_pages, a,
+						  a + fg_page_size);
 		}
 	}
 	t->diff.diff_ns += fg_now_ns() - t0;
 	return rc;
 }
 
-int fg_diff_eager(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
-		  fg_runs *scratch)
+static uint64_t runs_pages(const fg_runs *runs)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < runs->n; i++)
+		n += (runs->v[i].end - runs->v[i].start) / fg_page_size;
+	return n;
+}
+
+/* Evict the oldest sticky twins until want more twins fit under the cap. */
+static void sticky_make_room(fg_impl *t, uint64_t want)
+{
+	struct fg_sticky_fifo *f = t->diff.fifo;
+
+	while (f && f->n &&
+	       atomic_load(&t->diff.twins_ready) + (int64_t)want >
+		       (int64_t)t->diff.cap_pages) {
+		struct sticky_ent e = f->v[f->head];
+
+		f->head = (f->head + 1) % f->cap;
+		f->n--;
+		if (twin_drop_tagged(t, e.r, e.p, e.s, e.tag))
+			t->diff.twins_evicted++;
+	}
+}
+
+/* Append a sticky twin to the FIFO; false if there is no memory for it. */
+static bool sticky_push(fg_impl *t, fg_region *r, size_t p, unsigned s,
+			uint32_t tag)
+{
+	struct fg_sticky_fifo *f = t->diff.fifo;
+
+	if (!f) {
+		f = calloc(1, sizeof *f);
+		if (!f)
+			return false;
+		t->diff.fifo = f;
+	}
+	if (f->n == f->cap) {
+		/* Full: drop the stale entries; grow if that leaves it more
+		 * than half full (so compaction costs O(1) a push). */
+		if (f->n)
+			fifo_compact(f, NULL);
+		if (2 * f->n >= f->cap) {
+			size_t cap = f->cap ? 2 * f->cap : 1024;
+			struct sticky_ent *v = malloc(cap * sizeof *v);
+
+			if (!v)
+				return false;
+			for (size_t k = 0; k < f->n; k++)
+				v[k] = f->v[(f->head + k) % f->cap];
+			free(f->v);
+			f->v = v;
+			f->cap = cap;
+			f->head = 0;
+		}
+	}
+	f->v[(f->head + f->n++) % f->cap] = (struct sticky_ent){r, p, tag, s};
+	return true;
+}
+
+/* Twin the pages of runs for epoch in slot epoch & 1 (FG_TWIN_HOT), or in
+ * their home slot (FG_TWIN_STICKY: resident, so no fault, and a page keeps
+ * one slot; either slot will do, see "Sharing slots") unless a hook
+ * already took this epoch's twin. */
+static void take_runs(fg_impl *t, fg_region *r, const fg_runs *runs,
+		      uint32_t epoch, bool home)
 {
 	struct fg_twins *w = r->twins;
+
+	for (size_t i = 0; i < runs->n; i++) {
+		for (uintptr_t a = runs->v[i].start; a < runs->v[i].end;
+		     a += fg_page_size) {
+			size_t p = (a - r->base) / fg_page_size;
+
+			if (!home)
+				twin_take(t, r, p, epoch & 1, epoch, false);
+			else if (!has_twin(w, p, epoch))
+				twin_take(t, r, p, w->home[p], epoch, false);
+		}
+	}
+}
+
+int fg_diff_take(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
+		 fg_runs *scratch)
+{
+	struct fg_twins *w = r->twins;
+	fg_runs *sticky = &t->diff.sticky_pages;
 	size_t kept = 0;
 	int rc;
 
+	if (!eager->n && !sticky->n)
+		return 0;
+	if (t->diff.sticky)
+		sticky_make_room(t, runs_pages(eager) + runs_pages(sticky));
 	/* Twin while protected (the backend just re-protected these). */
-	for (size_t i = 0; i < eager->n; i++) {
-		for (uintptr_t a = eager->v[i].start; a < eager->v[i].end;
-		     a += fg_page_size)
-			twin_take(t, r, (a - r->base) / fg_page_size, epoch,
-				  false);
-	}
+	take_runs(t, r, eager, epoch, t->diff.sticky);
+	take_runs(t, r, sticky, epoch, true);
 	/* No hook could hold writers off: drop twins of pages written while
 	 * we copied.  Their pages read whole next time. */
 	if (t->ops->written) {
@@ -330,26 +647,21 @@ int fg_diff_eager(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
 			     a < scratch->v[i].end; a += fg_page_size) {
 				size_t p = (a - r->base) / fg_page_size;
 
-				if (atomic_load(&w->tag[2 * p + (epoch & 1)]) ==
-				    epoch) {
-					twin_drop(t, r, p, epoch & 1);
-					t->diff.twins_invalid++;
-				}
+				for (unsigned s = 0; s < 2; s++)
+					if (twin_drop_tagged(t, r, p, s, epoch))
+						t->diff.twins_invalid++;
 			}
 		}
 	}
-	/* Leave twinned pages writable: no fault, diffed next time. */
+	/* Leave eager pages writable: no fault, diffed next time. */
 	for (size_t i = 0; i < eager->n; i++) {
 		uintptr_t run = 0;
 
 		for (uintptr_t a = eager->v[i].start; a <= eager->v[i].end;
 		     a += fg_page_size) {
-			size_t p = (a - r->base) / fg_page_size;
 			bool ok = a < eager->v[i].end &&
-				  atomic_load(&w->state[2 * p + (epoch & 1)]) ==
-					  TWIN_READY &&
-				  atomic_load(&w->tag[2 * p + (epoch & 1)]) ==
-					  epoch;
+				  has_twin(w, (a - r->base) / fg_page_size,
+					   epoch);
 
 			if (ok && !run)
 				run = a;
@@ -363,23 +675,50 @@ int fg_diff_eager(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
 		}
 	}
 	t->diff.twins_eager += kept;
+	/* Sticky pages stay protected; their twins last until the page is
+	 * reported again, or the cap evicts them. */
+	for (size_t i = 0; i < sticky->n; i++) {
+		for (uintptr_t a = sticky->v[i].start; a < sticky->v[i].end;
+		     a += fg_page_size) {
+			size_t p = (a - r->base) / fg_page_size;
+
+			for (unsigned s = 0; s < 2; s++) {
+				if (atomic_load(&w->state[2 * p + s]) !=
+					    TWIN_READY ||
+				    atomic_load(&w->tag[2 * p + s]) != epoch)
+					continue;
+				if (sticky_push(t, r, p, s, epoch))
+					t->diff.twins_sticky++;
+				else /* unevictable */
+					twin_drop_tagged(t, r, p, s, epoch);
+			}
+		}
+	}
 	return 0;
 }
 
 /* Give back the memory of twins no longer in use.  Slots are held in
  * TRIMMING across the madvise, so a hook cannot copy a twin into a page
- * that is being zapped (it waits, as for COPYING). */
+ * that is being zapped (it waits, as for COPYING).  Twins older than
+ * TWIN_MAX_AGE epochs are dropped first: their tags would soon compare
+ * wrongly. */
 void fg_diff_trim(fg_impl *t, fg_region *r)
 {
 	struct fg_twins *w = r->twins;
+	uint32_t now = atomic_load(&w->epoch);
 	size_t run = SIZE_MAX;
 
 	for (size_t i = 0; i <= 2 * r->npages; i++) {
 		uint8_t none = TWIN_NONE;
-		bool held = i < 2 * r->npages &&
-			    atomic_compare_exchange_strong(&w->state[i], &none,
-							   TWIN_TRIMMING);
+		bool held;
 
+		if (i < 2 * r->npages &&
+		    atomic_load(&w->state[i]) == TWIN_READY &&
+		    now - atomic_load(&w->tag[i]) > TWIN_MAX_AGE)
+			twin_drop(t, r, i / 2, i % 2);
+		held = i < 2 * r->npages &&
+		       atomic_compare_exchange_strong(&w->state[i], &none,
+						      TWIN_TRIMMING);
 		if (held && run == SIZE_MAX)
 			run = i;
 		if (!held && run != SIZE_MAX) {
@@ -390,5 +729,4 @@ void fg_diff_trim(fg_impl *t, fg_region *r)
 			run = SIZE_MAX;
 		}
 	}
-	(void)t;
 }

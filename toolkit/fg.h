@@ -104,12 +104,26 @@ int fg_backend_probe(fg_backend_id id, char *why, size_t whylen);
 typedef void (*fg_write_hook)(void *page, void *arg);
 
 /* Flags for fg_options.flags. */
-#define FG_OPT_NO_ENV 0x1  /* ignore FG_BACKEND and FG_CARD */
+#define FG_OPT_NO_ENV 0x1  /* ignore the FG_* environment variables */
 #define FG_OPT_VERBOSE 0x2 /* print the backend choice on stderr */
 
 /* Precision methods (fg_options.precision). */
 #define FG_PRECISION_PAGE 0 /* a written page reports all its cards */
 #define FG_PRECISION_DIFF 1 /* twin/diff: only cards whose bytes changed */
+
+/* Twin policies under FG_PRECISION_DIFF (fg_options.twin_policy): which
+ * written pages get a twin (a copy of the page at the epoch start) without
+ * a first-write hook.  Where the backend cannot validate a twin taken at
+ * collection (mprotect, soft-dirty, none) both are the same. */
+#define FG_TWIN_HOT 0	 /* pages written in two consecutive epochs only
+			    (then left writable: no faults, diffed at every
+			    collection); others need the uffd-sync hook */
+#define FG_TWIN_STICKY 1 /* also every other page reported written: one
+			    page copy per written page per collection, kept
+			    (page still protected) until the page is written
+			    again, however many epochs later; bounded by
+			    twin_cap, past which the pages unwritten longest
+			    lose theirs */
 
 typedef struct fg_options {
 	size_t size;	       /* sizeof(fg_options) */
@@ -122,11 +136,13 @@ typedef struct fg_options {
 	unsigned precision;    /* FG_PRECISION_*; PAGE: FG_PRECISION env */
 	size_t twin_cap;       /* DIFF: bytes of twins at most; 0: half the
 				  tracked bytes.  Past it pages read whole. */
+	/* Since 0.3: */
+	unsigned twin_policy;  /* FG_TWIN_*; HOT: FG_TWINS env (hot, sticky) */
 } fg_options;
 
 #define FG_OPTIONS_INIT                                                       \
 	{sizeof(fg_options), FG_BACKEND_AUTO, 0, 0, NULL, NULL,               \
-	 FG_PRECISION_PAGE, 0}
+	 FG_PRECISION_PAGE, 0, FG_TWIN_HOT}
 
 typedef struct fg_tracker fg_tracker;
 

@@ -120,14 +120,24 @@ typedef struct fg_counters {
 typedef struct fg_diff {
 	bool on;
 	bool eager;		  /* backend can take or validate eager twins */
+	bool sticky;		  /* FG_TWIN_STICKY, and the backend can
+				     validate twins taken at collection */
 	size_t cap_bytes;	  /* 0: half the tracked bytes */
 	uint64_t cap_pages;
 	_Atomic int64_t twins_ready;
 	_Atomic uint64_t twins_hook, twins_hook_invalid;
 	uint64_t twins_eager, twins_invalid, pages_diffed, pages_whole;
+	uint64_t twins_sticky;	  /* sticky twins taken (and validated) */
+	uint64_t twins_evicted;	  /* sticky twins dropped for the cap */
 	uint64_t diff_ns;
 	fg_write_hook user_hook;
 	void *user_hook_arg;
+	/* Collector-side buffers (tracker lock), freed with the last region
+	 * that has twins: this collection's sticky pages, and the sticky
+	 * twins oldest first (the cap's eviction order). */
+	size_t nregions;
+	fg_runs sticky_pages;
+	struct fg_sticky_fifo *fifo;
 	_Atomic(fg_region *) table[FG_DIFF_SLOTS]; /* for the hook */
 } fg_diff;
 
@@ -209,11 +219,16 @@ void fg_diff_first_write(void *page, void *impl);
 /* Start r's next epoch; returns the epoch it closes.  Before re-protect. */
 uint32_t fg_diff_begin_epoch(fg_region *r);
 /* Page runs of the closed epoch -> changed 64-byte ranges in out; pages
- * to twin eagerly for the next epoch in eager. */
+ * to twin eagerly for the next epoch in eager, pages to twin and leave
+ * protected (FG_TWIN_STICKY) in t->diff.sticky_pages. */
 int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 		   const fg_runs *pages, fg_runs *out, fg_runs *eager);
-int fg_diff_eager(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
-		  fg_runs *scratch);
+/* Twin the pages refine chose for epoch (the one just begun), validate,
+ * leave the eager ones writable.  scratch: any vector, clobbered. */
+int fg_diff_take(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
+		 fg_runs *scratch);
+/* Return the memory of unused twin slots; drop twins too old for their
+ * epoch tags to be compared (see diff.c). */
 void fg_diff_trim(fg_impl *t, fg_region *r);
 
 #endif /* FG_INTERNAL_H */

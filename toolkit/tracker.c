@@ -189,8 +189,10 @@ static int parse_card_env(size_t *card)
 
 static int setup_precision(const fg_options *o, fg_impl *t)
 {
-	const char *env = (o->flags & FG_OPT_NO_ENV) ? NULL : getenv("FG_PRECISION");
-	unsigned prec = o->precision;
+	bool env_ok = !(o->flags & FG_OPT_NO_ENV);
+	const char *env = env_ok ? getenv("FG_PRECISION") : NULL;
+	const char *tenv = env_ok ? getenv("FG_TWINS") : NULL;
+	unsigned prec = o->precision, twins = o->twin_policy;
 
 	if (prec == FG_PRECISION_PAGE && env && *env) {
 		if (!strcmp(env, "diff"))
@@ -200,17 +202,30 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 						"diff",
 				       env);
 	}
+	if (twins == FG_TWIN_HOT && tenv && *tenv) {
+		if (!strcmp(tenv, "sticky"))
+			twins = FG_TWIN_STICKY;
+		else if (strcmp(tenv, "hot"))
+			return fg_fail(-EINVAL, "FG_TWINS=%s: use hot or sticky",
+				       tenv);
+	}
 	if (prec != FG_PRECISION_PAGE && prec != FG_PRECISION_DIFF)
 		return fg_fail(-EINVAL, "precision %u unknown (FG_PRECISION_PAGE "
 					"or FG_PRECISION_DIFF)",
 			       prec);
+	if (twins != FG_TWIN_HOT && twins != FG_TWIN_STICKY)
+		return fg_fail(-EINVAL, "twin policy %u unknown (FG_TWIN_HOT or "
+					"FG_TWIN_STICKY)",
+			       twins);
 	if (prec != FG_PRECISION_DIFF)
 		return 0;
 	t->diff.on = true;
 	t->diff.cap_bytes = o->twin_cap;
 	/* Every twin is validated against the kernel's record (diff.c):
-	 * eager twins need ops->written, hook twins ops->page_written. */
+	 * eager and sticky twins need ops->written, hook twins
+	 * ops->page_written. */
 	t->diff.eager = t->ops->written && t->ops->mark_dirty;
+	t->diff.sticky = twins == FG_TWIN_STICKY && t->ops->written;
 	if (t->ops->has_hook && t->ops->page_written) {
 		t->diff.user_hook = t->hook;
 		t->diff.user_hook_arg = t->hook_arg;
@@ -607,7 +622,8 @@ static void lose(fg_impl *t, fg_region *r)
 }
 
 /* DIFF: turn the page runs in t->scratch into changed byte ranges, and
- * twin hot pages for the epoch that has just begun. */
+ * twin hot pages (and, FG_TWIN_STICKY, the other written pages) for the
+ * epoch that has just begun. */
 static int refine(fg_impl *t, fg_region *r, uint32_t closed)
 {
 	fg_runs tmp;
@@ -623,11 +639,12 @@ static int refine(fg_impl *t, fg_region *r, uint32_t closed)
 		t->scratch = t->scratch2;
 		t->scratch2 = tmp;
 	}
-	if (t->eager.n)
-		rc = fg_diff_eager(t, r, closed + 1, &t->eager, &t->scratch2);
+	rc = fg_diff_take(t, r, closed + 1, &t->eager, &t->scratch2);
 	/* Dropped twins stay resident until trimmed; now and then is enough
-	 * (a scan of two bytes per page). */
-	if (t->st.collections % 64 == 63)
+	 * (a scan of two bytes per page).  Every 65536 epochs of the region
+	 * at least, whatever the tracker's other regions do: trimming also
+	 * retires twins before their epoch tags wrap (diff.c). */
+	if (t->st.collections % 64 == 63 || !(closed & 0xffff))
 		fg_diff_trim(t, r);
 	return rc;
 }
