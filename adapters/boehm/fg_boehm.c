@@ -232,6 +232,16 @@ static int start_tracker(void)
 		card = (size_t)ps;
 	o.card_size = A.want_card; /* 0: FG_CARD or the page size */
 	o.precision = card < (size_t)ps ? FG_PRECISION_DIFF : FG_PRECISION_PAGE;
+	/* A generational collector's writes are sparse and random: sticky
+	 * twins (one per page written since it was last written, kept until
+	 * it is written again) make them exact on uffd-async, at the cost
+	 * of one page copy per written page per collection, outside the
+	 * pause (pre-clean).  The cap: FG_BOEHM_TWIN_CAP bytes, default as
+	 * much as the heap (the twins then cover every page written). */
+	o.twin_policy = FG_TWIN_STICKY;
+	o.twin_cap = (size_t)1 << 40;
+	if ((e = getenv("FG_BOEHM_TWIN_CAP")) && *e)
+		o.twin_cap = strtoull(e, NULL, 0);
 	rc = fg_tracker_create(&o, &A.t);
 	if (rc) {
 		say("cannot track the heap (%s: %s); incremental mode stays off",
