@@ -66,7 +66,9 @@ if [ ! -f "$tree/Makefile" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 		>"$build/configure.log" 2>&1) ||
 		fail "configure failed; see $build/configure.log"
 	# The adapter goes into libgc.la with the toolkit as a dependency.
-	sed -i 's|^libgc_la_LIBADD = |libgc_la_LIBADD = fg_boehm.lo $(FG_LIBS) |' \
+	# (in the Makefile itself, so that any later make in the tree, e.g.
+	# `make check` for Boehm's tests, links the same way).
+	sed -i "s|^libgc_la_LIBADD = |libgc_la_LIBADD = fg_boehm.lo -Wl,$tklib/libfgtk.so.0 -Wl,-rpath,\\\\\$\$ORIGIN |" \
 		"$tree/Makefile"
 	grep -q '^libgc_la_LIBADD = fg_boehm.lo' "$tree/Makefile" ||
 		fail "cannot add the adapter to libgc.la (Makefile layout changed?)"
@@ -82,8 +84,7 @@ echo "boehm: building libgc.so.1 with the adapter (log: $log)"
 	fail "compiling fg_boehm.c failed; see $log"
 # libgc.la does not depend on fg_boehm.lo in Boehm's Makefile: relink.
 rm -f "$tree/libgc.la"
-(cd "$tree" && make -j"$jobs" libgc.la \
-	FG_LIBS="-Wl,$tklib/libfgtk.so.0 -Wl,-rpath,\\\$\$ORIGIN" >>"$log" 2>&1) ||
+(cd "$tree" && make -j"$jobs" libgc.la >>"$log" 2>&1) ||
 	fail "make libgc.la failed; see $log"
 # The toolkit next to libgc.so.1 in the tree too, so that Boehm's own
 # tests (make check) link and run against it.

@@ -46,6 +46,7 @@ struct sect {
 	size_t len;
 	size_t nblocks;
 	GC_word *lines;	  /* one word per block, mmap'd */
+	uint8_t *ptrfree; /* mprotect: blocks kept writable (pointer-free) */
 	int tracked;	  /* registered with the tracker */
 };
 
@@ -107,6 +108,8 @@ static double now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
+
+static void unprotect_ptrfree(void);
 
 static struct sect *find(uintptr_t a)
 {
@@ -268,7 +271,7 @@ static int GC_CALLBACK vdb_dirty_init(size_t hblk)
 
 static void GC_CALLBACK vdb_add_heap(void *start, size_t bytes)
 {
-	struct sect *v, s = {(uintptr_t)start, bytes, 0, NULL, 0};
+	struct sect *v, s = {(uintptr_t)start, bytes, 0, NULL, NULL, 0};
 	size_t i;
 	int rc;
 
@@ -283,6 +286,14 @@ static void GC_CALLBACK vdb_add_heap(void *start, size_t bytes)
 		    "section",
 		    bytes);
 		abort();
+	}
+	if (A.mprotect) {
+		s.ptrfree = mmap(NULL, s.nblocks, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (s.ptrfree == MAP_FAILED) {
+			say("out of memory for a heap section's block kinds");
+			abort();
+		}
 	}
 	rc = fg_register(A.t, start, bytes);
 	if (rc) {
@@ -377,6 +388,8 @@ static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
 		mark_everything();
 		A.all_dirty = 0;
 	}
+	if (A.mprotect)
+		unprotect_ptrfree();
 	/* Untracked sections read dirty. */
 	for (size_t i = 0; i < A.ns; i++)
 		if (!A.s[i].tracked)
@@ -398,6 +411,45 @@ static GC_word GC_CALLBACK vdb_block_dirty_lines(void *h)
 	return s->lines[((uintptr_t)h - s->base) / A.hblk];
 }
 
+/* mprotect: like Boehm's own MPROTECT_VDB, pointer-free blocks are never
+ * left protected, so that system calls can write into them (Guile reads
+ * files into pointer-free buffers): the blocks are remembered when they
+ * are handed out and un-protected again after every retrieval.  They read
+ * dirty, which costs nothing: the collector does not scan them. */
+static void note_ptrfree(uintptr_t a, size_t bytes, int ptrfree)
+{
+	for (uintptr_t e = a + bytes; a < e; a += A.hblk) {
+		struct sect *s = find(a);
+
+		if (s && s->ptrfree)
+			s->ptrfree[(a - s->base) / A.hblk] = ptrfree != 0;
+	}
+}
+
+static void unprotect_ptrfree(void)
+{
+	for (size_t i = 0; i < A.ns; i++) {
+		struct sect *s = &A.s[i];
+		size_t run = SIZE_MAX;
+
+		if (!s->ptrfree || !s->tracked)
+			continue;
+		for (size_t b = 0; b <= s->nblocks; b++) {
+			int pf = b < s->nblocks && s->ptrfree[b];
+
+			if (pf && run == SIZE_MAX)
+				run = b;
+			if (!pf && run != SIZE_MAX) {
+				(void)fg_mark_dirty(A.t,
+						    (void *)(s->base +
+							     run * A.hblk),
+						    (b - run) * A.hblk);
+				run = SIZE_MAX;
+			}
+		}
+	}
+}
+
 static void GC_CALLBACK vdb_remove_protection(void *h, size_t bytes,
 					      int flags)
 {
@@ -413,6 +465,8 @@ static void GC_CALLBACK vdb_remove_protection(void *h, size_t bytes,
 	 * MPROTECT_VDB does, so that the kernel can write into it. */
 	if ((flags & GC_VDB_NEW_BLOCK) || A.mprotect)
 		(void)fg_mark_dirty(A.t, h, bytes);
+	if (A.mprotect)
+		note_ptrfree((uintptr_t)h, bytes, flags & GC_VDB_PTRFREE);
 }
 
 static void GC_CALLBACK vdb_concurrent_mark(void)

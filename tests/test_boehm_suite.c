@@ -1,0 +1,726 @@
+/* test_boehm_suite.c - the adapter's libgc.so.1 under Boehm's own tests,
+ * its ABI, and Guile.
+ *
+ *   <program>_<backend>_<card>
+ *       each of Boehm GC 8.2.2's `make check` programs, built in the
+ *       adapter's Boehm tree and linked against its libgc, run with
+ *       GC_ENABLE_INCREMENTAL=1, FG_BACKEND and FG_CARD (64, 4096) under a
+ *       time limit: it must exit with status 0, and the reporter preloaded
+ *       into it (tests/boehm/gc_report.c) must say that the adapter was
+ *       supplying the dirty bits with the requested backend and card size
+ *       when it exited (a program that does not load libgc at all,
+ *       test_atomic_ops without libatomic_ops, is a skip saying so);
+ *   abi_symbols
+ *       every dynamic symbol defined by Debian's libgc.so.1 is defined by
+ *       the adapter's libgc.so.1, whose soname is libgc.so.1 too;
+ *   guile_<backend>
+ *       tests/boehm/gc-heavy.scm under Guile prints the same bytes on the
+ *       stock libgc and on the adapter's (LD_LIBRARY_PATH,
+ *       GC_ENABLE_INCREMENTAL=1, FG_CARD=64), and the adapter's is the
+ *       libgc.so.1 Guile mapped.
+ *
+ * Where things are (make's check-local sets the variables; the defaults
+ * are relative to this binary, in the build tree):
+ *   FG_BOEHM_BUILD      Boehm's built tree    ../adapters/boehm/build/libgc-8.2.2
+ *   FG_BOEHM_LIB        the adapter's libgc   ../adapters/boehm/lib
+ *   FG_BOEHM_REPORT_SO  the reporter          boehm/.libs/fgboehm_report.so
+ *   FG_STOCK_LIBGC      Debian's libgc        /usr/lib/x86_64-linux-gnu/libgc.so.1
+ *   FG_GUILE            Guile                 guile-3.0 or guile in PATH
+ *   FG_BOEHM_SCM        the Scheme program    boehm/gc-heavy.scm (the source
+ *                                             tree's, in an in-tree build)
+ * A missing tree, library, program, Guile or backend is a skip with the
+ * reason; a missing reporter is a failure (the suite cannot tell whether
+ * the adapter ran).  FG_BOEHM_RUN_LIMIT=N changes the per-program limit
+ * (seconds, default 300); FG_BOEHM_FULL=1 runs disclaim_bench in full
+ * (all three models, as `make check` does; ~10 s more per run) instead
+ * of its finalize-on-reclaim model alone.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* config.h defines it in the autotools build */
+#endif
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fg.h"
+
+#define TEST_TIMEOUT 600 /* Criterion's limit per test */
+#define RUN_LIMIT 300	 /* per program run, FG_BOEHM_RUN_LIMIT */
+#define TAIL 3000	 /* bytes of output shown on failure */
+
+extern char **environ;
+
+static char build_dir[PATH_MAX], lib_dir[PATH_MAX], report_so[PATH_MAX];
+static char tmp_dir[PATH_MAX];
+
+/* A file next to this binary, relative: "../adapters/x". */
+static void beside_me(char *out, const char *rel)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+	cr_assert(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+	exe[n] = 0;
+	snprintf(out, PATH_MAX, "%s/%s", dirname(exe), rel);
+}
+
+static void from_env(char *out, const char *var, const char *rel)
+{
+	const char *v = getenv(var);
+	char tmp[PATH_MAX];
+
+	if (v && *v)
+		snprintf(tmp, sizeof tmp, "%s", v);
+	else
+		beside_me(tmp, rel);
+	/* Absolute if it exists: the programs run in another directory. */
+	if (!realpath(tmp, out))
+		snprintf(out, PATH_MAX, "%s", tmp);
+}
+
+static bool is_file(const char *p, int mode)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, mode) == 0;
+}
+
+static bool is_dir(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void setup(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	from_env(build_dir, "FG_BOEHM_BUILD", "../adapters/boehm/build/libgc-8.2.2");
+	from_env(lib_dir, "FG_BOEHM_LIB", "../adapters/boehm/lib");
+	from_env(report_so, "FG_BOEHM_REPORT_SO", "boehm/.libs/fgboehm_report.so");
+	snprintf(tmp_dir, sizeof tmp_dir, "%s/fgvm-boehm.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	cr_assert(mkdtemp(tmp_dir), "mkdtemp %s: %s", tmp_dir, strerror(errno));
+}
+
+static void teardown(void)
+{
+	char cmd[PATH_MAX + 16];
+
+	if (tmp_dir[0] && strstr(tmp_dir, "fgvm-boehm.")) {
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+		if (system(cmd) != 0)
+			cr_log_warn("could not remove %s", tmp_dir);
+	}
+}
+
+TestSuite(boehm_suite, .init = setup, .fini = teardown,
+	  .timeout = TEST_TIMEOUT);
+
+static char *path_in(const char *name)
+{
+	static char buf[8][PATH_MAX + 64];
+	static unsigned k;
+	char *p = buf[k++ % 8];
+
+	snprintf(p, sizeof buf[0], "%.*s/%s", PATH_MAX - 1, tmp_dir, name);
+	return p;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0, r;
+
+	if (!f) {
+		if (len)
+			*len = 0;
+		return strdup("");
+	}
+	do {
+		if (n + 65536 + 1 > cap) {
+			cap = (n + 65536 + 1) * 2;
+			buf = realloc(buf, cap);
+			cr_assert(buf);
+		}
+		r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+	} while (r > 0);
+	fclose(f);
+	buf[n] = 0;
+	if (len)
+		*len = n;
+	return buf;
+}
+
+static const char *tail(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > TAIL ? s + n - TAIL : s;
+}
+
+/* The environment for a child: ours without the variables set or
+ * removed here (set: NAME=VALUE, unset: NAME=, NULL-terminated each). */
+static char **child_env(const char *const *set, const char *const *unset)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	for (size_t i = 0; set[i]; i++)
+		n++;
+	env = calloc(n + 1, sizeof *env);
+	cr_assert(env);
+	for (size_t i = 0; environ[i]; i++) {
+		bool drop = false;
+
+		for (size_t j = 0; set[j] && !drop; j++)
+			drop = !strncmp(environ[i], set[j],
+					strcspn(set[j], "=") + 1);
+		for (size_t j = 0; unset && unset[j] && !drop; j++)
+			drop = !strncmp(environ[i], unset[j], strlen(unset[j]));
+		if (!drop)
+			env[k++] = environ[i];
+	}
+	for (size_t i = 0; set[i]; i++)
+		env[k++] = (char *)set[i];
+	env[k] = NULL;
+	return env;
+}
+
+static int run_limit(void)
+{
+	const char *v = getenv("FG_BOEHM_RUN_LIMIT");
+	int n = v ? atoi(v) : 0;
+
+	return n > 0 ? n : RUN_LIMIT;
+}
+
+struct run {
+	int status;	/* wait status; -1: killed at the limit */
+	pid_t pid;
+	double secs;
+	char *out;	/* stdout (and stderr, unless err_file) */
+	char *err;
+};
+
+/* Run argv in tmp_dir with stdin from /dev/null, stdout to out_file and
+ * stderr to err_file (or both to out_file), in a process group of its own
+ * that is killed at the limit. */
+static struct run run(const char *const *argv, char **env, const char *out_file,
+		      const char *err_file)
+{
+	struct timespec t0, now, nap = {0, 10000000};
+	struct run r = {0};
+	int limit = run_limit();
+	pid_t pid;
+	int st;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pid = fork();
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		int in = open("/dev/null", O_RDONLY);
+		int out = open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int err = err_file ? open(err_file, O_WRONLY | O_CREAT | O_TRUNC,
+					  0644)
+				   : out;
+
+		setpgid(0, 0);
+		if (in < 0 || out < 0 || err < 0 || chdir(tmp_dir) != 0)
+			_exit(126);
+		dup2(in, 0);
+		dup2(out, 1);
+		dup2(err, 2);
+		execve(argv[0], (char *const *)argv, env);
+		dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	r.pid = pid;
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		r.secs = (double)(now.tv_sec - t0.tv_sec) +
+			 (now.tv_nsec - t0.tv_nsec) / 1e9;
+		if (w == pid) {
+			r.status = st;
+			break;
+		}
+		cr_assert(w == 0, "waitpid: %s", strerror(errno));
+		if (r.secs > limit) {
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			r.status = -1;
+			break;
+		}
+		nanosleep(&nap, NULL);
+	}
+	/* Whatever the group left behind (a forked child of a test). */
+	kill(-pid, SIGKILL);
+	r.out = slurp(out_file, NULL);
+	r.err = err_file ? slurp(err_file, NULL) : NULL;
+	return r;
+}
+
+static const char *how(int status, char *buf, size_t len)
+{
+	if (status == -1)
+		snprintf(buf, len, "killed after the %d s limit", run_limit());
+	else if (WIFEXITED(status))
+		snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, len, "wait status %#x", status);
+	return buf;
+}
+
+static void require_backend(const char *name)
+{
+	fg_backend_id id;
+	char why[256] = "";
+
+	cr_assert_eq(fg_backend_from_name(name, &id), 0, "backend name %s", name);
+	if (fg_backend_probe(id, why, sizeof why) != 0)
+		cr_skip_test("backend %s unavailable: %s", name, why);
+}
+
+static void require_reporter(void)
+{
+	cr_assert(is_file(report_so, R_OK),
+		  "the reporter %s: %s (make tests/boehm/fgboehm_report.la; or "
+		  "set FG_BOEHM_REPORT_SO)",
+		  report_so, strerror(errno));
+}
+
+/* What the reporter said about process pid. */
+struct report {
+	bool found;
+	char lib[16], backend[32];
+	int incremental;
+	size_t card;
+	unsigned long collections, rescanned;
+};
+
+static struct report read_report(const char *file, pid_t pid)
+{
+	char *all = slurp(file, NULL), *line, *save = NULL;
+	struct report rp = {0};
+	char want[32];
+
+	snprintf(want, sizeof want, "pid=%ld ", (long)pid);
+	for (line = strtok_r(all, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, want, strlen(want)))
+			continue;
+		rp.found = sscanf(line + strlen(want),
+				  "lib=%15s incremental=%d backend=%31s card=%zu "
+				  "collections=%lu rescanned=%lu",
+				  rp.lib, &rp.incremental, rp.backend, &rp.card,
+				  &rp.collections, &rp.rescanned) == 6;
+	}
+	free(all);
+	return rp;
+}
+
+/* The adapter ran the process with this backend and card size. */
+static void assert_adapter_ran(const char *what, struct report rp,
+			       const char *backend, size_t card, const char *out)
+{
+	cr_assert(rp.found,
+		  "%s: no report from the preloaded %s (did the program exit "
+		  "through exit()?)\n--- output (tail) ---\n%s",
+		  what, report_so, tail(out));
+	cr_assert_str_eq(rp.lib, "adapter",
+			 "%s ran on a libgc without GC_fg_backend (stock "
+			 "Boehm?), not the adapter's",
+			 what);
+	cr_assert_eq(rp.incremental, 1,
+		     "%s: incremental mode was off at exit despite "
+		     "GC_ENABLE_INCREMENTAL=1\n--- output (tail) ---\n%s",
+		     what, tail(out));
+	cr_assert_str_eq(rp.backend, backend,
+			 "%s: GC_fg_backend() = %s at exit, want %s (\"-\": "
+			 "the adapter was not supplying dirty bits)\n--- "
+			 "output (tail) ---\n%s",
+			 what, rp.backend, backend, tail(out));
+	cr_assert_eq(rp.card, card, "%s: GC_fg_get_card_size() = %zu, want %zu",
+		     what, rp.card, card);
+}
+
+/* The argument that makes a program do less (FG_BOEHM_FULL=1: none).
+ * disclaim_bench runs three models, of which "regular finalization" (0)
+ * takes ~10 s of CPU in incremental mode, stock or adapter; "1" runs the
+ * finalize-on-reclaim model only (the disclaim API; gctest and
+ * disclaim_test cover regular finalization). */
+static const char *reduced_arg(const char *prog)
+{
+	const char *full = getenv("FG_BOEHM_FULL");
+
+	if (full && *full && strcmp(full, "0"))
+		return NULL;
+	if (!strcmp(prog, "disclaim_bench"))
+		return "1";
+	return NULL;
+}
+
+/* One of Boehm's test programs. */
+static void boehm_program(const char *prog, const char *backend, size_t card)
+{
+	char exe[PATH_MAX + 64], env_backend[64], env_card[32];
+	char env_preload[PATH_MAX + 64], env_report[PATH_MAX + 64], st[64];
+	const char *report = path_in("report");
+	const char *pre = getenv("LD_PRELOAD");
+	struct report rp;
+	struct run r;
+	char what[128];
+
+	if (!is_dir(build_dir))
+		cr_skip_test("no Boehm build tree at %s (build the adapter: "
+			     "adapters/boehm/build.sh; or set FG_BOEHM_BUILD)",
+			     build_dir);
+	snprintf(exe, sizeof exe, "%s/%s", build_dir, prog);
+	if (!is_file(exe, X_OK))
+		cr_skip_test("%s was not built in %s (Boehm's `make check` "
+			     "builds it)",
+			     prog, build_dir);
+	require_backend(backend);
+	require_reporter();
+
+	snprintf(what, sizeof what, "%s%s%s (FG_BACKEND=%s FG_CARD=%zu)", prog,
+		 reduced_arg(prog) ? " " : "",
+		 reduced_arg(prog) ? reduced_arg(prog) : "", backend, card);
+	snprintf(env_backend, sizeof env_backend, "FG_BACKEND=%s", backend);
+	snprintf(env_card, sizeof env_card, "FG_CARD=%zu", card);
+	snprintf(env_preload, sizeof env_preload, "LD_PRELOAD=%s%s%s",
+		 report_so, pre && *pre ? " " : "", pre ? pre : "");
+	snprintf(env_report, sizeof env_report, "FG_BOEHM_REPORT=%s", report);
+	{
+		const char *set[] = {"GC_ENABLE_INCREMENTAL=1", env_backend,
+				     env_card, env_preload, env_report,
+				     "FG_QUIET=1", NULL};
+		const char *argv[] = {exe, reduced_arg(prog), NULL};
+		char **env = child_env(set, NULL);
+
+		unlink(report);
+		r = run(argv, env, path_in("out"), NULL);
+		free(env);
+	}
+	cr_log_info("%s: %s, %.2f s", what, how(r.status, st, sizeof st),
+		    r.secs);
+	cr_assert(r.status == 0, "%s: %s after %.1f s\n--- output (tail) ---\n%s",
+		  what, how(r.status, st, sizeof st), r.secs, tail(r.out));
+	rp = read_report(report, r.pid);
+	if (rp.found && !strcmp(rp.lib, "none"))
+		cr_skip_test("%s exited 0 without loading libgc (%s%.*s%s): "
+			     "nothing for the adapter to do",
+			     what, *r.out ? "it said \"" : "no output",
+			     (int)strcspn(r.out, "\n"), r.out,
+			     *r.out ? "\"" : "");
+	assert_adapter_ran(what, rp, backend, card, r.out);
+	cr_log_info("%s: %lu collections, %lu bytes rescanned", what,
+		    rp.collections, rp.rescanned);
+	free(r.out);
+}
+
+/* Boehm GC 8.2.2's TESTS with the adapter's configuration (Debian's,
+ * --enable-cplusplus: test_cpp is the 17th). */
+#define BOEHM_PROGRAMS(X)                                                    \
+	X(cordtest)                                                          \
+	X(gctest)                                                            \
+	X(leaktest)                                                          \
+	X(middletest)                                                        \
+	X(smashtest)                                                         \
+	X(hugetest)                                                          \
+	X(realloc_test)                                                      \
+	X(staticrootstest)                                                   \
+	X(test_atomic_ops)                                                   \
+	X(threadleaktest)                                                    \
+	X(threadkey_test)                                                    \
+	X(subthreadcreate_test)                                              \
+	X(initsecondarythread_test)                                          \
+	X(test_cpp)                                                          \
+	X(disclaim_test)                                                     \
+	X(disclaim_bench)                                                    \
+	X(disclaim_weakmap_test)
+
+#define PROGRAM_TEST(prog, tag, backend, card)                               \
+	Test(boehm_suite, prog##_##tag##_##card)                             \
+	{                                                                    \
+		boehm_program(#prog, backend, card);                         \
+	}
+#define PROGRAM_TESTS(prog)                                                  \
+	PROGRAM_TEST(prog, uffd_async, "uffd-async", 64)                     \
+	PROGRAM_TEST(prog, uffd_async, "uffd-async", 4096)                   \
+	PROGRAM_TEST(prog, uffd_sync, "uffd-sync", 64)                       \
+	PROGRAM_TEST(prog, uffd_sync, "uffd-sync", 4096)                     \
+	PROGRAM_TEST(prog, mprotect, "mprotect", 64)                         \
+	PROGRAM_TEST(prog, mprotect, "mprotect", 4096)
+
+BOEHM_PROGRAMS(PROGRAM_TESTS)
+
+/* The dynamic symbols a shared object defines, one per line, sorted, as
+ * one string; NULL if nm failed. */
+static char *defined_symbols(const char *so)
+{
+	char cmd[PATH_MAX + 128];
+	char *out = NULL;
+	size_t len = 0;
+	FILE *p, *m = open_memstream(&out, &len);
+	char line[1024];
+
+	cr_assert(m);
+	snprintf(cmd, sizeof cmd,
+		 "nm -D --defined-only '%s' 2>/dev/null | awk 'NF >= 3 "
+		 "{ sub(/@.*/, \"\", $3); print $3 }' | LC_ALL=C sort -u",
+		 so);
+	p = popen(cmd, "r");
+	cr_assert(p, "popen nm: %s", strerror(errno));
+	while (fgets(line, sizeof line, p))
+		fputs(line, m);
+	fclose(m);
+	if (pclose(p) != 0 || len == 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static bool has_line(const char *list, const char *sym)
+{
+	size_t n = strlen(sym);
+
+	for (const char *p = list; (p = strstr(p, sym)); p += n)
+		if ((p == list || p[-1] == '\n') && p[n] == '\n')
+			return true;
+	return false;
+}
+
+static char *soname(const char *so)
+{
+	char cmd[PATH_MAX + 128], line[512] = "";
+	FILE *p;
+
+	snprintf(cmd, sizeof cmd,
+		 "objdump -p '%s' 2>/dev/null | awk '$1 == \"SONAME\" "
+		 "{ print $2 }'",
+		 so);
+	p = popen(cmd, "r");
+	cr_assert(p);
+	if (!fgets(line, sizeof line, p))
+		line[0] = 0;
+	pclose(p);
+	line[strcspn(line, "\n")] = 0;
+	return strdup(line);
+}
+
+Test(boehm_suite, abi_symbols)
+{
+	const char *stock = getenv("FG_STOCK_LIBGC");
+	char ours[PATH_MAX + 32], *want, *have, *missing = NULL, *name;
+	size_t mlen = 0, nwant = 0, nmissing = 0;
+	FILE *m;
+
+	if (!stock || !*stock)
+		stock = "/usr/lib/x86_64-linux-gnu/libgc.so.1";
+	snprintf(ours, sizeof ours, "%s/libgc.so.1", lib_dir);
+	if (!is_file(stock, R_OK))
+		cr_skip_test("no stock libgc at %s (Debian: apt-get install "
+			     "libgc1; or set FG_STOCK_LIBGC)",
+			     stock);
+	if (!is_file(ours, R_OK))
+		cr_skip_test("no adapter library at %s (build it: "
+			     "adapters/boehm/build.sh; or set FG_BOEHM_LIB)",
+			     ours);
+	want = defined_symbols(stock);
+	cr_assert(want, "nm -D --defined-only %s failed (is binutils installed?)",
+		  stock);
+	have = defined_symbols(ours);
+	cr_assert(have, "nm -D --defined-only %s failed", ours);
+	m = open_memstream(&missing, &mlen);
+	cr_assert(m);
+	for (char *s = want, *e; *s; s = e + 1) {
+		e = strchr(s, '\n');
+		*e = 0; /* every line of defined_symbols() ends in \n */
+		nwant++;
+		if (!has_line(have, s)) {
+			fprintf(m, " %s", s);
+			nmissing++;
+		}
+	}
+	fclose(m);
+	cr_log_info("stock %s defines %zu symbols; %zu missing from %s", stock,
+		    nwant, nmissing, ours);
+	cr_assert_eq(nmissing, 0, "%zu of the %zu symbols of %s are not defined "
+		     "by %s:%s",
+		     nmissing, nwant, stock, ours, missing);
+	cr_assert(nwant >= 200, "only %zu symbols read from %s", nwant, stock);
+	for (const char *const *s = (const char *const[]){
+		     "GC_fg_backend", "GC_fg_get_bytes_rescanned", NULL};
+	     *s; s++)
+		cr_assert(has_line(have, *s), "%s does not define %s", ours, *s);
+	name = soname(ours);
+	cr_assert_str_eq(name, "libgc.so.1", "soname of %s", ours);
+	free(name);
+	free(want);
+	free(have);
+	free(missing);
+}
+
+/* Guile: the path of guile-3.0 or guile in PATH (or FG_GUILE). */
+static bool find_guile(char *out)
+{
+	const char *env = getenv("FG_GUILE"), *path = getenv("PATH");
+	const char *names[] = {"guile-3.0", "guile", NULL};
+
+	if (env && *env) {
+		snprintf(out, PATH_MAX, "%s", env);
+		return is_file(out, X_OK);
+	}
+	for (const char *const *n = names; *n; n++) {
+		const char *p = path ? path : "/usr/bin:/bin";
+
+		while (*p) {
+			size_t len = strcspn(p, ":");
+
+			snprintf(out, PATH_MAX, "%.*s/%s", (int)len, p, *n);
+			if (len && is_file(out, X_OK))
+				return true;
+			p += len + (p[len] == ':');
+		}
+	}
+	return false;
+}
+
+/* The libgc that gc-heavy.scm says was mapped, or "". */
+static void mapped_libgc(const char *err, char *out, size_t len)
+{
+	const char *tag = "gc-heavy: mapped ", *p = strstr(err, tag);
+
+	out[0] = 0;
+	if (p) {
+		p += strlen(tag);
+		snprintf(out, len, "%.*s", (int)strcspn(p, "\n"), p);
+	}
+}
+
+static void guile(const char *backend)
+{
+	char guile_exe[PATH_MAX], scm[PATH_MAX], ours[PATH_MAX + 32];
+	char ours_real[PATH_MAX], mapped[PATH_MAX], st[64];
+	char env_backend[64], env_ldpath[PATH_MAX + 32];
+	char env_preload[PATH_MAX + 32], env_report[PATH_MAX + 32];
+	const char *report = path_in("report");
+	const char *scale = getenv("FG_BOEHM_GUILE_SCALE");
+	struct report rp;
+	struct run ref, r;
+
+	if (!find_guile(guile_exe))
+		cr_skip_test("Guile is not installed (Debian: apt-get install "
+			     "guile-3.0; or set FG_GUILE)");
+	snprintf(ours, sizeof ours, "%s/libgc.so.1", lib_dir);
+	if (!is_file(ours, R_OK))
+		cr_skip_test("no adapter library at %s (build it: "
+			     "adapters/boehm/build.sh; or set FG_BOEHM_LIB)",
+			     ours);
+	from_env(scm, "FG_BOEHM_SCM", "boehm/gc-heavy.scm");
+	cr_assert(is_file(scm, R_OK), "gc-heavy.scm not found (%s; set "
+		  "FG_BOEHM_SCM)", scm);
+	require_backend(backend);
+	require_reporter();
+	cr_assert(realpath(ours, ours_real), "realpath %s", ours);
+	if (!scale || !*scale)
+		scale = "1";
+
+	{
+		const char *argv[] = {guile_exe, "--no-auto-compile", "-s", scm,
+				      scale, NULL};
+		const char *set[] = {"GUILE_AUTO_COMPILE=0", NULL};
+		const char *unset[] = {"GC_ENABLE_INCREMENTAL=",
+				       "LD_LIBRARY_PATH=", "LD_PRELOAD=", NULL};
+		char **env = child_env(set, unset);
+
+		ref = run(argv, env, path_in("ref.out"), path_in("ref.err"));
+		free(env);
+	}
+	cr_log_info("guile on the stock libgc: %s, %.2f s",
+		    how(ref.status, st, sizeof st), ref.secs);
+	cr_assert(ref.status == 0, "guile on the stock libgc: %s\n--- stderr "
+		  "(tail) ---\n%s",
+		  how(ref.status, st, sizeof st), tail(ref.err));
+	mapped_libgc(ref.err, mapped, sizeof mapped);
+	cr_assert(mapped[0] && strcmp(mapped, ours_real) != 0,
+		  "the reference run mapped \"%s\", not a stock libgc", mapped);
+
+	snprintf(env_backend, sizeof env_backend, "FG_BACKEND=%s", backend);
+	snprintf(env_ldpath, sizeof env_ldpath, "LD_LIBRARY_PATH=%s", lib_dir);
+	snprintf(env_preload, sizeof env_preload, "LD_PRELOAD=%s", report_so);
+	snprintf(env_report, sizeof env_report, "FG_BOEHM_REPORT=%s", report);
+	{
+		const char *argv[] = {guile_exe, "--no-auto-compile", "-s", scm,
+				      scale, NULL};
+		const char *set[] = {"GUILE_AUTO_COMPILE=0",
+				     "GC_ENABLE_INCREMENTAL=1",
+				     env_backend,
+				     "FG_CARD=64",
+				     "FG_QUIET=1",
+				     env_ldpath,
+				     env_preload,
+				     env_report,
+				     NULL};
+		char **env = child_env(set, NULL);
+
+		unlink(report);
+		r = run(argv, env, path_in("fg.out"), path_in("fg.err"));
+		free(env);
+	}
+	cr_log_info("guile on the adapter (FG_BACKEND=%s FG_CARD=64): %s, "
+		    "%.2f s",
+		    backend, how(r.status, st, sizeof st), r.secs);
+	cr_assert(r.status == 0, "guile on the adapter (FG_BACKEND=%s): %s "
+		  "after %.1f s\n--- stderr (tail) ---\n%s",
+		  backend, how(r.status, st, sizeof st), r.secs, tail(r.err));
+	mapped_libgc(r.err, mapped, sizeof mapped);
+	cr_assert_str_eq(mapped, ours_real,
+			 "guile mapped %s, not the adapter's libgc",
+			 mapped[0] ? mapped : "no libgc.so");
+	cr_assert_str_eq(r.out, ref.out,
+			 "gc-heavy.scm printed different output on the "
+			 "adapter (FG_BACKEND=%s)\n--- stock ---\n%s\n--- "
+			 "adapter ---\n%s\n--- adapter stderr (tail) ---\n%s",
+			 backend, ref.out, r.out, tail(r.err));
+	rp = read_report(report, r.pid);
+	assert_adapter_ran("guile gc-heavy.scm", rp, backend, 64, r.err);
+	cr_log_info("guile on the adapter: %lu collections, %lu bytes "
+		    "rescanned",
+		    rp.collections, rp.rescanned);
+	free(ref.out);
+	free(ref.err);
+	free(r.out);
+	free(r.err);
+}
+
+Test(boehm_suite, guile_uffd_async) { guile("uffd-async"); }
+Test(boehm_suite, guile_uffd_sync) { guile("uffd-sync"); }
+Test(boehm_suite, guile_mprotect) { guile("mprotect"); }
