@@ -171,11 +171,11 @@ struct fg_tracker {
 	fg_impl *impl;
 };
 
-/* Record an error detail for fg_last_error_detail(); returns err. */
 /* Descriptors the toolkit keeps live at FG_FD_FLOOR or above. */
 #define FG_FD_FLOOR 1000
 int fg_fd_rehome(int fd);
 
+/* Record an error detail for fg_last_error_detail(); returns err. */
 int fg_fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

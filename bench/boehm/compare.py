@@ -36,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 DEFAULT_ADAPTER_DIR = "adapters/boehm/lib"
 ADAPTER = [DEFAULT_ADAPTER_DIR]  # --adapter-dir changes it
+STOCK = [None]  # --stock-dir: a folder with the stock libgc.so.1
 
 # name -> environment for the adapter (None: stock library).
 VARIANTS = {
@@ -99,6 +100,8 @@ def variant_env(variant, extra, stats):
     if fg is not None:
         env["LD_LIBRARY_PATH"] = rel(ADAPTER[0])
         env.update(fg)
+    elif STOCK[0]:
+        env["LD_LIBRARY_PATH"] = rel(STOCK[0])
     if stats:
         env["GC_PRINT_STATS"] = "1"
     return env
@@ -426,6 +429,9 @@ def main():
     ap.add_argument("--adapter-dir", default=DEFAULT_ADAPTER_DIR,
                     help="folder holding the adapter's libgc.so.1 (default "
                     + DEFAULT_ADAPTER_DIR + ")")
+    ap.add_argument("--stock-dir", default=None,
+                    help="folder holding the stock libgc.so.1 (default: the "
+                    "system's)")
     ap.add_argument("--no-warmup", action="store_true",
                     help="skip the short untimed warm-up runs")
     ap.add_argument("--out", default="bench/out",
@@ -436,6 +442,7 @@ def main():
     args = ap.parse_args()
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     ADAPTER[0] = args.adapter_dir
+    STOCK[0] = args.stock_dir
 
     for b in (args.gcbench, args.sparse):
         if not os.access(rel(b), os.X_OK):
