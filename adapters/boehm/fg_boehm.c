@@ -305,6 +305,7 @@ static void GC_CALLBACK vdb_add_heap(void *start, size_t bytes)
 	s.tracked = rc == 0;
 	for (i = 0; i < s.nblocks; i++)
 		s.lines[i] = LINES_ALL; /* until the first retrieval */
+	A.prev_all = 1; /* which clears them with the rest */
 	v = grow(A.s, &A.caps, sizeof *A.s, A.ns + 1);
 	if (!v) {
 		say("out of memory for the heap section table");
