@@ -30,6 +30,10 @@
  *   weak         each young object also has a disappearing link, while
  *                links on garbage are registered and unregistered (the
  *                collector's own link table changes, as under Guile);
+ *   relink       a link's object dies, the collector unlinks and frees
+ *                its entry, the program registers the link again (same
+ *                entry, same chain head as at the epoch start): the
+ *                entry must stay marked;
  *   aba          with marking continued while the program runs (a 1 ns
  *                time limit), a reference moves from an old object to
  *                another and back: the memory is as at the epoch start,
@@ -65,6 +69,7 @@
 #endif
 #define GC_THREADS /* pthread_create is GC_pthread_create */
 #include <gc.h>
+#include <gc/gc_mark.h> /* GC_enumerate_reachable_objects_inner */
 
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -818,6 +823,148 @@ static void weak(void)
 	assert_collected("weak", gc0, rounds);
 }
 
+/* ---- relink: the collector's own writes, undone by the program ---- */
+
+/* When the object of a disappearing link dies, the collector (GC_finalize,
+ * after it read the dirty bits and marked) unlinks the link's entry from
+ * its hash chain and clears the entry's mark bit, so that it is reclaimed.
+ * If the program then registers a link in the same bucket, the allocator
+ * hands back the same entry, and the chain head holds again what it held
+ * when the dirty bits were read: compared with the epoch start, its line
+ * is clean, and the new entry (unmarked, referenced only from that line)
+ * is freed while still linked.  Guile crashed on this in
+ * GC_make_disappearing_links_disappear.  Writes made after the dirty bits
+ * were read must read dirty whatever the value.  Each round: links on
+ * objects that die, a collection, the same links on objects that live, a
+ * collection; then every link's entry must be marked (the test looks for
+ * it among the reachable objects), and the link still registered
+ * (GC_unregister_disappearing_link returns 1) and pointing to its
+ * object. */
+#define NRELINK 4
+
+static void *volatile relink_keep[NRELINK];
+
+static __attribute__((noinline)) void relink_register(void **link, int j,
+						      bool keep)
+{
+	void *y = GC_MALLOC(64);
+	int rc;
+
+	if (!y) {
+		failure("GC_MALLOC(64) returned NULL");
+		return;
+	}
+	memset(y, 0x5a, 64);
+	*link = y;
+	relink_keep[j] = keep ? y : NULL;
+	rc = GC_GENERAL_REGISTER_DISAPPEARING_LINK(link, y);
+	if (rc != GC_SUCCESS)
+		failure("GC_general_register_disappearing_link(%p) = %d, want "
+			"GC_SUCCESS (%d)",
+			(void *)link, rc, GC_SUCCESS);
+}
+
+/* Whether the collector's entry for link is marked (survived the last
+ * collection): found among the reachable objects by its first word, the
+ * hidden link address (Boehm 8.2's struct disappearing_link). */
+struct entry_search {
+	GC_word hidden;
+	bool found;
+};
+
+static void GC_CALLBACK find_entry(void *obj, size_t bytes, void *cd)
+{
+	struct entry_search *es = cd;
+
+	if (bytes >= 3 * sizeof(GC_word) && *(GC_word *)obj == es->hidden)
+		es->found = true;
+}
+
+static void *GC_CALLBACK search_entries(void *cd)
+{
+	GC_enumerate_reachable_objects_inner(find_entry, cd);
+	return NULL;
+}
+
+static bool link_entry_marked(void **link)
+{
+	struct entry_search es = {GC_HIDE_POINTER(link), false};
+
+	GC_call_with_alloc_lock(search_entries, &es);
+	return es.found;
+}
+
+static void relink(void)
+{
+	unsigned rounds = 64, died = 0;
+	void **links;
+	GC_word gc0;
+
+	seed_test("relink");
+	links = GC_MALLOC_ATOMIC(NRELINK * sizeof *links);
+	cr_assert(links);
+	memset(links, 0, NRELINK * sizeof *links);
+	GC_gcollect();
+	gc0 = GC_get_gc_no();
+	for (unsigned r = 0; r < rounds && !failures; r++) {
+		bool pending[NRELINK];
+
+		for (int j = 0; j < NRELINK; j++) {
+			relink_register(&links[j], j, false);
+			pending[j] = true;
+		}
+		scrub_stack();
+		/* Register again right after the collection that cleared
+		 * the link (one in progress may finish first). */
+		for (int c = 0; c < 4; c++) {
+			collections(1);
+			for (int j = 0; j < NRELINK; j++)
+				if (pending[j] && links[j] == NULL) {
+					died++;
+					pending[j] = false;
+					relink_register(&links[j], j, true);
+				}
+		}
+		for (int j = 0; j < NRELINK; j++)
+			if (pending[j]) { /* still referenced: start anew */
+				GC_unregister_disappearing_link(&links[j]);
+				relink_register(&links[j], j, true);
+			}
+		scrub_stack();
+		collections(1);
+		for (int j = 0; j < NRELINK; j++) {
+			if (!link_entry_marked(&links[j]))
+				failure("round %u: the collector's entry for "
+					"disappearing link %d (to a live object) "
+					"is unmarked after a collection: it is "
+					"freed while linked",
+					r, j);
+			if (links[j] != relink_keep[j])
+				failure("round %u: disappearing link %d reads %p, "
+					"its live object is %p",
+					r, j, links[j], relink_keep[j]);
+			if (GC_unregister_disappearing_link(&links[j]) != 1)
+				failure("round %u: disappearing link %d (to a live "
+					"object) is no longer registered: its entry "
+					"was freed while linked",
+					r, j);
+			relink_keep[j] = NULL;
+		}
+	}
+	log_gc_stats("relink", gc0);
+	cr_log_info("relink: %u of %u links' objects died as expected", died,
+		    rounds * NRELINK);
+	assert_no_failures("relink");
+	assert_collected("relink", gc0, 2 * rounds);
+	/* Objects from a thread-local free list may carry a mark from the
+	 * collection that built it and outlive the next partial collection:
+	 * some 15% die as intended, enough to have exercised it. */
+	cr_assert(died >= rounds * NRELINK / 16,
+		  "relink: only %u of %u objects died: the scenario did not "
+		  "exercise the collector's unlinking",
+		  died, rounds * NRELINK);
+}
+
 /* ---- aba: a reference moved away and back while the collector marks ---- */
 
 /* With the program running between marking steps, what the collector
@@ -1403,6 +1550,7 @@ PER_CONFIG(bigarray, bigarray)
 PER_CONFIG(unmap, unmap)
 PER_CONFIG(roots, roots)
 PER_CONFIG(weak, weak)
+PER_CONFIG(relink, relink)
 PER_CONFIG_M(aba, aba, 1)
 PER_CONFIG(aba_parallel, aba)
 PER_CONFIG(atomic, atomic)

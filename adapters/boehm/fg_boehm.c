@@ -11,10 +11,22 @@
  *
  * Precision: below page-sized cards the tracker runs with DIFF precision
  * (cards whose bytes changed).  DIFF compares with the epoch start, which
- * is what the collector scanned only if it scanned with the world stopped
- * right after the previous retrieval; when Boehm marks while the program
- * runs (time-sliced incremental mode), it says so (concurrent_mark) and
- * the next retrieval reports written pages whole.
+ * must be what the collector scanned, with every object it marked still
+ * marked.  Two things break that, and both make pages read whole:
+ *  - Boehm marks while the program runs (time-sliced incremental mode):
+ *    it says so (concurrent_mark) and the next retrieval reports written
+ *    pages whole;
+ *  - after the retrieval the collector itself writes into the heap and
+ *    un-marks objects (GC_finalize unlinks the entries of dead
+ *    disappearing links and clears their mark bits) and scans more (the
+ *    objects reachable from finalizable ones) while the program runs.
+ *    If the program then registers a link in the same hash bucket, the
+ *    allocator hands back the same entry and the bucket's line holds
+ *    what it held at the retrieval: compared with the epoch start it is
+ *    clean, and the new, unmarked entry is freed while linked.  So when
+ *    the collection is over (finish_collection) the adapter retrieves
+ *    once more, at page precision, and carries those pages, whole, into
+ *    the next retrieval; the comparison restarts from there.
  *
  * Everything called with the world stopped avoids malloc (another thread
  * may be stopped inside it): the adapter's arrays are mmap'd, and the
@@ -58,6 +70,7 @@ static struct {
 	size_t hblk;		  /* the collector's block size */
 	size_t line;		  /* bytes per bit: hblk / 64 */
 	int mprotect;		  /* backend is mprotect */
+	int diff;		  /* DIFF precision (cards below a page) */
 	int concurrent;		  /* Boehm marked with the world running */
 	int all_dirty;		  /* next retrieval: everything */
 	int precleaned;		  /* pre_stop_world retrieved this interval */
@@ -68,6 +81,8 @@ static struct {
 	fg_range *prev;		  /* last retrieval's ranges (to clear) */
 	size_t nprev, capprev;
 	int prev_all;		  /* the last retrieval set everything */
+	fg_range *carry;	  /* written while a collection finished: */
+	size_t ncarry, capcarry;  /* whole pages, for the next retrieval */
 	struct GC_fg_stats st;
 	char err[256];
 } A;
@@ -200,6 +215,32 @@ static void clear_prev(void)
 	A.nprev = 0;
 }
 
+static void remember(fg_range **v, size_t *n, size_t *cap, fg_range r)
+{
+	fg_range *w = grow(*v, cap, sizeof **v, *n + 1);
+
+	if (!w) {
+		/* Cannot remember it: everything reads dirty (and is
+		 * cleared) at the next retrieval. */
+		A.all_dirty = 1;
+		return;
+	}
+	*v = w;
+	(*v)[(*n)++] = r;
+}
+
+/* The start of a retrieval: the last one's lines cleared, the pages
+ * written while the last collection finished set. */
+static void start_lines(void)
+{
+	clear_prev();
+	for (size_t i = 0; i < A.ncarry; i++) {
+		set_lines((uintptr_t)A.carry[i].addr, A.carry[i].len);
+		remember(&A.prev, &A.nprev, &A.capprev, A.carry[i]);
+	}
+	A.ncarry = 0;
+}
+
 static void mark_everything(void)
 {
 	fill_all(LINES_ALL);
@@ -253,6 +294,7 @@ static int start_tracker(void)
 	}
 	A.backend = fg_backend_name(fg_tracker_backend(A.t));
 	A.mprotect = fg_tracker_backend(A.t) == FG_BACKEND_MPROTECT;
+	A.diff = o.precision == FG_PRECISION_DIFF;
 	return 0;
 }
 
@@ -340,19 +382,10 @@ static void collect_into_lines(void)
 		mark_everything();
 	} else {
 		while (fg_iter_next(&it, &r) == 1) {
-			fg_range *v = grow(A.prev, &A.capprev, sizeof *A.prev,
-					   A.nprev + 1);
-
 			set_lines((uintptr_t)r.addr, r.len);
 			A.st.dirty_bytes += r.len;
-			if (!v) {
-				/* Cannot remember what to clear: clear all
-				 * next time. */
-				A.prev_all = 1;
-				continue;
-			}
-			A.prev = v;
-			A.prev[A.nprev++] = r;
+			if (!A.prev_all)
+				remember(&A.prev, &A.nprev, &A.capprev, r);
 		}
 	}
 }
@@ -364,7 +397,7 @@ static void GC_CALLBACK vdb_pre_stop_world(void)
 
 	if (!A.t || A.no_preclean)
 		return;
-	clear_prev();
+	start_lines();
 	collect_into_lines();
 	A.precleaned = 1;
 	A.st.preclean_ms_total += now_ms() - t0;
@@ -378,7 +411,7 @@ static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
 	if (!A.t)
 		return;
 	if (!A.precleaned)
-		clear_prev();
+		start_lines();
 	A.precleaned = 0;
 	collect_into_lines();
 	if (A.concurrent) {
@@ -470,6 +503,37 @@ static void GC_CALLBACK vdb_remove_protection(void *h, size_t bytes,
 		note_ptrfree((uintptr_t)h, bytes, flags & GC_VDB_PTRFREE);
 }
 
+/* Runs with the allocation lock held and the world running, after the
+ * collector's finalization and sweep set-up (see the top): what was
+ * written since the retrieval (by the collector and the program) is
+ * reported whole at the next one, and the epoch restarts here. */
+static void GC_CALLBACK vdb_finish_collection(void)
+{
+	double t0 = now_ms();
+	fg_iter it;
+	fg_range r;
+	int n;
+
+	/* Page precision reports every page written until the next
+	 * retrieval, whatever its bytes: nothing to do. */
+	if (!A.t || !A.diff)
+		return;
+	n = fg_collect_flags(A.t, &it, FG_COLLECT_WHOLE_PAGES);
+	if (n < 0) {
+		say("collection failed (%s: %s); everything reads dirty",
+		    fg_strerror(n), fg_last_error_detail());
+		A.all_dirty = 1;
+	} else {
+		while (fg_iter_next(&it, &r) == 1) {
+			remember(&A.carry, &A.ncarry, &A.capcarry, r);
+			A.st.finish_bytes += r.len;
+		}
+	}
+	if (A.mprotect)
+		unprotect_ptrfree();
+	A.st.finish_ms_total += now_ms() - t0;
+}
+
 static void GC_CALLBACK vdb_concurrent_mark(void)
 {
 	A.concurrent = 1;
@@ -498,6 +562,7 @@ static void GC_CALLBACK vdb_update_child(void)
 		A.s[i].tracked = rc == 0;
 	}
 	A.all_dirty = 1; /* what the child wrote before this is unknown */
+	A.ncarry = 0;
 	mark_everything();
 }
 
@@ -505,7 +570,7 @@ static const struct GC_external_vdb_s vdb = {
 	GC_EXTERNAL_VDB_VERSION, vdb_dirty_init,	vdb_add_heap,
 	vdb_read_dirty,		 vdb_block_dirty_lines, vdb_remove_protection,
 	vdb_concurrent_mark,	 vdb_update_child,	vdb_protection_needs,
-	vdb_pre_stop_world,
+	vdb_pre_stop_world,	 vdb_finish_collection,
 };
 
 /* FG_BOEHM_STATS=1: a summary on stderr at exit. */
@@ -519,14 +584,15 @@ static void print_stats(void)
 		fg_get_stats(A.t, &fs);
 	fprintf(stderr,
 		"libgc (fgvm adapter): backend %s, card %zu: %lu retrievals "
-		"(%.3f ms total, %.3f ms max in pauses; %.3f ms before), "
+		"(%.3f ms total, %.3f ms max in pauses; %.3f ms before, "
+		"%.3f ms after: %lu bytes carried whole), "
 		"%lu whole-page, %lu dirty pages, "
 		"%lu dirty bytes, %lu faults; DIFF: %llu pages compared, %llu "
 		"whole, twins %llu hook + %llu eager (%llu invalid), %.3f ms "
 		"comparing; %lu bytes rescanned\n",
 		A.backend ? A.backend : "(off)", GC_fg_get_card_size(),
 		st.collections, st.retrieve_ms_total, st.retrieve_ms_max,
-		st.preclean_ms_total,
+		st.preclean_ms_total, st.finish_ms_total, st.finish_bytes,
 		st.whole_epochs, st.dirty_pages, st.dirty_bytes, st.faults,
 		(unsigned long long)fs.pages_diffed,
 		(unsigned long long)fs.pages_whole,

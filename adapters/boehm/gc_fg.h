@@ -51,6 +51,10 @@ struct GC_fg_stats {
 	double retrieve_ms_max;
 	double preclean_ms_total;    /* time retrieving before the world
 					stopped (FG_BOEHM_PRECLEAN=0: none) */
+	double finish_ms_total;	     /* time retrieving after collections
+					finished (the world running) */
+	unsigned long finish_bytes;  /* written while they finished: read
+					dirty whole at the next retrieval */
 };
 int GC_fg_get_stats(struct GC_fg_stats *out);
 
