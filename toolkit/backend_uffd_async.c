@@ -155,21 +155,27 @@ static void async_region_del(fg_impl *t, fg_region *r, bool forked)
 		fg_uffd_unregister(s->uffd, r);
 }
 
-static int async_collect(fg_impl *t, fg_region *r, fg_runs *out)
+static int async_collect_range(fg_impl *t, fg_region *r, uintptr_t start,
+			       uintptr_t end, fg_runs *out)
 {
 	struct async_state *s = t->bpriv;
 	size_t first = out->n;
 	uint64_t pages = 0;
 	int rc;
 
-	rc = fg_pagemap_written(s->pagemap, r->base, r->base + r->len, true,
-				true, out);
+	(void)r;
+	rc = fg_pagemap_written(s->pagemap, start, end, true, true, out);
 	if (rc)
 		return rc;
 	for (size_t i = first; i < out->n; i++)
 		pages += (out->v[i].end - out->v[i].start) / fg_page_size;
 	atomic_fetch_add(&t->ctr.faults, pages);
 	return 0;
+}
+
+static int async_collect(fg_impl *t, fg_region *r, fg_runs *out)
+{
+	return async_collect_range(t, r, r->base, r->base + r->len, out);
 }
 
 static int async_written(fg_impl *t, fg_region *r, fg_runs *out)
@@ -199,6 +205,7 @@ const fg_backend_ops fg_backend_uffd_async = {
 	.region_add = async_region_add,
 	.region_del = async_region_del,
 	.collect = async_collect,
+	.collect_range = async_collect_range,
 	.mark_dirty = async_mark_dirty,
 	.written = async_written,
 };

@@ -190,6 +190,18 @@ size_t fg_card_size(const fg_tracker *t);
  * memory to a system call that writes into it. */
 int fg_mark_dirty(fg_tracker *t, void *addr, size_t len);
 
+/* A hint: the caller treats the pages of [addr, addr+len) (rounded out to
+ * pages, within one registered region) as dirty at every collection, so
+ * the tracker need not watch them: with exempt != 0 a backend that can
+ * (uffd-async) leaves them out of collections, neither reporting them nor
+ * re-protecting them, so that writing them costs nothing; others ignore
+ * the hint.  With exempt == 0 they are watched again from the next
+ * collection on, which reports them if they were written meanwhile (the
+ * caller must still treat them as dirty at that collection: with DIFF
+ * precision the comparison may be with older contents).  Returns 0, or
+ * -FG_ENOTREG, -ENOMEM. */
+int fg_set_exempt(fg_tracker *t, void *addr, size_t len, int exempt);
+
 /* A dirty range: card-aligned, clipped to its region. */
 typedef struct fg_range {
 	void *addr;

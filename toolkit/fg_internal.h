@@ -63,6 +63,8 @@ typedef struct fg_region {
 	bool lost;    /* unmapped or replaced: reported wholly dirty */
 	bool released; /* the backend has let go of it (lost regions) */
 	struct fg_twins *twins; /* DIFF precision (diff.c) */
+	uint64_t *exempt; /* fg_set_exempt: a bit per page, mmap'd, or NULL */
+	size_t nexempt;	  /* pages set there */
 	void *priv;   /* backend state */
 } fg_region;
 
@@ -82,6 +84,11 @@ typedef struct fg_backend_ops {
 	int (*region_add)(fg_impl *t, fg_region *r);
 	void (*region_del)(fg_impl *t, fg_region *r, bool forked);
 	int (*collect)(fg_impl *t, fg_region *r, fg_runs *out);
+	/* Optional: collect() for the pages of [start, end) only (page
+	 * aligned, within r); the others keep their state.  Lets the core
+	 * leave exempt pages alone (fg_set_exempt). */
+	int (*collect_range)(fg_impl *t, fg_region *r, uintptr_t start,
+			     uintptr_t end, fg_runs *out);
 	/* Optional: make [start, end) writable by the kernel and dirty. */
 	int (*mark_dirty)(fg_impl *t, fg_region *r, uintptr_t start,
 			  uintptr_t end);

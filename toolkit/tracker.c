@@ -310,6 +310,11 @@ err_free:
 	return rc;
 }
 
+static size_t exempt_bytes(const fg_region *r)
+{
+	return (r->npages + 63) / 64 * sizeof(uint64_t);
+}
+
 static void region_release(fg_impl *t, fg_region *r, bool child)
 {
 	if (r->twins)
@@ -318,6 +323,8 @@ static void region_release(fg_impl *t, fg_region *r, bool child)
 		t->ops->region_del(t, r, child);
 	/* No hook can be in flight now: the backend waited for them. */
 	fg_diff_region_fini(t, r);
+	if (r->exempt)
+		munmap(r->exempt, exempt_bytes(r));
 	registry_del(r->base);
 	free(r);
 }
@@ -606,6 +613,108 @@ out:
 	return rc;
 }
 
+int fg_set_exempt(fg_tracker *h, void *addr, size_t len, int exempt)
+{
+	uintptr_t a = (uintptr_t)addr;
+	size_t first, last;
+	fg_impl *t;
+	fg_region *r;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	r = find(t, a, NULL);
+	if (!len || !r || a + len - r->base > r->len) {
+		rc = fg_fail(-FG_ENOTREG,
+			     "[%#lx, +%zu) does not lie within one registered "
+			     "region",
+			     (unsigned long)a, len);
+		goto out;
+	}
+	/* Only a backend that can leave pages out of a collection uses
+	 * it; the bitmap's memory is mmap'd (no malloc: a collector may
+	 * call this with other threads stopped). */
+	if (!t->ops->collect_range)
+		goto out;
+	if (!r->exempt) {
+		void *m;
+
+		if (!exempt)
+			goto out;
+		m = mmap(NULL, exempt_bytes(r), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED) {
+			rc = fg_fail(-ENOMEM, "fg_set_exempt: no memory for "
+				     "the bitmap of a %zu-page region",
+				     r->npages);
+			goto out;
+		}
+		r->exempt = m;
+	}
+	first = (a - r->base) / fg_page_size;
+	last = (a + len - r->base + fg_page_size - 1) / fg_page_size;
+	for (size_t p = first; p < last; p++) {
+		uint64_t bit = (uint64_t)1 << (p % 64), *w = &r->exempt[p / 64];
+
+		if (exempt && !(*w & bit)) {
+			*w |= bit;
+			r->nexempt++;
+		} else if (!exempt && (*w & bit)) {
+			*w &= ~bit;
+			r->nexempt--;
+		}
+	}
+out:
+	leave(t);
+	return rc;
+}
+
+static bool page_exempt(const fg_region *r, size_t p)
+{
+	return (r->exempt[p / 64] >> (p % 64)) & 1;
+}
+
+/* The backend's collection of r, leaving exempt pages out. */
+static int backend_collect(fg_impl *t, fg_region *r, fg_runs *out)
+{
+	size_t p = 0;
+	int rc = 0;
+
+	if (!r->nexempt)
+		return t->ops->collect(t, r, out);
+	while (p < r->npages && !rc) {
+		size_t q;
+
+		/* Skip exempt pages (whole words at a time)... */
+		while (p < r->npages) {
+			if (p % 64 == 0 && r->exempt[p / 64] == ~(uint64_t)0)
+				p += 64;
+			else if (page_exempt(r, p))
+				p++;
+			else
+				break;
+		}
+		if (p >= r->npages)
+			break;
+		/* ...and collect the run of watched ones after them. */
+		q = p + 1;
+		while (q < r->npages) {
+			if (q % 64 == 0 && r->exempt[q / 64] == 0)
+				q += 64;
+			else if (!page_exempt(r, q))
+				q++;
+			else
+				break;
+		}
+		if (q > r->npages)
+			q = r->npages;
+		rc = t->ops->collect_range(t, r, r->base + p * fg_page_size,
+					   r->base + q * fg_page_size, out);
+		p = q;
+	}
+	return rc;
+}
+
 static uint64_t runs_pages(const fg_runs *runs);
 
 /* Give up tracking r: from now on it reads wholly dirty.  The backend
@@ -667,7 +776,7 @@ static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
 				     "region [%#lx, +%zu) was unmapped",
 				     (unsigned long)r->base, r->len);
 		else
-			rc = t->ops->collect(t, r, &t->scratch);
+			rc = backend_collect(t, r, &t->scratch);
 		if (!rc) {
 			*pages = runs_pages(&t->scratch);
 			if (r->twins)
