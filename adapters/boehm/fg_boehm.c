@@ -53,12 +53,24 @@
 #define API __attribute__((visibility("default")))
 #define LINES_ALL (~(GC_word)0)
 
+/* Exempt blocks (uffd-async): free blocks, and the blocks allocated from
+ * them since the last collection finished (young), hold no marked object
+ * the collector relies on, so the tracker leaves them alone (no
+ * re-protection, no fault when they are filled: fg_set_exempt) and they
+ * read dirty, whole, at every retrieval.  When a collection finishes, a
+ * young block still allocated holds survivors: it is watched again and
+ * read whole once more; pointer-free blocks stay exempt (never scanned). */
+#define EX_EXEMPT 1
+#define EX_YOUNG 2
+#define EX_PTRFREE 4
+
 struct sect {
 	uintptr_t base;
 	size_t len;
 	size_t nblocks;
 	GC_word *lines;	  /* one word per block, mmap'd */
 	uint8_t *ptrfree; /* mprotect: blocks kept writable (pointer-free) */
+	uint8_t *ex;	  /* uffd-async: EX_* per block, or NULL */
 	int tracked;	  /* registered with the tracker */
 };
 
@@ -71,6 +83,7 @@ static struct {
 	size_t line;		  /* bytes per bit: hblk / 64 */
 	int mprotect;		  /* backend is mprotect */
 	int diff;		  /* DIFF precision (cards below a page) */
+	int exempt;		  /* exempt free and young blocks */
 	int concurrent;		  /* Boehm marked with the world running */
 	int all_dirty;		  /* next retrieval: everything */
 	int precleaned;		  /* pre_stop_world retrieved this interval */
@@ -295,6 +308,10 @@ static int start_tracker(void)
 	A.backend = fg_backend_name(fg_tracker_backend(A.t));
 	A.mprotect = fg_tracker_backend(A.t) == FG_BACKEND_MPROTECT;
 	A.diff = o.precision == FG_PRECISION_DIFF;
+	/* Only uffd-async can leave pages out of a collection. */
+	e = getenv("FG_BOEHM_EXEMPT");
+	A.exempt = fg_tracker_backend(A.t) == FG_BACKEND_UFFD_ASYNC &&
+		   !(e && strcmp(e, "0") == 0);
 	return 0;
 }
 
@@ -334,6 +351,14 @@ static void GC_CALLBACK vdb_add_heap(void *start, size_t bytes)
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (s.ptrfree == MAP_FAILED) {
 			say("out of memory for a heap section's block kinds");
+			abort();
+		}
+	}
+	if (A.exempt) {
+		s.ex = mmap(NULL, s.nblocks, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (s.ex == MAP_FAILED) {
+			say("out of memory for a heap section's block states");
 			abort();
 		}
 	}
@@ -439,10 +464,103 @@ static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
 static GC_word GC_CALLBACK vdb_block_dirty_lines(void *h)
 {
 	struct sect *s = find((uintptr_t)h);
+	size_t b;
 
 	if (!s)
 		return LINES_ALL;
-	return s->lines[((uintptr_t)h - s->base) / A.hblk];
+	b = ((uintptr_t)h - s->base) / A.hblk;
+	if (s->ex && (s->ex[b] & EX_EXEMPT))
+		return LINES_ALL;
+	return s->lines[b];
+}
+
+/* Apply fn to the runs of blocks of [a, a+bytes) (clipped to sections)
+ * whose state matches (ex & mask) == want; fn gets the section too. */
+static void for_block_runs(uintptr_t a, size_t bytes, uint8_t mask,
+			   uint8_t want,
+			   void (*fn)(struct sect *, size_t b0, size_t b1))
+{
+	uintptr_t e = a + bytes;
+
+	while (a < e) {
+		struct sect *s = find(a);
+		size_t b, end, run = SIZE_MAX;
+
+		if (!s) {
+			a += A.hblk;
+			continue;
+		}
+		b = (a - s->base) / A.hblk;
+		end = (e - s->base + A.hblk - 1) / A.hblk;
+		if (end > s->nblocks)
+			end = s->nblocks;
+		for (; b <= end; b++) {
+			int ok = b < end && s->ex &&
+				 (s->ex[b] & mask) == want;
+
+			if (ok && run == SIZE_MAX)
+				run = b;
+			if (!ok && run != SIZE_MAX) {
+				fn(s, run, b);
+				run = SIZE_MAX;
+			}
+		}
+		a = s->base + end * A.hblk;
+	}
+}
+
+static void exempt_run(struct sect *s, size_t b0, size_t b1)
+{
+	memset(s->ex + b0, EX_EXEMPT, b1 - b0);
+	if (s->tracked)
+		(void)fg_set_exempt(A.t, (void *)(s->base + b0 * A.hblk),
+				    (b1 - b0) * A.hblk, 1);
+	A.st.exempted_blocks += b1 - b0;
+}
+
+static void young_run(struct sect *s, size_t b0, size_t b1)
+{
+	for (size_t b = b0; b < b1; b++)
+		s->ex[b] |= EX_YOUNG;
+}
+
+static void young_ptrfree_run(struct sect *s, size_t b0, size_t b1)
+{
+	for (size_t b = b0; b < b1; b++)
+		s->ex[b] |= EX_YOUNG | EX_PTRFREE;
+}
+
+static void mark_dirty_run(struct sect *s, size_t b0, size_t b1)
+{
+	(void)fg_mark_dirty(A.t, (void *)(s->base + b0 * A.hblk),
+			    (b1 - b0) * A.hblk);
+}
+
+/* A collection finished: young blocks with pointers are watched again,
+ * and read whole at the next retrieval (they may hold survivors that
+ * were written after the collector scanned them). */
+static void watch_run(struct sect *s, size_t b0, size_t b1)
+{
+	fg_range r = {(void *)(s->base + b0 * A.hblk), (b1 - b0) * A.hblk};
+
+	memset(s->ex + b0, 0, b1 - b0);
+	if (s->tracked)
+		(void)fg_set_exempt(A.t, r.addr, r.len, 0);
+	remember(&A.carry, &A.ncarry, &A.capcarry, r);
+	A.st.watched_blocks += b1 - b0;
+}
+
+static void clear_young_run(struct sect *s, size_t b0, size_t b1)
+{
+	for (size_t b = b0; b < b1; b++)
+		s->ex[b] &= ~EX_YOUNG;
+}
+
+static void GC_CALLBACK vdb_free_blocks(void *h, size_t bytes)
+{
+	if (!A.t || !A.exempt)
+		return;
+	for_block_runs((uintptr_t)h, bytes, 0, 0, exempt_run);
 }
 
 /* mprotect: like Boehm's own MPROTECT_VDB, pointer-free blocks are never
@@ -497,7 +615,15 @@ static void GC_CALLBACK vdb_remove_protection(void *h, size_t bytes,
 	 * userfaultfd backends, which see the collector's writes line by
 	 * line; mprotect un-protects it for this epoch, as Boehm's own
 	 * MPROTECT_VDB does, so that the kernel can write into it. */
-	if ((flags & GC_VDB_NEW_BLOCK) || A.mprotect)
+	if ((flags & GC_VDB_NEW_BLOCK) && A.exempt) {
+		/* Exempt (free) blocks become young, the others are
+		 * un-protected as below. */
+		for_block_runs((uintptr_t)h, bytes, EX_EXEMPT, EX_EXEMPT,
+			       flags & GC_VDB_PTRFREE ? young_ptrfree_run
+						      : young_run);
+		for_block_runs((uintptr_t)h, bytes, EX_EXEMPT, 0,
+			       mark_dirty_run);
+	} else if ((flags & GC_VDB_NEW_BLOCK) || A.mprotect)
 		(void)fg_mark_dirty(A.t, h, bytes);
 	if (A.mprotect)
 		note_ptrfree((uintptr_t)h, bytes, flags & GC_VDB_PTRFREE);
@@ -514,16 +640,16 @@ static void GC_CALLBACK vdb_finish_collection(void)
 	fg_range r;
 	int n;
 
-	/* Page precision reports every page written until the next
-	 * retrieval, whatever its bytes: nothing to do. */
-	if (!A.t || !A.diff)
+	if (!A.t)
 		return;
-	n = fg_collect_flags(A.t, &it, FG_COLLECT_WHOLE_PAGES);
+	/* Page precision reports every page written until the next
+	 * retrieval, whatever its bytes: no retrieval needed. */
+	n = A.diff ? fg_collect_flags(A.t, &it, FG_COLLECT_WHOLE_PAGES) : 0;
 	if (n < 0) {
 		say("collection failed (%s: %s); everything reads dirty",
 		    fg_strerror(n), fg_last_error_detail());
 		A.all_dirty = 1;
-	} else {
+	} else if (A.diff) {
 		while (fg_iter_next(&it, &r) == 1) {
 			remember(&A.carry, &A.ncarry, &A.capcarry, r);
 			A.st.finish_bytes += r.len;
@@ -531,6 +657,18 @@ static void GC_CALLBACK vdb_finish_collection(void)
 	}
 	if (A.mprotect)
 		unprotect_ptrfree();
+	if (A.exempt)
+		for (size_t i = 0; i < A.ns; i++) {
+			struct sect *s = &A.s[i];
+			uintptr_t end = s->base + s->nblocks * A.hblk;
+
+			for_block_runs(s->base, end - s->base,
+				       EX_EXEMPT | EX_YOUNG | EX_PTRFREE,
+				       EX_EXEMPT | EX_YOUNG, watch_run);
+			for_block_runs(s->base, end - s->base,
+				       EX_YOUNG | EX_PTRFREE,
+				       EX_YOUNG | EX_PTRFREE, clear_young_run);
+		}
 	A.st.finish_ms_total += now_ms() - t0;
 }
 
@@ -563,6 +701,10 @@ static void GC_CALLBACK vdb_update_child(void)
 	}
 	A.all_dirty = 1; /* what the child wrote before this is unknown */
 	A.ncarry = 0;
+	/* The new tracker watches every block. */
+	for (size_t i = 0; i < A.ns; i++)
+		if (A.s[i].ex)
+			memset(A.s[i].ex, 0, A.s[i].nblocks);
 	mark_everything();
 }
 
@@ -570,7 +712,7 @@ static const struct GC_external_vdb_s vdb = {
 	GC_EXTERNAL_VDB_VERSION, vdb_dirty_init,	vdb_add_heap,
 	vdb_read_dirty,		 vdb_block_dirty_lines, vdb_remove_protection,
 	vdb_concurrent_mark,	 vdb_update_child,	vdb_protection_needs,
-	vdb_pre_stop_world,	 vdb_finish_collection,
+	vdb_pre_stop_world,	 vdb_finish_collection, vdb_free_blocks,
 };
 
 /* FG_BOEHM_STATS=1: a summary on stderr at exit. */
@@ -586,6 +728,7 @@ static void print_stats(void)
 		"libgc (fgvm adapter): backend %s, card %zu: %lu retrievals "
 		"(%.3f ms total, %.3f ms max in pauses; %.3f ms before, "
 		"%.3f ms after: %lu bytes carried whole), "
+		"%lu blocks exempted, %lu watched again, "
 		"%lu whole-page, %lu dirty pages, "
 		"%lu dirty bytes, %lu faults; DIFF: %llu pages compared, %llu "
 		"whole, twins %llu hook + %llu eager (%llu invalid), %.3f ms "
@@ -593,6 +736,7 @@ static void print_stats(void)
 		A.backend ? A.backend : "(off)", GC_fg_get_card_size(),
 		st.collections, st.retrieve_ms_total, st.retrieve_ms_max,
 		st.preclean_ms_total, st.finish_ms_total, st.finish_bytes,
+		st.exempted_blocks, st.watched_blocks,
 		st.whole_epochs, st.dirty_pages, st.dirty_bytes, st.faults,
 		(unsigned long long)fs.pages_diffed,
 		(unsigned long long)fs.pages_whole,

@@ -55,6 +55,10 @@ struct GC_fg_stats {
 					finished (the world running) */
 	unsigned long finish_bytes;  /* written while they finished: read
 					dirty whole at the next retrieval */
+	unsigned long exempted_blocks; /* freed heap blocks left unwatched
+					  (uffd-async; read dirty) */
+	unsigned long watched_blocks;  /* young blocks watched again after
+					  a collection */
 };
 int GC_fg_get_stats(struct GC_fg_stats *out);
 

@@ -12,7 +12,8 @@ Variants:
   fg-64    same, FG_CARD=64
   fg-256   same, FG_CARD=256
 and, only when named with --variants, fg-page-sync and fg-64-sync (the same
-with FG_BACKEND=uffd-sync). The fg-* variants run only when
+with FG_BACKEND=uffd-sync) and fg-page-noexempt and fg-64-noexempt (the same
+with FG_BOEHM_EXEMPT=0: free and young blocks watched). The fg-* variants run only when
 adapters/boehm/lib/libgc.so.1 exists.
 
 Writes bench/out/boehm.json (every run, with its pauses, and the summary)
@@ -49,12 +50,17 @@ VARIANTS = {
     # epoch (uffd-async twins only pages written in two epochs in a row).
     "fg-page-sync": {"FG_CARD": "4096", "FG_BACKEND": "uffd-sync"},
     "fg-64-sync": {"FG_CARD": "64", "FG_BACKEND": "uffd-sync"},
+    # The adapter without exempt blocks (free and young blocks watched
+    # like the rest): what leaving them alone saves.
+    "fg-page-noexempt": {"FG_CARD": "4096", "FG_BOEHM_EXEMPT": "0"},
+    "fg-64-noexempt": {"FG_CARD": "64", "FG_BOEHM_EXEMPT": "0"},
 }
 DEFAULT_VARIANTS = ["stock", "fg-page", "fg-64", "fg-256"]
 
 # Environment variables that would change what a run measures; every run
 # starts from the caller's environment without them.
 SCRUB = ("LD_LIBRARY_PATH", "FG_CARD", "FG_BACKEND", "FG_PRECISION",
+         "FG_BOEHM_EXEMPT", "FG_BOEHM_PRECLEAN", "FG_BOEHM_TWIN_CAP",
          "GC_ENABLE_INCREMENTAL",
          "GC_DISABLE_INCREMENTAL", "GC_PRINT_STATS", "GC_PRINT_VERBOSE_STATS",
          "GC_PAUSE_TIME_TARGET", "GC_FULL_FREQUENCY", "GC_MARKERS",
