@@ -53,13 +53,17 @@
 #define API __attribute__((visibility("default")))
 #define LINES_ALL (~(GC_word)0)
 
-/* Exempt blocks (uffd-async): free blocks, and the blocks allocated from
- * them since the last collection finished (young), hold no marked object
- * the collector relies on, so the tracker leaves them alone (no
- * re-protection, no fault when they are filled: fg_set_exempt) and they
- * read dirty, whole, at every retrieval.  When a collection finishes, a
- * young block still allocated holds survivors: it is watched again and
- * read whole once more; pointer-free blocks stay exempt (never scanned). */
+/* Exempt blocks (uffd-async): blocks a collection freed, and the blocks
+ * allocated from them since the last collection finished (young), hold no
+ * marked object the collector relies on, so the tracker leaves them alone
+ * (no re-protection, no fault when they are filled: fg_set_exempt) and
+ * they read dirty, whole, at every retrieval.  When a collection
+ * finishes, a young block still allocated holds survivors: it is watched
+ * again and read whole once more (its objects were scanned with no twin
+ * to compare with later); pointer-free blocks stay exempt (never
+ * scanned).  New heap sections are not exempt: a program that grows its
+ * heap is building long-lived data, which would pay that extra reading;
+ * blocks that died once are likely to hold short-lived objects again. */
 #define EX_EXEMPT 1
 #define EX_YOUNG 2
 #define EX_PTRFREE 4
@@ -84,6 +88,7 @@ static struct {
 	int mprotect;		  /* backend is mprotect */
 	int diff;		  /* DIFF precision (cards below a page) */
 	int exempt;		  /* exempt free and young blocks */
+	uintptr_t new_sect;	  /* add_heap: its GC_freehblk is not exempted */
 	int concurrent;		  /* Boehm marked with the world running */
 	int all_dirty;		  /* next retrieval: everything */
 	int precleaned;		  /* pre_stop_world retrieved this interval */
@@ -372,6 +377,7 @@ static void GC_CALLBACK vdb_add_heap(void *start, size_t bytes)
 	s.tracked = rc == 0;
 	for (i = 0; i < s.nblocks; i++)
 		s.lines[i] = LINES_ALL; /* until the first retrieval */
+	A.new_sect = s.base;
 	A.prev_all = 1; /* which clears them with the rest */
 	v = grow(A.s, &A.caps, sizeof *A.s, A.ns + 1);
 	if (!v) {
@@ -560,6 +566,10 @@ static void GC_CALLBACK vdb_free_blocks(void *h, size_t bytes)
 {
 	if (!A.t || !A.exempt)
 		return;
+	if ((uintptr_t)h == A.new_sect) { /* GC_add_to_heap's */
+		A.new_sect = 0;
+		return;
+	}
 	for_block_runs((uintptr_t)h, bytes, 0, 0, exempt_run);
 }
 
