@@ -24,9 +24,11 @@
  *    allocator hands back the same entry and the bucket's line holds
  *    what it held at the retrieval: compared with the epoch start it is
  *    clean, and the new, unmarked entry is freed while linked.  So when
- *    the collection is over (finish_collection) the adapter retrieves
- *    once more, at page precision, and carries those pages, whole, into
- *    the next retrieval; the comparison restarts from there.
+ *    a collection that finalized is over (finish_collection) the adapter
+ *    retrieves once more, at page precision, and carries those pages,
+ *    whole, into the next retrieval; the comparison restarts from there.
+ *    (Without finalization, nothing is written or scanned after the
+ *    retrieval but with the world stopped, where the comparison holds.)
  *
  * Everything called with the world stopped avoids malloc (another thread
  * may be stopped inside it): the adapter's arrays are mmap'd, and the
@@ -89,6 +91,8 @@ static struct {
 	int diff;		  /* DIFF precision (cards below a page) */
 	int exempt;		  /* exempt free and young blocks */
 	uintptr_t new_sect;	  /* add_heap: its GC_freehblk is not exempted */
+	fg_range *young;	  /* runs of blocks made young since the last */
+	size_t nyoung, capyoung;  /* finish (some may be free again) */
 	int concurrent;		  /* Boehm marked with the world running */
 	int all_dirty;		  /* next retrieval: everything */
 	int precleaned;		  /* pre_stop_world retrieved this interval */
@@ -526,8 +530,11 @@ static void exempt_run(struct sect *s, size_t b0, size_t b1)
 
 static void young_run(struct sect *s, size_t b0, size_t b1)
 {
+	fg_range r = {(void *)(s->base + b0 * A.hblk), (b1 - b0) * A.hblk};
+
 	for (size_t b = b0; b < b1; b++)
 		s->ex[b] |= EX_YOUNG;
+	remember(&A.young, &A.nyoung, &A.capyoung, r);
 }
 
 static void young_ptrfree_run(struct sect *s, size_t b0, size_t b1)
@@ -554,12 +561,6 @@ static void watch_run(struct sect *s, size_t b0, size_t b1)
 		(void)fg_set_exempt(A.t, r.addr, r.len, 0);
 	remember(&A.carry, &A.ncarry, &A.capcarry, r);
 	A.st.watched_blocks += b1 - b0;
-}
-
-static void clear_young_run(struct sect *s, size_t b0, size_t b1)
-{
-	for (size_t b = b0; b < b1; b++)
-		s->ex[b] &= ~EX_YOUNG;
 }
 
 static void GC_CALLBACK vdb_free_blocks(void *h, size_t bytes)
@@ -640,10 +641,11 @@ static void GC_CALLBACK vdb_remove_protection(void *h, size_t bytes,
 }
 
 /* Runs with the allocation lock held and the world running, after the
- * collector's finalization and sweep set-up (see the top): what was
- * written since the retrieval (by the collector and the program) is
- * reported whole at the next one, and the epoch restarts here. */
-static void GC_CALLBACK vdb_finish_collection(void)
+ * collector's finalization and sweep set-up (see the top).  If it
+ * finalized, what was written since the retrieval (by the collector and
+ * the program) is reported whole at the next one, and the epoch restarts
+ * here.  Young blocks are watched again. */
+static void GC_CALLBACK vdb_finish_collection(int finalized)
 {
 	double t0 = now_ms();
 	fg_iter it;
@@ -653,13 +655,18 @@ static void GC_CALLBACK vdb_finish_collection(void)
 	if (!A.t)
 		return;
 	/* Page precision reports every page written until the next
-	 * retrieval, whatever its bytes: no retrieval needed. */
-	n = A.diff ? fg_collect_flags(A.t, &it, FG_COLLECT_WHOLE_PAGES) : 0;
+	 * retrieval, whatever its bytes; without finalization the
+	 * collector neither wrote into the heap nor scanned since the
+	 * retrieval (it marked with the world stopped): no retrieval
+	 * needed. */
+	n = A.diff && finalized
+		    ? fg_collect_flags(A.t, &it, FG_COLLECT_WHOLE_PAGES)
+		    : 0;
 	if (n < 0) {
 		say("collection failed (%s: %s); everything reads dirty",
 		    fg_strerror(n), fg_last_error_detail());
 		A.all_dirty = 1;
-	} else if (A.diff) {
+	} else if (A.diff && finalized) {
 		while (fg_iter_next(&it, &r) == 1) {
 			remember(&A.carry, &A.ncarry, &A.capcarry, r);
 			A.st.finish_bytes += r.len;
@@ -667,18 +674,13 @@ static void GC_CALLBACK vdb_finish_collection(void)
 	}
 	if (A.mprotect)
 		unprotect_ptrfree();
-	if (A.exempt)
-		for (size_t i = 0; i < A.ns; i++) {
-			struct sect *s = &A.s[i];
-			uintptr_t end = s->base + s->nblocks * A.hblk;
-
-			for_block_runs(s->base, end - s->base,
-				       EX_EXEMPT | EX_YOUNG | EX_PTRFREE,
-				       EX_EXEMPT | EX_YOUNG, watch_run);
-			for_block_runs(s->base, end - s->base,
-				       EX_YOUNG | EX_PTRFREE,
-				       EX_YOUNG | EX_PTRFREE, clear_young_run);
-		}
+	/* Young blocks with pointers, still allocated, are watched again
+	 * (pointer-free ones stay exempt, and are not listed). */
+	for (size_t i = 0; i < A.nyoung; i++)
+		for_block_runs((uintptr_t)A.young[i].addr, A.young[i].len,
+			       EX_EXEMPT | EX_YOUNG | EX_PTRFREE,
+			       EX_EXEMPT | EX_YOUNG, watch_run);
+	A.nyoung = 0;
 	A.st.finish_ms_total += now_ms() - t0;
 }
 
@@ -711,6 +713,7 @@ static void GC_CALLBACK vdb_update_child(void)
 	}
 	A.all_dirty = 1; /* what the child wrote before this is unknown */
 	A.ncarry = 0;
+	A.nyoung = 0;
 	/* The new tracker watches every block. */
 	for (size_t i = 0; i < A.ns; i++)
 		if (A.s[i].ex)
