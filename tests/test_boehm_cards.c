@@ -731,6 +731,18 @@ static void roots(void)
 
 /* ---- weak: disappearing links ---- */
 
+/* n zeroed link slots in a pointer-free block (a link must not keep its
+ * object alive), then a full collection to start from. */
+static void *link_slots(size_t n)
+{
+	void **v = GC_MALLOC_ATOMIC(n * sizeof *v);
+
+	cr_assert(v, "GC_MALLOC_ATOMIC(%zu) returned NULL", n * sizeof *v);
+	memset(v, 0, n * sizeof *v);
+	GC_gcollect();
+	return v;
+}
+
 /* Young objects referenced from old ones, each with a disappearing link
  * in a pointer-free block (the link must stay while the object is
  * referenced); meanwhile links on garbage are registered and
@@ -748,10 +760,7 @@ static void weak(void)
 	make_olds(6);
 	for (size_t i = 0; i < nolds; i++)
 		nslots += olds[i].nslots;
-	links = GC_MALLOC_ATOMIC(nslots * sizeof *links);
-	cr_assert(links);
-	memset(links, 0, nslots * sizeof *links);
-	GC_gcollect();
+	links = link_slots(nslots);
 	gc0 = GC_get_gc_no();
 	for (unsigned r = 0; r < rounds && !failures; r++) {
 		char when[64];
@@ -901,10 +910,7 @@ static void relink(void)
 	GC_word gc0;
 
 	seed_test("relink");
-	links = GC_MALLOC_ATOMIC(NRELINK * sizeof *links);
-	cr_assert(links);
-	memset(links, 0, NRELINK * sizeof *links);
-	GC_gcollect();
+	links = link_slots(NRELINK);
 	gc0 = GC_get_gc_no();
 	for (unsigned r = 0; r < rounds && !failures; r++) {
 		bool pending[NRELINK];

@@ -584,23 +584,35 @@ size_t fg_card_size(const fg_tracker *h)
 	return h && h->sig == FG_SIG_LIVE ? h->impl->card : 0;
 }
 
+/* enter(), and the region that holds all of [a, a+len); on failure
+ * (-FG_ENOTREG for a range outside every region) the lock is not held. */
+static int enter_range(fg_tracker *h, uintptr_t a, size_t len, fg_impl **t,
+		       fg_region **r)
+{
+	int rc = enter(h, t);
+
+	if (rc)
+		return rc;
+	*r = find(*t, a, NULL);
+	if (!len || !*r || a + len - (*r)->base > (*r)->len) {
+		leave(*t);
+		return fg_fail(-FG_ENOTREG,
+			       "[%#lx, +%zu) does not lie within one "
+			       "registered region",
+			       (unsigned long)a, len);
+	}
+	return 0;
+}
+
 int fg_mark_dirty(fg_tracker *h, void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr, s, e;
 	fg_impl *t;
 	fg_region *r;
-	int rc = enter(h, &t);
+	int rc = enter_range(h, a, len, &t, &r);
 
 	if (rc)
 		return rc;
-	r = find(t, a, NULL);
-	if (!len || !r || a + len - r->base > r->len) {
-		rc = fg_fail(-FG_ENOTREG,
-			     "[%#lx, +%zu) does not lie within one registered "
-			     "region",
-			     (unsigned long)a, len);
-		goto out;
-	}
 	s = a & ~(fg_page_size - 1);
 	e = (a + len + fg_page_size - 1) & ~(fg_page_size - 1);
 	/* A lost region is reported wholly dirty anyway; in a child only a
@@ -608,7 +620,6 @@ int fg_mark_dirty(fg_tracker *h, void *addr, size_t len)
 	if (!r->lost && (!forked(t) || t->ops->process_local) &&
 	    t->ops->mark_dirty)
 		rc = t->ops->mark_dirty(t, r, s, e);
-out:
 	leave(t);
 	return rc;
 }
@@ -619,18 +630,10 @@ int fg_set_exempt(fg_tracker *h, void *addr, size_t len, int exempt)
 	size_t first, last;
 	fg_impl *t;
 	fg_region *r;
-	int rc = enter(h, &t);
+	int rc = enter_range(h, a, len, &t, &r);
 
 	if (rc)
 		return rc;
-	r = find(t, a, NULL);
-	if (!len || !r || a + len - r->base > r->len) {
-		rc = fg_fail(-FG_ENOTREG,
-			     "[%#lx, +%zu) does not lie within one registered "
-			     "region",
-			     (unsigned long)a, len);
-		goto out;
-	}
 	/* Only a backend that can leave pages out of a collection uses
 	 * it; the bitmap's memory is mmap'd (no malloc: a collector may
 	 * call this with other threads stopped). */

@@ -337,6 +337,21 @@ static int GC_CALLBACK vdb_dirty_init(size_t hblk)
 	return 1;
 }
 
+/* mmap'd (no malloc with the world stopped); the collector cannot go on
+ * without it. */
+static void *section_array(size_t size, size_t section, const char *what)
+{
+	void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED) {
+		say("out of memory for the %s of a %zu-byte heap section",
+		    what, section);
+		abort();
+	}
+	return m;
+}
+
 static void GC_CALLBACK vdb_add_heap(void *start, size_t bytes)
 {
 	struct sect *v, s = {(uintptr_t)start, bytes, 0, NULL, NULL, 0};
@@ -346,31 +361,12 @@ static void GC_CALLBACK vdb_add_heap(void *start, size_t bytes)
 	if (!A.t || !bytes)
 		return;
 	s.nblocks = (bytes + A.hblk - 1) / A.hblk;
-	s.lines = mmap(NULL, s.nblocks * sizeof(GC_word),
-		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-		       0);
-	if (s.lines == MAP_FAILED) {
-		say("out of memory for the dirty lines of a %zu-byte heap "
-		    "section",
-		    bytes);
-		abort();
-	}
-	if (A.mprotect) {
-		s.ptrfree = mmap(NULL, s.nblocks, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (s.ptrfree == MAP_FAILED) {
-			say("out of memory for a heap section's block kinds");
-			abort();
-		}
-	}
-	if (A.exempt) {
-		s.ex = mmap(NULL, s.nblocks, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (s.ex == MAP_FAILED) {
-			say("out of memory for a heap section's block states");
-			abort();
-		}
-	}
+	s.lines = section_array(s.nblocks * sizeof(GC_word), bytes,
+				"dirty lines");
+	if (A.mprotect)
+		s.ptrfree = section_array(s.nblocks, bytes, "block kinds");
+	if (A.exempt)
+		s.ex = section_array(s.nblocks, bytes, "block states");
 	rc = fg_register(A.t, start, bytes);
 	if (rc) {
 		/* Sound: an untracked section reads dirty for ever. */
