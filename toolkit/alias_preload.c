@@ -743,12 +743,19 @@ static void bad_free(void *p, int rc)
 				     : fg_strerror(rc));
 }
 
-static void *fallback_malloc(size_t n, int e)
+/* An object from the heap: counted, errno as the caller had it. */
+static inline void *from_heap(void *p, int e)
 {
-	void *p;
+	count_alloc();
+	errno = e;
+	return p;
+}
 
+/* The heap could not: p is glibc's (or the arena's) answer, counted as a
+ * fallback; errno as the caller had it unless that failed too. */
+static void *fell_back(void *p, int e)
+{
 	atomic_fetch_add_explicit(&n_fallbacks, 1, memory_order_relaxed);
-	p = other_malloc(n);
 	if (p)
 		errno = e;
 	return p;
@@ -766,12 +773,9 @@ EXPORT void *malloc(size_t n)
 	guard++;
 	p = fg_alias_malloc(h, n);
 	guard--;
-	if (LIKELY(p != NULL)) {
-		count_alloc();
-		errno = e;
-		return p;
-	}
-	return fallback_malloc(n, e);
+	if (LIKELY(p != NULL))
+		return from_heap(p, e);
+	return fell_back(other_malloc(n), e);
 }
 
 EXPORT void *calloc(size_t n, size_t size)
@@ -790,16 +794,9 @@ EXPORT void *calloc(size_t n, size_t size)
 	guard++;
 	p = fg_alias_calloc(h, n, size);
 	guard--;
-	if (LIKELY(p != NULL)) {
-		count_alloc();
-		errno = e;
-		return p;
-	}
-	atomic_fetch_add_explicit(&n_fallbacks, 1, memory_order_relaxed);
-	p = other_calloc(n, size);
-	if (p)
-		errno = e;
-	return p;
+	if (LIKELY(p != NULL))
+		return from_heap(p, e);
+	return fell_back(other_calloc(n, size), e);
 }
 
 EXPORT void free(void *p)
@@ -900,17 +897,10 @@ static void *aligned_common(size_t align, size_t n)
 		guard++;
 		p = fg_alias_aligned_alloc(h, align, n);
 		guard--;
-		if (LIKELY(p != NULL)) {
-			count_alloc();
-			errno = e;
-			return p;
-		}
+		if (LIKELY(p != NULL))
+			return from_heap(p, e);
 	}
-	atomic_fetch_add_explicit(&n_fallbacks, 1, memory_order_relaxed);
-	p = other_aligned(align, n);
-	if (p)
-		errno = e;
-	return p;
+	return fell_back(other_aligned(align, n), e);
 }
 
 EXPORT int posix_memalign(void **out, size_t align, size_t n)
