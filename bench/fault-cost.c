@@ -518,7 +518,12 @@ static int __attribute__((format(printf, 1, 2))) bad_usage(const char *fmt, ...)
 	return 2;
 }
 
-static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+/*
+ * The argument s of option opt as a whole number in [lo, hi]: 0, or 2
+ * (bad usage) once bad_usage() has said why.
+ */
+static int parse_uint(const char *opt, const char *s, unsigned lo,
+		      unsigned hi, unsigned *out)
 {
 	char *end;
 	unsigned long v;
@@ -526,9 +531,9 @@ static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 	errno = 0;
 	v = strtoul(s, &end, 10);
 	if (errno || end == s || *end || *s == '-' || v < lo || v > hi)
-		return false;
+		return bad_usage("%s wants %u..%u, not '%s'", opt, lo, hi, s);
 	*out = (unsigned)v;
-	return true;
+	return 0;
 }
 
 static const char *thp_name(enum thp_mode m)
@@ -759,16 +764,12 @@ int main(int argc, char **argv)
 			c.only = (int)id;
 			break;
 		case 'r':
-			if (!parse_uint(optarg, 1, 1000, &c.rounds))
-				return bad_usage("--rounds wants 1..1000, "
-						 "not '%s'",
-						 optarg);
+			if (parse_uint("--rounds", optarg, 1, 1000, &c.rounds))
+				return 2;
 			break;
 		case 'n':
-			if (!parse_uint(optarg, 1, 65536, &c.pages))
-				return bad_usage("--pages wants 1..65536, "
-						 "not '%s'",
-						 optarg);
+			if (parse_uint("--pages", optarg, 1, 65536, &c.pages))
+				return 2;
 			break;
 		case 't':
 			if (!strcmp(optarg, "default"))

@@ -304,6 +304,14 @@ static const char *ename(int e)
     return n ? n : "E?";
 }
 
+/* An errno in JSON: the number, its name and its message. */
+static void jkv_errno(int e)
+{
+    jkv_int("errno", e);
+    jkv_str("errno_name", ename(e));
+    jkv_str("error", strerror(e));
+}
+
 /* Failures, collected for the JSON "failures" array and the summary. */
 #define MAX_FAIL 64
 static struct {
@@ -700,6 +708,20 @@ static void host_facts(void)
 /* ------------------------------------------------------------------------ */
 /* 4. Host comparison.                                                      */
 
+/* Times one byte written to each of n pages, every write alone (the timer
+ * is in each sample); v is scratch for n samples. */
+static struct stats time_page_writes(uint8_t *m, size_t pg, int n, uint8_t val, double *v)
+{
+    for (int i = 0; i < n; i++) {
+        volatile uint8_t *p = m + (size_t)i * pg;
+        uint64_t t0 = now_ns();
+        *p = val;
+        uint64_t t1 = now_ns();
+        v[i] = (double)(t1 - t0);
+    }
+    return stats_d(v, (size_t)n);
+}
+
 static void host_compare(void)
 {
     char b[256];
@@ -730,23 +752,9 @@ static void host_compare(void)
         if (madvise(m, len, MADV_NOHUGEPAGE) != 0)
             out("  note: madvise(MADV_NOHUGEPAGE): %s", ename(errno));
         v = xcalloc(NPF, sizeof *v);
-        for (int i = 0; i < NPF; i++) {
-            volatile uint8_t *p = m + (size_t)i * (size_t)pg;
-            uint64_t t0 = now_ns();
-            *p = 1;
-            uint64_t t1 = now_ns();
-            v[i] = (double)(t1 - t0);
-        }
-        struct stats sf = stats_d(v, NPF);
+        struct stats sf = time_page_writes(m, (size_t)pg, NPF, 1, v);
         /* re-write the now-present pages: cost of a plain write + timer */
-        for (int i = 0; i < NPF; i++) {
-            volatile uint8_t *p = m + (size_t)i * (size_t)pg;
-            uint64_t t0 = now_ns();
-            *p = 2;
-            uint64_t t1 = now_ns();
-            v[i] = (double)(t1 - t0);
-        }
-        struct stats sw = stats_d(v, NPF);
+        struct stats sw = time_page_writes(m, (size_t)pg, NPF, 2, v);
         free(v);
         munmap(m, len);
         out("  minor page fault (first write, fresh anonymous 4 KiB page, incl. timer): %s",
@@ -1505,9 +1513,7 @@ static void kvm_section(void)
         out("no /dev/kvm: stat(\"/dev/kvm\"): %s (%s)", ename(e), strerror(e));
         jkv_bool("exists", false);
         jkv_bool("open_ok", false);
-        jkv_int("errno", e);
-        jkv_str("errno_name", ename(e));
-        jkv_str("error", strerror(e));
+        jkv_errno(e);
         jend();
         jkv_bool("usable", false);
         jend();
@@ -1527,9 +1533,7 @@ static void kvm_section(void)
             ename(e), strerror(e), mode, S_ISCHR(st.st_mode) ? "char" : "not a char device", major(st.st_rdev),
             minor(st.st_rdev), st.st_uid, st.st_gid);
         jkv_bool("open_ok", false);
-        jkv_int("errno", e);
-        jkv_str("errno_name", ename(e));
-        jkv_str("error", strerror(e));
+        jkv_errno(e);
         jend();
         jkv_bool("usable", false);
         jend();
@@ -1676,11 +1680,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < nfails; i++) {
         jobj(NULL);
         jkv_str("step", fails[i].step);
-        if (fails[i].err) {
-            jkv_int("errno", fails[i].err);
-            jkv_str("errno_name", ename(fails[i].err));
-            jkv_str("error", strerror(fails[i].err));
-        }
+        if (fails[i].err)
+            jkv_errno(fails[i].err);
         jkv_str("detail", fails[i].detail);
         jend();
     }

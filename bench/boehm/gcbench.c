@@ -183,7 +183,7 @@ int main(int argc, char **argv)
 	node *volatile long_lived;
 	double *volatile array;
 	size_t p_end;
-	pause_stats all, minor, full;
+	pause_split pauses;
 	char ver[32];
 
 	for (a = 1; a < argc; a++) {
@@ -277,30 +277,16 @@ int main(int argc, char **argv)
 	if (array[1000] != 1.0 / 1001.0)
 		ok = 0;
 
-	all = pr_stats(0, p_end, 0);
-	minor = pr_stats(0, p_end, 1);
-	full = pr_stats(0, p_end, 2);
+	pauses = pr_split(0, p_end);
 	libgc_version(ver, sizeof(ver));
 
 	if (json) {
-		printf("{\"bench\":\"gcbench\",\"libgc\":");
-		json_str(stdout, libgc_path());
-		printf(",\"gc_version\":\"%s\",\"fg_card\":", ver);
-		if (getenv("FG_CARD"))
-			json_str(stdout, getenv("FG_CARD"));
-		else
-			printf("null");
-		printf(",\"incremental\":%d,\"parallel_markers\":%d,"
-		       "\"threads\":%d,\"scale\":%d,\"ok\":%s,"
+		pr_json_head(stdout, "gcbench", ver);
+		printf("\"threads\":%d,\"scale\":%d,\"ok\":%s,"
 		       "\"wall_ms\":%.3f,\"collections\":%lu,",
-		       GC_is_incremental_mode(), GC_get_parallel(), threads,
-		       scale, ok ? "true" : "false",
+		       threads, scale, ok ? "true" : "false",
 		       (double)(t_end - t_start) / 1e6, gc1 - gc0);
-		pr_json_stats(stdout, "pauses", all);
-		putchar(',');
-		pr_json_stats(stdout, "pauses_minor", minor);
-		putchar(',');
-		pr_json_stats(stdout, "pauses_full", full);
+		pr_json_split(stdout, pauses);
 		printf(",\"pauses_dropped\":%lu,\"minflt\":%ld,\"majflt\":%ld,"
 		       "\"bytes_rescanned\":%lld,\"heap_bytes\":%zu,"
 		       "\"depth_ms\":{",
@@ -330,9 +316,7 @@ int main(int argc, char **argv)
 		       (double)(t_end - t_start) / 1e6, gc1 - gc0,
 		       f1.minflt - f0.minflt,
 		       fg_bytes_rescanned(), GC_get_heap_size() >> 10);
-		pr_text_stats(stdout, "pauses", all);
-		pr_text_stats(stdout, "  minor", minor);
-		pr_text_stats(stdout, "  full", full);
+		pr_text_split(stdout, pauses);
 	}
 	return ok ? 0 : 1;
 }

@@ -185,6 +185,21 @@ static pause_stats pr_stats(size_t from, size_t to, int which)
 	return s;
 }
 
+/* A range's pauses: all of them, and minor and full apart. */
+typedef struct {
+	pause_stats all, minor, full;
+} pause_split;
+
+static pause_split pr_split(size_t from, size_t to)
+{
+	pause_split p;
+
+	p.all = pr_stats(from, to, 0);
+	p.minor = pr_stats(from, to, 1);
+	p.full = pr_stats(from, to, 2);
+	return p;
+}
+
 static void pr_json_stats(FILE *f, const char *name, pause_stats s)
 {
 	fprintf(f,
@@ -192,6 +207,16 @@ static void pr_json_stats(FILE *f, const char *name, pause_stats s)
 		"\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f}",
 		name, s.count, s.total_ms, s.mean_ms, s.p50_ms, s.p99_ms,
 		s.max_ms);
+}
+
+/* The keys compare.py reads for every benchmark; no comma after. */
+static void pr_json_split(FILE *f, pause_split p)
+{
+	pr_json_stats(f, "pauses", p.all);
+	fputc(',', f);
+	pr_json_stats(f, "pauses_minor", p.minor);
+	fputc(',', f);
+	pr_json_stats(f, "pauses_full", p.full);
 }
 
 /* Every pause of [from, to) as [ms, full] pairs, for plots. */
@@ -214,6 +239,13 @@ static void pr_text_stats(FILE *f, const char *name, pause_stats s)
 		"max %.3f ms, total %.1f ms\n",
 		name, s.count, s.mean_ms, s.p50_ms, s.p99_ms, s.max_ms,
 		s.total_ms);
+}
+
+static void pr_text_split(FILE *f, pause_split p)
+{
+	pr_text_stats(f, "pauses", p.all);
+	pr_text_stats(f, "  minor", p.minor);
+	pr_text_stats(f, "  full", p.full);
 }
 
 typedef unsigned long (*fg_rescanned_fn)(void);
@@ -279,6 +311,24 @@ static void json_str(FILE *f, const char *s)
 			fputc(c, f);
 	}
 	fputc('"', f);
+}
+
+/*
+ * Opens the JSON object with what identifies the run: the benchmark, the
+ * libgc that was loaded and how it collects.  Ends with a comma: the caller
+ * goes on with its own keys.
+ */
+static void pr_json_head(FILE *f, const char *bench, const char *ver)
+{
+	fprintf(f, "{\"bench\":\"%s\",\"libgc\":", bench);
+	json_str(f, libgc_path());
+	fprintf(f, ",\"gc_version\":\"%s\",\"fg_card\":", ver);
+	if (getenv("FG_CARD"))
+		json_str(f, getenv("FG_CARD"));
+	else
+		fputs("null", f);
+	fprintf(f, ",\"incremental\":%d,\"parallel_markers\":%d,",
+		GC_is_incremental_mode(), GC_get_parallel());
 }
 
 /*

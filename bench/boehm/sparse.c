@@ -253,7 +253,8 @@ int main(int argc, char **argv)
 	unsigned long gc_build0, gc0, gc1;
 	long long resc0, resc1;
 	faults f0, f1;
-	pause_stats all, minor, full, build_p;
+	pause_split pauses;
+	pause_stats build_p;
 	const char *how_name[] = { "minor", "full", "alloc" };
 	char ver[32];
 
@@ -336,28 +337,18 @@ int main(int argc, char **argv)
 	bad = verify(rounds);
 	ok = bad == 0;
 
-	all = pr_stats(p_begin, p_end, 0);
-	minor = pr_stats(p_begin, p_end, 1);
-	full = pr_stats(p_begin, p_end, 2);
+	pauses = pr_split(p_begin, p_end);
 	build_p = pr_stats(p_build0, p_begin, 0);
 	libgc_version(ver, sizeof(ver));
 
 	if (json) {
-		printf("{\"bench\":\"sparse\",\"libgc\":");
-		json_str(stdout, libgc_path());
-		printf(",\"gc_version\":\"%s\",\"fg_card\":", ver);
-		if (getenv("FG_CARD"))
-			json_str(stdout, getenv("FG_CARD"));
-		else
-			printf("null");
-		printf(",\"incremental\":%d,\"parallel_markers\":%d,"
-		       "\"collect\":\"%s\",\"mib\":%.1f,\"nodes\":%zu,"
+		pr_json_head(stdout, "sparse", ver);
+		printf("\"collect\":\"%s\",\"mib\":%.1f,\"nodes\":%zu,"
 		       "\"frac\":%g,\"updates_per_round\":%zu,\"rounds\":%u,"
 		       "\"ok\":%s,\"bad\":%zu,\"wall_ms\":%.3f,"
 		       "\"update_ms\":%.3f,\"collect_ms\":%.3f,"
 		       "\"build_ms\":%.3f,\"total_ms\":%.3f,"
 		       "\"collections\":%lu,\"build_collections\":%lu,",
-		       GC_is_incremental_mode(), GC_get_parallel(),
 		       how_name[how], mib, nnodes, frac, per_round, rounds,
 		       ok ? "true" : "false", bad,
 		       (double)(t_end - t_begin) / 1e6, (double)t_upd / 1e6,
@@ -365,11 +356,7 @@ int main(int argc, char **argv)
 		       (double)(t_build1 - t_build0) / 1e6,
 		       (double)(t_end - t_prog0) / 1e6, gc1 - gc0,
 		       gc0 - gc_build0);
-		pr_json_stats(stdout, "pauses", all);
-		putchar(',');
-		pr_json_stats(stdout, "pauses_minor", minor);
-		putchar(',');
-		pr_json_stats(stdout, "pauses_full", full);
+		pr_json_split(stdout, pauses);
 		putchar(',');
 		pr_json_stats(stdout, "pauses_build", build_p);
 		printf(",\"pauses_dropped\":%lu,\"minflt\":%ld,\"majflt\":%ld,"
@@ -398,9 +385,7 @@ int main(int argc, char **argv)
 		       (double)t_col / 1e6, gc1 - gc0, f1.minflt - f0.minflt,
 		       resc0 < 0 ? -1 : resc1 - resc0,
 		       GC_get_heap_size() >> 20);
-		pr_text_stats(stdout, "pauses", all);
-		pr_text_stats(stdout, "  minor", minor);
-		pr_text_stats(stdout, "  full", full);
+		pr_text_split(stdout, pauses);
 	}
 	return ok ? 0 : 1;
 }
