@@ -638,6 +638,41 @@ void orc_snap_words(const orc_region *r, size_t n, uint64_t **out)
 	}
 }
 
+const char *orc_bname(fg_backend_id id)
+{
+	return fg_backend_name(id);
+}
+
+bool orc_twinning(fg_backend_id id)
+{
+	return id == FG_BACKEND_UFFD_ASYNC || id == FG_BACKEND_UFFD_SYNC;
+}
+
+bool orc_twin_hook(fg_backend_id id)
+{
+	return id == FG_BACKEND_UFFD_SYNC;
+}
+
+double orc_ratio(uint64_t a, uint64_t b)
+{
+	return b ? (double)a / (double)b : 0.0;
+}
+
+uint8_t *orc_page_of(const void *p)
+{
+	return (uint8_t *)((uintptr_t)p / orc_page() * orc_page());
+}
+
+fg_options orc_options(fg_backend_id id, size_t card)
+{
+	fg_options o = FG_OPTIONS_INIT;
+
+	o.backend = id;
+	o.card_size = card;
+	o.flags = FG_OPT_NO_ENV;
+	return o;
+}
+
 fg_tracker *orc_tracker(const fg_options *o)
 {
 	fg_tracker *t = NULL;
@@ -655,6 +690,17 @@ fg_tracker *orc_tracker(const fg_options *o)
 		     fg_backend_name(o->backend),
 		     fg_backend_name(fg_tracker_backend(t)));
 	return t;
+}
+
+fg_tracker *orc_diff_tracker(fg_backend_id id, size_t card, size_t twin_cap,
+			     unsigned policy)
+{
+	fg_options o = orc_options(id, card);
+
+	o.precision = FG_PRECISION_DIFF;
+	o.twin_cap = twin_cap;
+	o.twin_policy = policy;
+	return orc_tracker(&o);
 }
 
 void orc_reg(fg_tracker *t, orc_region *r)
@@ -828,6 +874,23 @@ void orc_sched_init(orc_sched *s, fg_tracker *t, orc_region *r, size_t n,
 void orc_sched_fini(orc_sched *s)
 {
 	kwriter_fini(&s->kw);
+}
+
+void orc_sched_start(orc_sched *s, fg_tracker *t, orc_region r[3],
+		     size_t scale, bool changed_only, const char *test)
+{
+	orc_sched_init(s, t, r, 3, test);
+	orc_make_regions(r, &s->g, scale, changed_only);
+	for (int i = 0; i < 3; i++)
+		orc_reg(t, &r[i]);
+	orc_snapshot(r, 3);
+}
+
+void orc_sched_end(orc_sched *s)
+{
+	orc_sched_fini(s);
+	cr_assert_eq(fg_tracker_destroy(s->t), 0, "fg_tracker_destroy failed");
+	orc_free_regions(s->r, s->n);
 }
 
 const char *orc_where(orc_sched *s)

@@ -174,8 +174,35 @@ static inline void orc_rep_movsb(void *dst, const void *src, size_t n)
 			 : "memory");
 }
 
+/* fg_backend_name, short for messages. */
+const char *orc_bname(fg_backend_id id);
+
+/* Under DIFF precision twins are taken only where the library can validate
+ * them against the kernel's record (diff.c): eagerly for hot pages (and
+ * sticky twins) on both uffd backends, orc_twinning; and at the first
+ * write on uffd-sync, which has a hook and a per-page pagemap check,
+ * orc_twin_hook.  mprotect and none have no such record: their written
+ * pages read whole. */
+bool orc_twinning(fg_backend_id id);
+bool orc_twin_hook(fg_backend_id id);
+
+/* a / b, 0 if b is 0: a precision. */
+double orc_ratio(uint64_t a, uint64_t b);
+/* The start of p's page. */
+uint8_t *orc_page_of(const void *p);
+
+/* A store the compiler may not assume aligned or of one type only. */
+typedef uint64_t orc_u64_unaligned __attribute__((aligned(1), may_alias));
+
+/* FG_OPTIONS_INIT with backend id, card size card and FG_OPT_NO_ENV (the
+ * test chooses, not the environment). */
+fg_options orc_options(fg_backend_id id, size_t card);
 /* fg_tracker_create(o), which must succeed with the backend asked for. */
 fg_tracker *orc_tracker(const fg_options *o);
+/* orc_tracker of orc_options(id, card) with DIFF precision, a twin cap of
+ * twin_cap bytes (0: the library's) and twin policy policy (FG_TWIN_*). */
+fg_tracker *orc_diff_tracker(fg_backend_id id, size_t card, size_t twin_cap,
+			     unsigned policy);
 /* fg_register of the region, which must succeed. */
 void orc_reg(fg_tracker *t, orc_region *r);
 /* fg_get_stats, which must succeed. */
@@ -232,6 +259,13 @@ typedef struct orc_sched {
 void orc_sched_init(orc_sched *s, fg_tracker *t, orc_region *r, size_t n,
 		    const char *test);
 void orc_sched_fini(orc_sched *s);
+/* orc_sched_init over three regions made by orc_make_regions (scale,
+ * changed_only) and registered with t, and the first epoch begun. */
+void orc_sched_start(orc_sched *s, fg_tracker *t, orc_region r[3],
+		     size_t scale, bool changed_only, const char *test);
+/* orc_sched_fini, fg_tracker_destroy of s->t (which must succeed) and
+ * orc_free_regions of s's regions. */
+void orc_sched_end(orc_sched *s);
 /* "TEST BACKEND seed=N epoch E", for messages (in s->ctx). */
 const char *orc_where(orc_sched *s);
 /* A uniformly random byte of s's regions. */

@@ -42,40 +42,22 @@
 #include <criterion/logging.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "fg.h"
 
 #define TEST_TIMEOUT 600 /* Criterion's limit per test */
 #define RUN_LIMIT 300	 /* per program run, FG_BOEHM_RUN_LIMIT */
 #define TAIL 3000	 /* bytes of output shown on failure */
 
-extern char **environ;
-
 static char build_dir[PATH_MAX], lib_dir[PATH_MAX], report_so[PATH_MAX];
-static char tmp_dir[PATH_MAX];
-
-/* A file next to this binary, relative: "../adapters/x". */
-static void beside_me(char *out, const char *rel)
-{
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-
-	cr_assert(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
-	exe[n] = 0;
-	snprintf(out, PATH_MAX, "%s/%s", dirname(exe), rel);
-}
 
 static void from_env(char *out, const char *var, const char *rel)
 {
@@ -85,7 +67,7 @@ static void from_env(char *out, const char *var, const char *rel)
 	if (v && *v)
 		snprintf(tmp, sizeof tmp, "%s", v);
 	else
-		beside_me(tmp, rel);
+		ch_beside_me(tmp, rel);
 	/* Absolute if it exists: the programs run in another directory. */
 	if (!realpath(tmp, out))
 		snprintf(out, PATH_MAX, "%s", tmp);
@@ -107,102 +89,20 @@ static bool is_dir(const char *p)
 
 static void setup(void)
 {
-	const char *tmp = getenv("TMPDIR");
-
 	from_env(build_dir, "FG_BOEHM_BUILD", "../adapters/boehm/build/libgc-8.2.2");
 	from_env(lib_dir, "FG_BOEHM_LIB", "../adapters/boehm/lib");
 	from_env(report_so, "FG_BOEHM_REPORT_SO", "boehm/.libs/fgboehm_report.so");
-	snprintf(tmp_dir, sizeof tmp_dir, "%s/fgvm-boehm.XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
-	cr_assert(mkdtemp(tmp_dir), "mkdtemp %s: %s", tmp_dir, strerror(errno));
+	ch_mkdir("boehm");
 }
 
-static void teardown(void)
-{
-	char cmd[PATH_MAX + 16];
-
-	if (tmp_dir[0] && strstr(tmp_dir, "fgvm-boehm.")) {
-		snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-		if (system(cmd) != 0)
-			cr_log_warn("could not remove %s", tmp_dir);
-	}
-}
-
-TestSuite(boehm_suite, .init = setup, .fini = teardown,
+TestSuite(boehm_suite, .init = setup, .fini = ch_rmdir,
 	  .timeout = TEST_TIMEOUT);
-
-static char *path_in(const char *name)
-{
-	static char buf[8][PATH_MAX + 64];
-	static unsigned k;
-	char *p = buf[k++ % 8];
-
-	snprintf(p, sizeof buf[0], "%.*s/%s", PATH_MAX - 1, tmp_dir, name);
-	return p;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, n = 0, r;
-
-	if (!f) {
-		if (len)
-			*len = 0;
-		return strdup("");
-	}
-	do {
-		if (n + 65536 + 1 > cap) {
-			cap = (n + 65536 + 1) * 2;
-			buf = realloc(buf, cap);
-			cr_assert(buf);
-		}
-		r = fread(buf + n, 1, cap - n - 1, f);
-		n += r;
-	} while (r > 0);
-	fclose(f);
-	buf[n] = 0;
-	if (len)
-		*len = n;
-	return buf;
-}
 
 static const char *tail(const char *s)
 {
 	size_t n = strlen(s);
 
 	return n > TAIL ? s + n - TAIL : s;
-}
-
-/* The environment for a child: ours without the variables set or
- * removed here (set: NAME=VALUE, unset: NAME=, NULL-terminated each). */
-static char **child_env(const char *const *set, const char *const *unset)
-{
-	size_t n = 0, k = 0;
-	char **env;
-
-	while (environ[n])
-		n++;
-	for (size_t i = 0; set[i]; i++)
-		n++;
-	env = calloc(n + 1, sizeof *env);
-	cr_assert(env);
-	for (size_t i = 0; environ[i]; i++) {
-		bool drop = false;
-
-		for (size_t j = 0; set[j] && !drop; j++)
-			drop = !strncmp(environ[i], set[j],
-					strcspn(set[j], "=") + 1);
-		for (size_t j = 0; unset && unset[j] && !drop; j++)
-			drop = !strncmp(environ[i], unset[j], strlen(unset[j]));
-		if (!drop)
-			env[k++] = environ[i];
-	}
-	for (size_t i = 0; set[i]; i++)
-		env[k++] = (char *)set[i];
-	env[k] = NULL;
-	return env;
 }
 
 static int run_limit(void)
@@ -221,79 +121,25 @@ struct run {
 	char *err;
 };
 
-/* Run argv in tmp_dir with stdin from /dev/null, stdout to out_file and
+/* Run argv in ch_dir with stdin from /dev/null, stdout to out_file and
  * stderr to err_file (or both to out_file), in a process group of its own
- * that is killed at the limit. */
+ * that is killed at the limit.  A file the program left missing reads as
+ * empty: its status says what went wrong. */
 static struct run run(const char *const *argv, char **env, const char *out_file,
 		      const char *err_file)
 {
-	struct timespec t0, now, nap = {0, 10000000};
-	struct run r = {0};
-	int limit = run_limit();
-	pid_t pid;
-	int st;
+	struct ch_io io = {.dir = ch_dir, .out = out_file, .err = err_file};
+	struct ch_run c = ch_run(argv, env, &io, run_limit());
+	struct run r = {.status = c.status, .pid = c.pid, .secs = c.secs};
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	pid = fork();
-	cr_assert(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		int in = open("/dev/null", O_RDONLY);
-		int out = open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int err = err_file ? open(err_file, O_WRONLY | O_CREAT | O_TRUNC,
-					  0644)
-				   : out;
-
-		setpgid(0, 0);
-		if (in < 0 || out < 0 || err < 0 || chdir(tmp_dir) != 0)
-			_exit(126);
-		dup2(in, 0);
-		dup2(out, 1);
-		dup2(err, 2);
-		execve(argv[0], (char *const *)argv, env);
-		dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	setpgid(pid, pid);
-	r.pid = pid;
-	for (;;) {
-		pid_t w = waitpid(pid, &st, WNOHANG);
-
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		r.secs = (double)(now.tv_sec - t0.tv_sec) +
-			 (now.tv_nsec - t0.tv_nsec) / 1e9;
-		if (w == pid) {
-			r.status = st;
-			break;
-		}
-		cr_assert(w == 0, "waitpid: %s", strerror(errno));
-		if (r.secs > limit) {
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			r.status = -1;
-			break;
-		}
-		nanosleep(&nap, NULL);
-	}
-	/* Whatever the group left behind (a forked child of a test). */
-	kill(-pid, SIGKILL);
-	r.out = slurp(out_file, NULL);
-	r.err = err_file ? slurp(err_file, NULL) : NULL;
+	r.out = ch_slurp(out_file, NULL, false);
+	r.err = err_file ? ch_slurp(err_file, NULL, false) : NULL;
 	return r;
 }
 
 static const char *how(int status, char *buf, size_t len)
 {
-	if (status == -1)
-		snprintf(buf, len, "killed after the %d s limit", run_limit());
-	else if (WIFEXITED(status))
-		snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
-			 strsignal(WTERMSIG(status)));
-	else
-		snprintf(buf, len, "wait status %#x", status);
-	return buf;
+	return ch_how(status, run_limit(), buf, len);
 }
 
 static void require_backend(const char *name)
@@ -325,7 +171,7 @@ struct report {
 
 static struct report read_report(const char *file, pid_t pid)
 {
-	char *all = slurp(file, NULL), *line, *save = NULL;
+	char *all = ch_slurp(file, NULL, false), *line, *save = NULL;
 	struct report rp = {0};
 	char want[32];
 
@@ -390,7 +236,7 @@ static void boehm_program(const char *prog, const char *backend, size_t card)
 {
 	char exe[PATH_MAX + 64], env_backend[64], env_card[32];
 	char env_preload[PATH_MAX + 64], env_report[PATH_MAX + 64], st[64];
-	const char *report = path_in("report");
+	const char *report = ch_path("report");
 	const char *pre = getenv("LD_PRELOAD");
 	struct report rp;
 	struct run r;
@@ -421,10 +267,10 @@ static void boehm_program(const char *prog, const char *backend, size_t card)
 				     env_card, env_preload, env_report,
 				     "FG_QUIET=1", NULL};
 		const char *argv[] = {exe, reduced_arg(prog), NULL};
-		char **env = child_env(set, NULL);
+		char **env = ch_env(set, NULL);
 
 		unlink(report);
-		r = run(argv, env, path_in("out"), NULL);
+		r = run(argv, env, ch_path("out"), NULL);
 		free(env);
 	}
 	cr_log_info("%s: %s, %.2f s", what, how(r.status, st, sizeof st),
@@ -631,7 +477,7 @@ static void guile(const char *backend)
 	char ours_real[PATH_MAX], mapped[PATH_MAX], st[64];
 	char env_backend[64], env_ldpath[PATH_MAX + 32];
 	char env_preload[PATH_MAX + 32], env_report[PATH_MAX + 32];
-	const char *report = path_in("report");
+	const char *report = ch_path("report");
 	const char *scale = getenv("FG_BOEHM_GUILE_SCALE");
 	struct report rp;
 	struct run ref, r;
@@ -659,9 +505,9 @@ static void guile(const char *backend)
 		const char *set[] = {"GUILE_AUTO_COMPILE=0", NULL};
 		const char *unset[] = {"GC_ENABLE_INCREMENTAL=",
 				       "LD_LIBRARY_PATH=", "LD_PRELOAD=", NULL};
-		char **env = child_env(set, unset);
+		char **env = ch_env(set, unset);
 
-		ref = run(argv, env, path_in("ref.out"), path_in("ref.err"));
+		ref = run(argv, env, ch_path("ref.out"), ch_path("ref.err"));
 		free(env);
 	}
 	cr_log_info("guile on the stock libgc: %s, %.2f s",
@@ -689,10 +535,10 @@ static void guile(const char *backend)
 				     env_preload,
 				     env_report,
 				     NULL};
-		char **env = child_env(set, NULL);
+		char **env = ch_env(set, NULL);
 
 		unlink(report);
-		r = run(argv, env, path_in("fg.out"), path_in("fg.err"));
+		r = run(argv, env, ch_path("fg.out"), ch_path("fg.err"));
 		free(env);
 	}
 	cr_log_info("guile on the adapter (FG_BACKEND=%s FG_CARD=64): %s, "

@@ -70,42 +70,8 @@
 
 #define PER_BACKEND(scn) ORC_PER_BACKEND(diff, scn, TIMEOUT)
 
-static const char *bname(fg_backend_id id)
-{
-	return fg_backend_name(id);
-}
-
-/* Twins are taken only where the library can validate them against the
- * kernel's record (diff.c): at the first write on uffd-sync (hook + a
- * per-page pagemap check), eagerly for hot pages on both uffd backends.
- * mprotect has no such record: its written pages read whole. */
-static bool hooked(fg_backend_id id)
-{
-	return id == FG_BACKEND_UFFD_SYNC;
-}
-
-static bool eager_capable(fg_backend_id id)
-{
-	return id == FG_BACKEND_UFFD_SYNC || id == FG_BACKEND_UFFD_ASYNC;
-}
-
-static fg_tracker *make_diff_tracker(fg_backend_id id, size_t card,
-				     size_t twin_cap)
-{
-	fg_options o = FG_OPTIONS_INIT;
-
-	o.backend = id;
-	o.card_size = card;
-	o.flags = FG_OPT_NO_ENV;
-	o.precision = FG_PRECISION_DIFF;
-	o.twin_cap = twin_cap;
-	return orc_tracker(&o);
-}
-
 /* ------------------------------------------------------------------ */
 /* The single-threaded schedule. */
-
-typedef uint64_t u64_unaligned __attribute__((aligned(1), may_alias));
 
 enum dop {
 	D_HOT8,	   /* 8 differing bytes in a hot page */
@@ -156,18 +122,6 @@ static unsigned card_index(size_t card)
 	return (unsigned)__builtin_ctzll(card) - 6;
 }
 
-static void dsched_init(dsched *s, fg_tracker *t, orc_region *r, size_t n,
-			const char *test)
-{
-	memset(s, 0, sizeof *s);
-	orc_sched_init(&s->b, t, r, n, test);
-}
-
-static uint8_t *page_of(const void *p)
-{
-	return (uint8_t *)((uintptr_t)p / orc_page() * orc_page());
-}
-
 static uint8_t *hot_byte(dsched *s, size_t nhot)
 {
 	return s->hot[orc_below(&s->b.g, nhot)] +
@@ -213,6 +167,16 @@ static void kernel_write(dsched *s, uint8_t *dst, size_t len)
 		remember(s, dst);
 }
 
+/* 1..max differing bytes at p (clipped to its region), memcpy'd. */
+static void copy_differing(dsched *s, uint8_t *p, size_t max)
+{
+	size_t len = clip(s, p, 1 + orc_below(&s->b.g, max));
+
+	orc_differ(&s->b, p, len);
+	memcpy(p, s->b.src, len);
+	logw(s, p, len);
+}
+
 static enum dop pick_op(dsched *s)
 {
 	unsigned x = (unsigned)orc_below(&s->b.g, 100);
@@ -238,10 +202,10 @@ static void do_write(dsched *s, enum dop op)
 		if (orc_below(&s->b.g, 4))
 			p = (uint8_t *)((uintptr_t)p & ~(uintptr_t)7);
 		if (clip(s, p, 8) < 8)
-			p = page_of(p); /* unaligned at a region's end */
+			p = orc_page_of(p); /* unaligned at a region's end */
 		orc_differ(&s->b, p, 8);
 		memcpy(&v, s->b.src, 8);
-		*(volatile u64_unaligned *)p = v;
+		*(volatile orc_u64_unaligned *)p = v;
 		logw(s, p, 8);
 		break;
 	}
@@ -252,11 +216,7 @@ static void do_write(dsched *s, enum dop op)
 		logw(s, p, 1);
 		break;
 	case D_HOTCPY:
-		p = hot_byte(s, NHOT);
-		len = clip(s, p, 1 + orc_below(&s->b.g, 128));
-		orc_differ(&s->b, p, len);
-		memcpy(p, s->b.src, len);
-		logw(s, p, len);
+		copy_differing(s, hot_byte(s, NHOT), 128);
 		break;
 	case D_ATOMIC:
 		p = (uint8_t *)((uintptr_t)hot_byte(s, NHOT) & ~(uintptr_t)7);
@@ -293,11 +253,7 @@ static void do_write(dsched *s, enum dop op)
 		logw(s, p, len);
 		break;
 	case D_ANY:
-		p = orc_anywhere(&s->b);
-		len = clip(s, p, 1 + orc_below(&s->b.g, 512));
-		orc_differ(&s->b, p, len);
-		memcpy(p, s->b.src, len);
-		logw(s, p, len);
+		copy_differing(s, orc_anywhere(&s->b), 512);
 		break;
 	case D_BIG:
 		p = orc_anywhere(&s->b);
@@ -324,7 +280,7 @@ static void do_write(dsched *s, enum dop op)
 static void pick_hot(dsched *s, size_t first)
 {
 	for (size_t i = first; i < NHOT; i++)
-		s->hot[i] = page_of(orc_anywhere(&s->b));
+		s->hot[i] = orc_page_of(orc_anywhere(&s->b));
 }
 
 static void add_precision(precision *p, const orc_result *res, size_t card)
@@ -336,11 +292,6 @@ static void add_precision(precision *p, const orc_result *res, size_t card)
 	p->cards_truth_bytes += res->cards_truth * card;
 	p->cards_reported_bytes += res->cards_reported * card;
 	p->pages_truth += res->pages_truth;
-}
-
-static double ratio(uint64_t a, uint64_t b)
-{
-	return b ? (double)a / (double)b : 0.0;
 }
 
 /* Collect, compare with the oracle (changed lines only), assert nothing
@@ -454,12 +405,14 @@ static void print_precision(const dsched *s, const char *what,
 		" reported bytes=%" PRIu64
 		" ratio=%.2f (card-level truth %" PRIu64 " -> %.2f; page-level "
 		"would be %.2f)\n",
-		s->b.test, bname(s->b.id), what, card, p->epochs,
+		s->b.test, orc_bname(s->b.id), what, card, p->epochs,
 		p->changed_bytes, p->truth_lines * ORC_LINE,
 		p->reported_lines * ORC_LINE,
-		ratio(p->reported_lines, p->truth_lines), p->cards_truth_bytes,
-		ratio(p->cards_reported_bytes, p->cards_truth_bytes),
-		ratio(p->pages_truth * orc_page(), p->truth_lines * ORC_LINE));
+		orc_ratio(p->reported_lines, p->truth_lines),
+		p->cards_truth_bytes,
+		orc_ratio(p->cards_reported_bytes, p->cards_truth_bytes),
+		orc_ratio(p->pages_truth * orc_page(),
+			  p->truth_lines * ORC_LINE));
 }
 
 static void dsched_summary(const dsched *s, const fg_stats *st)
@@ -478,11 +431,11 @@ static void dsched_summary(const dsched *s, const fg_stats *st)
 		"hook=%" PRIu64 " eager=%" PRIu64 " invalid=%" PRIu64
 		" pages diffed=%" PRIu64 " whole=%" PRIu64
 		" twin_bytes=%" PRIu64 " diff %.2f us/diffed page\n",
-		s->b.test, bname(s->b.id), s->b.seed, s->writes, kinds,
+		s->b.test, orc_bname(s->b.id), s->b.seed, s->writes, kinds,
 		s->b.kw.marked, s->b.kw.efault, s->all.epochs,
 		s->all.changed_bytes, s->all.truth_lines * ORC_LINE,
 		s->all.reported_lines * ORC_LINE,
-		ratio(s->all.reported_lines, s->all.truth_lines),
+		orc_ratio(s->all.reported_lines, s->all.truth_lines),
 		st->twins_hook, st->twins_eager, st->twins_invalid,
 		st->pages_diffed, st->pages_whole, st->twin_bytes,
 		st->pages_diffed
@@ -495,36 +448,36 @@ static void dsched_summary(const dsched *s, const fg_stats *st)
 static void check_diff_stats(const char *test, fg_backend_id id,
 			     uint64_t seed, const fg_stats *st)
 {
-	if (eager_capable(id))
+	if (orc_twinning(id))
 		cr_assert_gt(st->twins_eager, 0,
 			     "%s %s seed=%" PRIu64 ": stats.twins_eager is 0 "
 			     "although pages were written in many consecutive "
 			     "epochs: the eager-twin path was never taken",
-			     test, bname(id), seed);
-	if (hooked(id))
+			     test, orc_bname(id), seed);
+	if (orc_twin_hook(id))
 		cr_assert_gt(st->twins_hook, 0,
 			     "%s %s seed=%" PRIu64 ": stats.twins_hook is 0 on "
 			     "a backend with a first-write hook",
-			     test, bname(id), seed);
+			     test, orc_bname(id), seed);
 	else
 		cr_assert_eq(st->twins_hook, 0,
 			     "%s %s: stats.twins_hook %" PRIu64 " on a backend "
 			     "without a first-write hook",
-			     test, bname(id), st->twins_hook);
-	if (eager_capable(id)) {
+			     test, orc_bname(id), st->twins_hook);
+	if (orc_twinning(id)) {
 		cr_assert_gt(st->pages_diffed, 0,
 			     "%s %s seed=%" PRIu64 ": no page was ever diffed",
-			     test, bname(id), seed);
+			     test, orc_bname(id), seed);
 	} else {
 		cr_assert(!st->pages_diffed && !st->twins_eager &&
 				  !st->twins_invalid && !st->twin_bytes,
 			  "%s %s: a backend without hook or validation "
 			  "reports twins (diffed %" PRIu64 ", eager %" PRIu64
 			  ", invalid %" PRIu64 ", bytes %" PRIu64 ")",
-			  test, bname(id), st->pages_diffed, st->twins_eager,
-			  st->twins_invalid, st->twin_bytes);
+			  test, orc_bname(id), st->pages_diffed,
+			  st->twins_eager, st->twins_invalid, st->twin_bytes);
 		cr_assert_gt(st->pages_whole, 0, "%s %s: no page read whole",
-			     test, bname(id));
+			     test, orc_bname(id));
 	}
 }
 
@@ -536,15 +489,11 @@ static dsched *dsched_start(fg_backend_id id, size_t card, size_t twin_cap,
 	size_t tracked = 4 * scale;
 
 	ORC_REQUIRE_BACKEND(id);
-	s = malloc(sizeof *s);
+	s = calloc(1, sizeof *s);
 	cr_assert_not_null(s);
-	*t = make_diff_tracker(id, card, twin_cap);
-	dsched_init(s, *t, r, 3, test);
+	*t = orc_diff_tracker(id, card, twin_cap, FG_TWIN_HOT);
+	orc_sched_start(&s->b, *t, r, scale, true, test);
 	s->twin_cap = twin_cap ? twin_cap : tracked / 2;
-	orc_make_regions(r, &s->b.g, scale, true);
-	for (int i = 0; i < 3; i++)
-		orc_reg(*t, &r[i]);
-	orc_snapshot(r, 3);
 	pick_hot(s, 0);
 	return s;
 }
@@ -569,7 +518,7 @@ static void random_diff(fg_backend_id id, size_t card, uint64_t target_writes,
 		/* The hot set drifts: pages cool down and warm up. */
 		if (orc_below(&s->b.g, 3) == 0)
 			s->hot[orc_below(&s->b.g, NHOT)] =
-				page_of(orc_anywhere(&s->b));
+				orc_page_of(orc_anywhere(&s->b));
 		for (unsigned i = 0; i < nw; i++)
 			do_write(s, pick_op(s));
 		if (!card) {
@@ -603,10 +552,10 @@ static void random_diff(fg_backend_id id, size_t card, uint64_t target_writes,
 		print_precision(s, "steady", &s->steady, card);
 	}
 	check_diff_stats(test, id, s->b.seed, &st);
-	if (card && eager_capable(id)) {
-		double lr = ratio(s->steady.reported_lines,
+	if (card && orc_twinning(id)) {
+		double lr = orc_ratio(s->steady.reported_lines,
 				  s->steady.truth_lines);
-		double cr = ratio(s->steady.cards_reported_bytes,
+		double cr = orc_ratio(s->steady.cards_reported_bytes,
 				  s->steady.cards_truth_bytes);
 
 		cr_assert_gt(s->steady.truth_lines, 0);
@@ -618,14 +567,16 @@ static void random_diff(fg_backend_id id, size_t card, uint64_t target_writes,
 				      "reported %.2fx the changed lines (page "
 				      "level: %.2fx); DIFF should report "
 				      "about the truth",
-				      test, bname(id), s->b.seed, lr,
-				      ratio(s->steady.pages_truth * orc_page(),
-					    s->steady.truth_lines * ORC_LINE));
+				      test, orc_bname(id), s->b.seed, lr,
+				      orc_ratio(s->steady.pages_truth *
+							orc_page(),
+						s->steady.truth_lines *
+							ORC_LINE));
 		cr_assert_leq(cr, 1.25,
 			      "%s %s seed=%" PRIu64 ": steady phase at card "
 			      "%zu reported %.2fx the bytes of the cards "
 			      "holding changed lines",
-			      test, bname(id), s->b.seed, card, cr);
+			      test, orc_bname(id), s->b.seed, card, cr);
 	}
 	if (id == FG_BACKEND_NONE) {
 		uint64_t pages = 0;
@@ -640,9 +591,7 @@ static void random_diff(fg_backend_id id, size_t card, uint64_t target_writes,
 			     st.pages_whole, st.dirty_pages);
 		cr_assert_geq(st.pages_whole, pages * s->all.epochs);
 	}
-	orc_sched_fini(&s->b);
-	cr_assert_eq(fg_tracker_destroy(t), 0, "fg_tracker_destroy failed");
-	orc_free_regions(r, 3);
+	orc_sched_end(&s->b);
 	free(s);
 }
 
@@ -693,7 +642,7 @@ static void twin_cap(fg_backend_id id)
 
 		if (orc_below(&s->b.g, 3) == 0)
 			s->hot[orc_below(&s->b.g, NHOT)] =
-				page_of(orc_anywhere(&s->b));
+				orc_page_of(orc_anywhere(&s->b));
 		for (unsigned i = 0; i < nw; i++)
 			do_write(s, pick_op(s));
 		/* Mid-epoch too: hooks took twins. */
@@ -701,8 +650,8 @@ static void twin_cap(fg_backend_id id)
 		cr_assert_leq(st.twin_bytes, cap,
 			      "twin_cap %s seed=%" PRIu64 " epoch %u: %" PRIu64
 			      " bytes of twins held, the cap is %zu",
-			      bname(id), s->b.seed, s->b.epoch, st.twin_bytes,
-			      cap);
+			      orc_bname(id), s->b.seed, s->b.epoch,
+			      st.twin_bytes, cap);
 		dsched_check(s, s->b.epoch % 2 ? ORC_BITMAP : ORC_ITER, 0,
 			     false);
 	}
@@ -711,15 +660,13 @@ static void twin_cap(fg_backend_id id)
 	cr_assert_gt(st.pages_whole, 0,
 		     "twin_cap %s: with 4 pages of twins for %d hot pages no "
 		     "page read whole",
-		     bname(id), NHOT);
-	if (eager_capable(id))
+		     orc_bname(id), NHOT);
+	if (orc_twinning(id))
 		cr_assert_gt(st.pages_diffed, 0,
 			     "twin_cap %s: no page diffed: the cap left no "
 			     "twin at all",
-			     bname(id));
-	orc_sched_fini(&s->b);
-	cr_assert_eq(fg_tracker_destroy(t), 0);
-	orc_free_regions(r, 3);
+			     orc_bname(id));
+	orc_sched_end(&s->b);
 	free(s);
 }
 
@@ -859,7 +806,7 @@ static void note_miss(missrec *m, orc_region *r, int i, size_t k,
 		      uint64_t from, uint64_t to, const char *rule)
 {
 	uint64_t *slot = (uint64_t *)r[i].base + k;
-	uint8_t *pg = page_of(slot);
+	uint8_t *pg = orc_page_of(slot);
 	bool hotp = false;
 
 	for (int h = 0; h < CHOT; h++)
@@ -913,7 +860,7 @@ static void threads(fg_backend_id id)
 	ORC_REQUIRE_BACKEND(id);
 	seed = orc_seed(test);
 	orc_rng_init(&g, seed);
-	t = make_diff_tracker(id, 64, 0);
+	t = orc_diff_tracker(id, 64, 0, FG_TWIN_HOT);
 	{
 		void *a = orc_map_anon(MiB, NULL);
 		void *b = orc_map_memfd(512 * KiB, NULL);
@@ -952,7 +899,8 @@ static void threads(fg_backend_id id)
 					    &w[i]),
 			     0);
 	}
-	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, bname(id), seed);
+	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, orc_bname(id),
+		 seed);
 	orc_collect_ok(t, r, 2, ORC_ITER, 0, ctx);
 	t0 = orc_now_ns();
 	for (unsigned round = 0;; round++) {
@@ -979,7 +927,7 @@ static void threads(fg_backend_id id)
 			cr_assert_eq(fg_set_card_size(t, want), 0);
 		}
 		snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64 " round %u",
-			 test, bname(id), seed, round);
+			 test, orc_bname(id), seed, round);
 		card = orc_collect_ok(t, r, 2,
 				      round % 4 == 3 ? ORC_BITMAP : ORC_ITER,
 				      want, ctx);
@@ -1045,7 +993,7 @@ static void threads(fg_backend_id id)
 	cr_assert_eq(w[WRITERS].err, 0,
 		     "%s %s seed=%" PRIu64 ": the kernel writer failed: %s "
 		     "(fg_mark_dirty, then pread into the marked slot)",
-		     test, bname(id), seed, strerror(w[WRITERS].err));
+		     test, orc_bname(id), seed, strerror(w[WRITERS].err));
 	cr_assert_gt(w[WRITERS].stores, 0, "the kernel writer never wrote");
 	st = orc_stats(t);
 	cr_assert_eq(missed, 0,
@@ -1053,32 +1001,32 @@ static void threads(fg_backend_id id)
 		     "round (of %" PRIu64 " + %" PRIu64 " changes checked so "
 		     "far); first: %s; missed slots:%s [twins hook=%" PRIu64
 		     " eager=%" PRIu64 " invalid=%" PRIu64 "]",
-		     test, bname(id), seed, missed, checked, checked_during,
+		     test, orc_bname(id), seed, missed, checked, checked_during,
 		     mr.first, mr.pages,
 		     st.twins_hook,
 		     st.twins_eager, st.twins_invalid);
 	cr_assert_gt(checked, 0,
 		     "%s %s: no slot changed between two snapshots in %u "
 		     "rounds: the writers never ran, the check is vacuous",
-		     test, bname(id), rounds);
-	if (eager_capable(id))
+		     test, orc_bname(id), rounds);
+	if (orc_twinning(id))
 		cr_assert_gt(st.twins_eager, 0,
 			     "%s %s seed=%" PRIu64 ": no eager twin in %u rounds "
 			     "of writes concentrated on %d hot pages",
-			     test, bname(id), seed, rounds, CHOT);
-	if (hooked(id))
+			     test, orc_bname(id), seed, rounds, CHOT);
+	if (orc_twin_hook(id))
 		cr_assert_gt(st.twins_hook, 0,
 			     "%s %s seed=%" PRIu64 ": no twin taken by the "
 			     "first-write hook",
-			     test, bname(id), seed);
+			     test, orc_bname(id), seed);
 	if (id == FG_BACKEND_UFFD_ASYNC)
 		cr_assert_gt(st.twins_invalid, 0,
 			     "%s %s seed=%" PRIu64 ": no eager twin was ever "
 			     "invalidated although four threads wrote the hot "
 			     "pages throughout: the validation path was not "
 			     "exercised",
-			     test, bname(id), seed);
-	if (eager_capable(id))
+			     test, orc_bname(id), seed);
+	if (orc_twinning(id))
 		cr_assert_gt(st.pages_diffed, 0);
 
 	/* Quiet now.  Collections until one comes back empty (no eager twin
@@ -1087,8 +1035,9 @@ static void threads(fg_backend_id id)
 	 * page and must report exactly the changed lines; uffd-async has
 	 * none and must report exactly the written pages; none: all. */
 	cr_assert_eq(fg_set_card_size(t, 64), 0);
-	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, bname(id), seed);
-	orc_quiet_epoch(t, r, 2, &g, 64, hooked(id), ctx, &res, &card);
+	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, orc_bname(id),
+		 seed);
+	orc_quiet_epoch(t, r, 2, &g, 64, orc_twin_hook(id), ctx, &res, &card);
 	changed_lines = res.truth_lines;
 	st = orc_stats(t);
 	fprintf(stderr,
@@ -1101,7 +1050,7 @@ static void threads(fg_backend_id id)
 		" eager=%" PRIu64 " invalid=%" PRIu64 " pages diffed=%" PRIu64
 		" whole=%" PRIu64 "; quiet epoch: %" PRIu64 " changed lines, "
 		"%" PRIu64 " reported\n",
-		test, bname(id), seed, rounds, rounds_at[0], rounds_at[1],
+		test, orc_bname(id), seed, rounds, rounds_at[0], rounds_at[1],
 		rounds_at[2], rounds_at[3], (double)(orc_now_ns() - t0) / 1e9,
 		stores - w[WRITERS].stores, WRITERS, w[WRITERS].stores,
 		w[WRITERS].efault, checked, checked_during,
@@ -1155,7 +1104,7 @@ static void fork_scenario(fg_backend_id id)
 		orc_release_child(go);
 		some_writes(s, 200);
 		snprintf(s->b.ctx, sizeof s->b.ctx, "fork %s seed=%" PRIu64
-			 " iteration %d", bname(id), s->b.seed, iter);
+			 " iteration %d", orc_bname(id), s->b.seed, iter);
 		orc_wait_child(pid, s->b.ctx);
 		dsched_check(s, iter % 2 ? ORC_BITMAP : ORC_ITER, 0, false);
 		some_writes(s, 300);
@@ -1163,9 +1112,7 @@ static void fork_scenario(fg_backend_id id)
 	}
 	st = orc_stats(t);
 	dsched_summary(s, &st);
-	orc_sched_fini(&s->b);
-	cr_assert_eq(fg_tracker_destroy(t), 0);
-	orc_free_regions(r, 3);
+	orc_sched_end(&s->b);
 	free(s);
 }
 
@@ -1255,8 +1202,8 @@ static void zero_during_collect(fg_backend_id id)
 	const size_t ps = orc_page();
 	/* Large enough that every collection's bookkeeping over the region's
 	 * twins takes tens of microseconds. */
-	const size_t len = hooked(id) ? 64 * MiB : MiB;
-	const uint64_t budget = hooked(id) ? 2500000000u : 300000000u;
+	const size_t len = orc_twin_hook(id) ? 64 * MiB : MiB;
+	const uint64_t budget = orc_twin_hook(id) ? 2500000000u : 300000000u;
 	uint64_t seed, t0, tries = 0, missed = 0, avg_ns = 1000;
 	char miss[400] = "";
 	fg_tracker *t;
@@ -1272,7 +1219,7 @@ static void zero_during_collect(fg_backend_id id)
 	a = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	cr_assert_neq(a, MAP_FAILED, "mmap: %s", strerror(errno));
-	t = make_diff_tracker(id, 64, 0);
+	t = orc_diff_tracker(id, 64, 0, FG_TWIN_HOT);
 	cr_assert_eq(fg_register(t, a, len), 0);
 	c.what = RACE_ZERO;
 	cr_assert_eq(pthread_create(&th, NULL, racer_main, &c), 0);
@@ -1319,12 +1266,12 @@ static void zero_during_collect(fg_backend_id id)
 	cr_assert_eq(missed, 0,
 		     "zero_during_collect %s seed=%" PRIu64 ": %" PRIu64
 		     " of %" PRIu64 " zeroed lines missed; first: %s",
-		     bname(id), seed, missed, tries, miss);
+		     orc_bname(id), seed, missed, tries, miss);
 	fprintf(stderr,
 		"zero_during_collect %-10s: seed=%" PRIu64 " %" PRIu64
 		" tries, %" PRIu64 " collections (mean %.1f us), missed=0 (twins hook=%" PRIu64
 		" pages diffed=%" PRIu64 ")\n",
-		bname(id), seed, tries, st.collections,
+		orc_bname(id), seed, tries, st.collections,
 		(double)st.collect_ns_total / (double)st.collections / 1e3,
 		st.twins_hook,
 		st.pages_diffed);
@@ -1344,7 +1291,7 @@ PER_BACKEND(zero_during_collect)
 static void mark_dirty_race(fg_backend_id id)
 {
 	const size_t ps = orc_page(), len = 16 * ps;
-	const uint64_t budget = hooked(id) ? 2500000000u : 300000000u;
+	const uint64_t budget = orc_twin_hook(id) ? 2500000000u : 300000000u;
 	uint64_t seed, t0, tries = 0, missed = 0, diffed = 0;
 	char miss[400] = "";
 	fg_tracker *t;
@@ -1360,7 +1307,7 @@ static void mark_dirty_race(fg_backend_id id)
 	a = orc_map_anon(len, NULL);
 	cr_assert_not_null(a, "mmap: %s", strerror(errno));
 	memset(a, 0x11, len);
-	t = make_diff_tracker(id, 64, 0);
+	t = orc_diff_tracker(id, 64, 0, FG_TWIN_HOT);
 	cr_assert_eq(fg_register(t, a, len), 0);
 	q = a + 5 * ps;
 	volatile uint64_t *mine = (volatile uint64_t *)q;
@@ -1411,11 +1358,11 @@ static void mark_dirty_race(fg_backend_id id)
 	cr_assert_eq(missed, 0,
 		     "mark_dirty_race %s seed=%" PRIu64 ": %" PRIu64 " of %" PRIu64
 		     " stores after fg_mark_dirty missed; first: %s",
-		     bname(id), seed, missed, tries, miss);
+		     orc_bname(id), seed, missed, tries, miss);
 	fprintf(stderr,
 		"mark_dirty_race %-10s: seed=%" PRIu64 " %" PRIu64 " tries, %" PRIu64
 		" with Q diffed against a twin, missed=0\n",
-		bname(id), seed, tries, diffed);
+		orc_bname(id), seed, tries, diffed);
 	cr_assert_eq(fg_tracker_destroy(t), 0);
 	munmap(a, len);
 }

@@ -75,41 +75,6 @@
 
 #define PER_BACKEND(scn) ORC_PER_BACKEND(sticky, scn, TIMEOUT)
 
-static const char *bname(fg_backend_id id)
-{
-	return fg_backend_name(id);
-}
-
-/* Twins need the kernel's record to validate them: the uffd backends. */
-static bool twinning(fg_backend_id id)
-{
-	return id == FG_BACKEND_UFFD_ASYNC || id == FG_BACKEND_UFFD_SYNC;
-}
-
-static fg_tracker *sticky_tracker(fg_backend_id id, size_t card,
-				  size_t twin_cap, unsigned policy)
-{
-	fg_options o = FG_OPTIONS_INIT;
-
-	o.backend = id;
-	o.card_size = card;
-	o.flags = FG_OPT_NO_ENV;
-	o.precision = FG_PRECISION_DIFF;
-	o.twin_cap = twin_cap;
-	o.twin_policy = policy;
-	return orc_tracker(&o);
-}
-
-static double ratio(uint64_t a, uint64_t b)
-{
-	return b ? (double)a / (double)b : 0.0;
-}
-
-static uint8_t *page_of(const void *p)
-{
-	return (uint8_t *)((uintptr_t)p / orc_page() * orc_page());
-}
-
 /* ------------------------------------------------------------------ */
 /* The single-threaded schedules. */
 
@@ -133,20 +98,14 @@ static ssched *ssched_start(fg_backend_id id, size_t card, size_t cap,
 	cr_assert_not_null(s);
 	s->tracked = 4 * scale;
 	s->cap = cap ? cap : s->tracked / 2;
-	*t = sticky_tracker(id, card, cap, FG_TWIN_STICKY);
-	orc_sched_init(&s->b, *t, r, 3, test);
-	orc_make_regions(r, &s->b.g, scale, true);
-	for (int i = 0; i < 3; i++)
-		orc_reg(*t, &r[i]);
-	orc_snapshot(r, 3);
+	*t = orc_diff_tracker(id, card, cap, FG_TWIN_STICKY);
+	orc_sched_start(&s->b, *t, r, scale, true, test);
 	return s;
 }
 
-static void ssched_end(ssched *s, orc_region r[3])
+static void ssched_end(ssched *s)
 {
-	orc_sched_fini(&s->b);
-	cr_assert_eq(fg_tracker_destroy(s->b.t), 0);
-	orc_free_regions(r, 3);
+	orc_sched_end(&s->b);
 	free(s);
 }
 
@@ -224,7 +183,7 @@ static void fill_epoch(ssched *s)
 static void check_exact(ssched *s, const char *what)
 {
 	fg_stats st = orc_stats(s->b.t);
-	double lr = ratio(s->reported_lines, s->truth_lines);
+	double lr = orc_ratio(s->reported_lines, s->truth_lines);
 
 	fprintf(stderr,
 		"%s %-10s: seed=%" PRIu64 " %s: %" PRIu64 " stores, %" PRIu64
@@ -234,31 +193,32 @@ static void check_exact(ssched *s, const char *what)
 		" whole=%" PRIu64 " (%" PRIu64 " after the first epoch) twins "
 		"hook=%" PRIu64 " eager=%" PRIu64 " invalid=%" PRIu64
 		" twin_bytes=%" PRIu64 "\n",
-		s->b.test, bname(s->b.id), s->b.seed, what, s->writes,
+		s->b.test, orc_bname(s->b.id), s->b.seed, what, s->writes,
 		s->epochs, s->truth_lines * ORC_LINE,
 		s->reported_lines * ORC_LINE, lr,
-		ratio(s->pages_truth * orc_page(), s->truth_lines * ORC_LINE),
+		orc_ratio(s->pages_truth * orc_page(),
+			  s->truth_lines * ORC_LINE),
 		st.pages_diffed, st.pages_whole, st.pages_whole - s->whole0,
 		st.twins_hook, st.twins_eager, st.twins_invalid, st.twin_bytes);
 	cr_assert_gt(s->truth_lines, 0, "%s: no line ever changed",
 		     orc_where(&s->b));
-	if (twinning(s->b.id)) {
+	if (orc_twinning(s->b.id)) {
 		cr_assert_eq(st.pages_whole, s->whole0,
 			     "%s %s seed=%" PRIu64 ": %" PRIu64 " written pages "
 			     "read whole after the first epoch, although every "
 			     "page was twinned then and kept its twin",
-			     s->b.test, bname(s->b.id), s->b.seed,
+			     s->b.test, orc_bname(s->b.id), s->b.seed,
 			     st.pages_whole - s->whole0);
 		cr_assert_leq(lr, 1.25,
 			      "%s %s seed=%" PRIu64 ": reported %.2fx the "
 			      "changed lines at 64-byte cards",
-			      s->b.test, bname(s->b.id), s->b.seed, lr);
+			      s->b.test, orc_bname(s->b.id), s->b.seed, lr);
 	} else {
 		cr_assert(!st.pages_diffed && !st.twin_bytes,
 			  "%s %s: a backend that cannot validate twins "
 			  "diffed %" PRIu64 " pages, holds %" PRIu64
 			  " twin bytes",
-			  s->b.test, bname(s->b.id), st.pages_diffed,
+			  s->b.test, orc_bname(s->b.id), st.pages_diffed,
 			  st.twin_bytes);
 	}
 }
@@ -282,7 +242,7 @@ static void sparse_epoch(ssched *s, unsigned n)
 		} else if (x < 14) {
 			/* Across a page boundary, where the region allows. */
 			orc_region *g = orc_find(s->b.r, s->b.n, p);
-			uint8_t *q = page_of(p) + orc_page() - 32;
+			uint8_t *q = orc_page_of(p) + orc_page() - 32;
 
 			if (q + 64 <= g->base + g->len) {
 				orc_differ(&s->b, q, 64);
@@ -327,7 +287,7 @@ static void sparse_run(fg_backend_id id, bool cmix, const char *test)
 		}
 	}
 	check_exact(s, cmix ? "cards changing" : "64-byte cards");
-	ssched_end(s, r);
+	ssched_end(s);
 }
 
 static void sparse(fg_backend_id id)
@@ -367,7 +327,7 @@ static void dormant(fg_backend_id id)
 	cr_assert_not_null(d);
 	fill_epoch(s);
 	for (int i = 0; i < DPAGES; i++) {
-		d[i].page = page_of(orc_anywhere(&s->b));
+		d[i].page = orc_page_of(orc_anywhere(&s->b));
 		d[i].due = s->b.epoch + (unsigned)orc_below(&s->b.g, 4);
 	}
 	while (s->b.epoch < 200) {
@@ -403,17 +363,17 @@ static void dormant(fg_backend_id id)
 			 * next); larger gaps put the twin in either slot. */
 			x->due = s->b.epoch + 1 + (unsigned)orc_below(&s->b.g, 9);
 			if (orc_below(&s->b.g, 8) == 0)
-				x->page = page_of(orc_anywhere(&s->b));
+				x->page = orc_page_of(orc_anywhere(&s->b));
 		}
 		ssched_check(s, s->b.epoch % 3 ? ORC_ITER : ORC_BITMAP, 0);
 	}
 	fprintf(stderr, "dormant %-10s: %" PRIu64 " lines restored to their "
 			"bytes from before the page's previous write\n",
-		bname(id), older);
+		orc_bname(id), older);
 	cr_assert_gt(older, 0);
 	check_exact(s, "dormant pages");
 	free(d);
-	ssched_end(s, r);
+	ssched_end(s);
 }
 
 PER_BACKEND(dormant)
@@ -440,7 +400,7 @@ static void fork_scenario(fg_backend_id id)
 		orc_release_child(go);
 		sparse_epoch(s, 40);
 		snprintf(s->b.ctx, sizeof s->b.ctx,
-			 "fork %s seed=%" PRIu64 " iteration %d", bname(id),
+			 "fork %s seed=%" PRIu64 " iteration %d", orc_bname(id),
 			 s->b.seed, iter);
 		orc_wait_child(pid, s->b.ctx);
 		ssched_check(s, iter % 2 ? ORC_BITMAP : ORC_ITER, 0);
@@ -450,7 +410,7 @@ static void fork_scenario(fg_backend_id id)
 		}
 	}
 	check_exact(s, "fork");
-	ssched_end(s, r);
+	ssched_end(s);
 }
 
 PER_BACKEND(fork_scenario)
@@ -473,7 +433,7 @@ static void cap_lru(fg_backend_id id)
 	for (int i = 0; i < WS; i++) {
 		/* Distinct pages. */
 		do {
-			ws[i] = page_of(orc_anywhere(&s->b));
+			ws[i] = orc_page_of(orc_anywhere(&s->b));
 			for (int j = 0; j < i; j++)
 				if (ws[j] == ws[i])
 					ws[i] = NULL;
@@ -491,7 +451,7 @@ static void cap_lru(fg_backend_id id)
 			bool in_ws = false;
 
 			for (int i = 0; i < WS; i++)
-				in_ws |= page_of(p) == ws[i];
+				in_ws |= orc_page_of(p) == ws[i];
 			if (!in_ws)
 				store8(s, p);
 		}
@@ -529,26 +489,26 @@ static void cap_lru(fg_backend_id id)
 		" reported=%" PRIu64 " (%.2fx); cold pages changed=%" PRIu64
 		" reported=%" PRIu64 " (%.2fx) | diffed=%" PRIu64
 		" whole=%" PRIu64 " twin_bytes=%" PRIu64 "\n",
-		bname(id), s->b.seed, cap / orc_page(), WS,
-		ws_truth * ORC_LINE, ws_rep * ORC_LINE, ratio(ws_rep, ws_truth),
-		cold_truth * ORC_LINE, cold_rep * ORC_LINE,
-		ratio(cold_rep, cold_truth), st.pages_diffed, st.pages_whole,
-		st.twin_bytes);
+		orc_bname(id), s->b.seed, cap / orc_page(), WS,
+		ws_truth * ORC_LINE, ws_rep * ORC_LINE,
+		orc_ratio(ws_rep, ws_truth), cold_truth * ORC_LINE,
+		cold_rep * ORC_LINE, orc_ratio(cold_rep, cold_truth),
+		st.pages_diffed, st.pages_whole, st.twin_bytes);
 	cr_assert_gt(ws_truth, 0);
-	if (twinning(id)) {
+	if (orc_twinning(id)) {
 		/* The working set's twins are the youngest: never evicted. */
 		cr_assert_eq(ws_rep, ws_truth,
 			     "cap_lru %s seed=%" PRIu64 ": the working set "
 			     "lost its twins to the cap (reported %" PRIu64
 			     " lines for %" PRIu64 " changed): the cap must "
 			     "evict the twins of the pages unwritten longest",
-			     bname(id), s->b.seed, ws_rep, ws_truth);
+			     orc_bname(id), s->b.seed, ws_rep, ws_truth);
 		cr_assert_gt(st.twin_bytes, cap / 2,
 			     "cap_lru %s: only %" PRIu64 " twin bytes held "
 			     "under a cap of %zu that random writes fill",
-			     bname(id), st.twin_bytes, cap);
+			     orc_bname(id), st.twin_bytes, cap);
 	}
-	ssched_end(s, r);
+	ssched_end(s);
 }
 
 PER_BACKEND(cap_lru)
@@ -647,7 +607,7 @@ static void threads(fg_backend_id id)
 		r[0].changed_only = r[1].changed_only = true;
 	}
 	/* Twins for every page. */
-	t = sticky_tracker(id, 64, 768 * KiB, FG_TWIN_STICKY);
+	t = orc_diff_tracker(id, 64, 768 * KiB, FG_TWIN_STICKY);
 	for (size_t i = 0; i < nr; i++) {
 		size_t words = r[i].len / 8, bw = (r[i].nlines + 63) / 64;
 
@@ -700,7 +660,7 @@ static void threads(fg_backend_id id)
 		orc_spin_us((unsigned)orc_below(&g, 200));
 		orc_snap_words(r, nr, T);
 		snprintf(ctx, sizeof ctx, "threads %s seed=%" PRIu64 " round %" PRIu64,
-			 bname(id), seed, rounds);
+			 orc_bname(id), seed, rounds);
 		card = orc_collect_ok(t, r, nr,
 				      rounds % 4 == 3 ? ORC_BITMAP : ORC_ITER,
 				      want, ctx);
@@ -749,11 +709,11 @@ static void threads(fg_backend_id id)
 		     "threads %s seed=%" PRIu64 ": %" PRIu64 " slots missed; "
 		     "first: %s [twins hook=%" PRIu64 " eager=%" PRIu64
 		     " invalid=%" PRIu64 "]",
-		     bname(id), seed, missed, first, st.twins_hook,
+		     orc_bname(id), seed, missed, first, st.twins_hook,
 		     st.twins_eager, st.twins_invalid);
 	cr_assert_gt(checked, 0, "threads %s: the writers never ran",
-		     bname(id));
-	if (twinning(id)) {
+		     orc_bname(id));
+	if (orc_twinning(id)) {
 		cr_assert_gt(st.pages_diffed, 0);
 		if (id == FG_BACKEND_UFFD_ASYNC)
 			cr_assert_gt(st.twins_invalid, 0,
@@ -761,7 +721,7 @@ static void threads(fg_backend_id id)
 				     "taken at collection was ever found "
 				     "written during its copy: validation "
 				     "not exercised",
-				     bname(id), seed);
+				     orc_bname(id), seed);
 	}
 	/* Quiet: every page once more, so that each one is reported and
 	 * re-twinned with nobody writing, then 25 known changes, which a
@@ -771,8 +731,8 @@ static void threads(fg_backend_id id)
 			*(volatile uint64_t *)(r[i].base + off) ^= 1;
 	cr_assert_eq(fg_set_card_size(t, 64), 0);
 	snprintf(ctx, sizeof ctx, "threads %s seed=%" PRIu64 " (quiet)",
-		 bname(id), seed);
-	orc_quiet_epoch(t, r, nr, &g, 64, twinning(id), ctx, &res, &card);
+		 orc_bname(id), seed);
+	orc_quiet_epoch(t, r, nr, &g, 64, orc_twinning(id), ctx, &res, &card);
 	st = orc_stats(t);
 	fprintf(stderr,
 		"threads %-10s: seed=%" PRIu64 " %" PRIu64 " rounds, %" PRIu64
@@ -781,7 +741,7 @@ static void threads(fg_backend_id id)
 		"twins hook=%" PRIu64 " eager=%" PRIu64 " invalid=%" PRIu64
 		" pages diffed=%" PRIu64 " whole=%" PRIu64 "; quiet epoch: %"
 		PRIu64 " changed lines, %" PRIu64 " reported\n",
-		bname(id), seed, rounds, stores, TWRITERS, checked,
+		orc_bname(id), seed, rounds, stores, TWRITERS, checked,
 		checked_across, st.twins_hook, st.twins_eager,
 		st.twins_invalid, st.pages_diffed, st.pages_whole,
 		res.truth_lines, res.reported_lines);
@@ -899,7 +859,7 @@ static void hooks(fg_backend_id id)
 	orc_fill_random(&g, a, len);
 	/* Room for one twin a page: hooks mostly find none, so the
 	 * collector must use the sticky twins. */
-	t = sticky_tracker(id, 64, len, FG_TWIN_STICKY);
+	t = orc_diff_tracker(id, 64, len, FG_TWIN_STICKY);
 	cr_assert_eq(fg_register(t, a, len), 0);
 	for (size_t off = 0; off < len; off += ps)
 		a[off] ^= 1;
@@ -1004,18 +964,18 @@ static void hooks(fg_backend_id id)
 	st = orc_stats(t);
 	cr_assert_eq(missed, 0, "hooks %s seed=%" PRIu64 ": %" PRIu64
 				" missed; first: %s",
-		     bname(id), seed, missed, first);
+		     orc_bname(id), seed, missed, first);
 	fprintf(stderr,
 		"hooks %-10s: seed=%" PRIu64 " %" PRIu64 " cycles, %" PRIu64
 		" changed lines checked (%" PRIu64 " back to bytes from before "
 		"the page's previous write), missed=0 | twins hook=%" PRIu64
 		" eager=%" PRIu64 " invalid=%" PRIu64 " pages diffed=%" PRIu64
 		" whole=%" PRIu64 "\n",
-		bname(id), seed, cycles, lines_checked, older, st.twins_hook,
-		st.twins_eager, st.twins_invalid, st.pages_diffed,
-		st.pages_whole);
+		orc_bname(id), seed, cycles, lines_checked, older,
+		st.twins_hook, st.twins_eager, st.twins_invalid,
+		st.pages_diffed, st.pages_whole);
 	cr_assert_gt(lines_checked, 0);
-	if (twinning(id))
+	if (orc_twinning(id))
 		cr_assert_gt(st.pages_diffed, 0);
 	if (id == FG_BACKEND_UFFD_SYNC)
 		cr_assert_gt(st.hook_calls, 0, "no racer store ever faulted");

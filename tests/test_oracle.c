@@ -36,20 +36,11 @@
 
 #define PER_BACKEND(scn) ORC_PER_BACKEND(oracle, scn, TIMEOUT)
 
-static const char *bname(fg_backend_id id)
-{
-	return fg_backend_name(id);
-}
-
-
 static fg_tracker *make_tracker(fg_backend_id id, size_t card,
 				fg_write_hook hook, void *arg)
 {
-	fg_options o = FG_OPTIONS_INIT;
+	fg_options o = orc_options(id, card);
 
-	o.backend = id;
-	o.card_size = card;
-	o.flags = FG_OPT_NO_ENV;
 	o.hook = hook;
 	o.hook_arg = arg;
 	return orc_tracker(&o);
@@ -57,8 +48,6 @@ static fg_tracker *make_tracker(fg_backend_id id, size_t card,
 
 /* ------------------------------------------------------------------ */
 /* The write schedule: one random write at a time, logged in the oracle. */
-
-typedef uint64_t u64_unaligned __attribute__((aligned(1), may_alias));
 
 enum wmethod {
 	W_STORE1,
@@ -86,14 +75,6 @@ typedef struct sched {
 	uint64_t pages_reported, pages_changed, pages_truth, pages_fp;
 	uint64_t cards_reported, cards_truth, cards_fp;
 } sched;
-
-static void sched_init(sched *s, fg_tracker *t, orc_region *r, size_t n,
-		       const char *test)
-{
-	memset(s, 0, sizeof *s);
-	orc_sched_init(&s->b, t, r, n, test);
-	s->avx2 = __builtin_cpu_supports("avx2");
-}
 
 __attribute__((target("avx2"))) static void store32_avx2(void *dst,
 							 const void *src)
@@ -183,7 +164,7 @@ static void sched_write(sched *s)
 
 		orc_differ(&s->b, p, 8);
 		memcpy(&v, s->b.src, 8);
-		*(volatile u64_unaligned *)p = v;
+		*(volatile orc_u64_unaligned *)p = v;
 		break;
 	}
 	case W_MEMCPY:
@@ -257,7 +238,7 @@ static void sched_summary(const sched *s, const char *what)
 		" missed=0 false-positive pages=%" PRIu64 " (%.1f%% of reported)"
 		" cards reported=%" PRIu64 " truth=%" PRIu64
 		" fp=%.1f%%\n",
-		what, bname(s->b.id), s->writes,
+		what, orc_bname(s->b.id), s->writes,
 		s->by[W_PIPE] + s->by[W_READ] + s->by[W_PREAD] + s->by[W_RECV],
 		s->b.kw.marked, s->b.kw.efault, s->b.kw.partial_bytes,
 		s->epochs, s->pages_reported, s->pages_changed, s->pages_truth,
@@ -280,14 +261,11 @@ static sched *sched_start(fg_backend_id id, size_t card, orc_region r[3],
 	sched *s;
 
 	ORC_REQUIRE_BACKEND(id);
-	s = malloc(sizeof *s);
+	s = calloc(1, sizeof *s);
 	cr_assert_not_null(s);
 	*t = make_tracker(id, card, NULL, NULL);
-	sched_init(s, *t, r, 3, test);
-	orc_make_regions(r, &s->b.g, scale, false);
-	for (int i = 0; i < 3; i++)
-		orc_reg(*t, &r[i]);
-	orc_snapshot(r, 3);
+	orc_sched_start(&s->b, *t, r, scale, false, test);
+	s->avx2 = __builtin_cpu_supports("avx2");
 	pick_hot(s);
 	return s;
 }
@@ -330,9 +308,7 @@ static void random_schedule(fg_backend_id id, size_t card, uint64_t target_write
 			    expect);
 	}
 	sched_summary(s, test);
-	orc_sched_fini(&s->b);
-	cr_assert_eq(fg_tracker_destroy(t), 0, "fg_tracker_destroy failed");
-	orc_free_regions(r, 3);
+	orc_sched_end(&s->b);
 	free(s);
 }
 
@@ -441,7 +417,8 @@ static void threads(fg_backend_id id, bool change_cards, const char *test)
 		cr_assert_eq(pthread_create(&w[i].th, NULL, writer_main, &w[i]),
 			     0);
 	}
-	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, bname(id), seed);
+	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, orc_bname(id),
+		 seed);
 	orc_collect_ok(t, &r, 1, ORC_ITER, 0, ctx);
 	t0 = orc_now_ns();
 	for (unsigned round = 0; round < max_rounds; round++) {
@@ -464,7 +441,7 @@ static void threads(fg_backend_id id, bool change_cards, const char *test)
 			cr_assert_eq(fg_set_card_size(t, want), 0);
 		}
 		snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64 " round %u",
-			 test, bname(id), seed, round);
+			 test, orc_bname(id), seed, round);
 		card = orc_collect_ok(t, &r, 1, ORC_ITER, want, ctx);
 		for (size_t i = 0; i < nslots; i++) {
 			if (S[i] == T[i])
@@ -495,20 +472,21 @@ static void threads(fg_backend_id id, bool change_cards, const char *test)
 	cr_assert_eq(missed, 0,
 		     "%s %s seed=%" PRIu64 ": %" PRIu64 " slots missed in one "
 		     "round (of %" PRIu64 " changes checked); first: %s",
-		     test, bname(id), seed, missed, checked, miss);
+		     test, orc_bname(id), seed, missed, checked, miss);
 	cr_assert_gt(checked, 0,
 		     "%s %s: no slot changed between two snapshots in %u "
 		     "rounds: the writers never ran, the check is vacuous",
-		     test, bname(id), rounds);
+		     test, orc_bname(id), rounds);
 
 	/* Quiet now: a known set of writes must be reported exactly
 	 * (page-level backends) or wholly (none). */
-	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, bname(id), seed);
+	snprintf(ctx, sizeof ctx, "%s %s seed=%" PRIu64, test, orc_bname(id),
+		 seed);
 	orc_quiet_epoch(t, &r, 1, &g, 0, false, ctx, &res, &card);
 	fprintf(stderr,
 		"%s %-10s: %u rounds, %" PRIu64 " stores by %d threads, %" PRIu64
 		" slot changes checked across collections, missed=0\n",
-		test, bname(id), rounds, stores, WRITERS, checked);
+		test, orc_bname(id), rounds, stores, WRITERS, checked);
 	cr_assert_eq(fg_tracker_destroy(t), 0);
 	munmap(slots, len);
 	orc_region_fini(&r);
@@ -555,7 +533,7 @@ static void fork_scenario(fg_backend_id id)
 		for (int k = 0; k < 200; k++)
 			sched_write(s);
 		snprintf(s->b.ctx, sizeof s->b.ctx, "fork %s seed=%" PRIu64
-			 " iteration %d", bname(id), s->b.seed, iter);
+			 " iteration %d", orc_bname(id), s->b.seed, iter);
 		orc_wait_child(pid, s->b.ctx);
 		sched_check(s, iter % 2 ? ORC_BITMAP : ORC_ITER, 0);
 		/* And the epoch after the child is gone. */
@@ -564,9 +542,7 @@ static void fork_scenario(fg_backend_id id)
 		sched_check(s, iter % 2 ? ORC_ITER : ORC_BITMAP, 0);
 	}
 	sched_summary(s, "fork");
-	orc_sched_fini(&s->b);
-	cr_assert_eq(fg_tracker_destroy(t), 0);
-	orc_free_regions(r, 3);
+	orc_sched_end(&s->b);
 	free(s);
 }
 
@@ -618,13 +594,14 @@ static void check_still_works(fg_tracker *t, fg_backend_id id,
 	cr_assert_not_null(p);
 	rc = fg_register(t, p, 8 * ps);
 	cr_assert_eq(rc, 0, "%s, after %s: registering a fresh region: %d (%s): %s",
-		     bname(id), after, rc, fg_strerror(rc), fg_last_error_detail());
+		     orc_bname(id), after, rc, fg_strerror(rc),
+		     fg_last_error_detail());
 	cr_assert_geq(collect_cover(t, p, 8 * ps, &all, &any), 0);
 	p[3 * ps + 5] = 7;
 	cr_assert_geq(collect_cover(t, p + 3 * ps, ps, &all, &any), 0);
 	cr_assert(all, "%s, after %s: a write to a freshly registered region "
 		       "was not reported",
-		  bname(id), after);
+		  orc_bname(id), after);
 	cr_assert_eq(fg_unregister(t, p, 8 * ps), 0);
 	munmap(p, 8 * ps);
 }
@@ -658,14 +635,15 @@ static bool collect_after_loss(fg_tracker *t, fg_backend_id id,
 	bool all, any;
 	int rc = collect_cover(t, gone, len, &all, &any);
 
-	cr_assert_geq(rc, 0, "%s: fg_collect after %s: %d (%s): %s", bname(id),
-		      what, rc, fg_strerror(rc), fg_last_error_detail());
+	cr_assert_geq(rc, 0, "%s: fg_collect after %s: %d (%s): %s",
+		      orc_bname(id), what, rc, fg_strerror(rc),
+		      fg_last_error_detail());
 	*st = orc_stats(t);
 	cr_assert(st->regions_lost >= 1 || all,
 		  "%s: after %s, regions_lost=%" PRIu64 " and [%p, +%zu) "
 		  "was %s reported",
-		  bname(id), what, st->regions_lost, (const void *)gone, len,
-		  any ? "only partly" : "not");
+		  orc_bname(id), what, st->regions_lost, (const void *)gone,
+		  len, any ? "only partly" : "not");
 	return all;
 }
 
@@ -680,11 +658,12 @@ static void unregister_lost(fg_tracker *t, fg_backend_id id, const char *test,
 	cr_assert(rc == 0 || defined_error(rc),
 		  "%s %s: fg_unregister of the original range: %d (%s), "
 		  "expected 0 or a -FG_E* code",
-		  test, bname(id), rc, fg_strerror(rc));
+		  test, orc_bname(id), rc, fg_strerror(rc));
 	fprintf(stderr,
 		"%s %-10s: regions_lost=%" PRIu64 ", old range reported: %s, "
 		"unregister: %d (%s)\n",
-		test, bname(id), st->regions_lost, reported_all ? "yes" : "no",
+		test, orc_bname(id), st->regions_lost,
+		reported_all ? "yes" : "no",
 		rc, fg_strerror(rc));
 }
 
@@ -710,7 +689,7 @@ static void unmap_half(fg_backend_id id)
 	cr_assert(first_all,
 		  "%s: a write to the still-mapped half of a region whose "
 		  "other half was unmapped was not reported",
-		  bname(id));
+		  orc_bname(id));
 	unregister_lost(t, id, "unmap_half", a, len, &st, all);
 	munmap(a, half);
 	check_still_works(t, id, "munmap of half a region");
@@ -760,11 +739,12 @@ static void replace_half(fg_backend_id id)
 	rc = collect_cover(t, b + 7 * ps, 1, &all, &any);
 	cr_assert_geq(rc, 0, "%s: fg_collect after replacing half a region: %d "
 			     "(%s): %s",
-		      bname(id), rc, fg_strerror(rc), fg_last_error_detail());
+		      orc_bname(id), rc, fg_strerror(rc),
+		      fg_last_error_detail());
 	st = orc_stats(t);
 	fprintf(stderr, "replace_half %-10s: regions_lost=%" PRIu64
 			", write to the replaced page reported: %s\n",
-		bname(id), st.regions_lost, all ? "yes" : "no");
+		orc_bname(id), st.regions_lost, all ? "yes" : "no");
 	if (id == FG_BACKEND_MPROTECT) {
 		/* backend_mprotect.c documents it: a new mapping is not
 		 * protected and collect() only notices unmapped ranges. */
@@ -780,13 +760,13 @@ static void replace_half(fg_backend_id id)
 		  "%s: a write to %p, in a registered region whose second "
 		  "half was replaced by a new mapping (mmap MAP_FIXED), was "
 		  "reported clean (regions_lost=%" PRIu64 ")",
-		  bname(id), (void *)(b + 7 * ps), st.regions_lost);
+		  orc_bname(id), (void *)(b + 7 * ps), st.regions_lost);
 	/* And in the epoch after. */
 	b[9 * ps] = 6;
 	cr_assert_geq(collect_cover(t, b + 9 * ps, 1, &all, &any), 0);
 	cr_assert(all, "%s: the epoch after the replacement missed a write to "
 		       "the replaced half",
-		  bname(id));
+		  orc_bname(id));
 out:
 	rc = fg_unregister(t, a, len);
 	cr_assert(rc == 0 || defined_error(rc), "fg_unregister: %d (%s)", rc,
@@ -822,14 +802,15 @@ static void dontneed(fg_backend_id id)
 	rc = orc_collect(t, &r, 1, ORC_ITER, &card, form, sizeof form);
 	cr_assert_geq(rc, 0);
 	orc_compare(&r, 1, card, &res);
-	cr_assert_eq(res.missed_lines, 0, "%s: plain writes missed", bname(id));
+	cr_assert_eq(res.missed_lines, 0, "%s: plain writes missed",
+		     orc_bname(id));
 	orc_snapshot(&r, 1);
 	cr_assert_eq(madvise(a + 3 * ps, ps, MADV_DONTNEED), 0, "madvise: %s",
 		     strerror(errno));
 	cr_assert_eq(a[3 * ps], 0, "MADV_DONTNEED did not zero the page");
 	rc = orc_collect(t, &r, 1, ORC_ITER, &card, form, sizeof form);
 	cr_assert_geq(rc, 0, "%s: fg_collect after MADV_DONTNEED: %d (%s)",
-		      bname(id), rc, fg_strerror(rc));
+		      orc_bname(id), rc, fg_strerror(rc));
 	orc_compare(&r, 1, card, &res);
 	if (id == FG_BACKEND_MPROTECT) {
 		cr_log_info("dontneed mprotect: sub-check skipped: the mprotect "
@@ -844,7 +825,7 @@ static void dontneed(fg_backend_id id)
 			     "%s: page %p was zeroed by MADV_DONTNEED after "
 			     "the last collection (its bytes changed) but was "
 			     "reported clean",
-			     bname(id), (void *)(a + 3 * ps));
+			     orc_bname(id), (void *)(a + 3 * ps));
 	}
 	/* Tracking continues on the zapped page. */
 	orc_snapshot(&r, 1);
@@ -855,7 +836,7 @@ static void dontneed(fg_backend_id id)
 	orc_compare(&r, 1, card, &res);
 	cr_assert_eq(res.missed_lines, 0,
 		     "%s: a write to a page after MADV_DONTNEED was missed",
-		     bname(id));
+		     orc_bname(id));
 	cr_assert_eq(fg_tracker_destroy(t), 0);
 	orc_region_fini(&r);
 	munmap(a, len);
@@ -942,7 +923,7 @@ static void stats_hook(fg_backend_id id)
 			cr_assert(!w[p] || rep[p],
 				  "stats_hook %s seed=%" PRIu64 " epoch %d: "
 				  "written page %zu not reported",
-				  bname(id), seed, e, p);
+				  orc_bname(id), seed, e, p);
 		uint64_t calls = atomic_load(&h->calls);
 		if (hooked) {
 			cr_assert_eq(calls, nw,
@@ -950,7 +931,7 @@ static void stats_hook(fg_backend_id id)
 				     " times for %" PRIu64 " pages first "
 				     "written in the epoch (once per page "
 				     "expected)",
-				     bname(id), e, calls, nw);
+				     orc_bname(id), e, calls, nw);
 			for (uint64_t i = 0; i < calls && i < HOOK_MAX; i++) {
 				size_t p = (size_t)((uintptr_t)h->page[i] -
 						    (uintptr_t)a) / ps;
@@ -959,12 +940,12 @@ static void stats_hook(fg_backend_id id)
 						  p < npages && w[p],
 					  "%s: hook called with %p, not a page "
 					  "the test wrote",
-					  bname(id), h->page[i]);
+					  orc_bname(id), h->page[i]);
 				cr_assert_eq(h->first8[i], old[p],
 					     "%s: the hook saw %#" PRIx64
 					     " at page %zu, but before the "
 					     "write landed it held %#" PRIx64,
-					     bname(id), h->first8[i], p,
+					     orc_bname(id), h->first8[i], p,
 					     old[p]);
 			}
 		} else {
@@ -972,7 +953,7 @@ static void stats_hook(fg_backend_id id)
 				     "%s: the hook was called %" PRIu64
 				     " times; fg.h says only uffd-sync and "
 				     "mprotect call it",
-				     bname(id), calls);
+				     orc_bname(id), calls);
 		}
 		hook_total += calls;
 		written_total += nw;
@@ -980,7 +961,7 @@ static void stats_hook(fg_backend_id id)
 	}
 	st = orc_stats(t);
 	cr_assert_eq(st.backend, id, "stats.backend %s, tracker %s",
-		     bname(st.backend), bname(id));
+		     orc_bname(st.backend), orc_bname(id));
 	cr_assert_eq(st.regions, 1, "stats.regions %" PRIu64 ", 1 registered",
 		     st.regions);
 	cr_assert_eq(st.tracked_bytes, len,
@@ -1001,7 +982,7 @@ static void stats_hook(fg_backend_id id)
 		cr_assert_gt(st.faults, 0,
 			     "%s: stats.faults is 0 after %" PRIu64
 			     " first writes",
-			     bname(id), written_total);
+			     orc_bname(id), written_total);
 	cr_assert_eq(st.hook_calls, hook_total,
 		     "stats.hook_calls %" PRIu64 ", the hook counted %" PRIu64,
 		     st.hook_calls, hook_total);
@@ -1015,7 +996,7 @@ static void stats_hook(fg_backend_id id)
 		"stats_hook %-10s: collections=%" PRIu64 " dirty_pages=%" PRIu64
 		" (written %" PRIu64 ") faults=%" PRIu64 " hook_calls=%" PRIu64
 		" collect mean %.1f us max %.1f us\n",
-		bname(id), st.collections, st.dirty_pages, written_total,
+		orc_bname(id), st.collections, st.dirty_pages, written_total,
 		st.faults, st.hook_calls,
 		(double)st.collect_ns_total / (double)st.collections / 1e3,
 		(double)st.collect_ns_max / 1e3);

@@ -19,53 +19,35 @@
 #include <criterion/logging.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "fg.h"
 
 #define TIMEOUT 120	 /* per test */
 #define RUN_TIMEOUT 100 /* per program */
 
-extern char **environ;
-
-static char shim[PATH_MAX], probe[PATH_MAX], dir[PATH_MAX];
-
-/* A file next to this binary, relative: "../toolkit/.libs/x". */
-static void beside_me(char *out, const char *rel)
-{
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-
-	cr_assert(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
-	exe[n] = 0;
-	snprintf(out, PATH_MAX, "%s/%s", dirname(exe), rel);
-}
+static char shim[PATH_MAX], probe[PATH_MAX];
 
 static void setup(void)
 {
 	const char *s = getenv("FG_PRELOAD_SO"), *p = getenv("FG_PRELOAD_PROBE");
-	const char *tmp = getenv("TMPDIR");
 
 	if (s && *s)
 		snprintf(shim, sizeof shim, "%s", s);
 	else
-		beside_me(shim, "../toolkit/.libs/libfgalias-preload.so");
+		ch_beside_me(shim, "../toolkit/.libs/libfgalias-preload.so");
 	if (p && *p)
 		snprintf(probe, sizeof probe, "%s", p);
 	else
-		beside_me(probe, "preload_probe");
+		ch_beside_me(probe, "preload_probe");
 	cr_assert(access(shim, R_OK) == 0,
 		  "the shim %s: %s (build it: make; or set FG_PRELOAD_SO)", shim,
 		  strerror(errno));
@@ -73,138 +55,48 @@ static void setup(void)
 		  "the probe %s: %s (make tests/preload_probe; or set "
 		  "FG_PRELOAD_PROBE)",
 		  probe, strerror(errno));
-	snprintf(dir, sizeof dir, "%s/fgvm-preload.XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
-	cr_assert(mkdtemp(dir), "mkdtemp %s: %s", dir, strerror(errno));
+	ch_mkdir("preload");
 }
 
-static void teardown(void)
-{
-	char cmd[PATH_MAX + 16];
+TestSuite(preload, .init = setup, .fini = ch_rmdir, .timeout = TIMEOUT);
 
-	if (dir[0] && strstr(dir, "fgvm-preload.")) {
-		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-		if (system(cmd) != 0)
-			cr_log_warn("could not remove %s", dir);
-	}
-}
-
-TestSuite(preload, .init = setup, .fini = teardown, .timeout = TIMEOUT);
-
-/* A file in the test's directory (8 names live at a time). */
-static char *path_in(const char *name)
-{
-	static char buf[8][PATH_MAX + 64];
-	static unsigned k;
-	char *p = buf[k++ % 8];
-
-	snprintf(p, sizeof buf[0], "%.*s/%s", PATH_MAX - 1, dir, name);
-	return p;
-}
-
-/* The environment for a child: ours without LD_PRELOAD and FG_ALIAS_*,
- * FG_BACKEND, FG_CARD (the tests choose them), plus extra (NAME=VALUE,
- * NULL-terminated) and, when preloaded, LD_PRELOAD=shim. */
-static char **child_env(bool preload, const char *const *extra)
-{
-	size_t n = 0, k = 0;
-	char **env;
-
-	while (environ[n])
-		n++;
-	for (size_t i = 0; extra && extra[i]; i++)
-		n++;
-	env = calloc(n + 2, sizeof *env);
-	cr_assert(env);
-	for (size_t i = 0; environ[i]; i++)
-		if (strncmp(environ[i], "LD_PRELOAD=", 11) &&
-		    strncmp(environ[i], "FG_ALIAS_", 9) &&
-		    strncmp(environ[i], "FG_BACKEND=", 11) &&
-		    strncmp(environ[i], "FG_CARD=", 8))
-			env[k++] = environ[i];
-	for (size_t i = 0; extra && extra[i]; i++)
-		env[k++] = (char *)extra[i];
-	if (preload) {
-		static char ld[PATH_MAX + 16];
-
-		snprintf(ld, sizeof ld, "LD_PRELOAD=%s", shim);
-		env[k++] = ld;
-	}
-	env[k] = NULL;
-	return env;
-}
-
-/* Run argv with stdin from in (or /dev/null), stdout and stderr to files;
- * its wait status, or -1 after RUN_TIMEOUT seconds (then killed). */
+/* Run argv with stdin from in (or /dev/null), stdout and stderr to files,
+ * in an environment of ours without LD_PRELOAD and FG_ALIAS_*, FG_BACKEND,
+ * FG_CARD (the tests choose them), plus extra (NAME=VALUE, NULL-terminated)
+ * and, when preloaded, LD_PRELOAD=shim; its wait status, or -1 after
+ * RUN_TIMEOUT seconds (then killed). */
 static int run(const char *const *argv, bool preload, const char *const *extra,
 	       const char *in, const char *out, const char *err)
 {
-	posix_spawn_file_actions_t fa;
-	char **env = child_env(preload, extra);
-	struct timespec t0, now, nap = {0, 5000000};
-	pid_t pid;
-	int rc, st;
+	static const char *const unset[] = {"LD_PRELOAD=", "FG_ALIAS_",
+					    "FG_BACKEND=", "FG_CARD=", NULL};
+	char ld[PATH_MAX + 16], **env;
+	const char *set[16];
+	struct ch_io io = {.in = in, .out = out, .err = err};
+	size_t k = 0;
+	int st;
 
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, in ? in : "/dev/null",
-					 O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC,
-					 0644);
-	posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC,
-					 0644);
-	rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, env);
-	posix_spawn_file_actions_destroy(&fa);
-	free(env);
-	cr_assert_eq(rc, 0, "posix_spawn %s: %s", argv[0], strerror(rc));
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		pid_t w = waitpid(pid, &st, WNOHANG);
-
-		if (w == pid)
-			return st;
-		cr_assert(w == 0, "waitpid: %s", strerror(errno));
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - t0.tv_sec > RUN_TIMEOUT) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			return -1;
-		}
-		nanosleep(&nap, NULL);
+	for (; extra && extra[k]; k++) {
+		cr_assert(k < 14, "more than 14 variables");
+		set[k] = extra[k];
 	}
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, n = 0, r;
-
-	cr_assert(f, "open %s: %s", path, strerror(errno));
-	do {
-		if (n + 65536 + 1 > cap) {
-			cap = (n + 65536 + 1) * 2;
-			buf = realloc(buf, cap);
-			cr_assert(buf);
-		}
-		r = fread(buf + n, 1, cap - n - 1, f);
-		n += r;
-	} while (r > 0);
-	fclose(f);
-	buf[n] = 0;
-	if (len)
-		*len = n;
-	return buf;
+	if (preload) {
+		snprintf(ld, sizeof ld, "LD_PRELOAD=%s", shim);
+		set[k++] = ld;
+	}
+	set[k] = NULL;
+	env = ch_env(set, unset);
+	st = ch_run(argv, env, &io, RUN_TIMEOUT).status;
+	free(env);
+	return st;
 }
 
 static void describe(const char *what, int st, const char *errfile)
 {
-	char *err = slurp(errfile, NULL);
+	char *err = ch_slurp(errfile, NULL, true), how[64];
 
-	cr_log_error("%s: %s %d; stderr: %.2000s", what,
-		     st == -1 ? "timed out, status" :
-		     WIFSIGNALED(st) ? "killed by signal" : "exit status",
-		     st == -1 ? -1 : WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
-		     err);
+	cr_log_error("%s: %s; stderr: %.2000s", what,
+		     ch_how(st, RUN_TIMEOUT, how, sizeof how), err);
 	free(err);
 }
 
@@ -215,8 +107,8 @@ static void describe(const char *what, int st, const char *errfile)
 static char *same_both_ways(const char *const *argv, const char *const *extra,
 			    const char *in)
 {
-	char *o1 = path_in("native.out"), *e1 = path_in("native.err");
-	char *o2 = path_in("preload.out"), *e2 = path_in("preload.err");
+	char *o1 = ch_path("native.out"), *e1 = ch_path("native.err");
+	char *o2 = ch_path("preload.out"), *e2 = ch_path("preload.err");
 	char *a, *b, *ea, *eb;
 	size_t na, nb;
 	int st;
@@ -229,10 +121,10 @@ static char *same_both_ways(const char *const *argv, const char *const *extra,
 	if (st != 0)
 		describe("preloaded run", st, e2);
 	cr_assert_eq(st, 0, "%s under the shim: status %#x", argv[0], st);
-	a = slurp(o1, &na);
-	b = slurp(o2, &nb);
-	ea = slurp(e1, NULL);
-	eb = slurp(e2, NULL);
+	a = ch_slurp(o1, &na, true);
+	b = ch_slurp(o2, &nb, true);
+	ea = ch_slurp(e1, NULL, true);
+	eb = ch_slurp(e2, NULL, true);
 	cr_expect_eq(na, nb, "%s: %zu bytes natively, %zu under the shim",
 		     argv[0], na, nb);
 	cr_assert(na == nb && memcmp(a, b, na) == 0,
@@ -270,7 +162,7 @@ static uint64_t next(uint64_t *s) /* splitmix64 */
 /* n lines of random words and numbers. */
 static char *random_lines(const char *name, size_t n, uint64_t seed)
 {
-	char *p = path_in(name);
+	char *p = ch_path(name);
 	FILE *f = fopen(p, "w");
 
 	cr_assert(f, "create %s: %s", p, strerror(errno));
@@ -297,12 +189,12 @@ static char *probe_run_arg(const char *const *extra, const char *mode,
 			   const char *arg, bool preload, int want_status)
 {
 	const char *argv[] = {probe, mode, arg, NULL};
-	char *o = path_in("probe.out"), *e = path_in("probe.err");
+	char *o = ch_path("probe.out"), *e = ch_path("probe.err");
 	char *out;
 	int st;
 
 	st = run(argv, preload, extra, NULL, o, e);
-	out = slurp(o, NULL);
+	out = ch_slurp(o, NULL, true);
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != want_status) {
 		describe("preload_probe", st, e);
 		cr_log_error("preload_probe %s: stdout: %.4000s", mode, out);
@@ -379,7 +271,7 @@ Test(preload, capacity_exhausted)
 
 	cr_log_info("%s", out);
 	cr_assert(strstr(out, "ok fill 16 MiB"), "%s", out);
-	err = slurp(path_in("probe.err"), NULL);
+	err = ch_slurp(ch_path("probe.err"), NULL, true);
 	p = strstr(err, "fg-alias-preload: pid ");
 	cr_assert(p, "no summary on stderr: %s", err);
 	cr_assert(sscanf(strstr(p, "capacity "), "capacity %llu", &cap) == 1 &&
@@ -432,7 +324,7 @@ Test(preload, fds_low_taken_over)
 	const char *mprot[] = {"FG_ALIAS_CAPACITY=8M", "FG_BACKEND=mprotect",
 			       "FG_QUIET=1", NULL};
 	const char *const *envs[] = {deflt, mprot};
-	char *file = path_in("fds.data"), *out, *err;
+	char *file = ch_path("fds.data"), *out, *err;
 
 	out = probe_run_arg(NULL, "fds", file, false, 0);
 	cr_assert(strstr(out, "untouched") && strstr(out, "\nnot preloaded\n"),
@@ -449,7 +341,7 @@ Test(preload, fds_low_taken_over)
 		if (k == 1)
 			cr_assert(!strstr(out, "note fds:"),
 				  "mprotect has no descriptors: %s", out);
-		err = slurp(path_in("probe.err"), NULL);
+		err = ch_slurp(ch_path("probe.err"), NULL, true);
 		cr_assert(!strstr(err, "fg-alias"), "%s", err);
 		free(err);
 		free(out);
@@ -463,14 +355,14 @@ Test(preload, fds_low_taken_over)
 Test(preload, fds_all_taken_over)
 {
 	const char *env[] = {"FG_ALIAS_CAPACITY=8M", "FG_ALIAS_STATS=1", NULL};
-	char *file = path_in("fds.data");
+	char *file = ch_path("fds.data");
 	char *out = probe_run_arg(env, "fds-all", file, true, 0), *err;
 
 	cr_log_info("%s", out);
 	cr_assert(strstr(out, "ok fds: every object intact") &&
 			  strstr(out, "memfd:fg-alias"),
 		  "%s", out);
-	err = slurp(path_in("probe.err"), NULL);
+	err = ch_slurp(ch_path("probe.err"), NULL, true);
 	cr_assert_eq(count_of(err, "the ALIAS heap's memfd, was closed or "
 				   "replaced"),
 		     1, "wanted one warning: %s", err);
@@ -486,12 +378,12 @@ Test(preload, fds_low_limit)
 {
 	char cmd[PATH_MAX + 64];
 	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-	char *o = path_in("nofile.out"), *e = path_in("nofile.err"), *out;
+	char *o = ch_path("nofile.out"), *e = ch_path("nofile.err"), *out;
 	int st;
 
 	snprintf(cmd, sizeof cmd, "ulimit -n 64 && exec '%s' all", probe);
 	st = run(argv, true, NULL, NULL, o, e);
-	out = slurp(o, NULL);
+	out = ch_slurp(o, NULL, true);
 	if (st)
 		describe("preload_probe all, ulimit -n 64", st, e);
 	cr_assert_eq(st, 0, "%s", out);
@@ -508,7 +400,7 @@ Test(preload, sort)
 	const char *plain[] = {"/usr/bin/sort", in, NULL};
 	/* small buffer, 4 threads: temporary files and merges */
 	const char *busy[] = {"/usr/bin/sort", "-S", "1M", "--parallel=4",
-			      "-T", dir, "-k2,2n", "-k1,1", in, NULL};
+			      "-T", ch_dir, "-k2,2n", "-k1,1", in, NULL};
 
 	free(same_both_ways(plain, c_locale, NULL));
 	free(same_both_ways(busy, c_locale, NULL));
@@ -516,7 +408,7 @@ Test(preload, sort)
 
 Test(preload, sha256sum)
 {
-	char *in = strdup(path_in("blob"));
+	char *in = strdup(ch_path("blob"));
 	uint64_t s = seed_of("preload::sha256sum");
 	FILE *f = fopen(in, "w");
 	const char *argv[] = {"/usr/bin/sha256sum", in, NULL};
@@ -608,14 +500,14 @@ Test(preload, stats_line)
 	char *in = random_lines("lines", 20000, seed_of("preload::stats_line"));
 	const char *argv[] = {"/usr/bin/sort", in, NULL};
 	const char *env[] = {"LC_ALL=C", "FG_ALIAS_STATS=1", NULL};
-	char *o = path_in("stats.out"), *e = path_in("stats.err"), *err, *p;
+	char *o = ch_path("stats.out"), *e = ch_path("stats.err"), *err, *p;
 	unsigned long long allocs = 0, live = 0;
 	int st = run(argv, true, env, NULL, o, e), lines = 0;
 
 	if (st)
 		describe("sort", st, e);
 	cr_assert_eq(st, 0);
-	err = slurp(e, NULL);
+	err = ch_slurp(e, NULL, true);
 	for (p = err; (p = strchr(p, '\n')); p++)
 		lines++;
 	cr_assert_eq(lines, 1, "wanted one line: %s", err);
@@ -638,14 +530,14 @@ Test(preload, bad_settings)
 	const char *argv[] = {"/usr/bin/sort", "/etc/passwd", NULL};
 	const char *cap[] = {"LC_ALL=C", "FG_ALIAS_CAPACITY=lots", NULL};
 	const char *card[] = {"LC_ALL=C", "FG_CARD=100", NULL};
-	char *o = path_in("bad.out"), *e = path_in("bad.err"), *err;
+	char *o = ch_path("bad.out"), *e = ch_path("bad.err"), *err;
 
 	cr_assert_eq(run(argv, true, cap, NULL, o, e), 0);
-	err = slurp(e, NULL);
+	err = ch_slurp(e, NULL, true);
 	cr_assert(strstr(err, "FG_ALIAS_CAPACITY=lots: not a size"), "%s", err);
 	free(err);
 	cr_assert_eq(run(argv, true, card, NULL, o, e), 0);
-	err = slurp(e, NULL);
+	err = ch_slurp(e, NULL, true);
 	cr_assert(strstr(err, "no ALIAS heap") && strstr(err, "using glibc"),
 		  "%s", err);
 	free(err);
