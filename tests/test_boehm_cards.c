@@ -403,6 +403,30 @@ static void settle(void)
 	GC_invoke_finalizers();
 }
 
+/* A round's shape in the scenarios: every third round (r % 3 == 1) the
+ * stores run while an incremental collection is in progress (started
+ * before, finished after them); then two collections and a settle. */
+static void round_begin(unsigned r)
+{
+	if (r % 3 == 1)
+		GC_start_incremental_collection();
+}
+
+static void round_end(unsigned r)
+{
+	if (r % 3 == 1)
+		finish_collection();
+	collections(2);
+	settle();
+}
+
+/* Now and then, some marking among the stores. */
+static void maybe_mark_a_little(void)
+{
+	if (rnd(64) == 0)
+		GC_collect_a_little();
+}
+
 /* At least min collections happened since gc0, or the test tested
  * nothing. */
 static void assert_collected(const char *what, GC_word gc0, unsigned min)
@@ -527,13 +551,9 @@ static void straddle_round(unsigned r)
 {
 	char when[64];
 
-	if (r % 3 == 1)
-		GC_start_incremental_collection();
+	round_begin(r);
 	store_youngs(olds, nolds);
-	if (r % 3 == 1)
-		finish_collection();
-	collections(2);
-	settle();
+	round_end(r);
 	snprintf(when, sizeof when, "round %u", r);
 	verify_olds(olds, nolds, when);
 }
@@ -631,8 +651,7 @@ static void bigarray(void)
 	GC_gcollect();
 	gc0 = GC_get_gc_no();
 	for (unsigned r = 0; r < rounds && !failures; r++) {
-		if (r % 3 == 1)
-			GC_start_incremental_collection();
+		round_begin(r);
 		for (unsigned i = 0; i < per_round; i++) {
 			size_t k = rnd(BIG_N);
 			uint64_t *y = young(32 + 16 * rnd(8));
@@ -641,13 +660,9 @@ static void bigarray(void)
 				break;
 			big_root[k] = y;
 			expect[k] = (uint32_t)y[1];
-			if (rnd(64) == 0)
-				GC_collect_a_little();
+			maybe_mark_a_little();
 		}
-		if (r % 3 == 1)
-			finish_collection();
-		collections(2);
-		settle();
+		round_end(r);
 		for (size_t k = 0; k < BIG_N; k++)
 			if (expect[k])
 				check_young(big_root[k], expect[k],
@@ -765,8 +780,7 @@ static void weak(void)
 	for (unsigned r = 0; r < rounds && !failures; r++) {
 		char when[64];
 
-		if (r % 3 == 1)
-			GC_start_incremental_collection();
+		round_begin(r);
 		s = 0;
 		for (size_t i = 0; i < nolds; i++) {
 			struct old *d = &olds[i];
@@ -801,14 +815,10 @@ static void weak(void)
 					if (rnd(2))
 						GC_unregister_disappearing_link(l);
 				}
-				if (rnd(64) == 0)
-					GC_collect_a_little();
+				maybe_mark_a_little();
 			}
 		}
-		if (r % 3 == 1)
-			finish_collection();
-		collections(2);
-		settle();
+		round_end(r);
 		snprintf(when, sizeof when, "round %u", r);
 		verify_olds(olds, nolds, when);
 		s = 0;
@@ -1398,8 +1408,7 @@ static void pipe_ptr(void)
 	for (unsigned r = 0; r < rounds && !failures; r++) {
 		char when[64];
 
-		if (r % 3 == 1)
-			GC_start_incremental_collection();
+		round_begin(r);
 		for (size_t i = 0; i < nolds; i++) {
 			struct old *d = &olds[i];
 
@@ -1453,10 +1462,7 @@ static void pipe_ptr(void)
 				memcpy((char *)d->o + off, back, sizeof back);
 			}
 		}
-		if (r % 3 == 1)
-			finish_collection();
-		collections(2);
-		settle();
+		round_end(r);
 		snprintf(when, sizeof when, "round %u, written by read(2)", r);
 		verify_olds(olds, nolds, when);
 	}
