@@ -741,7 +741,8 @@ static void print_stats(void)
 		"%lu whole-page, %lu dirty pages, "
 		"%lu dirty bytes, %lu faults; DIFF: %llu pages compared, %llu "
 		"whole, twins %llu hook + %llu eager (%llu invalid), %.3f ms "
-		"comparing; %lu bytes rescanned\n",
+		"comparing; %lu bytes rescanned; %llu heap sections lost "
+		"(unmapped: read dirty)\n",
 		A.backend ? A.backend : "(off)", GC_fg_get_card_size(),
 		st.collections, st.retrieve_ms_total, st.retrieve_ms_max,
 		st.preclean_ms_total, st.finish_ms_total, st.finish_bytes,
@@ -752,7 +753,7 @@ static void print_stats(void)
 		(unsigned long long)fs.twins_hook,
 		(unsigned long long)fs.twins_eager,
 		(unsigned long long)fs.twins_invalid, fs.diff_ns / 1e6,
-		st.bytes_rescanned);
+		st.bytes_rescanned, (unsigned long long)fs.regions_lost);
 }
 
 __attribute__((constructor)) static void install(void)
