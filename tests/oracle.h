@@ -53,6 +53,15 @@
 				     fg_backend_name(id), why_);             \
 	} while (0)
 
+/* The same for a backend named as FG_BACKEND spells it ("uffd-async"). */
+#define ORC_REQUIRE_BACKEND_NAMED(name)                                      \
+	do {                                                                 \
+		fg_backend_id idn_;                                          \
+		cr_assert_eq(fg_backend_from_name((name), &idn_), 0,         \
+			     "backend name %s", (name));                     \
+		ORC_REQUIRE_BACKEND(idn_);                                   \
+	} while (0)
+
 /* Random numbers: xoshiro256** seeded through splitmix64. */
 typedef struct orc_rng {
 	uint64_t s[4];

@@ -112,16 +112,6 @@ typedef const char *(*str_fn)(void);
 typedef size_t (*size_fn)(void);
 typedef unsigned long (*ulong_fn)(void);
 
-static void require_backend(const char *name)
-{
-	fg_backend_id id;
-	char why[256] = "";
-
-	cr_assert_eq(fg_backend_from_name(name, &id), 0, "backend name %s", name);
-	if (fg_backend_probe(id, why, sizeof why) != 0)
-		cr_skip_test("backend %s unavailable: %s", name, why);
-}
-
 /* Start the collector in incremental mode on this backend and card;
  * markers: the number of marker threads (0: Boehm's default, one per
  * CPU; 1: no parallel marking, so that incremental marking interleaves
@@ -133,7 +123,7 @@ static void start_gc(const char *backend, size_t card, unsigned markers)
 	char cs[32];
 	const char *st = getenv("FG_BOEHM_SELFTEST");
 
-	require_backend(backend);
+	ORC_REQUIRE_BACKEND_NAMED(backend);
 	cr_assert(!GC_is_init_called(),
 		  "the collector was started before the test chose its backend");
 	cur_backend = backend;

@@ -52,6 +52,7 @@
 
 #include "child.h"
 #include "fg.h"
+#include "oracle.h" /* ORC_REQUIRE_BACKEND_NAMED */
 
 #define TEST_TIMEOUT 600 /* Criterion's limit per test */
 #define RUN_LIMIT 300	 /* per program run, FG_BOEHM_RUN_LIMIT */
@@ -140,16 +141,6 @@ static struct run run(const char *const *argv, char **env, const char *out_file,
 static const char *how(int status, char *buf, size_t len)
 {
 	return ch_how(status, run_limit(), buf, len);
-}
-
-static void require_backend(const char *name)
-{
-	fg_backend_id id;
-	char why[256] = "";
-
-	cr_assert_eq(fg_backend_from_name(name, &id), 0, "backend name %s", name);
-	if (fg_backend_probe(id, why, sizeof why) != 0)
-		cr_skip_test("backend %s unavailable: %s", name, why);
 }
 
 static void require_reporter(void)
@@ -251,7 +242,7 @@ static void boehm_program(const char *prog, const char *backend, size_t card)
 		cr_skip_test("%s was not built in %s (Boehm's `make check` "
 			     "builds it)",
 			     prog, build_dir);
-	require_backend(backend);
+	ORC_REQUIRE_BACKEND_NAMED(backend);
 	require_reporter();
 
 	snprintf(what, sizeof what, "%s%s%s (FG_BACKEND=%s FG_CARD=%zu)", prog,
@@ -493,7 +484,7 @@ static void guile(const char *backend)
 	from_env(scm, "FG_BOEHM_SCM", "boehm/gc-heavy.scm");
 	cr_assert(is_file(scm, R_OK), "gc-heavy.scm not found (%s; set "
 		  "FG_BOEHM_SCM)", scm);
-	require_backend(backend);
+	ORC_REQUIRE_BACKEND_NAMED(backend);
 	require_reporter();
 	cr_assert(realpath(ours, ours_real), "realpath %s", ours);
 	if (!scale || !*scale)
