@@ -8,7 +8,7 @@
  *            to absolute addresses, like a card table.
  *   epoch    The time between two collections of a tracker.
  *   backend  The mechanism that notices writes at page level (userfaultfd,
- *            mprotect, soft-dirty, or none at all).
+ *            mprotect, soft-dirty, KVM's dirty log under fgvm, or none).
  *
  * Results: every function that returns int returns 0 (or, where stated, a
  * count >= 0) on success and a negative value on failure, either -errno for
@@ -83,6 +83,7 @@ typedef enum fg_backend_id {
 	FG_BACKEND_MPROTECT,	/* "mprotect": mprotect + SIGSEGV */
 	FG_BACKEND_SOFTDIRTY,	/* "soft-dirty": clear_refs + pagemap bit 55 */
 	FG_BACKEND_NONE,	/* "none": tracks nothing, reports all dirty */
+	FG_BACKEND_KVM,		/* "kvm": KVM's dirty log, under fgvm only */
 	FG_BACKEND_COUNT
 } fg_backend_id;
 

@@ -63,4 +63,16 @@ struct pm_scan_arg {
 };
 #endif /* PAGEMAP_SCAN */
 
+/* KVM (Linux 6.8): where a KVM_RUN that failed with EFAULT faulted. */
+#include <linux/kvm.h>
+#ifndef KVM_CAP_MEMORY_FAULT_INFO
+#define KVM_CAP_MEMORY_FAULT_INFO 232
+#endif
+#ifndef KVM_EXIT_MEMORY_FAULT
+#define KVM_EXIT_MEMORY_FAULT 39
+#endif
+#ifndef KVM_CAP_DIRTY_LOG_RING_ACQ_REL
+#define KVM_CAP_DIRTY_LOG_RING_ACQ_REL 223
+#endif
+
 #endif /* FG_COMPAT_H */

@@ -108,6 +108,7 @@ extern const fg_backend_ops fg_backend_uffd_sync;
 extern const fg_backend_ops fg_backend_mprotect;
 extern const fg_backend_ops fg_backend_softdirty;
 extern const fg_backend_ops fg_backend_none;
+extern const fg_backend_ops fg_backend_kvm;
 
 const fg_backend_ops *fg_backend_ops_of(fg_backend_id id);
 

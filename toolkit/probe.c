@@ -8,10 +8,11 @@
 #include <strings.h>
 
 /* Auto-selection order: sound with concurrent collection first, then by
- * cost.  soft-dirty comes after mprotect because its read-and-clear is not
- * atomic with respect to other threads' writes (see backend_softdirty.c). */
+ * cost.  kvm exists only under fgvm, which is run for it.  soft-dirty
+ * comes after mprotect because its read-and-clear is not atomic with
+ * respect to other threads' writes (see backend_softdirty.c). */
 static const fg_backend_id preference[] = {
-	FG_BACKEND_UFFD_ASYNC, FG_BACKEND_UFFD_SYNC, FG_BACKEND_MPROTECT,
+	FG_BACKEND_KVM, FG_BACKEND_UFFD_ASYNC, FG_BACKEND_UFFD_SYNC, FG_BACKEND_MPROTECT,
 	FG_BACKEND_SOFTDIRTY, FG_BACKEND_NONE,
 };
 
@@ -36,6 +37,8 @@ const fg_backend_ops *fg_backend_ops_of(fg_backend_id id)
 		return &fg_backend_softdirty;
 	case FG_BACKEND_NONE:
 		return &fg_backend_none;
+	case FG_BACKEND_KVM:
+		return &fg_backend_kvm;
 	default:
 		return NULL;
 	}
@@ -60,7 +63,7 @@ int fg_backend_from_name(const char *name, fg_backend_id *out)
 	}
 	return fg_fail(-FG_EBACKENDNAME,
 		       "unknown backend \"%s\" (known: auto, uffd-async, "
-		       "uffd-sync, mprotect, soft-dirty, none)",
+		       "uffd-sync, mprotect, soft-dirty, none, kvm)",
 		       name ? name : "(null)");
 }
 

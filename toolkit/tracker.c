@@ -132,7 +132,7 @@ static int choose_backend(const fg_options *o, fg_impl *t)
 		if (rc)
 			return fg_fail(rc, "FG_BACKEND=%s: unknown backend "
 					   "(known: auto, uffd-async, uffd-sync, "
-					   "mprotect, soft-dirty, none)",
+					   "mprotect, soft-dirty, none, kvm)",
 				       env);
 		source = "FG_BACKEND";
 	}

@@ -1,11 +1,13 @@
 /* fgvm.c - the fgvm command.
  *
- * `fgvm info` says what this machine offers the toolkit: which tracking
- * backends work and why, which one auto-selection picks, and whether KVM
- * is usable.  Running a program under the process-level VM
- * (`fgvm -- PROG ARGS`) is not built yet; it fails with FGVM_EXIT_NOTIMPL.
+ * `fgvm info` says what this machine offers: which tracking backends work
+ * and why, which one auto-selection picks, what kind of KVM there is and
+ * which of its capabilities the VM uses.  `fgvm -- PROG ARGS` runs PROG in
+ * the process-level VM (vm.c and the files it names).
  */
 #include "fg.h"
+#include "vmm.h"
+#include "fg_compat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,12 +25,13 @@ enum {
 	FGVM_EXIT_OK = 0,
 	FGVM_EXIT_ERROR = 1,
 	FGVM_EXIT_USAGE = 2,
-	FGVM_EXIT_NOTIMPL = 64,
 };
 
 #ifndef KVM_PATH /* overridable to test the probe's error paths */
 #define KVM_PATH "/dev/kvm"
 #endif
+
+extern char **environ;
 
 static void usage(FILE *f)
 {
@@ -36,11 +39,15 @@ static void usage(FILE *f)
 	      "       fgvm [options] -- PROG [ARGS...]\n"
 	      "\n"
 	      "  info         what this machine offers: tracking backends, the\n"
-	      "               one auto-selection picks and why, and KVM\n"
+	      "               one auto-selection picks and why, KVM and its kind\n"
 	      "  --json       print info as one JSON object\n"
-	      "  -- PROG ...  run PROG under the process-level VM (not implemented yet)\n"
+	      "  -- PROG ...  run PROG (found on PATH) in the process-level VM: its\n"
+	      "               code runs in a KVM guest, its writes are tracked by\n"
+	      "               the kvm backend (FG_BACKEND=kvm, chosen automatically)\n"
 	      "\n"
 	      "options:\n"
+	      "  -v, --verbose  say what the VM chose\n"
+	      "  --trace        log every system call of PROG on stderr\n"
 	      "  -h, --help     this text\n"
 	      "  -V, --version  print the version\n"
 	      "\n"
@@ -52,11 +59,19 @@ static void usage(FILE *f)
 	fputs("\n"
 	      "  FG_CARD        card size in bytes\n"
 	      "\n"
-	      "exit status:\n"
+	      "exit status of fgvm info and usage errors:\n"
 	      "  0   success\n"
 	      "  1   error (a message says which)\n"
 	      "  2   usage error\n"
-	      "  64  not implemented yet\n",
+	      "exit status of fgvm -- PROG: PROG's own (128+N if signal N killed it),\n"
+	      "or, when fgvm itself cannot go on (with a message):\n"
+	      "  120 PROG did something the VM does not support\n"
+	      "  121 no /dev/kvm on this machine\n"
+	      "  122 /dev/kvm is not accessible (permissions)\n"
+	      "  123 KVM lacks a capability the VM needs\n"
+	      "  125 internal error in fgvm\n"
+	      "  126 PROG cannot be executed (not an x86-64 ELF program, ...)\n"
+	      "  127 PROG not found\n",
 	      f);
 }
 
@@ -102,6 +117,29 @@ struct info {
 	bool kvm_openable;
 	int kvm_api;		/* -1 if unknown */
 	char kvm_msg[256];	/* why not usable, or "" */
+	char kvm_kind[128];
+	struct {
+		const char *name;
+		long value;
+	} caps[16];
+	int ncaps;
+};
+
+/* The capabilities the VM uses (required ones first). */
+static const struct {
+	long cap;
+	const char *name;
+} kvm_caps[] = {
+	{KVM_CAP_USER_MEMORY, "USER_MEMORY (required)"},
+	{KVM_CAP_EXT_CPUID, "EXT_CPUID (required)"},
+	{KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT (required)"},
+	{KVM_CAP_NR_MEMSLOTS, "NR_MEMSLOTS"},
+	{KVM_CAP_MAX_VCPUS, "MAX_VCPUS"},
+	{KVM_CAP_SYNC_REGS, "SYNC_REGS"},
+	{KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, "MANUAL_DIRTY_LOG_PROTECT2 (kvm backend)"},
+	{KVM_CAP_DIRTY_LOG_RING, "DIRTY_LOG_RING"},
+	{KVM_CAP_VCPU_ATTRIBUTES, "VCPU_ATTRIBUTES (TSC offset)"},
+	{KVM_CAP_MEMORY_FAULT_INFO, "MEMORY_FAULT_INFO"},
 };
 
 static void probe_kvm(struct info *in)
@@ -126,6 +164,15 @@ static void probe_kvm(struct info *in)
 		return;
 	}
 	in->kvm_present = in->kvm_openable = true;
+	{
+		int kind;
+
+		kvm_detect_kind(&kind, in->kvm_kind, sizeof in->kvm_kind);
+	}
+	for (size_t i = 0; i < sizeof kvm_caps / sizeof *kvm_caps; i++) {
+		in->caps[in->ncaps].name = kvm_caps[i].name;
+		in->caps[in->ncaps++].value = ioctl(fd, KVM_CHECK_EXTENSION, kvm_caps[i].cap);
+	}
 	in->kvm_api = ioctl(fd, KVM_GET_API_VERSION, 0);
 	if (in->kvm_api < 0)
 		snprintf(in->kvm_msg, sizeof in->kvm_msg,
@@ -150,7 +197,7 @@ static bool gather(struct info *in)
 		strcpy(in->uts.release, "?");
 	in->page_size = sysconf(_SC_PAGESIZE);
 
-	for (int id = FG_BACKEND_UFFD_ASYNC; id <= FG_BACKEND_NONE; id++) {
+	for (int id = FG_BACKEND_UFFD_ASYNC; id < FG_BACKEND_COUNT; id++) {
 		struct backend_info *b = &in->backends[id];
 
 		b->name = fg_backend_name(id);
@@ -185,7 +232,7 @@ static void print_text(const struct info *in)
 	       in->uts.machine);
 	printf("page size: %ld\n", in->page_size);
 	printf("backends:\n");
-	for (int id = FG_BACKEND_UFFD_ASYNC; id <= FG_BACKEND_NONE; id++) {
+	for (int id = FG_BACKEND_UFFD_ASYNC; id < FG_BACKEND_COUNT; id++) {
 		const struct backend_info *b = &in->backends[id];
 
 		printf("  %-11s %-12s %s\n", b->name,
@@ -198,11 +245,16 @@ static void print_text(const struct info *in)
 		       in->forced ? " (FG_BACKEND=" : "",
 		       in->forced ? in->forced : "", in->forced ? ")" : "",
 		       in->selected_why);
-	if (in->kvm_api == KVM_API_VERSION)
+	if (in->kvm_api == KVM_API_VERSION) {
 		printf("kvm: %s: usable, API version %d\n", KVM_PATH,
 		       in->kvm_api);
-	else
+		printf("hypervisor: %s\n", in->kvm_kind);
+		printf("kvm capabilities:\n");
+		for (int i = 0; i < in->ncaps; i++)
+			printf("  %-44s %ld\n", in->caps[i].name, in->caps[i].value);
+	} else {
 		printf("kvm: %s: %s\n", KVM_PATH, in->kvm_msg);
+	}
 }
 
 static void json_str(const char *s)
@@ -243,7 +295,7 @@ static void print_json(const struct info *in)
 	json_key_str("release", in->uts.release, false);
 	json_key_str("machine", in->uts.machine, true);
 	printf("}, \"page_size\": %ld, \"backends\": [", in->page_size);
-	for (int id = FG_BACKEND_UFFD_ASYNC; id <= FG_BACKEND_NONE; id++) {
+	for (int id = FG_BACKEND_UFFD_ASYNC; id < FG_BACKEND_COUNT; id++) {
 		const struct backend_info *b = &in->backends[id];
 
 		fputs(id == FG_BACKEND_UFFD_ASYNC ? "{" : ", {", stdout);
@@ -264,6 +316,12 @@ static void print_json(const struct info *in)
 		printf("\"api_version\": %d, ", in->kvm_api);
 	else
 		fputs("\"api_version\": null, ", stdout);
+	json_key_str("hypervisor", *in->kvm_kind ? in->kvm_kind : NULL, false);
+	fputs("\"capabilities\": {", stdout);
+	for (int i = 0; i < in->ncaps; i++)
+		printf("%s\"%s\": %ld", i ? ", " : "", in->caps[i].name,
+		       in->caps[i].value);
+	fputs("}, ", stdout);
 	json_key_str("message", *in->kvm_msg ? in->kvm_msg : NULL, true);
 	fputs("}}\n", stdout);
 }
@@ -291,6 +349,68 @@ static int cmd_info(int argc, char **argv)
 	return ok ? FGVM_EXIT_OK : FGVM_EXIT_ERROR;
 }
 
+/* PROG as execvp(3) would find it. */
+static int find_program(const char *prog, char *out, size_t len)
+{
+	const char *path = getenv("PATH");
+
+	if (strchr(prog, '/')) {
+		snprintf(out, len, "%s", prog);
+		return access(out, F_OK) == 0 ? 0 : -errno;
+	}
+	if (!path || !*path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path) {
+		const char *end = strchr(path, ':');
+		size_t n = end ? (size_t)(end - path) : strlen(path);
+
+		snprintf(out, len, "%.*s%s%s", (int)n, path, n ? "/" : "", prog);
+		if (access(out, X_OK) == 0)
+			return 0;
+		path += n + (end ? 1 : 0);
+		if (!end)
+			break;
+	}
+	return -ENOENT;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static char *opts[8];
+	static char path[4096];
+	const char *exec_path = NULL;
+	bool trace = false, verbose = false;
+	int nopts = 0, i;
+
+	for (i = 0; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--trace")) {
+			trace = true;
+			opts[nopts++] = argv[i];
+		} else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
+			verbose = true;
+			opts[nopts++] = argv[i];
+		} else if (!strcmp(argv[i], "--exec") && i + 1 < argc) {
+			exec_path = argv[++i];
+		} else {
+			return usage_error("unknown option '%s'", argv[i]);
+		}
+	}
+	if (i >= argc || i + 1 >= argc)
+		return usage_error("no program given after --");
+	argv += i + 1;
+	if (exec_path) {
+		/* fgvm exec'ing itself for the program: the path, then the
+		 * program's argv as it was given. */
+		snprintf(path, sizeof path, "%s", exec_path);
+	} else if (find_program(argv[0], path, sizeof path)) {
+		fprintf(stderr, "fgvm: %s: %s\n", argv[0],
+			strchr(argv[0], '/') ? "No such file or directory"
+					     : "command not found");
+		return FGVM_EXIT_NOTFOUND;
+	}
+	vm_start(path, argv, environ, opts, nopts, trace, verbose);
+}
+
 int main(int argc, char **argv)
 {
 	const char *a = argc > 1 ? argv[1] : NULL;
@@ -310,15 +430,8 @@ int main(int argc, char **argv)
 		printf("fgvm %s (libfgtk %s)\n", FG_VERSION_STRING, lib);
 		return FGVM_EXIT_OK;
 	}
-	if (strcmp(a, "--") == 0) {
-		if (argc < 3)
-			return usage_error("no program given after --");
-		fprintf(stderr, "fgvm: running programs under the VM is not "
-				"implemented yet (see README)\n");
-		return FGVM_EXIT_NOTIMPL;
-	}
 	if (a[0] == '-')
-		return usage_error("unknown option '%s'", a);
+		return cmd_run(argc - 1, argv + 1);
 	return usage_error("unknown command '%s' (to run a program: "
 			   "fgvm -- PROG ARGS)", a);
 }

@@ -1,0 +1,156 @@
+/* backend_kvm.c - the program runs under fgvm, the process-level VM:
+ * pages come from KVM's dirty log (nested or shadow page tables), asked
+ * for with vmcalls (fg_vmcall.h).
+ *
+ * The VM reports every write to a registered region: the program's own
+ * stores through KVM's log, and the writes it or the kernel makes on the
+ * program's behalf (forwarded system calls, signal frames) through its
+ * own record, so kernel writes are seen as with uffd-async.  No fault
+ * reaches the program, and no signal handler or thread is needed.
+ * Available only under fgvm: run natively, the vmcall fails with ENOSYS.
+ */
+#include "fg_internal.h"
+#include "fg_vmcall.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kvm_region {
+	long id;
+	uint64_t *bits;
+	size_t nwords;
+};
+
+static int kvm_probe(char *why, size_t whylen)
+{
+	struct fg_vmcall_info in;
+	long r;
+
+	memset(&in, 0, sizeof in);
+	in.size = sizeof in;
+	r = fg_vmcall(FG_VMCALL_PROBE, (long)&in, 0, 0, 0);
+	if (r != FG_VMCALL_MAGIC) {
+		snprintf(why, whylen, "not running under fgvm (run the program "
+				      "as: fgvm -- PROG)");
+		return -FG_EUNAVAIL;
+	}
+	if (!(in.flags & FG_VMCALL_F_DIRTY_LOG)) {
+		snprintf(why, whylen, "fgvm on %s offers no dirty log: %s",
+			 in.hypervisor, in.mechanism);
+		return -FG_EUNAVAIL;
+	}
+	snprintf(why, whylen, "under fgvm: %s on %s", in.mechanism, in.hypervisor);
+	return 0;
+}
+
+static int kvm_init(fg_impl *t)
+{
+	(void)t;
+	return 0;
+}
+
+static void kvm_fini(fg_impl *t, bool forked)
+{
+	(void)t;
+	(void)forked;
+}
+
+static int kvm_region_add(fg_impl *t, fg_region *r)
+{
+	struct kvm_region *k = calloc(1, sizeof *k);
+	long id;
+
+	(void)t;
+	if (!k)
+		return -ENOMEM;
+	k->nwords = (r->npages + 63) / 64;
+	k->bits = calloc(k->nwords, 8);
+	if (!k->bits) {
+		free(k);
+		return -ENOMEM;
+	}
+	id = fg_vmcall(FG_VMCALL_REGISTER, (long)r->base, (long)r->len, 0, 0);
+	if (id < 0) {
+		free(k->bits);
+		free(k);
+		if (id == -EFAULT)
+			return fg_fail(-FG_EMEMKIND, "fgvm refused %p+%zu: not the "
+						     "program's writable memory",
+				       (void *)r->base, r->len);
+		return fg_fail((int)id, "fgvm: registering %p+%zu: %s",
+			       (void *)r->base, r->len, strerror((int)-id));
+	}
+	k->id = id;
+	r->priv = k;
+	return 0;
+}
+
+static void kvm_region_del(fg_impl *t, fg_region *r, bool forked)
+{
+	struct kvm_region *k = r->priv;
+
+	(void)t;
+	if (!k)
+		return;
+	/* A forked child has a VM of its own that never knew the region. */
+	if (!forked)
+		fg_vmcall(FG_VMCALL_UNREGISTER, k->id, 0, 0, 0);
+	free(k->bits);
+	free(k);
+	r->priv = NULL;
+}
+
+static int kvm_collect(fg_impl *t, fg_region *r, fg_runs *out)
+{
+	struct kvm_region *k = r->priv;
+	long n;
+	int rc;
+
+	(void)t;
+	n = fg_vmcall(FG_VMCALL_COLLECT, k->id, (long)k->bits,
+		      (long)(k->nwords * 8), 0);
+	if (n == -ESTALE)
+		return -FG_EUNMAPPED;
+	if (n < 0)
+		return fg_fail((int)n, "fgvm: collecting %p+%zu: %s", (void *)r->base,
+			       r->len, strerror((int)-n));
+	for (size_t w = 0; w < k->nwords && n; w++) {
+		uint64_t v = k->bits[w];
+
+		while (v) {
+			size_t i = w * 64 + (size_t)__builtin_ctzll(v);
+			uintptr_t p = r->base + i * fg_page_size;
+
+			v &= v - 1;
+			rc = fg_runs_push(out, p, p + fg_page_size);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static int kvm_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
+			  uintptr_t end)
+{
+	long rc;
+
+	(void)t;
+	(void)r;
+	rc = fg_vmcall(FG_VMCALL_MARK, (long)start, (long)(end - start), 0, 0);
+	return rc < 0 ? (int)rc : 0;
+}
+
+const fg_backend_ops fg_backend_kvm = {
+	.id = FG_BACKEND_KVM,
+	.name = "kvm",
+	.probe = kvm_probe,
+	.init = kvm_init,
+	.fini = kvm_fini,
+	.region_add = kvm_region_add,
+	.region_del = kvm_region_del,
+	.collect = kvm_collect,
+	.mark_dirty = kvm_mark_dirty,
+};
