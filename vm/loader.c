@@ -22,6 +22,7 @@ struct image {
 	uint64_t phdr;	   /* where the program headers are in memory */
 	uint16_t phnum;
 	uint64_t end;	   /* highest mapped address */
+	bool brk_reserved; /* BRK_RESERVE bytes after end are ours already */
 	char interp[4096]; /* PT_INTERP, or "" */
 };
 
@@ -111,8 +112,9 @@ static int map_image(struct vm *vm, const char *path, bool is_interp,
 	lo = align_down(lo, PAGE_SIZE);
 	hi = align_up(hi, PAGE_SIZE);
 	if (eh.e_type == ET_DYN) {
-		/* Reserve the whole span, then place segments in it. */
-		long r = mm_mmap(vm, 0, hi - lo, PROT_NONE,
+		/* Reserve the whole span, then place segments in it; the
+		 * program's brk area is reserved right after it. */
+		long r = mm_mmap(vm, 0, hi - lo + (is_interp ? 0 : BRK_RESERVE), PROT_NONE,
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 		if (vsys_err(r)) {
@@ -171,6 +173,7 @@ static int map_image(struct vm *vm, const char *path, bool is_interp,
 			img->end = mend;
 	}
 	img->base = bias;
+	img->brk_reserved = eh.e_type == ET_DYN && !is_interp;
 	img->entry = bias + eh.e_entry;
 	img->phnum = eh.e_phnum;
 	for (int i = 0; i < eh.e_phnum; i++)
@@ -291,7 +294,7 @@ int load_program(struct vm *vm, const char *path, char *const argv[],
 		if (rc)
 			return rc;
 	}
-	mm_brk_init(vm, align_up(prog.end, PAGE_SIZE));
+	mm_brk_init(vm, align_up(prog.end, PAGE_SIZE), prog.brk_reserved);
 
 	/* The stack, with a guard page below it. */
 	ssz = stack_size();

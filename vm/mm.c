@@ -26,7 +26,6 @@
 #define MAX_AREAS 65536
 #define MAX_SLOTS 32768
 #define MAX_SHM 256
-#define BRK_RESERVE (1UL << 30)
 
 static struct shm_att {
 	uint64_t addr, len;
@@ -676,12 +675,15 @@ out:
 	return r;
 }
 
-/* Called by the loader: the brk reservation right after the program. */
-int mm_brk_init(struct vm *vm, uint64_t start)
+/* Called by the loader: the brk reservation right after the program
+ * (reserved: the loader mapped it, PROT_NONE, with a PIE program). */
+int mm_brk_init(struct vm *vm, uint64_t start, bool reserved)
 {
-	long r = vmmap((void *)start, BRK_RESERVE, PROT_NONE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
-		       -1, 0);
+	long r = reserved ? (long)start
+			  : vmmap((void *)start, BRK_RESERVE, PROT_NONE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+					  MAP_FIXED_NOREPLACE,
+				  -1, 0);
 
 	if (vsys_err(r) || (uint64_t)r != start) {
 		/* Something is there: no brk (glibc's malloc uses mmap). */

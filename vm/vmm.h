@@ -73,6 +73,7 @@ enum {
 #define CHUNK_SIZE (2UL << 20)
 #define USER_TOP 0x7ffffffff000UL /* highest user address + 1, 4-level */
 #define MAX_VCPUS 1024
+#define BRK_RESERVE (1UL << 30) /* the program's brk area, at most */
 
 /* Guest selectors: Linux's, so that signal frames look native. */
 #define SEL_KCODE 0x10
@@ -341,7 +342,7 @@ long mm_mprotect(struct vm *vm, uint64_t addr, uint64_t len, int prot);
 long mm_mremap(struct vm *vm, uint64_t old, uint64_t oldlen, uint64_t newlen,
 	       int flags, uint64_t newaddr);
 long mm_brk(struct vm *vm, uint64_t addr);
-int mm_brk_init(struct vm *vm, uint64_t start);
+int mm_brk_init(struct vm *vm, uint64_t start, bool reserved);
 long mm_madvise(struct vm *vm, uint64_t addr, uint64_t len, int advice);
 long mm_shmat(struct vm *vm, int id, uint64_t addr, int flags);
 long mm_shmdt(struct vm *vm, uint64_t addr);
