@@ -36,12 +36,20 @@
 	{                                                                    \
 		scn(id);                                                     \
 	}
+/* Built with ORC_KVM_ONLY (the tests/..._kvm binaries), they hold only the kvm
+ * backend's tests: run.sh runs them under fgvm, in the sandbox when the
+ * machine has no /dev/kvm of its own. */
+#ifdef ORC_KVM_ONLY
+#define ORC_PER_BACKEND(suite, scn, secs)                                    \
+	ORC_TEST_FOR(suite, scn, kvm, FG_BACKEND_KVM, (secs) * 4)
+#else
 #define ORC_PER_BACKEND(suite, scn, secs)                                    \
 	ORC_TEST_FOR(suite, scn, uffd_async, FG_BACKEND_UFFD_ASYNC, secs)    \
 	ORC_TEST_FOR(suite, scn, uffd_sync, FG_BACKEND_UFFD_SYNC, secs)      \
 	ORC_TEST_FOR(suite, scn, mprotect, FG_BACKEND_MPROTECT, secs)        \
 	ORC_TEST_FOR(suite, scn, softdirty, FG_BACKEND_SOFTDIRTY, secs)      \
 	ORC_TEST_FOR(suite, scn, none, FG_BACKEND_NONE, secs)
+#endif
 
 /* Skip the test, visibly and with the probe's reason, if the backend does
  * not work on this machine. */

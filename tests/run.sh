@@ -1,7 +1,7 @@
-#!/bin/sh
+#!/bin/bash
 # run.sh - run Criterion test binaries and total their results.
 #
-# usage: tests/run.sh BINARY...
+# usage: tests/run.sh BINARY[@kvm|@fgvm]...
 #
 # Each binary runs its tests one process per test (Criterion), one at a
 # time (FG_TEST_JOBS to change), under a timeout (FG_TEST_TIMEOUT seconds,
@@ -11,13 +11,35 @@
 # crash of the runner, a timeout) counts as one failed test.  FG_SEED, if
 # set, reaches the tests through the environment.
 #
+# BINARY@kvm needs /dev/kvm; BINARY@fgvm runs under fgvm ($FG_FGVM), which
+# needs it too.  Where fgvm cannot run on this machine's own /dev/kvm (no
+# device, no permission), they run inside the nested-KVM sandbox
+# ($FG_SANDBOX, vm/sandbox/run) instead, under FG_SANDBOX_TIMEOUT seconds
+# (default 1800): they never skip for want of KVM.
+#
 # The last line printed is "N passed, N failed, N skipped"; the exit status
 # is 1 if anything failed.
 
 timeout_s=${FG_TEST_TIMEOUT:-600}
+sandbox_timeout=${FG_SANDBOX_TIMEOUT:-1800}
 jobs=${FG_TEST_JOBS:-1}
-tap=$(mktemp "${TMPDIR:-/tmp}/fgvm-tap.XXXXXX") || exit 1
-trap 'rm -f "$tap"' EXIT
+tapdir=$(mktemp -d "${TMPDIR:-/tmp}/fgvm-tap.XXXXXX") || exit 1
+tap=$tapdir/tap
+trap 'rm -rf "$tapdir"' EXIT
+
+# Whether fgvm runs on this machine's own /dev/kvm (asked once).
+kvm_native=
+kvm_checked=0
+check_kvm() {
+	[ "$kvm_checked" = 1 ] && return
+	kvm_checked=1
+	if [ -n "${FG_FGVM:-}" ] && "$FG_FGVM" -- /bin/true >"$tapdir/kvm" 2>&1; then
+		kvm_native=1
+		echo "run.sh: KVM tests run on this machine's /dev/kvm"
+	else
+		echo "run.sh: KVM tests run in the nested-KVM sandbox: fgvm here says: $(head -n 1 "$tapdir/kvm")"
+	fi
+}
 
 if [ -n "${FG_SEED:-}" ]; then
 	export FG_SEED
@@ -25,18 +47,32 @@ if [ -n "${FG_SEED:-}" ]; then
 fi
 
 passed=0 failed=0 skipped=0
-for bin in "$@"; do
-	echo "== $bin"
+for arg in "$@"; do
+	bin=${arg%@*}
+	how=
+	[ "$bin" != "$arg" ] && how=${arg##*@}
+	echo "== $arg"
 	: >"$tap"
 	if [ ! -x "$bin" ]; then
 		echo "run.sh: $bin: not found or not executable"
-		echo "== $bin: 0 passed, 1 failed, 0 skipped"
+		echo "== $arg: 0 passed, 1 failed, 0 skipped"
 		failed=$((failed + 1))
 		continue
 	fi
+	wrap=()
+	limit=$timeout_s
+	if [ -n "$how" ]; then
+		check_kvm
+		[ "$how" = fgvm ] && wrap=("$FG_FGVM" --)
+		if [ -z "$kvm_native" ]; then
+			wrap=("$FG_SANDBOX" --quiet --timeout "$sandbox_timeout" \
+				--rw "$tapdir" -- "${wrap[@]}")
+			limit=$((sandbox_timeout + 60))
+		fi
+	fi
 	# timeout(1) puts the test in a process group of its own, out of reach
 	# of the terminal's ^C: pass an interrupt on to that group.
-	timeout -k 10 "$timeout_s" "$bin" --jobs="$jobs" --verbose \
+	timeout -k 10 "$limit" "${wrap[@]}" "$bin" --jobs="$jobs" --verbose \
 		--color=never --output=tap:"$tap" 2>&1 &
 	pid=$!
 	trap 'kill -TERM "-$pid" 2>/dev/null; exit 130' INT TERM
@@ -55,7 +91,9 @@ for bin in "$@"; do
 	EOF
 	if { [ "$rc" -ne 0 ] || [ "$plan" -eq 0 ]; } && [ "$f" -eq 0 ]; then
 		if [ "$rc" -eq 124 ]; then
-			why="timed out after ${timeout_s}s"
+			why="timed out after ${limit}s"
+		elif [ "$rc" -eq 125 ] && [ -n "$how" ] && [ -z "$kvm_native" ]; then
+			why="the sandbox failed (its message is above)"
 		elif [ "$rc" -gt 128 ]; then
 			why="killed by signal $((rc - 128))"
 		elif [ "$plan" -eq 0 ]; then
@@ -66,7 +104,7 @@ for bin in "$@"; do
 		echo "run.sh: $bin: $why without reporting a failed test"
 		f=1
 	fi
-	echo "== $bin: $p passed, $f failed, $s skipped"
+	echo "== $arg: $p passed, $f failed, $s skipped"
 	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 done
 

@@ -307,6 +307,20 @@ static void boehm_program(const char *prog, const char *backend, size_t card)
 	{                                                                    \
 		boehm_program(#prog, backend, card);                         \
 	}
+#ifdef BOEHM_KVM_ONLY
+/* tests/test_boehm_suite_kvm, which run.sh runs under fgvm: gctest and the
+ * threaded programs with the kvm backend (the VM's dirty log). */
+#undef BOEHM_PROGRAMS
+#define BOEHM_PROGRAMS(X)                                                    \
+	X(gctest)                                                            \
+	X(threadleaktest)                                                    \
+	X(threadkey_test)                                                    \
+	X(subthreadcreate_test)                                              \
+	X(initsecondarythread_test)                                          \
+	X(disclaim_test)
+#define PROGRAM_TESTS(prog)                                                  \
+	PROGRAM_TEST(prog, kvm, "kvm", 4096)
+#else
 #define PROGRAM_TESTS(prog)                                                  \
 	PROGRAM_TEST(prog, uffd_async, "uffd-async", 64)                     \
 	PROGRAM_TEST(prog, uffd_async, "uffd-async", 4096)                   \
@@ -314,8 +328,11 @@ static void boehm_program(const char *prog, const char *backend, size_t card)
 	PROGRAM_TEST(prog, uffd_sync, "uffd-sync", 4096)                     \
 	PROGRAM_TEST(prog, mprotect, "mprotect", 64)                         \
 	PROGRAM_TEST(prog, mprotect, "mprotect", 4096)
+#endif
 
 BOEHM_PROGRAMS(PROGRAM_TESTS)
+
+#ifndef BOEHM_KVM_ONLY
 
 /* The dynamic symbols a shared object defines, one per line, sorted, as
  * one string; NULL if nm failed. */
@@ -561,3 +578,4 @@ static void guile(const char *backend)
 Test(boehm_suite, guile_uffd_async) { guile("uffd-async"); }
 Test(boehm_suite, guile_uffd_sync) { guile("uffd-sync"); }
 Test(boehm_suite, guile_mprotect) { guile("mprotect"); }
+#endif /* BOEHM_KVM_ONLY */

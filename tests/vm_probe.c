@@ -6,7 +6,9 @@
  * usage: vm_probe CHECK...   (CHECK: a name below, or "all")
  * Exit status: 0, or the status a check asks for (exit, signal).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -448,6 +450,12 @@ int main(int argc, char **argv)
 			check_iov();
 		if (!strncmp(c, "exit=", 5))
 			check_exit(atoi(c + 5));
+		if (!strcmp(c, "int80")) {
+			long r;
+
+			__asm__ volatile("int $0x80" : "=a"(r) : "a"(20) : "memory");
+			SAY("int80: getpid %s\n", r == getpid() ? "ok" : "wrong");
+		}
 		if (!strcmp(c, "kill"))
 			raise(SIGKILL);
 		if (!strcmp(c, "segfault")) {

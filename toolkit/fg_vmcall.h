@@ -55,7 +55,7 @@ struct fg_vmcall_info {
 	uint32_t version;
 	uint32_t page_size;
 	uint32_t flags;
-	char hypervisor[64];
+	char hypervisor[128];
 	char mechanism[64];
 };
 

@@ -7,6 +7,7 @@
 #include "vmm.h"
 
 #include <elf.h>
+#include <stdlib.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -284,7 +285,10 @@ int load_program(struct vm *vm, const char *path, char *const argv[],
 		sargv[nargs_extra++] = (char *)path;
 		vsnfmt(real_path, sizeof real_path, "%s", sh_interp);
 	}
-	vsnfmt(vm->exe_path, sizeof vm->exe_path, "%s", real_path);
+	/* /proc/self/exe names the file itself: absolute, links resolved
+	 * (glibc's static dl_origin insists on an absolute path). */
+	if (!realpath(real_path, vm->exe_path))
+		vsnfmt(vm->exe_path, sizeof vm->exe_path, "%s", real_path);
 
 	rc = map_image(vm, real_path, false, &prog, err, errlen);
 	if (rc)

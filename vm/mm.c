@@ -33,6 +33,8 @@ static struct shm_att {
 
 /* ---- guest memory access that cannot fault ---- */
 
+/* Only the program's own memory: process_vm_readv/writev would reach
+ * fgvm's as well (the area table says whose it is). */
 long guest_read(void *dst, uint64_t src, size_t len)
 {
 	struct iovec l = {dst, len}, r = {(void *)src, len};
@@ -40,6 +42,8 @@ long guest_read(void *dst, uint64_t src, size_t len)
 
 	if (!len)
 		return 0;
+	if (!guest_range_ok(&g_vm, src, len, PROT_READ))
+		return -EFAULT;
 	n = vsys6(SYS_process_vm_readv, vgetpid(), (long)&l, 1, (long)&r, 1, 0);
 	return n == (long)len ? n : -EFAULT;
 }
@@ -51,6 +55,8 @@ long guest_write(uint64_t dst, const void *src, size_t len)
 
 	if (!len)
 		return 0;
+	if (!guest_range_ok(&g_vm, dst, len, PROT_WRITE))
+		return -EFAULT;
 	n = vsys6(SYS_process_vm_writev, vgetpid(), (long)&l, 1, (long)&r, 1, 0);
 	return n == (long)len ? n : -EFAULT;
 }

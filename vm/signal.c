@@ -62,11 +62,14 @@ static void host_sig(int sig, siginfo_t *si, void *ucv)
 	if (fault_sig(sig) && si->si_code > 0) {
 		ucontext_t *uc = ucv;
 
+		extern const char __ehdr_start[];
+		uint64_t pc = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+
 		vdie(FGVM_EXIT_INTERNAL,
-		     "internal error: signal %d (code %d) in fgvm itself at pc %p, "
-		     "address %p",
-		     sig, si->si_code, (void *)uc->uc_mcontext.gregs[REG_RIP],
-		     si->si_addr);
+		     "internal error: signal %d (code %d) in fgvm itself at pc %p "
+		     "(fgvm+0x%lx), address %p",
+		     sig, si->si_code, (void *)pc,
+		     (unsigned long)(pc - (uint64_t)__ehdr_start), si->si_addr);
 	}
 	t = vt_self();
 	if (t->self != t)
@@ -278,8 +281,10 @@ bool sig_pending(struct vthread *t)
 	       atomic_load_explicit(&t->sigq_tail, memory_order_acquire);
 }
 
+/* Run the handler of sig: mask = base | its mask | sig; the frame keeps
+ * saved, which rt_sigreturn puts back. */
 static void deliver(struct vthread *t, int sig, const siginfo_t *si,
-		    uint64_t blocked, bool restart)
+		    uint64_t base, uint64_t saved, bool restart)
 {
 	struct ksigaction act;
 	uint64_t m;
@@ -291,12 +296,12 @@ static void deliver(struct vthread *t, int sig, const siginfo_t *si,
 		host_action(sig, &t->sh->act[sig]);
 	}
 	vlock_give(&t->sh->lock);
-	if (x86_sigframe_push(t, sig, si, &act, blocked, restart) < 0) {
+	if (x86_sigframe_push(t, sig, si, &act, saved, restart) < 0) {
 		/* The frame does not fit: SIGSEGV, as the kernel forces. */
 		default_action(t, SIGSEGV);
 		return;
 	}
-	m = blocked | act.mask | ((act.flags & SA_NODEFER) ? 0 : bit(sig));
+	m = base | act.mask | ((act.flags & SA_NODEFER) ? 0 : bit(sig));
 	m &= ~(bit(SIGKILL) | bit(SIGSTOP));
 	vsys4(SYS_rt_sigprocmask, SIG_SETMASK, &m, NULL, 8);
 }
@@ -319,7 +324,9 @@ void sig_deliver_pending(struct vthread *t)
 		took = true;
 		if (sig < 1 || sig > 64)
 			continue;
-		blocked = blocked_now();
+		/* Right after sigsuspend & co., the kernel delivers under the
+		 * mask the call slept with. */
+		blocked = t->tmp_mask_on ? t->tmp_mask : blocked_now();
 		if (blocked & bit(sig)) {
 			/* Blocked since: back to the kernel, which keeps it
 			 * pending until the program unblocks it. */
@@ -337,10 +344,13 @@ void sig_deliver_pending(struct vthread *t)
 		}
 		if (!handled && t->sys_intr >= 0)
 			restart = (act.flags & SA_RESTART) && restartable(t->sys_intr);
-		deliver(t, sig, &si, blocked, restart);
+		deliver(t, sig, &si, blocked, t->tmp_mask_on ? t->orig_mask : blocked,
+			restart);
 		handled = true;
 		t->sys_intr = -1;
+		t->tmp_mask_on = false;
 	}
+	t->tmp_mask_on = false;
 	if (t->sys_intr >= 0 && took && restartable(t->sys_intr)) {
 		/* Interrupted for nothing the program sees: go again. */
 		t->u.rip -= 2;
@@ -378,7 +388,7 @@ void sig_fault(struct vthread *t, int sig, int code, uint64_t addr, int trapno,
 		default_action(t, sig);
 		return;
 	}
-	deliver(t, sig, &si, blocked, false);
+	deliver(t, sig, &si, blocked, blocked, false);
 }
 
 long sys_rt_sigreturn(struct vthread *t)

@@ -71,6 +71,34 @@ const char *syscall_name(long nr)
 	return buf;
 }
 
+/* The calls that sleep with a temporary signal mask: where it is. */
+static bool temp_mask(long nr, const uint64_t a[6], uint64_t *maskp)
+{
+	uint64_t pair[2];
+
+	switch (nr) {
+	case SYS_rt_sigsuspend:
+		*maskp = a[0];
+		return a[1] == 8;
+	case SYS_ppoll:
+		*maskp = a[3];
+		return a[3] && a[4] == 8;
+	case SYS_epoll_pwait:
+	case 441: /* epoll_pwait2 */
+		*maskp = a[4];
+		return a[4] && a[5] == 8;
+	case SYS_pselect6:
+	case SYS_io_pgetevents:
+		/* A pointer to {mask pointer, size}. */
+		if (!a[5] || guest_read(pair, a[5], sizeof pair) < 0)
+			return false;
+		*maskp = pair[0];
+		return pair[0] && pair[1] == 8;
+	default:
+		return false;
+	}
+}
+
 static long forward(long nr, const uint64_t a[6])
 {
 	long r = sysout_check(nr, a);
@@ -324,9 +352,19 @@ void vm_syscall(struct vthread *t)
 	case FG_VMCALL_NR:
 		track_hypercall(t, a, &r);
 		break;
-	default:
-		r = forward(nr, a);
+	default: {
+		uint64_t mp;
+
+		if (temp_mask(nr, a, &mp) && guest_read(&t->tmp_mask, mp, 8) >= 0) {
+			t->tmp_mask &= ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));
+			vsys4(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &t->orig_mask, 8);
+			r = forward(nr, a);
+			t->tmp_mask_on = r == -EINTR;
+		} else {
+			r = forward(nr, a);
+		}
 		break;
+	}
 	}
 	if (vm->trace)
 		trace(t, nr, a, r);

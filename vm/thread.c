@@ -331,13 +331,31 @@ long vm_clone(struct vthread *t, uint64_t flags, uint64_t stack, uint64_t ptid,
 	}
 	if (flags & (CLONE_THREAD | CLONE_SIGHAND))
 		return -EINVAL;
-	/* fork: the child goes on from here, on a copy of this stack. */
+	/* fork: the child goes on from here, on a copy of this stack.  The
+	 * VM's locks are held across it (in the order vmm.h gives), so that
+	 * no other thread is half-way through a change the child copies;
+	 * the child, alone, starts with them free. */
 	vcpu_fs_gs(t, &fs, &gs);
 	vcpu_get_fpu(t, t->fpu);
 	if (flags & CLONE_SETTLS)
 		fs = tls;
 	hflags = flags & ~(uint64_t)(CLONE_SETTLS | CLONE_CHILD_SETTID);
+	vlock_take(&t->sh->lock);
+	vlock_take(&g_vm.mm_lock);
+	vlock_take(&g_vm.track_lock);
+	vlock_take(&g_vm.pool_lock);
 	r = vsys6(SYS_clone, (long)hflags, 0, (long)ptid, (long)ctid, 0, 0);
+	if (r == 0) {
+		atomic_store(&g_vm.pool_lock.v, 0);
+		atomic_store(&g_vm.track_lock.v, 0);
+		atomic_store(&g_vm.mm_lock.v, 0);
+		atomic_store(&t->sh->lock.v, 0);
+	} else {
+		vlock_give(&g_vm.pool_lock);
+		vlock_give(&g_vm.track_lock);
+		vlock_give(&g_vm.mm_lock);
+		vlock_give(&t->sh->lock);
+	}
 	if (r == 0) {
 		fork_child(t, fs, gs);
 		if (stack)

@@ -117,7 +117,8 @@ static long slot_harvest(struct vm *vm, struct slot *s, uint64_t start,
 		bool d = scratch[p / 64] >> (p % 64) & 1;
 
 		if (d) {
-			uint64_t i = (s->start - base) / PAGE_SIZE + p;
+			/* The slot may start before the region: add first. */
+			uint64_t i = (s->start + p * PAGE_SIZE - base) / PAGE_SIZE;
 
 			out[i / 64] |= 1ULL << (i % 64);
 			found++;

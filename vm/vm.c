@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 _Noreturn int vm_start(const char *path, char *const argv[], char *const envp[],
 	     char **opts, int nopts, bool trace, bool verbose)
@@ -74,6 +75,12 @@ _Noreturn int vm_start(const char *path, char *const argv[], char *const envp[],
 	rc = load_program(vm, path, argv, envp, &lr, err, sizeof err);
 	if (rc)
 		vdie(rc, "%s", err);
+	{
+		/* The task's name, as exec would set it (not "exe"). */
+		const char *b = strrchr(path, '/');
+
+		vsys5(SYS_prctl, PR_SET_NAME, b ? b + 1 : path, 0, 0, 0);
+	}
 	if (verbose)
 		vsay("running %s in a KVM guest (%s); entry %p", vm->exe_path,
 		     vm->kind_name, (void *)lr.entry);

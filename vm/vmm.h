@@ -39,9 +39,10 @@
  *   I5  fgvm's own descriptors live at FGVM_FD_FLOOR and above and the
  *       guest cannot close, replace or duplicate onto them.
  *
- * Locks: vm.mm_lock orders area/slot/page-table changes; vm.pool_lock the
- * vCPU pool and the thread list; vm.track_lock the tracked regions.  Take
- * mm_lock before track_lock.  Never hold a lock across KVM_RUN or a
+ * Locks: sighand.lock the program's signal actions; vm.mm_lock orders
+ * area/slot/page-table changes; vm.track_lock the tracked regions;
+ * vm.pool_lock the vCPU pool and the thread list.  Take them in that
+ * order (fork takes all four).  Never hold a lock across KVM_RUN or a
  * forwarded system call that may block.
  */
 #ifndef FGVM_VMM_H
@@ -183,6 +184,11 @@ struct vthread {
 	int mode;		   /* MODE_* */
 	long sys_nr;		   /* the system call being handled, or -1 */
 	long sys_intr;		   /* the one that just returned EINTR, or -1 */
+	/* sigsuspend/pselect/ppoll/epoll_pwait: the mask the call slept
+	 * with, which the kernel would deliver under, and the one it put
+	 * back (the frame saves that one). */
+	bool tmp_mask_on;
+	uint64_t tmp_mask, orig_mask;
 	/* A fault's details for the signal frame. */
 	uint64_t fault_trapno, fault_err, fault_cr2;
 	uint64_t last_pf_addr, last_pf_rip;

@@ -180,8 +180,10 @@ int x86_vmm_init(struct vm *vm)
 		 * Linux; `int N` for anything else raises #GP. */
 		idt_gate(vm->idt, v, vm->stub_exc0 + (uint64_t)v * vm->stub_exc_stride,
 			 v == 3 || v == 4 ? 3 : 0);
+	/* The whole region now, while no other thread runs: later vCPUs
+	 * only fill their page (page tables change under mm_lock only). */
 	pt_map_vmm(vm, (uint64_t)vm->vmm, (uint64_t)vm->vmm + PAGE_SIZE, true);
-	pt_map_vmm(vm, (uint64_t)vm->idt, (uint64_t)vm->idt + PAGE_SIZE, false);
+	pt_map_vmm(vm, (uint64_t)vm->idt, (uint64_t)vm->vmm + vm->vmm_size, false);
 	return 0;
 }
 
@@ -202,7 +204,7 @@ void x86_vcpu_page_init(struct vm *vm, struct vcpu *c)
 	gdt[(SEL_TSS >> 3) + 1] = tss >> 32;
 	memcpy(p + VCPU_TSS_OFF + 4, &rsp0, 8);
 	*(uint16_t *)(p + VCPU_TSS_OFF + 102) = 104; /* no I/O bitmap */
-	pt_map_vmm(vm, (uint64_t)p, (uint64_t)p + PAGE_SIZE, false);
+	(void)vm;
 }
 
 static void seg(struct kvm_segment *s, uint16_t sel, uint8_t type, int dpl,
