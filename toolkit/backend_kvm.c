@@ -148,6 +148,7 @@ static int kvm_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
 const fg_backend_ops fg_backend_kvm = {
 	.id = FG_BACKEND_KVM,
 	.name = "kvm",
+	.situational = true,
 	.probe = kvm_probe,
 	.init = kvm_init,
 	.fini = kvm_fini,

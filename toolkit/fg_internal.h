@@ -78,6 +78,9 @@ typedef struct fg_backend_ops {
 	bool process_local;
 	/* Calls t->hook before a first write lands (twins can be taken). */
 	bool has_hook;
+	/* Exists only in some settings (kvm: under fgvm): auto-selection
+	 * passes over it silently where it is unavailable. */
+	bool situational;
 	int (*probe)(char *why, size_t whylen);
 	int (*init)(fg_impl *t);
 	void (*fini)(fg_impl *t, bool forked);

@@ -112,6 +112,8 @@ int fg_backend_choose(fg_backend_id *out, char *why, size_t whylen)
 			*out = id;
 			return 0;
 		}
+		if (fg_backend_ops_of(id)->situational)
+			continue; /* not a fallback: it never applied here */
 		off += (size_t)snprintf(why + off, whylen - off, "%s unavailable (%s); ",
 					fg_backend_name(id), w);
 		if (off >= whylen)

@@ -63,17 +63,27 @@ void kvm_detect_kind(int *kind, char *name, size_t len)
 		memcpy(vendor, sig, 12);
 		vendor[12] = 0;
 	}
-	if (exists("/sys/module/kvm_pvm") && !exists("/sys/module/kvm_intel") &&
-	    !exists("/sys/module/kvm_amd"))
-		*kind = HV_PVM;
-	else if (exists("/sys/module/kvm_amd"))
-		*kind = HV_SVM;
-	else if (exists("/sys/module/kvm_intel"))
-		*kind = HV_VMX;
-	else if (exists("/sys/module/kvm_pvm"))
-		*kind = HV_PVM;
-	else
-		*kind = HV_UNKNOWN;
+	/* What the CPU offers decides (kvm_intel may be built in where the
+	 * CPU has no VT-x): PVM needs neither VT-x nor SVM. */
+	{
+		bool vmx = (c >> 5) & 1, svm = false;
+
+		__cpuid(0x80000000, a, b, c, d);
+		if (a >= 0x80000001) {
+			__cpuid(0x80000001, a, b, c, d);
+			svm = (c >> 2) & 1;
+		}
+		if (exists("/sys/module/kvm_pvm") && !vmx && !svm)
+			*kind = HV_PVM;
+		else if (svm && exists("/sys/module/kvm_amd"))
+			*kind = HV_SVM;
+		else if (vmx && exists("/sys/module/kvm_intel"))
+			*kind = HV_VMX;
+		else if (exists("/sys/module/kvm_pvm"))
+			*kind = HV_PVM;
+		else
+			*kind = HV_UNKNOWN;
+	}
 	vsnfmt(name, len, "%s%s%s%s",
 	       *kind == HV_PVM   ? "PVM (page-table based, shadow paging)"
 	       : *kind == HV_SVM ? "AMD SVM"
@@ -147,7 +157,6 @@ int kvm_open_and_check(struct vm *vm, bool quiet)
 int kvm_create_vm(struct vm *vm)
 {
 	long r = vsys3(SYS_ioctl, vm->kvm_fd, KVM_CREATE_VM, 0);
-	uint32_t a, b, c, d;
 
 	if (r < 0)
 		return (int)r;
@@ -175,13 +184,6 @@ int kvm_create_vm(struct vm *vm)
 			vm->initially_set = r & KVM_DIRTY_LOG_INITIALLY_SET;
 		}
 	}
-	/* GPA == HVA needs as many guest-physical bits as user virtual ones. */
-	__cpuid(0x80000008, a, b, c, d);
-	if ((a & 0xff) < 47)
-		vdie(FGVM_EXIT_KVMCAP,
-		     "this CPU has %u physical address bits; the VM maps guest-physical = "
-		     "host-virtual and needs 47",
-		     a & 0xff);
 	return 0;
 }
 

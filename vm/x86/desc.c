@@ -137,6 +137,20 @@ int x86_cpu_init(struct vm *vm)
 		if ((e = cpuid_find(cp, 0xd, 0)))
 			e->ebx = vm->xsave_size;
 	}
+	/* GPA == HVA needs as many guest-physical address bits as there are
+	 * user virtual ones.  PVM's shadow paging takes what the CPUID says
+	 * (KVM's default there is 36); nested or extended page tables are
+	 * bound by the hardware's. */
+	if ((e = cpuid_find(cp, 0x80000008, 0)) && (e->eax & 0xff) < 47) {
+		if (vm->kind == HV_PVM)
+			e->eax = (e->eax & ~0xffu) | 48;
+		else
+			vdie(FGVM_EXIT_KVMCAP,
+			     "KVM offers %u guest-physical address bits; fgvm maps "
+			     "guest-physical = host-virtual and needs 47 (the host CPU's "
+			     "MAXPHYADDR is too small)",
+			     e->eax & 0xff);
+	}
 	vm->cpuid = cp;
 	return 0;
 }

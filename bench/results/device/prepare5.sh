@@ -17,7 +17,7 @@ make -j2 vm/fgvm toolkit/libfgtk.la bench/boehm/gcbench bench/boehm/sparse \
 	adapters/boehm/lib/libgc.so.1
 
 mkdir -p "$D/fg" "$D/stock"
-rm -f "$D/fgvm" "$D/vm" "$D/gcbench" "$D/sparse"
+rm -f "$D/fgvm" "$D/vm" "$D/gcbench" "$D/sparse" "$D/vm_probe" "$D/vm_track"
 install -m 755 vm/fgvm "$D/fgvm"
 file -L "$D/fgvm" | grep -q 'static' || {
 	echo "prepare5: vm/fgvm is not statically linked" >&2
@@ -30,6 +30,13 @@ srcs=$(sed -n '/^TOOLKIT_SOURCES *=/,/^$/p' Makefile.am |
 gcc -O2 -std=gnu11 -Wall -Wextra -pthread -include config.h -Itoolkit \
 	-static -o "$D/vm" bench/vm.c $srcs
 "$D/vm" --help >/dev/null
+
+# The VM's own checks, static too: vm_probe (compared native vs fgvm) and
+# vm_track (host writes reported, vmcall fuzz).
+gcc -O2 -std=gnu11 -Wall -pthread -include config.h -static -o "$D/vm_probe" \
+	tests/vm_probe.c
+gcc -O2 -std=gnu11 -Wall -pthread -include config.h -Itoolkit -static \
+	-o "$D/vm_track" tests/vm_track.c $srcs
 
 install -m 755 bench/boehm/gcbench bench/boehm/sparse "$D/"
 cp -L adapters/boehm/lib/libgc.so.1 adapters/boehm/lib/libfgtk.so.0 "$D/fg/"
