@@ -153,3 +153,7 @@ rc $?
 
 step "done"
 ls -l "$OUT"
+# At most 8 files come back from the device: the JSON files go in one
+# archive.
+(cd "$OUT" && tar czf run5-json.tgz ./*.json && rm -f ./*.json)
+ls -l "$OUT"
