@@ -215,7 +215,7 @@ static int vcpu_create(struct vm *vm, struct vcpu *c, int id)
 		return (int)r;
 	c->run = (struct kvm_run *)r;
 	c->id = id;
-	c->page = vm->vmm + (2 + (size_t)id) * PAGE_SIZE;
+	c->page = vm->vmm + (VMM_PAGE_VCPU0 + (size_t)id) * PAGE_SIZE;
 	x86_vcpu_page_init(vm, c);
 	return 0;
 }

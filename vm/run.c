@@ -118,14 +118,17 @@ int vcpu_set_fs_gs(struct vthread *t, int which, uint64_t base)
 	return (int)vsys3(SYS_ioctl, t->vcpu->fd, KVM_SET_SREGS, &s);
 }
 
+/* In the stub, or on the trampoline on its way to it. */
 static bool in_stub(uint64_t rip)
 {
-	return rip >= (uint64_t)g_vm.vmm && rip < (uint64_t)g_vm.vmm + PAGE_SIZE;
+	uint64_t tramp = (uint64_t)g_vm.vmm + VMM_PAGE_TRAMP * PAGE_SIZE;
+
+	return (rip >= (uint64_t)g_vm.vmm && rip < (uint64_t)g_vm.vmm + PAGE_SIZE) ||
+	       (rip >= tramp && rip < tramp + PAGE_SIZE);
 }
 
-static void enter_from_syscall(struct vthread *t)
+static void do_syscall(struct vthread *t)
 {
-	regs_get(t, &t->u);
 	t->u.rip = t->u.rcx;
 	t->u.rflags = t->u.r11;
 	t->mode = MODE_STUB;
@@ -134,6 +137,12 @@ static void enter_from_syscall(struct vthread *t)
 	/* Interrupted: signal.c decides whether it restarts. */
 	t->sys_intr = t->u.rax == (uint64_t)-EINTR ? t->sys_nr : -1;
 	t->sys_nr = -1;
+}
+
+static void enter_from_syscall(struct vthread *t)
+{
+	regs_get(t, &t->u);
+	do_syscall(t);
 }
 
 /* Exceptions with an error code on the stack. */
@@ -213,6 +222,12 @@ static void enter_from_exception(struct vthread *t, int vec)
 		sig_fault(t, SIGSEGV, SI_KERNEL, 0, vec, 0);
 		return;
 	case 6:
+		if (t->u.rip == (uint64_t)g_vm.vmm + VMM_PAGE_TRAMP * PAGE_SIZE) {
+			/* A syscall through the trampoline (PVM): RCX and R11
+			 * hold the program's RIP and RFLAGS. */
+			do_syscall(t);
+			return;
+		}
 		sig_fault(t, SIGILL, ILL_ILLOPN, t->u.rip, vec, 0);
 		return;
 	case 13:

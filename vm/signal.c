@@ -381,6 +381,13 @@ void sig_fault(struct vthread *t, int sig, int code, uint64_t addr, int trapno,
 		/* The kernel forces the default action then. */
 		struct ksigaction dfl;
 
+		if (g_vm.verbose)
+			vsay("the program gets signal %d (code %d) with no handler: trap %d "
+			     "at rip %p, rsp %p, error %lx, address %p, guest pte %lx",
+			     sig, code, trapno, (void *)t->u.rip, (void *)t->u.rsp,
+			     (unsigned long)err, (void *)addr,
+			     (unsigned long)pt_lookup(&g_vm, addr ? addr : t->u.rip));
+
 		memset(&dfl, 0, sizeof dfl);
 		vlock_take(&t->sh->lock);
 		t->sh->act[sig] = dfl;

@@ -42,12 +42,12 @@ _Noreturn int vm_start(const char *path, char *const argv[], char *const envp[],
 
 	/* The VMM region: stub, IDT, a page per vCPU; whole chunks of its
 	 * own, so that filling a guest chunk never touches it. */
-	rc = mm_host_map(vm, align_up((2 + MAX_VCPUS) * PAGE_SIZE, CHUNK_SIZE),
+	rc = mm_host_map(vm, align_up(VMM_PAGES * PAGE_SIZE, CHUNK_SIZE),
 			 CHUNK_SIZE, &vmm);
 	if (rc)
 		vdie(FGVM_EXIT_INTERNAL, "out of memory for the VM");
 	vm->vmm = vmm;
-	vm->vmm_size = align_up((2 + MAX_VCPUS) * PAGE_SIZE, CHUNK_SIZE);
+	vm->vmm_size = align_up(VMM_PAGES * PAGE_SIZE, CHUNK_SIZE);
 	rc = slots_cover(vm, (uint64_t)vmm, (uint64_t)vmm + vm->vmm_size);
 	if (rc == 0)
 		rc = pt_init(vm);

@@ -86,6 +86,14 @@ enum {
 /* I/O ports the ring-0 stub exits through. */
 #define PORT_SYSCALL 0x10
 #define PORT_EXC 0x20 /* + vector, 0..31 */
+#define IDT_VECTORS 0x81 /* int $0x80 must find a gate: it raises #GP */
+
+/* VMM region pages: stub, IDT, syscall trampoline, then one per vCPU. */
+#define VMM_PAGE_STUB 0
+#define VMM_PAGE_IDT 1
+#define VMM_PAGE_TRAMP 2
+#define VMM_PAGE_VCPU0 3
+#define VMM_PAGES (VMM_PAGE_VCPU0 + MAX_VCPUS)
 
 static inline uint64_t align_down(uint64_t v, uint64_t a)
 {
@@ -245,6 +253,7 @@ struct vm {
 	uint8_t *vmm;
 	size_t vmm_size;
 	uint64_t stub_syscall, stub_ret, stub_exc0;
+	uint64_t lstar;	/* the stub's syscall entry, or the trampoline */
 	uint32_t stub_exc_stride;
 	uint8_t *idt;
 
@@ -318,7 +327,8 @@ void x86_set_fsgsbase(struct vm *vm, bool on);
 
 /* ---- x86/paging.c ---- */
 int pt_init(struct vm *vm);
-void pt_map_vmm(struct vm *vm, uint64_t start, uint64_t end, bool exec);
+void pt_map_vmm(struct vm *vm, uint64_t start, uint64_t end, bool exec,
+		bool user);
 /* Rewrite the PTEs of [start, end) that exist (filled chunks) from the
  * area table; clear: write them not-present instead. */
 void pt_sync(struct vm *vm, uint64_t start, uint64_t end);

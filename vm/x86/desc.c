@@ -18,6 +18,7 @@
 
 extern const uint8_t fgvm_stub_start[], fgvm_stub_end[];
 extern const uint8_t fgvm_stub_syscall[], fgvm_stub_ret[], fgvm_stub_exc[];
+extern const uint8_t fgvm_tramp_start[], fgvm_tramp_end[];
 
 #define MSR_EFER 0xc0000080
 #define MSR_STAR 0xc0000081
@@ -188,16 +189,32 @@ int x86_vmm_init(struct vm *vm)
 	vm->stub_exc0 = (uint64_t)vm->vmm + (uint64_t)(fgvm_stub_exc - fgvm_stub_start);
 	vm->stub_exc_stride = 16;
 
-	vm->idt = vm->vmm + PAGE_SIZE;
-	for (int v = 0; v < 32; v++)
-		/* int3 and into may be used by the program (DPL 3), as on
-		 * Linux; `int N` for anything else raises #GP. */
-		idt_gate(vm->idt, v, vm->stub_exc0 + (uint64_t)v * vm->stub_exc_stride,
-			 v == 3 || v == 4 ? 3 : 0);
+	memcpy(vm->vmm + VMM_PAGE_TRAMP * PAGE_SIZE, fgvm_tramp_start,
+	       (size_t)(fgvm_tramp_end - fgvm_tramp_start));
+	/* PVM jumps to LSTAR without entering ring 0: there, syscalls go
+	 * through the trampoline's #UD. */
+	vm->lstar = vm->kind == HV_PVM
+			    ? (uint64_t)vm->vmm + VMM_PAGE_TRAMP * PAGE_SIZE
+			    : vm->stub_syscall;
+
+	vm->idt = vm->vmm + VMM_PAGE_IDT * PAGE_SIZE;
+	for (int v = 0; v < IDT_VECTORS; v++) {
+		/* int3 and into may be used from CPL3 (DPL 3), as on Linux;
+		 * `int N` for anything else raises #GP (the gates above 31
+		 * point at #GP's stub, never reached). */
+		int dpl = v == 3 || v == 4 ? 3 : 0;
+		uint64_t to = vm->stub_exc0 + (uint64_t)(v < 32 ? v : 13) * vm->stub_exc_stride;
+
+		idt_gate(vm->idt, v, to, dpl);
+	}
 	/* The whole region now, while no other thread runs: later vCPUs
 	 * only fill their page (page tables change under mm_lock only). */
-	pt_map_vmm(vm, (uint64_t)vm->vmm, (uint64_t)vm->vmm + PAGE_SIZE, true);
-	pt_map_vmm(vm, (uint64_t)vm->idt, (uint64_t)vm->vmm + vm->vmm_size, false);
+	pt_map_vmm(vm, (uint64_t)vm->vmm, (uint64_t)vm->vmm + PAGE_SIZE, true, false);
+	pt_map_vmm(vm, (uint64_t)vm->idt, (uint64_t)vm->idt + PAGE_SIZE, false, false);
+	pt_map_vmm(vm, (uint64_t)vm->vmm + VMM_PAGE_TRAMP * PAGE_SIZE,
+		   (uint64_t)vm->vmm + (VMM_PAGE_TRAMP + 1) * PAGE_SIZE, true, true);
+	pt_map_vmm(vm, (uint64_t)vm->vmm + VMM_PAGE_VCPU0 * PAGE_SIZE,
+		   (uint64_t)vm->vmm + vm->vmm_size, false, false);
 	return 0;
 }
 
@@ -259,7 +276,7 @@ int x86_vcpu_sregs(struct vm *vm, struct vcpu *c, struct kvm_sregs *s,
 	s->gdt.base = (uint64_t)(c->page + VCPU_GDT_OFF);
 	s->gdt.limit = 8 * ((SEL_TSS >> 3) + 2) - 1;
 	s->idt.base = (uint64_t)vm->idt;
-	s->idt.limit = 32 * 16 - 1;
+	s->idt.limit = IDT_VECTORS * 16 - 1;
 	s->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
 	s->cr3 = vm->pml4;
 	s->cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | vm->host_cr4_bits |
@@ -281,9 +298,9 @@ int x86_vcpu_msrs(struct vm *vm, struct vcpu *c)
 	m.e[n].index = MSR_STAR;
 	m.e[n++].data = (uint64_t)SEL_KCODE << 32;
 	m.e[n].index = MSR_LSTAR;
-	m.e[n++].data = vm->stub_syscall;
+	m.e[n++].data = vm->lstar;
 	m.e[n].index = MSR_CSTAR;
-	m.e[n++].data = vm->stub_syscall;
+	m.e[n++].data = vm->lstar;
 	m.e[n].index = MSR_SFMASK;
 	m.e[n++].data = SFMASK_BITS;
 	m.e[n].index = MSR_KERNEL_GS_BASE;

@@ -156,13 +156,13 @@ void pt_clear(struct vm *vm, uint64_t start, uint64_t end)
 	}
 }
 
-void pt_map_vmm(struct vm *vm, uint64_t start, uint64_t end, bool exec)
+void pt_map_vmm(struct vm *vm, uint64_t start, uint64_t end, bool exec, bool user)
 {
 	for (uint64_t p = start; p < end; p += PAGE_SIZE) {
 		uint64_t *leaf = leaf_table(vm, p, true);
 
-		leaf[(p >> 12) & 511] = p | PTE_P | PTE_W | PTE_A | PTE_D |
-					(exec ? 0 : PTE_NX);
+		leaf[(p >> 12) & 511] = p | PTE_P | PTE_A | PTE_D |
+					(user ? PTE_U : PTE_W) | (exec ? 0 : PTE_NX);
 	}
 }
 

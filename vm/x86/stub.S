@@ -16,6 +16,7 @@
 	.balign 64
 	.globl fgvm_stub_start, fgvm_stub_end
 	.globl fgvm_stub_syscall, fgvm_stub_ret, fgvm_stub_exc
+	.globl fgvm_tramp_start, fgvm_tramp_end
 
 fgvm_stub_start:
 fgvm_stub_syscall:
@@ -72,5 +73,15 @@ fgvm_stub_exc:
 	exc 30
 	exc 31
 fgvm_stub_end:
+
+/* The syscall trampoline, on a user page of its own.  Where `syscall`
+ * does not enter ring 0 (PVM jumps to LSTAR in user mode, and has no
+ * `int N` from there), LSTAR points here and an exception does it: the
+ * #UD stub exits, and the VM sees #UD at this address as a syscall. */
+	.balign 16
+fgvm_tramp_start:
+	ud2
+	hlt
+fgvm_tramp_end:
 
 	.section .note.GNU-stack, "", @progbits
