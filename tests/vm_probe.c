@@ -236,8 +236,14 @@ static void check_threads(void)
 	long sum = 0;
 
 	tls_val = 99;
-	for (int i = 0; i < 8; i++)
-		pthread_create(&th[i], NULL, worker, (void *)(intptr_t)(i + 1));
+	for (int i = 0; i < 8; i++) {
+		int e = pthread_create(&th[i], NULL, worker, (void *)(intptr_t)(i + 1));
+
+		if (e) {
+			SAY("threads: pthread_create: %s\n", strerror(e));
+			exit(1);
+		}
+	}
 	for (int i = 0; i < 8; i++) {
 		void *r;
 
@@ -248,7 +254,12 @@ static void check_threads(void)
 	    atomic_load(&counter), sum, tls_val);
 	/* More threads than vCPUs were ever made: the pool is reused. */
 	for (int round = 0; round < 20; round++) {
-		pthread_create(&th[0], NULL, worker, (void *)1);
+		int e = pthread_create(&th[0], NULL, worker, (void *)1);
+
+		if (e) {
+			SAY("threads: pthread_create (round %d): %s\n", round, strerror(e));
+			exit(1);
+		}
 		pthread_join(th[0], NULL);
 	}
 	SAY("threads: 20 more, counter %d\n", atomic_load(&counter));

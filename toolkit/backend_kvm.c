@@ -20,6 +20,7 @@
 struct kvm_region {
 	long id;
 	uint64_t *bits;
+	uint64_t *marked; /* fg_mark_dirty's pages, for the next collection */
 	size_t nwords;
 };
 
@@ -67,13 +68,17 @@ static int kvm_region_add(fg_impl *t, fg_region *r)
 		return -ENOMEM;
 	k->nwords = (r->npages + 63) / 64;
 	k->bits = calloc(k->nwords, 8);
-	if (!k->bits) {
+	k->marked = calloc(k->nwords, 8);
+	if (!k->bits || !k->marked) {
+		free(k->bits);
+		free(k->marked);
 		free(k);
 		return -ENOMEM;
 	}
 	id = fg_vmcall(FG_VMCALL_REGISTER, (long)r->base, (long)r->len, 0, 0);
 	if (id < 0) {
 		free(k->bits);
+		free(k->marked);
 		free(k);
 		if (id == -EFAULT)
 			return fg_fail(-FG_EMEMKIND, "fgvm refused %p+%zu: not the "
@@ -98,6 +103,7 @@ static void kvm_region_del(fg_impl *t, fg_region *r, bool forked)
 	if (!forked)
 		fg_vmcall(FG_VMCALL_UNREGISTER, k->id, 0, 0, 0);
 	free(k->bits);
+	free(k->marked);
 	free(k);
 	r->priv = NULL;
 }
@@ -118,8 +124,10 @@ static int kvm_collect(fg_impl *t, fg_region *r, fg_runs *out)
 	/* Each page reported was written at least once: count one fault,
 	 * as uffd-async does (the faults themselves are KVM's). */
 	atomic_fetch_add(&t->ctr.faults, (uint64_t)n);
-	for (size_t w = 0; w < k->nwords && n; w++) {
-		uint64_t v = k->bits[w];
+	for (size_t w = 0; w < k->nwords; w++) {
+		uint64_t v = k->bits[w] | k->marked[w];
+
+		k->marked[w] = 0;
 
 		while (v) {
 			size_t i = w * 64 + (size_t)__builtin_ctzll(v);
@@ -134,21 +142,30 @@ static int kvm_collect(fg_impl *t, fg_region *r, fg_runs *out)
 	return 0;
 }
 
+/* The kernel may always write tracked memory under fgvm: marking only
+ * has to make the next collection report the pages, which the toolkit
+ * can do by itself, with no vmcall (an exit to the VM costs tens of
+ * microseconds on PVM; Boehm's adapter marks every new heap block).
+ * Calls come with the tracker's lock held, as collections do. */
 static int kvm_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
 			  uintptr_t end)
 {
-	long rc;
+	struct kvm_region *k = r->priv;
 
 	(void)t;
-	(void)r;
-	rc = fg_vmcall(FG_VMCALL_MARK, (long)start, (long)(end - start), 0, 0);
-	return rc < 0 ? (int)rc : 0;
+	for (uintptr_t p = start; p < end; p += fg_page_size) {
+		size_t i = (p - r->base) / fg_page_size;
+
+		k->marked[i / 64] |= UINT64_C(1) << (i % 64);
+	}
+	return 0;
 }
 
 const fg_backend_ops fg_backend_kvm = {
 	.id = FG_BACKEND_KVM,
 	.name = "kvm",
 	.situational = true,
+	.sees_unmap = true,
 	.probe = kvm_probe,
 	.init = kvm_init,
 	.fini = kvm_fini,

@@ -41,6 +41,12 @@
 extern size_t fg_page_size; /* set by fg_init_once() */
 void fg_init_once(void);
 
+/* This process's identity for fork detection, without a system call
+ * after the first: fg_process_changed(e) is true in a forked child of the
+ * process that got e from fg_process_epoch(). */
+uint64_t fg_process_epoch(void);
+bool fg_process_changed(uint64_t epoch);
+
 /* A run of dirty pages (page-aligned, [start, end)). */
 typedef struct fg_run {
 	uintptr_t start, end;
@@ -81,6 +87,9 @@ typedef struct fg_backend_ops {
 	/* Exists only in some settings (kvm: under fgvm): auto-selection
 	 * passes over it silently where it is unavailable. */
 	bool situational;
+	/* collect() finds a region unmapped or replaced by itself
+	 * (-FG_EUNMAPPED): the core need not check the mapping first. */
+	bool sees_unmap;
 	int (*probe)(char *why, size_t whylen);
 	int (*init)(fg_impl *t);
 	void (*fini)(fg_impl *t, bool forked);
@@ -154,7 +163,8 @@ typedef struct fg_diff {
 
 struct fg_impl {
 	pthread_mutex_t lock;
-	pid_t pid; /* creator; another pid means we are a forked child */
+	pid_t pid; /* creator */
+	uint64_t epoch; /* fg_process_epoch() of the creator: see forked() */
 	const fg_backend_ops *ops;
 	char why[512];
 	size_t card;

@@ -8,7 +8,8 @@
  *     replaced, or a backend error during collection) is "lost": from then
  *     on every collection reports it wholly dirty, which is always sound,
  *     and the backend is not asked about it again.
- *   - In a forked child (getpid() differs from the creator's) the backend's
+ *   - In a forked child (fg_process_changed: the creator's MADV_WIPEONFORK
+ *     word reads differently, or getpid() differs) the backend's
  *     kernel objects belong to the parent: collections report every region
  *     wholly dirty and only region_del/fini(forked=true) reach the backend.
  *   - Cards are derived from page runs at collection time, so the card size
@@ -102,7 +103,7 @@ static void leave(fg_impl *t)
 
 static bool forked(const fg_impl *t)
 {
-	return getpid() != t->pid;
+	return fg_process_changed(t->epoch);
 }
 
 static int check_card(size_t card)
@@ -275,6 +276,7 @@ int fg_tracker_create(const fg_options *opt, fg_tracker **out)
 	}
 	pthread_mutex_init(&t->lock, NULL);
 	t->pid = getpid();
+	t->epoch = fg_process_epoch();
 	t->card = o.card_size;
 	t->hook = o.hook;
 	t->hook_arg = o.hook_arg;
@@ -774,7 +776,7 @@ static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
 		/* The epoch moves before the backend re-protects: see diff.c. */
 		uint32_t closed = r->twins ? fg_diff_begin_epoch(r) : 0;
 
-		if (!fg_range_mapped(r->base, r->len))
+		if (!t->ops->sees_unmap && !fg_range_mapped(r->base, r->len))
 			rc = fg_fail(-FG_EUNMAPPED,
 				     "region [%#lx, +%zu) was unmapped",
 				     (unsigned long)r->base, r->len);

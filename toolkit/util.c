@@ -17,11 +17,50 @@ size_t fg_page_size;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+/* A word on a MADV_WIPEONFORK page: the kernel zeroes it in any child
+ * that does not share our memory (fork, _Fork, a raw clone), so a
+ * tracker can tell it runs in a forked child without a system call: the
+ * word no longer holds the value it was made with.  NULL where the kernel
+ * lacks MADV_WIPEONFORK (4.14): getpid() then. */
+static _Atomic uint64_t *fork_canary;
+
 static void init(void)
 {
 	long ps = sysconf(_SC_PAGESIZE);
+	void *p;
 
 	fg_page_size = ps > 0 ? (size_t)ps : 4096;
+	p = mmap(NULL, fg_page_size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p != MAP_FAILED) {
+		if (madvise(p, fg_page_size, MADV_WIPEONFORK) == 0)
+			fork_canary = p;
+		else
+			munmap(p, fg_page_size);
+	}
+}
+
+uint64_t fg_process_epoch(void)
+{
+	uint64_t v, want;
+
+	if (!fork_canary)
+		return (uint64_t)getpid();
+	v = atomic_load(fork_canary);
+	if (v)
+		return v;
+	/* First ask in this process: a value no ancestor's word held. */
+	want = ((uint64_t)getpid() << 1) | 1;
+	if (atomic_compare_exchange_strong(fork_canary, &v, want))
+		return want;
+	return v;
+}
+
+bool fg_process_changed(uint64_t epoch)
+{
+	if (!fork_canary)
+		return (uint64_t)getpid() != epoch;
+	return atomic_load_explicit(fork_canary, memory_order_relaxed) != epoch;
 }
 
 void fg_init_once(void)

@@ -215,6 +215,7 @@ static int vcpu_create(struct vm *vm, struct vcpu *c, int id)
 		return (int)r;
 	c->run = (struct kvm_run *)r;
 	c->id = id;
+	c->ran = false;
 	c->page = vm->vmm + (VMM_PAGE_VCPU0 + (size_t)id) * PAGE_SIZE;
 	x86_vcpu_page_init(vm, c);
 	return 0;
@@ -258,19 +259,21 @@ void vcpu_put(struct vm *vm, struct vcpu *c)
 int vcpu_setup(struct vm *vm, struct vcpu *c, uint64_t fs_base, uint64_t gs_base)
 {
 	struct kvm_sregs s;
+	const char *what;
 	long r;
 
-	/* CPUID first: PVM fixes the guest's physical address width from it. */
-	r = vsys3(SYS_ioctl, c->fd, KVM_SET_CPUID2, vm->cpuid);
-	if (r < 0)
-		return (int)r;
-	x86_vcpu_sregs(vm, c, &s, fs_base, gs_base);
-	r = vsys3(SYS_ioctl, c->fd, KVM_SET_SREGS, &s);
-	if (r < 0)
-		return (int)r;
-	r = x86_vcpu_msrs(vm, c);
-	if (r < 0)
-		return (int)r;
+	/* CPUID first: PVM fixes the guest's physical address width from it
+	 * (and refuses a change once the vCPU has run: skip it then). */
+	what = "KVM_SET_CPUID2";
+	if (!c->ran && (r = vsys3(SYS_ioctl, c->fd, KVM_SET_CPUID2, vm->cpuid)) < 0)
+		goto fail;
+	x86_vcpu_sregs(vm, c, &s, fs_base, gs_base, c->ran);
+	what = "KVM_SET_SREGS";
+	if ((r = vsys3(SYS_ioctl, c->fd, KVM_SET_SREGS, &s)) < 0)
+		goto fail;
+	what = "KVM_SET_MSRS";
+	if ((r = x86_vcpu_msrs(vm, c)) < 0)
+		goto fail;
 	if (vm->tsc_offset_attr) {
 		/* The guest reads the host's TSC, so the vDSO's clocks agree
 		 * with the kernel's. */
@@ -286,5 +289,10 @@ int vcpu_setup(struct vm *vm, struct vcpu *c, uint64_t fs_base, uint64_t gs_base
 	c->run->kvm_valid_regs = vm->sync_regs ? KVM_SYNC_X86_REGS : 0;
 	c->run->kvm_dirty_regs = 0;
 	c->run->immediate_exit = 0;
-	return 0;
+	return c->ran ? MODE_STUB : MODE_USER;
+fail:
+	if (vm->verbose)
+		vsay("vCPU %d (%s): %s: %s", c->id, c->ran ? "reused" : "new", what,
+		     verrname((int)-r));
+	return (int)r;
 }

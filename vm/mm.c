@@ -817,6 +817,7 @@ int mm_fault(struct vm *vm, uint64_t addr, uint32_t err)
 		code = SEGV_ACCERR;
 	} else {
 		pt_fill_chunk(vm, addr);
+		atomic_fetch_add_explicit(&vm->n_fills, 1, memory_order_relaxed);
 		code = 0;
 	}
 	vlock_give(&vm->mm_lock);

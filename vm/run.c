@@ -348,6 +348,7 @@ void vcpu_loop(struct vthread *t)
 			enter_from_intr(t);
 			continue;
 		}
+		t->vcpu->ran = true;
 		r = vsys3(SYS_ioctl, t->vcpu->fd, KVM_RUN, 0);
 		run->immediate_exit = 0;
 		atomic_store(&t->kick, false);

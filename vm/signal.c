@@ -301,6 +301,7 @@ static void deliver(struct vthread *t, int sig, const siginfo_t *si,
 		default_action(t, SIGSEGV);
 		return;
 	}
+	atomic_fetch_add_explicit(&g_vm.n_signals, 1, memory_order_relaxed);
 	m = base | act.mask | ((act.flags & SA_NODEFER) ? 0 : bit(sig));
 	m &= ~(bit(SIGKILL) | bit(SIGSTOP));
 	vsys4(SYS_rt_sigprocmask, SIG_SETMASK, &m, NULL, 8);

@@ -224,6 +224,8 @@ void vm_syscall(struct vthread *t)
 	uint64_t a[6] = {u->rdi, u->rsi, u->rdx, u->r10, u->r8, u->r9};
 	long r;
 
+	atomic_fetch_add_explicit(nr == FG_VMCALL_NR ? &vm->n_vmcalls : &vm->n_syscalls,
+				  1, memory_order_relaxed);
 	switch (nr) {
 	case SYS_mmap:
 		r = mm_mmap(vm, a[0], a[1], (int)a[2], (int)a[3], (int)a[4], (long)a[5]);
@@ -285,6 +287,12 @@ void vm_syscall(struct vthread *t)
 	case SYS_exit_group:
 		if (vm->trace)
 			trace(t, nr, a, 0);
+		if (vm->verbose)
+			vsay("exit %d: %lu system calls, %lu vmcalls, %lu page-table fills, "
+			     "%lu signals delivered",
+			     (int)a[0], (unsigned long)vm->n_syscalls,
+			     (unsigned long)vm->n_vmcalls, (unsigned long)vm->n_fills,
+			     (unsigned long)vm->n_signals);
 		for (;;)
 			vsys1(SYS_exit_group, a[0]);
 	case SYS_rt_sigaction:

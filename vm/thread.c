@@ -133,7 +133,7 @@ static void main_on_vstack(void *arg)
 	if (!t->vcpu)
 		vdie(FGVM_EXIT_INTERNAL, "cannot create the first vCPU");
 	rc = vcpu_setup(vm, t->vcpu, 0, 0);
-	if (rc)
+	if (rc < 0)
 		vdie(FGVM_EXIT_KVMCAP, "cannot set up the vCPU: %s", verrname(-rc));
 	rc = sig_init(vm);
 	if (rc)
@@ -172,16 +172,45 @@ static void thread_child(void *arg)
 	vcpu_loop(t);
 }
 
+/* Returns the new thread's MODE_*, or -errno. */
 static int vcpu_copy_state(struct vthread *from, struct vthread *to,
 			   uint64_t fs, uint64_t gs)
 {
-	uint8_t x[4096];
-	int rc = vcpu_setup(&g_vm, to->vcpu, fs, gs);
+	static bool said;
+	uint8_t x[4096] __attribute__((aligned(64)));
+	int mode = vcpu_setup(&g_vm, to->vcpu, fs, gs);
+	int rc;
 
-	if (rc)
-		return rc;
+	if (mode < 0) {
+		if (g_vm.verbose)
+			vsay("clone: vCPU %d: registers: %s", to->vcpu->id, verrname(-mode));
+		return mode;
+	}
 	vcpu_get_fpu(from, x);
-	return vcpu_set_fpu(to, x);
+	rc = vcpu_set_fpu(to, x);
+	if (rc == -EINVAL) {
+		/* Some KVMs (PVM) refuse an image another vCPU gave: keep
+		 * its features to XCR0's, in the standard format. */
+		*(uint64_t *)(x + 512) &= g_vm.xcr0;
+		memset(x + 520, 0, 56);
+		rc = vcpu_set_fpu(to, x);
+	}
+	if (rc == -EINVAL) {
+		/* Then the new thread starts with a clean FPU (x87 and SSE
+		 * control words at their defaults), not a copy of ours. */
+		memset(x, 0, sizeof x);
+		*(uint16_t *)x = 0x37f;
+		*(uint32_t *)(x + 24) = 0x1f80;
+		rc = vcpu_set_fpu(to, x);
+		if (!said && g_vm.verbose) {
+			said = true;
+			vsay("clone: KVM refused the parent's FPU state: new threads "
+			     "start with a clean one");
+		}
+	}
+	if (rc < 0 && g_vm.verbose)
+		vsay("clone: vCPU %d: FPU state: %s", to->vcpu->id, verrname(-rc));
+	return rc < 0 ? rc : mode;
 }
 
 static void drop_new(struct vm *vm, struct vthread *n)
@@ -209,6 +238,8 @@ static long clone_vm(struct vthread *t, uint64_t flags, uint64_t stack,
 		return -ENOMEM;
 	n->vcpu = vcpu_get(vm);
 	if (!n->vcpu) {
+		if (vm->verbose)
+			vsay("clone: no vCPU for the new thread");
 		drop_new(vm, n);
 		return -EAGAIN;
 	}
@@ -222,7 +253,10 @@ static long clone_vm(struct vthread *t, uint64_t flags, uint64_t stack,
 	if (flags & CLONE_SETTLS)
 		fs = tls;
 	rc = n->sh ? vcpu_copy_state(t, n, fs, gs) : -ENOMEM;
-	if (rc) {
+	if (rc < 0) {
+		if (vm->verbose)
+			vsay("clone: cannot set up vCPU %d for the new thread: %s",
+			     n->vcpu->id, verrname(-rc));
 		drop_new(vm, n);
 		return rc;
 	}
@@ -230,7 +264,7 @@ static long clone_vm(struct vthread *t, uint64_t flags, uint64_t stack,
 	n->u.rax = 0;
 	if (stack)
 		n->u.rsp = stack;
-	n->mode = MODE_USER;
+	n->mode = rc;
 	n->vfork_child = !(flags & CLONE_THREAD);
 	/* Linux clears sigaltstack for CLONE_VM children but vfork ones. */
 	if ((flags & (CLONE_VM | CLONE_VFORK)) != CLONE_VM)
@@ -306,9 +340,9 @@ static void fork_child(struct vthread *t, uint64_t fs, uint64_t gs)
 	if (!t->vcpu)
 		vdie(FGVM_EXIT_INTERNAL, "fork: no vCPU for the child");
 	rc = vcpu_setup(vm, t->vcpu, fs, gs);
-	if (rc == 0)
+	if (rc >= 0)
 		rc = vcpu_set_fpu(t, t->fpu);
-	if (rc)
+	if (rc < 0)
 		vdie(FGVM_EXIT_INTERNAL, "fork: cannot set up the child's vCPU: %s",
 		     verrname(-rc));
 	track_after_fork_child(vm);

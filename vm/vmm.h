@@ -133,6 +133,7 @@ struct vcpu {
 	struct kvm_run *run;
 	uint8_t *page; /* GDT + TSS + ring-0 stack, in the VMM region */
 	bool used;
+	bool ran;      /* has entered the guest: it is left in ring 0 */
 };
 
 /* Per-vCPU page layout. */
@@ -292,6 +293,8 @@ struct vm {
 	int opt_argc;
 	uint64_t vdso_base;	 /* 0: the guest gets no vDSO */
 	bool trace;		 /* --trace: log system calls */
+	/* What -v reports at exit. */
+	_Atomic uint64_t n_syscalls, n_vmcalls, n_fills, n_signals;
 	bool verbose;
 	int mainpid;
 };
@@ -308,6 +311,9 @@ int kvm_open_and_check(struct vm *vm, bool quiet_caps);
 int kvm_create_vm(struct vm *vm);
 struct vcpu *vcpu_get(struct vm *vm);
 void vcpu_put(struct vm *vm, struct vcpu *c);
+/* Set a vCPU up for a new thread; returns the MODE_* to resume it with:
+ * a vCPU that ran before stays in ring 0 (PVM allows no change of CPL
+ * once a vCPU has run) and starts its thread through the stub. */
 int vcpu_setup(struct vm *vm, struct vcpu *c, uint64_t fs_base,
 	       uint64_t gs_base);
 int slot_set(struct vm *vm, uint32_t id, uint64_t start, uint64_t len,
@@ -320,7 +326,7 @@ void kvm_detect_kind(int *kind, char *name, size_t len);
 int x86_vmm_init(struct vm *vm);
 void x86_vcpu_page_init(struct vm *vm, struct vcpu *c);
 int x86_vcpu_sregs(struct vm *vm, struct vcpu *c, struct kvm_sregs *s,
-		   uint64_t fs_base, uint64_t gs_base);
+		   uint64_t fs_base, uint64_t gs_base, bool ring0);
 int x86_vcpu_msrs(struct vm *vm, struct vcpu *c);
 int x86_cpu_init(struct vm *vm); /* CPUID table, XCR0, XSAVE size */
 void x86_set_fsgsbase(struct vm *vm, bool on);

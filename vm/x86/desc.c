@@ -255,13 +255,18 @@ static void seg(struct kvm_segment *s, uint16_t sel, uint8_t type, int dpl,
 }
 
 int x86_vcpu_sregs(struct vm *vm, struct vcpu *c, struct kvm_sregs *s,
-		   uint64_t fs_base, uint64_t gs_base)
+		   uint64_t fs_base, uint64_t gs_base, bool ring0)
 {
 	uint64_t tss = (uint64_t)(c->page + VCPU_TSS_OFF);
 
 	memset(s, 0, sizeof *s);
-	seg(&s->cs, SEL_UCODE, 0xb, 3, true, 0);
-	seg(&s->ss, SEL_UDATA, 0x3, 3, false, 0);
+	if (ring0) {
+		seg(&s->cs, SEL_KCODE, 0xb, 0, true, 0);
+		seg(&s->ss, SEL_KDATA, 0x3, 0, false, 0);
+	} else {
+		seg(&s->cs, SEL_UCODE, 0xb, 3, true, 0);
+		seg(&s->ss, SEL_UDATA, 0x3, 3, false, 0);
+	}
 	seg(&s->ds, 0, 0x3, 3, false, 0);
 	seg(&s->es, 0, 0x3, 3, false, 0);
 	seg(&s->fs, 0, 0x3, 3, false, fs_base);
@@ -309,8 +314,11 @@ int x86_vcpu_msrs(struct vm *vm, struct vcpu *c)
 	r = vsys3(SYS_ioctl, c->fd, KVM_SET_MSRS, &m);
 	if (r < 0)
 		return (int)r;
-	if (r != n)
+	if (r != n) {
+		if (vm->verbose)
+			vsay("KVM_SET_MSRS stopped at MSR %x", m.e[r].index);
 		return -EINVAL;
+	}
 	if (vm->has_xsave) {
 		struct kvm_xcrs x;
 
