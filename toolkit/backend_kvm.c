@@ -22,6 +22,20 @@ struct kvm_region {
 	uint64_t *bits;
 	uint64_t *marked; /* fg_mark_dirty's pages, for the next collection */
 	size_t nwords;
+	bool fresh;	  /* bits hold batch_gen's answer */
+	uint64_t batch_gen;
+	long batch_result;
+};
+
+/* A collection asks for every region in one vmcall (an exit costs tens
+ * of microseconds on PVM): the first region's collect does it for all,
+ * the others find their bitmap there.  Answers not used (a region no
+ * longer collected) stay in bits and are reported at its next collect:
+ * nothing taken from the VM is dropped. */
+struct kvm_state {
+	uint64_t batch_gen;
+	struct fg_vmcall_collect *reqs;
+	size_t cap;
 };
 
 static int kvm_probe(char *why, size_t whylen)
@@ -48,14 +62,62 @@ static int kvm_probe(char *why, size_t whylen)
 
 static int kvm_init(fg_impl *t)
 {
-	(void)t;
+	struct kvm_state *s = calloc(1, sizeof *s);
+
+	if (!s)
+		return -ENOMEM;
+	s->batch_gen = UINT64_MAX;
+	t->bpriv = s;
 	return 0;
 }
 
 static void kvm_fini(fg_impl *t, bool forked)
 {
-	(void)t;
+	struct kvm_state *s = t->bpriv;
+
 	(void)forked;
+	if (s)
+		free(s->reqs);
+	free(s);
+	t->bpriv = NULL;
+}
+
+static void batch(fg_impl *t)
+{
+	struct kvm_state *s = t->bpriv;
+	size_t n = 0;
+
+	s->batch_gen = t->gen;
+	if (s->cap < t->nregions) {
+		struct fg_vmcall_collect *q =
+			realloc(s->reqs, t->nregions * sizeof *q);
+
+		if (!q)
+			return; /* each region then asks for itself */
+		s->reqs = q;
+		s->cap = t->nregions;
+	}
+	for (size_t i = 0; i < t->nregions && n < FG_VMCALL_MANY_MAX; i++) {
+		fg_region *r = t->regions[i];
+		struct kvm_region *k = r->priv;
+
+		if (!k || r->lost || r->released || k->fresh)
+			continue;
+		s->reqs[n++] = (struct fg_vmcall_collect){k->id, (uint64_t)k->bits,
+							  k->nwords * 8, 0};
+	}
+	if (n < 2 || fg_vmcall(FG_VMCALL_COLLECT_MANY, (long)s->reqs, (long)n, 0, 0))
+		return;
+	for (size_t i = 0, j = 0; i < t->nregions && j < n; i++) {
+		fg_region *r = t->regions[i];
+		struct kvm_region *k = r->priv;
+
+		if (!k || r->lost || r->released || k->fresh || s->reqs[j].id != k->id)
+			continue;
+		k->fresh = true;
+		k->batch_gen = t->gen;
+		k->batch_result = s->reqs[j++].result;
+	}
 }
 
 static int kvm_region_add(fg_impl *t, fg_region *r)
@@ -114,8 +176,23 @@ static int kvm_collect(fg_impl *t, fg_region *r, fg_runs *out)
 	long n;
 	int rc;
 
-	n = fg_vmcall(FG_VMCALL_COLLECT, k->id, (long)k->bits,
-		      (long)(k->nwords * 8), 0);
+	if (((struct kvm_state *)t->bpriv)->batch_gen != t->gen)
+		batch(t);
+	if (k->fresh && k->batch_gen != t->gen) {
+		/* An answer an earlier collection did not use: keep its
+		 * pages for this one, and ask again (it is too old to cover
+		 * the writes since). */
+		for (size_t w = 0; w < k->nwords && k->batch_result >= 0; w++)
+			k->marked[w] |= k->bits[w];
+		k->fresh = false;
+	}
+	if (k->fresh) {
+		k->fresh = false;
+		n = k->batch_result;
+	} else {
+		n = fg_vmcall(FG_VMCALL_COLLECT, k->id, (long)k->bits,
+			      (long)(k->nwords * 8), 0);
+	}
 	if (n == -ESTALE)
 		return -FG_EUNMAPPED;
 	if (n < 0)

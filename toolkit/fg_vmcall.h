@@ -21,6 +21,9 @@
  *                              (-ENOENT, -EFAULT, -ENOBUFS, -ESTALE when
  *                              the region was unmapped or remapped)
  *   MARK(addr, len)         -> 0: the pages read dirty at the next COLLECT
+ *   COLLECT_MANY(reqs, n)   -> 0: COLLECT for each of n struct
+ *                              fg_vmcall_collect, its result in .result:
+ *                              one exit for a whole collection
  *
  * Every write to a registered region is reported by a COLLECT that
  * returns after the write completes: the guest's own stores through
@@ -45,6 +48,16 @@ enum {
 	FG_VMCALL_UNREGISTER = 2,
 	FG_VMCALL_COLLECT = 3,
 	FG_VMCALL_MARK = 4,
+	FG_VMCALL_COLLECT_MANY = 5,
+};
+
+#define FG_VMCALL_MANY_MAX 4096
+
+struct fg_vmcall_collect {
+	int64_t id;
+	uint64_t bits;	/* where the bitmap goes */
+	uint64_t bytes; /* its size */
+	int64_t result; /* COLLECT's result */
 };
 
 #define FG_VMCALL_F_DIRTY_LOG 0x1  /* KVM_GET/CLEAR_DIRTY_LOG */

@@ -22,6 +22,7 @@
 #include "fg_vmcall.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -361,6 +362,34 @@ int track_hypercall(struct vthread *t, const uint64_t a[6], long *ret)
 	case FG_VMCALL_COLLECT:
 		*ret = do_collect(vm, (long)a[1], a[2], a[3]);
 		return 0;
+	case FG_VMCALL_COLLECT_MANY: {
+		/* Each request read and answered on its own: a bad one gets
+		 * its error, the others their bitmaps. */
+		uint64_t n = a[2];
+
+		if (n > FG_VMCALL_MANY_MAX) {
+			*ret = -EINVAL;
+			return 0;
+		}
+		for (uint64_t i = 0; i < n; i++) {
+			struct fg_vmcall_collect q;
+			uint64_t at = a[1] + i * sizeof q;
+
+			if (at < a[1] || guest_read(&q, at, sizeof q) < 0) {
+				*ret = -EFAULT;
+				return 0;
+			}
+			q.result = do_collect(vm, (long)q.id, q.bits, q.bytes);
+			if (guest_write(at + offsetof(struct fg_vmcall_collect, result),
+					&q.result, sizeof q.result) < 0) {
+				*ret = -EFAULT;
+				return 0;
+			}
+			host_wrote(at + offsetof(struct fg_vmcall_collect, result), 8);
+		}
+		*ret = 0;
+		return 0;
+	}
 	case FG_VMCALL_MARK:
 		if (!a[2] || a[1] + a[2] < a[1] || a[1] + a[2] > USER_TOP) {
 			*ret = -EINVAL;
