@@ -32,6 +32,20 @@ void ch_beside_me(char *out, const char *rel)
 	snprintf(out, PATH_MAX, "%s/%s", dirname(exe), rel);
 }
 
+void ch_path_from_env(char *out, const char *var, const char *rel)
+{
+	const char *v = getenv(var);
+	char tmp[PATH_MAX];
+
+	if (v && *v)
+		snprintf(tmp, sizeof tmp, "%s", v);
+	else
+		ch_beside_me(tmp, rel);
+	/* Absolute if it exists: the programs run in another directory. */
+	if (!realpath(tmp, out))
+		snprintf(out, PATH_MAX, "%s", tmp);
+}
+
 void ch_mkdir(const char *name)
 {
 	const char *tmp = getenv("TMPDIR");

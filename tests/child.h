@@ -19,6 +19,10 @@ extern char ch_dir[PATH_MAX];
  * (PATH_MAX bytes): the build tree, in or out of the source tree. */
 void ch_beside_me(char *out, const char *rel);
 
+/* A path from environment variable var, or else rel beside this binary
+ * (ch_beside_me), made absolute if it exists, into out (PATH_MAX bytes). */
+void ch_path_from_env(char *out, const char *var, const char *rel);
+
 /* Make ch_dir, $TMPDIR/fgvm-NAME.XXXXXX (/tmp without TMPDIR). */
 void ch_mkdir(const char *name);
 /* Remove ch_dir and everything in it (a warning if that fails). */

@@ -60,19 +60,6 @@
 
 static char build_dir[PATH_MAX], lib_dir[PATH_MAX], report_so[PATH_MAX];
 
-static void from_env(char *out, const char *var, const char *rel)
-{
-	const char *v = getenv(var);
-	char tmp[PATH_MAX];
-
-	if (v && *v)
-		snprintf(tmp, sizeof tmp, "%s", v);
-	else
-		ch_beside_me(tmp, rel);
-	/* Absolute if it exists: the programs run in another directory. */
-	if (!realpath(tmp, out))
-		snprintf(out, PATH_MAX, "%s", tmp);
-}
 
 static bool is_file(const char *p, int mode)
 {
@@ -90,9 +77,9 @@ static bool is_dir(const char *p)
 
 static void setup(void)
 {
-	from_env(build_dir, "FG_BOEHM_BUILD", "../adapters/boehm/build/libgc-8.2.2");
-	from_env(lib_dir, "FG_BOEHM_LIB", "../adapters/boehm/lib");
-	from_env(report_so, "FG_BOEHM_REPORT_SO", "boehm/.libs/fgboehm_report.so");
+	ch_path_from_env(build_dir, "FG_BOEHM_BUILD", "../adapters/boehm/build/libgc-8.2.2");
+	ch_path_from_env(lib_dir, "FG_BOEHM_LIB", "../adapters/boehm/lib");
+	ch_path_from_env(report_so, "FG_BOEHM_REPORT_SO", "boehm/.libs/fgboehm_report.so");
 	ch_mkdir("boehm");
 }
 
@@ -498,7 +485,7 @@ static void guile(const char *backend)
 		cr_skip_test("no adapter library at %s (build it: "
 			     "adapters/boehm/build.sh; or set FG_BOEHM_LIB)",
 			     ours);
-	from_env(scm, "FG_BOEHM_SCM", "boehm/gc-heavy.scm");
+	ch_path_from_env(scm, "FG_BOEHM_SCM", "boehm/gc-heavy.scm");
 	cr_assert(is_file(scm, R_OK), "gc-heavy.scm not found (%s; set "
 		  "FG_BOEHM_SCM)", scm);
 	ORC_REQUIRE_BACKEND_NAMED(backend);

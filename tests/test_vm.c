@@ -48,24 +48,12 @@
 
 static char fgvm[PATH_MAX], probe[PATH_MAX], track[PATH_MAX];
 
-static void path_of(char *out, const char *var, const char *rel)
-{
-	const char *v = getenv(var);
-	char tmp[PATH_MAX];
-
-	if (v && *v)
-		snprintf(tmp, sizeof tmp, "%s", v);
-	else
-		ch_beside_me(tmp, rel);
-	if (!realpath(tmp, out))
-		snprintf(out, PATH_MAX, "%s", tmp);
-}
 
 static void setup(void)
 {
-	path_of(fgvm, "FG_FGVM", "../vm/fgvm");
-	path_of(probe, "FG_VM_PROBE", "vm_probe");
-	path_of(track, "FG_VM_TRACK", "vm_track");
+	ch_path_from_env(fgvm, "FG_FGVM", "../vm/fgvm");
+	ch_path_from_env(probe, "FG_VM_PROBE", "vm_probe");
+	ch_path_from_env(track, "FG_VM_TRACK", "vm_track");
 	ch_mkdir("vm");
 }
 
@@ -264,8 +252,8 @@ Test(vm, guile_gc)
 
 	if (!guile)
 		cr_skip_test("no guile (bootstrap installs guile-3.0)");
-	path_of(scm, "FG_BOEHM_SCM", "boehm/gc-heavy.scm");
-	path_of(lib, "FG_BOEHM_LIB", "../adapters/boehm/lib");
+	ch_path_from_env(scm, "FG_BOEHM_SCM", "boehm/gc-heavy.scm");
+	ch_path_from_env(lib, "FG_BOEHM_LIB", "../adapters/boehm/lib");
 	snprintf(libenv, sizeof libenv, "LD_LIBRARY_PATH=%s", lib);
 	{
 		const char *argv[] = {guile, "--no-auto-compile", "-s", scm, NULL};

@@ -85,19 +85,29 @@ long guest_strlen(uint64_t s, size_t max)
 
 /* ---- areas ---- */
 
-static size_t area_idx(struct vm *vm, uint64_t addr)
+/* In a sorted array of n records of size bytes that begin with
+ * {uint64_t start, end} (areas, slots): the first that ends after addr. */
+static size_t first_ending_after(const void *base, size_t n, size_t size,
+				 uint64_t addr)
 {
-	size_t lo = 0, hi = vm->nareas;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
+		uint64_t end;
 
-		if (vm->areas[mid].end <= addr)
+		memcpy(&end, (const char *)base + mid * size + 8, 8);
+		if (end <= addr)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	return lo;
+}
+
+static size_t area_idx(struct vm *vm, uint64_t addr)
+{
+	return first_ending_after(vm->areas, vm->nareas, sizeof *vm->areas, addr);
 }
 
 struct area *area_next(struct vm *vm, uint64_t addr)
@@ -244,17 +254,7 @@ bool guest_range_ok(struct vm *vm, uint64_t p, uint64_t len, int need)
 
 static size_t slot_idx(struct vm *vm, uint64_t addr)
 {
-	size_t lo = 0, hi = vm->nslots;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (vm->slots[mid].end <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return first_ending_after(vm->slots, vm->nslots, sizeof *vm->slots, addr);
 }
 
 static int slot_new(struct vm *vm, uint64_t start, uint64_t end)
