@@ -289,10 +289,13 @@ void vm_syscall(struct vthread *t)
 			trace(t, nr, a, 0);
 		if (vm->verbose)
 			vsay("exit %d: %lu system calls, %lu vmcalls, %lu page-table fills, "
-			     "%lu signals delivered",
+			     "%lu signals delivered; %lu region collections (%lu pages), "
+			     "%lu regions read whole for a call fgvm does not know",
 			     (int)a[0], (unsigned long)vm->n_syscalls,
 			     (unsigned long)vm->n_vmcalls, (unsigned long)vm->n_fills,
-			     (unsigned long)vm->n_signals);
+			     (unsigned long)vm->n_signals, (unsigned long)vm->n_collects,
+			     (unsigned long)vm->n_collect_pages,
+			     (unsigned long)vm->n_unknown_writes);
 		for (;;)
 			vsys1(SYS_exit_group, a[0]);
 	case SYS_rt_sigaction:

@@ -90,7 +90,6 @@ void vthread_register(struct vm *vm, struct vthread *t)
 	vlock_take(&vm->pool_lock);
 	if (vm->nthreads < MAX_VCPUS) {
 		vm->threads[vm->nthreads++] = t;
-		t->in_list = true;
 	}
 	vlock_give(&vm->pool_lock);
 }
@@ -265,7 +264,6 @@ static long clone_vm(struct vthread *t, uint64_t flags, uint64_t stack,
 	if (stack)
 		n->u.rsp = stack;
 	n->mode = rc;
-	n->vfork_child = !(flags & CLONE_THREAD);
 	/* Linux clears sigaltstack for CLONE_VM children but vfork ones. */
 	if ((flags & (CLONE_VM | CLONE_VFORK)) != CLONE_VM)
 		n->altstack = t->altstack;

@@ -303,8 +303,8 @@ static long do_collect(struct vm *vm, long id, uint64_t ubits, uint64_t ubytes)
 	}
 	for (size_t i = 0; i < tr->nwords; i++)
 		count += __builtin_popcountll(result[i]);
-	vm->track_stats[0]++;
-	vm->track_stats[1] += (uint64_t)count;
+	vm->n_collects++;
+	vm->n_collect_pages += (uint64_t)count;
 	r = count;
 out:
 	vlock_give(&vm->track_lock);
@@ -439,7 +439,7 @@ void track_host_write_unknown(struct vm *vm, uint64_t p)
 					     w + 1 < tr->nwords || npages % 64 == 0
 						     ? ~0ULL
 						     : (1ULL << (npages % 64)) - 1);
-			vm->track_stats[2]++;
+			vm->n_unknown_writes++;
 		}
 	}
 	vlock_give(&vm->track_lock);

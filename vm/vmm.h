@@ -170,8 +170,6 @@ struct vthread {
 	struct sighand *sh;
 	int tid;
 	_Atomic int host_tid; /* cleared by the kernel when the task is gone */
-	bool in_list;
-	bool vfork_child;      /* a CLONE_VM child without CLONE_THREAD */
 
 	/* Guest thread state kept by the VM. */
 	uint64_t clear_tid;    /* set_tid_address / CLONE_CHILD_CLEARTID */
@@ -284,7 +282,8 @@ struct vm {
 	size_t ntregions;
 	_Atomic int ntracked; /* live regions, for a fast "none" check */
 	uint32_t next_tregion_id;
-	uint64_t track_stats[8];
+	/* What -v reports at exit about tracking. */
+	uint64_t n_collects, n_collect_pages, n_unknown_writes;
 
 	/* What exec and /proc/self/exe need. */
 	char exe_path[4096];	 /* the program's path, as executed */
