@@ -84,6 +84,15 @@ struct mp_region {
 static _Atomic(struct mp_region *) mp_table[MP_SLOTS];
 static _Atomic size_t mp_hiwater;	/* slots [0, hiwater) may be in use */
 static _Atomic long mp_inflight;	/* handlers reading the table now */
+/* Regions let go of so far: a fault on a page of one can reach the
+ * handler after it was un-protected and unpublished (fg_unregister racing
+ * a write).  The handler then retries the write once per generation
+ * before it passes the fault on. */
+static _Atomic uint64_t mp_released;
+static __thread struct {
+	uintptr_t addr;
+	uint64_t gen;
+} mp_retry __attribute__((tls_model("initial-exec")));
 static pthread_mutex_t mp_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool mp_installed;		/* under mp_lock */
 static struct sigaction mp_prev;	/* written once, before install */
@@ -209,8 +218,21 @@ static void mp_handler(int sig, siginfo_t *si, void *ctx)
 	if (si->si_code == SEGV_ACCERR && mp_write_fault(ctx))
 		mr = mp_lookup((uintptr_t)si->si_addr);
 	if (!mr) {
+		/* A region un-protected and unpublished since the fault
+		 * (mp_region_del: un-protect, count, unpublish): return and
+		 * let the write run again.  A fault that repeats with no
+		 * region let go of meanwhile is not ours. */
+		uint64_t gen = atomic_load(&mp_released);
+
 		atomic_fetch_sub(&mp_inflight, 1);
 		errno = saved_errno;
+		if (si->si_code == SEGV_ACCERR && gen &&
+		    (mp_retry.addr != (uintptr_t)si->si_addr ||
+		     mp_retry.gen != gen)) {
+			mp_retry.addr = (uintptr_t)si->si_addr;
+			mp_retry.gen = gen;
+			return;
+		}
 		mp_chain(sig, si, ctx);
 		return;
 	}
@@ -419,6 +441,9 @@ static void mp_region_del(fg_impl *t, fg_region *r, bool forked)
 	 * region may already be gone (ENOMEM); in a forked child this acts
 	 * on the child's own mappings, which is what it needs. */
 	mprotect((void *)r->base, r->len, PROT_READ | PROT_WRITE);
+	/* Before the region disappears from the table: a handler that
+	 * does not find it sees a new generation, and retries. */
+	atomic_fetch_add(&mp_released, 1);
 	r->priv = NULL;
 	if (forked && !mp_atfork_ran) {
 		/* Forked without atfork handlers (_Fork, clone): the in-flight
@@ -446,10 +471,13 @@ static void mp_reprotect(struct mp_region *mr, uintptr_t s, uintptr_t e,
 	mp_set_range(mr, s, e);
 }
 
-static int mp_collect(fg_impl *t, fg_region *r, fg_runs *out)
+/* The pages of [start, end) only; the others keep their bits and their
+ * protection (fg_set_exempt, I/O in flight). */
+static int mp_collect_range(fg_impl *t, fg_region *r, uintptr_t start,
+			    uintptr_t end, fg_runs *out)
 {
 	struct mp_region *mr = r->priv;
-	uintptr_t end = r->base + r->len, prev_end = 0, ps = 0, pe = 0;
+	uintptr_t prev_end = 0, ps = 0, pe = 0;
 	size_t first = out->n;
 	int err, perr = 0;
 
@@ -459,7 +487,9 @@ static int mp_collect(fg_impl *t, fg_region *r, fg_runs *out)
 	/* Pages of handlers in flight first, then clear the bits, then
 	 * re-protect: see the invariants. */
 	mp_take_busy(mr);
-	err = fg_bitmap_take(mr->bits, mr->npages, r->base, out);
+	err = fg_bitmap_take_range(mr->bits, (start - r->base) / fg_page_size,
+				   (end - r->base) / fg_page_size, r->base,
+				   out);
 	if (err) {
 		/* Some bits may be taken and not recorded: all reads dirty. */
 		mp_set_bits(mr->bits, 0, mr->npages);
@@ -471,8 +501,8 @@ static int mp_collect(fg_impl *t, fg_region *r, fg_runs *out)
 	for (size_t i = first ? first - 1 : 0; i < out->n; i++) {
 		uintptr_t s = out->v[i].start, e = out->v[i].end;
 
-		if (s < r->base)
-			s = r->base;
+		if (s < start)
+			s = start;
 		if (i == first - 1 && s < prev_end)
 			s = prev_end;
 		if (e > end)
@@ -492,10 +522,16 @@ static int mp_collect(fg_impl *t, fg_region *r, fg_runs *out)
 		return 0;
 	if (perr == ENOMEM && !fg_range_mapped(r->base, r->len))
 		return fg_fail(-FG_EUNMAPPED, "[%#lx, %#lx) was unmapped",
-			       (unsigned long)r->base, (unsigned long)end);
+			       (unsigned long)r->base,
+			       (unsigned long)(r->base + r->len));
 	if (perr == ENOMEM)
 		return 0; /* out of mappings: sound, just less precise */
 	return fg_fail(-perr, "mprotect (re-protect): %s", strerror(perr));
+}
+
+static int mp_collect(fg_impl *t, fg_region *r, fg_runs *out)
+{
+	return mp_collect_range(t, r, r->base, r->base + r->len, out);
 }
 
 static int mp_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
@@ -531,11 +567,13 @@ const fg_backend_ops fg_backend_mprotect = {
 	.name = "mprotect",
 	.process_local = true,
 	.has_hook = true,
+	.kernel_meets_protection = true,
 	.probe = mp_probe,
 	.init = mp_init,
 	.fini = mp_fini,
 	.region_add = mp_region_add,
 	.region_del = mp_region_del,
 	.collect = mp_collect,
+	.collect_range = mp_collect_range,
 	.mark_dirty = mp_mark_dirty,
 };

@@ -10,8 +10,12 @@
  * page by page, so a write either lands before the scan reaches its page
  * (reported now) or faults on the restored protection (reported next time):
  * nothing falls between.  UFFD_FEATURE_WP_UNPOPULATED makes never-touched
- * pages protected too, and the kernel reports a page zapped after
- * protection (MADV_DONTNEED) as written, which is what its contents did.
+ * pages protected too, and the kernel reports an anonymous page zapped
+ * after protection (MADV_DONTNEED) as written, which is what its contents
+ * did.  Not so a shared (memfd, shmem) page: a zap keeps its protection as
+ * a uffd-wp PTE marker, which PAGEMAP_SCAN reads as not written and a
+ * refault turns back into a protected page, so a hole punched in the file
+ * (fallocate, MADV_REMOVE, ftruncate) is never seen: see fg_io_begin.
  *
  * PM_SCAN_CHECK_WPASYNC makes the scan fail with EPERM on any VMA that is
  * not registered with async write-protect: a region replaced by another

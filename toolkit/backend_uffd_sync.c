@@ -521,7 +521,9 @@ static int sync_page_written(fg_impl *t, uintptr_t page)
 	return err ? err : out.n > 0;
 }
 
-static int sync_collect(fg_impl *t, fg_region *r, fg_runs *out)
+/* The pages of [start, end) of r only; the others keep their state. */
+static int sync_collect_range(fg_impl *t, fg_region *r, uintptr_t start,
+			      uintptr_t end, fg_runs *out)
 {
 	sync_state *s = t->bpriv;
 	size_t first = out->n;
@@ -530,15 +532,17 @@ static int sync_collect(fg_impl *t, fg_region *r, fg_runs *out)
 	s->scanned.n = 0;
 	s->taken.n = 0;
 	/* Pages whose uffd-wp bit is clear, whatever made them so. */
-	err = fg_pagemap_written(s->pagemap, r->base, r->base + r->len, false,
-				 false, &s->scanned);
+	err = fg_pagemap_written(s->pagemap, start, end, false, false,
+				 &s->scanned);
 	if (err)
 		return fg_fail(err, "uffd-sync: PAGEMAP_SCAN: %s",
 			       fg_strerror(err));
 	/* Clear the bits, then re-protect: see "Ordering" above.  On any
 	 * failure from here on the core reports the region wholly dirty
 	 * from now on, which covers pages taken but not reported. */
-	err = fg_bitmap_take(r->priv, r->npages, r->base, &s->taken);
+	err = fg_bitmap_take_range(r->priv, (start - r->base) / fg_page_size,
+				   (end - r->base) / fg_page_size, r->base,
+				   &s->taken);
 	if (!err)
 		err = merge_runs(&s->scanned, &s->taken, out);
 	for (size_t k = first; !err && k < out->n; k++) {
@@ -546,8 +550,8 @@ static int sync_collect(fg_impl *t, fg_region *r, fg_runs *out)
 
 		/* The first run may have joined one the caller had; re-protect
 		 * only this region's part of it. */
-		if (a < r->base)
-			a = r->base;
+		if (a < start)
+			a = start;
 		err = fg_uffd_wp(s->uffd, a, out->v[k].end, true, false);
 		if (gone(err))
 			return fg_fail(-FG_EUNMAPPED,
@@ -556,6 +560,11 @@ static int sync_collect(fg_impl *t, fg_region *r, fg_runs *out)
 				       (unsigned long)r->base, r->len);
 	}
 	return err;
+}
+
+static int sync_collect(fg_impl *t, fg_region *r, fg_runs *out)
+{
+	return sync_collect_range(t, r, r->base, r->base + r->len, out);
 }
 
 static int sync_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
@@ -575,12 +584,14 @@ const fg_backend_ops fg_backend_uffd_sync = {
 	.id = FG_BACKEND_UFFD_SYNC,
 	.name = "uffd-sync",
 	.has_hook = true,
+	.kernel_meets_protection = true,
 	.probe = sync_probe,
 	.init = sync_init,
 	.fini = sync_fini,
 	.region_add = sync_region_add,
 	.region_del = sync_region_del,
 	.collect = sync_collect,
+	.collect_range = sync_collect_range,
 	.mark_dirty = sync_mark_dirty,
 	.written = sync_written,
 	.page_written = sync_page_written,

@@ -21,7 +21,52 @@
  * clean by a collection was not written since the collection before it, by
  * the program, another thread, or the kernel on the program's behalf.  Every
  * write is reported by at least one collection that returns after the write
- * completes.  Memory the tracker cannot watch is reported dirty.
+ * completes.  Memory the tracker cannot watch is reported dirty.  The
+ * writes it covers are those made through the page tables of this
+ * process's mappings of a region; the table below says which other writes
+ * a backend sees by itself, and which the program must announce.
+ *
+ * Which writes each backend sees (async: uffd-async, sync: uffd-sync,
+ * mp: mprotect, kvm: under fgvm; none reports everything always):
+ *
+ *   write                                       async sync  mp   kvm
+ *   stores by any thread of this process         yes  yes  yes  yes
+ *   system calls copying into the region         yes  yes  (1)  yes(2)
+ *     (read, recv, pread, stat, ...)
+ *   pinned-page I/O: io_uring fixed buffers,     no   no   no   no
+ *     O_DIRECT, aio, vmsplice, RDMA
+ *   /proc/self/mem, process_vm_writev (the       no   (3)  no   no
+ *     kernel pins a page, then copies)
+ *   memfd/shmem written through a descriptor     no   no   no   no
+ *     (write, pwrite, splice, sendfile,
+ *     copy_file_range) or a second mapping
+ *   the file changed under a shared mapping:     no   no   no   no
+ *     fallocate(PUNCH_HOLE, ZERO_RANGE),
+ *     MADV_REMOVE, ftruncate down and up
+ *   another process (shared mapping,             no   no   no   no
+ *     process_vm_writev, /proc/PID/mem)
+ *   MADV_DONTNEED of private anonymous memory    yes  yes  no   yes
+ *
+ *   (1) fails with EFAULT on a protected page, unless fg_mark_dirty or
+ *       fg_io_begin made it writable first (then seen).
+ *   (2) fgvm reports what forwarded system calls wrote (vm/README.md).
+ *   (3) fails with EIO on a protected page unless announced.
+ *
+ * Announce a "no": fg_mark_dirty after a write that is over when its call
+ * returns (a pwrite into the memfd, a punched hole), or fg_io_begin before
+ * and fg_io_end after I/O that completes later.  Then every backend
+ * reports it.  Other processes must tell this one, which announces.  While
+ * pages of a memfd region lie past the end of its file (ftruncate down),
+ * no collection may run: with DIFF precision it reads them (SIGBUS).
+ *
+ * The mprotect backend also requires that the program leave the
+ * protection of tracked memory alone (its own mprotect there, or an
+ * mremap that grows a region in place, loses writes or crashes: unregister
+ * first), and that no signal stack or thread stack lie in a region (the
+ * kernel cannot write the signal frame).
+ *
+ * DIFF precision holds at most 1024 regions per tracker (fg_register:
+ * -ENOSPC past that); the mprotect backend 4096 per process.
  *
  * Thread safety: all functions may be called from any thread; calls on one
  * tracker are serialised internally.  Mutator threads may write to tracked
@@ -185,11 +230,51 @@ int fg_region_free(fg_tracker *t, void *addr, size_t len);
 int fg_set_card_size(fg_tracker *t, size_t card);
 size_t fg_card_size(const fg_tracker *t);
 
-/* Treat [addr, addr+len) of a registered region as written: reported dirty
- * by the next collection, and writable by the kernel without EFAULT until
- * then (the mprotect backend unprotects it).  Call before passing tracked
- * memory to a system call that writes into it. */
+/* Treat [addr, addr+len) of a registered region as written: the next
+ * collection reports every card of the pages it touches, whatever their
+ * bytes (with DIFF precision too: they are not compared), and the range
+ * is writable by the kernel without EFAULT until then (the mprotect
+ * backend unprotects it).  Call before passing tracked memory to a system
+ * call that writes into it, on a backend that needs it (the table below);
+ * for I/O that may still write after the next collection, use
+ * fg_io_begin.  Makes no allocation; not signal-safe (takes the lock). */
 int fg_mark_dirty(fg_tracker *t, void *addr, size_t len);
+
+/* I/O the tracker cannot see: announce it.  Some writes reach memory
+ * without passing through the page tables that a backend watches: the
+ * kernel pins pages first and writes later (io_uring fixed buffers and
+ * O_DIRECT reads, aio, a process_vm_writev whose source faults or whose
+ * destination spans more than one page - the first pages stay pinned while
+ * a later one faults, so a collection can re-protect them before the copy
+ * lands - RDMA, vmsplice), or writes through another path to the same
+ * pages (memfd or shmem written through its descriptor or a second
+ * mapping, another process, /proc/PID/mem), or changes the file behind a
+ * shared mapping (fallocate FALLOC_FL_PUNCH_HOLE / ZERO_RANGE, madvise
+ * MADV_REMOVE, an ftruncate that shrinks: the pages read as zeros, and a
+ * uffd-wp'd page keeps its protection through the zap, as a PTE marker,
+ * and through the refault).  fg.h's table "Which writes each backend sees"
+ * below says which.  A change that is over when its call returns (a hole
+ * punch, a truncation, a pwrite) needs only fg_mark_dirty of the range
+ * after the call returns.  Bracket I/O that may write later with
+ *
+ *     int io = fg_io_begin(t, buf, len);   before the I/O is started
+ *     ... the I/O runs; the program waits for its completion ...
+ *     fg_io_end(t, io);                      after it completed
+ *
+ * Every collection while the range is in flight reports it dirty (its
+ * cards, in every region it overlaps), and the first collection after
+ * fg_io_end reports its pages once more, whole, so every byte the I/O
+ * wrote is reported by a collection that returns after the write.  The
+ * range need not be page-aligned nor lie in a region (only the parts in
+ * regions, registered now or later, matter); ranges may overlap.
+ * fg_io_begin also makes the pages kernel-writable (the mprotect backend
+ * un-protects them, and keeps them so at collections while in flight).
+ * fg_io_begin returns a handle >= 0, or -FG_EZEROLEN, -EINVAL (the range
+ * wraps), -ENOSPC (65536 ranges in flight), -ENOMEM; it may allocate, so
+ * not from a signal handler.  fg_io_end returns 0, or -EINVAL for a handle
+ * not in flight on this tracker. */
+int fg_io_begin(fg_tracker *t, void *addr, size_t len);
+int fg_io_end(fg_tracker *t, int io);
 
 /* A hint: the caller treats the pages of [addr, addr+len) (rounded out to
  * pages, within one registered region) as dirty at every collection, so

@@ -71,10 +71,22 @@ typedef struct fg_region {
 	struct fg_twins *twins; /* DIFF precision (diff.c) */
 	uint64_t *exempt; /* fg_set_exempt: a bit per page, mmap'd, or NULL */
 	size_t nexempt;	  /* pages set there */
+	/* Pages the next collection reports whatever the backend and the
+	 * comparison say (fg_mark_dirty, fg_io_end): a bit per page, mmap'd
+	 * at registration (set without malloc, under the tracker lock). */
+	uint64_t *forced;
+	size_t nforced;	  /* bits set there */
 	void *priv;   /* backend state */
 } fg_region;
 
 typedef struct fg_impl fg_impl;
+
+/* A range announced with fg_io_begin (tracker lock). */
+typedef struct fg_io_slot {
+	uintptr_t start, end;
+	uint32_t gen;	/* in the handle: a stale one is refused */
+	bool live;
+} fg_io_slot;
 
 typedef struct fg_backend_ops {
 	fg_backend_id id;
@@ -84,6 +96,12 @@ typedef struct fg_backend_ops {
 	bool process_local;
 	/* Calls t->hook before a first write lands (twins can be taken). */
 	bool has_hook;
+	/* Some kernel writes into a protected page fail rather than being
+	 * seen (mprotect: EFAULT; uffd-sync: EIO through /proc/PID/mem), so
+	 * pages under I/O in flight (fg_io_begin) are left out of
+	 * collections, writable, and reported whole: needs collect_range
+	 * and mark_dirty. */
+	bool kernel_meets_protection;
 	/* Exists only in some settings (kvm: under fgvm): auto-selection
 	 * passes over it silently where it is unavailable. */
 	bool situational;
@@ -180,6 +198,13 @@ struct fg_impl {
 	fg_runs scratch2, eager; /* DIFF: byte ranges, pages to twin eagerly */
 	bool whole_pages; /* this collection: FG_COLLECT_WHOLE_PAGES */
 	fg_runs result;   /* card ranges of the last collection */
+	fg_runs extra, merged; /* forced and announced ranges of a region */
+	fg_io_slot *io;	  /* fg_io_begin's ranges, live and free slots */
+	uint64_t *mask;	  /* pages left out of a collection, mmap'd */
+	size_t mask_words;
+	bool io_unmasked; /* no memory for the mask: I/O pages re-protected */
+	size_t nio, io_live;
+	uint32_t io_gen;
 	uint64_t gen;
 
 	fg_counters ctr;
@@ -217,6 +242,9 @@ static inline void fg_bit_set(_Atomic uint64_t *w, size_t i)
 /* Take and clear the set bits of a page bitmap, appending their page runs. */
 int fg_bitmap_take(_Atomic uint64_t *w, size_t npages, uintptr_t base,
 		   fg_runs *out);
+/* The same for pages [first, last) only. */
+int fg_bitmap_take_range(_Atomic uint64_t *w, size_t first, size_t last,
+			 uintptr_t base, fg_runs *out);
 
 /* Shared userfaultfd helpers (uffd_common.c). */
 int fg_uffd_open(uint64_t features, bool kernel_faults, int *fd_out,

@@ -25,6 +25,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* fg_io_begin's handles: slot index in 16 bits, generation above. */
+#define FG_IO_MAX 65536
+
 /* Process registry of every region of every tracker (overlap checks). */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
@@ -327,6 +330,8 @@ static void region_release(fg_impl *t, fg_region *r, bool child)
 	fg_diff_region_fini(t, r);
 	if (r->exempt)
 		munmap(r->exempt, exempt_bytes(r));
+	if (r->forced)
+		munmap(r->forced, exempt_bytes(r));
 	registry_del(r->base);
 	free(r);
 }
@@ -348,6 +353,11 @@ int fg_tracker_destroy(fg_tracker *h)
 	fg_runs_free(&t->scratch2);
 	fg_runs_free(&t->eager);
 	fg_runs_free(&t->result);
+	fg_runs_free(&t->extra);
+	fg_runs_free(&t->merged);
+	free(t->io);
+	if (t->mask)
+		munmap(t->mask, t->mask_words * sizeof(uint64_t));
 	h->sig = FG_SIG_DEAD;
 	h->impl = NULL;
 	leave(t);
@@ -473,6 +483,16 @@ int fg_register(fg_tracker *h, void *addr, size_t len)
 	r->base = a;
 	r->len = len;
 	r->npages = len / fg_page_size;
+	/* mmap'd, not malloc'd: a region is freed by code that must not
+	 * malloc, and a page's bits are set in fg_mark_dirty. */
+	r->forced = mmap(NULL, exempt_bytes(r), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (r->forced == MAP_FAILED) {
+		r->forced = NULL;
+		rc = fg_fail(-ENOMEM, "no memory for the bitmap of a %zu-page "
+			     "region", r->npages);
+		goto err_twins;
+	}
 	if (t->diff.on) {
 		rc = fg_diff_region_init(t, r);
 		if (!rc)
@@ -497,6 +517,8 @@ err_twins:
 		fg_diff_unpublish(t, r);
 		fg_diff_region_fini(t, r);
 	}
+	if (r->forced)
+		munmap(r->forced, exempt_bytes(r));
 	free(r);
 err_registry:
 	registry_del(a);
@@ -606,6 +628,21 @@ static int enter_range(fg_tracker *h, uintptr_t a, size_t len, fg_impl **t,
 	return 0;
 }
 
+/* Report the pages of [s, e) (page-aligned, within r) at r's next
+ * collection, whatever the backend and the comparison find. */
+static void force_pages(fg_region *r, uintptr_t s, uintptr_t e)
+{
+	for (size_t p = (s - r->base) / fg_page_size;
+	     p < (e - r->base) / fg_page_size; p++) {
+		uint64_t bit = (uint64_t)1 << (p % 64);
+
+		if (!(r->forced[p / 64] & bit)) {
+			r->forced[p / 64] |= bit;
+			r->nforced++;
+		}
+	}
+}
+
 int fg_mark_dirty(fg_tracker *h, void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr, s, e;
@@ -617,11 +654,122 @@ int fg_mark_dirty(fg_tracker *h, void *addr, size_t len)
 		return rc;
 	s = a & ~(fg_page_size - 1);
 	e = (a + len + fg_page_size - 1) & ~(fg_page_size - 1);
+	/* Reported by the core, not only by the backend: with DIFF
+	 * precision the backend's report alone is compared with the twin,
+	 * and bytes written back to their old values would read clean. */
+	force_pages(r, s, e);
 	/* A lost region is reported wholly dirty anyway; in a child only a
 	 * backend whose protection is the process's own may act. */
 	if (!r->lost && (!forked(t) || t->ops->process_local) &&
 	    t->ops->mark_dirty)
 		rc = t->ops->mark_dirty(t, r, s, e);
+	leave(t);
+	return rc;
+}
+
+/* Make the pages of [a, b) (any bytes) in every region kernel-writable
+ * through the backend (mprotect), and with force, report them at the
+ * next collection.  Tracker lock held. */
+static int io_pages(fg_impl *t, uintptr_t a, uintptr_t b, bool force)
+{
+	int rc = 0;
+
+	size_t first = lower_bound(t, a + 1);
+
+	for (size_t i = first ? first - 1 : 0; i < t->nregions; i++) {
+		fg_region *r = t->regions[i];
+		uintptr_t s = a > r->base ? a : r->base;
+		uintptr_t e = b < r->base + r->len ? b : r->base + r->len;
+		int err = 0;
+
+		if (r->base >= b)
+			break;
+		if (s >= e)
+			continue;
+		s &= ~(fg_page_size - 1);
+		e = (e + fg_page_size - 1) & ~(fg_page_size - 1);
+		if (force)
+			force_pages(r, s, e);
+		if (!r->lost && (!forked(t) || t->ops->process_local) &&
+		    t->ops->mark_dirty)
+			err = t->ops->mark_dirty(t, r, s, e);
+		if (err && !rc)
+			rc = err;
+	}
+	return rc;
+}
+
+int fg_io_begin(fg_tracker *h, void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr;
+	fg_impl *t;
+	size_t i;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	if (!len) {
+		rc = fg_fail(-FG_EZEROLEN, "fg_io_begin: length 0");
+		goto out;
+	}
+	if (a + len < a) {
+		rc = fg_fail(-EINVAL, "fg_io_begin: [%#lx, +%zu) wraps around",
+			     (unsigned long)a, len);
+		goto out;
+	}
+	for (i = 0; i < t->nio && t->io[i].live; i++)
+		;
+	if (i == t->nio) {
+		fg_io_slot *v;
+
+		if (t->nio == FG_IO_MAX) {
+			rc = fg_fail(-ENOSPC, "fg_io_begin: %d ranges already "
+				     "in flight", FG_IO_MAX);
+			goto out;
+		}
+		v = realloc(t->io, (t->nio + 1) * sizeof *v);
+		if (!v) {
+			rc = fg_fail(-ENOMEM, "fg_io_begin: out of memory");
+			goto out;
+		}
+		t->io = v;
+		t->io[t->nio++] = (fg_io_slot){0};
+	}
+	/* Kernel-writable first (mprotect un-protects the pages), so that
+	 * the program may start the I/O when this returns. */
+	rc = io_pages(t, a, a + len, false);
+	if (rc)
+		goto out;
+	t->io_gen = (t->io_gen + 1) & 0x7fff;
+	t->io[i] = (fg_io_slot){a, a + len, t->io_gen, true};
+	t->io_live++;
+	rc = (int)(t->io_gen << 16 | i);
+out:
+	leave(t);
+	return rc;
+}
+
+int fg_io_end(fg_tracker *h, int io)
+{
+	fg_impl *t;
+	fg_io_slot *s;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	s = io >= 0 && (size_t)(io & 0xffff) < t->nio ? &t->io[io & 0xffff]
+						       : NULL;
+	if (!s || !s->live || s->gen != (uint32_t)io >> 16) {
+		rc = fg_fail(-EINVAL, "fg_io_end: %d is not an I/O in flight "
+			     "(ended already, or not from fg_io_begin on this "
+			     "tracker)", io);
+		goto out;
+	}
+	/* Once more after the end: what landed since the last collection. */
+	s->live = false;
+	t->io_live--;
+	rc = io_pages(t, s->start, s->end, true);
+out:
 	leave(t);
 	return rc;
 }
@@ -674,27 +822,85 @@ out:
 	return rc;
 }
 
-static bool page_exempt(const fg_region *r, size_t p)
+static bool page_in(const uint64_t *mask, size_t p)
 {
-	return (r->exempt[p / 64] >> (p % 64)) & 1;
+	return (mask[p / 64] >> (p % 64)) & 1;
 }
 
-/* The backend's collection of r, leaving exempt pages out. */
-static int backend_collect(fg_impl *t, fg_region *r, fg_runs *out)
+/* Whether pages under I/O in flight must stay un-protected: left out of
+ * collections and reported whole (fg_internal.h). */
+static bool io_keeps_writable(const fg_impl *t)
+{
+	return t->ops->kernel_meets_protection && t->ops->collect_range &&
+	       t->ops->mark_dirty;
+}
+
+/* The pages of r to leave out of this collection: exempt ones and, see
+ * io_keeps_writable, those under I/O in flight; NULL if none. */
+static const uint64_t *left_out(fg_impl *t, fg_region *r)
+{
+	size_t words = (r->npages + 63) / 64;
+	uintptr_t end = r->base + r->len;
+	bool io = false;
+
+	t->io_unmasked = false;
+	if (t->io_live && io_keeps_writable(t))
+		for (size_t k = 0; k < t->nio && !io; k++)
+			io = t->io[k].live && t->io[k].start < end &&
+			     t->io[k].end > r->base;
+	if (!io)
+		return r->nexempt ? r->exempt : NULL;
+	if (t->mask_words < words) {
+		void *m = mmap(NULL, words * sizeof(uint64_t),
+			       PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (m == MAP_FAILED) {
+			t->io_unmasked = true; /* see backend_collect */
+			return r->nexempt ? r->exempt : NULL;
+		}
+		if (t->mask)
+			munmap(t->mask, t->mask_words * sizeof(uint64_t));
+		t->mask = m;
+		t->mask_words = words;
+	}
+	if (r->nexempt)
+		memcpy(t->mask, r->exempt, words * sizeof(uint64_t));
+	else
+		memset(t->mask, 0, words * sizeof(uint64_t));
+	for (size_t k = 0; k < t->nio; k++) {
+		fg_io_slot *s = &t->io[k];
+
+		if (!s->live || s->start >= end || s->end <= r->base)
+			continue;
+		for (size_t p = (s->start > r->base ? s->start - r->base : 0) /
+				fg_page_size;
+		     p * fg_page_size + r->base < s->end && p < r->npages; p++)
+			t->mask[p / 64] |= (uint64_t)1 << (p % 64);
+	}
+	return t->mask;
+}
+
+/* The backend's collection of r, leaving the pages of mask out (NULL:
+ * none).  (Without memory for the mask, I/O pages are collected and
+ * re-protected: the kernel's next write into them may fail with EFAULT,
+ * and add_forced un-protects them again; nothing is lost.) */
+static int backend_collect(fg_impl *t, fg_region *r, const uint64_t *mask,
+			   fg_runs *out)
 {
 	size_t p = 0;
 	int rc = 0;
 
-	if (!r->nexempt)
+	if (!mask)
 		return t->ops->collect(t, r, out);
 	while (p < r->npages && !rc) {
 		size_t q;
 
-		/* Skip exempt pages (whole words at a time)... */
+		/* Skip left-out pages (whole words at a time)... */
 		while (p < r->npages) {
-			if (p % 64 == 0 && r->exempt[p / 64] == ~(uint64_t)0)
+			if (p % 64 == 0 && mask[p / 64] == ~(uint64_t)0)
 				p += 64;
-			else if (page_exempt(r, p))
+			else if (page_in(mask, p))
 				p++;
 			else
 				break;
@@ -704,9 +910,9 @@ static int backend_collect(fg_impl *t, fg_region *r, fg_runs *out)
 		/* ...and collect the run of watched ones after them. */
 		q = p + 1;
 		while (q < r->npages) {
-			if (q % 64 == 0 && r->exempt[q / 64] == 0)
+			if (q % 64 == 0 && mask[q / 64] == 0)
 				q += 64;
-			else if (!page_exempt(r, q))
+			else if (!page_in(mask, q))
 				q++;
 			else
 				break;
@@ -763,6 +969,93 @@ static int refine(fg_impl *t, fg_region *r, uint32_t closed)
 	return rc;
 }
 
+static int cmp_run(const void *a, const void *b)
+{
+	const fg_run *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Add to t->scratch (sorted, disjoint) r's forced pages, taking them, and
+ * the parts of r under I/O in flight.  No malloc: run vectors are mmap'd
+ * and qsort of runs sorts in place. */
+static int add_forced(fg_impl *t, fg_region *r)
+{
+	uintptr_t end = r->base + r->len;
+	size_t i = 0, j = 0;
+	int rc = 0;
+
+	t->extra.n = 0;
+	if (r->nforced) {
+		rc = fg_bitmap_take((_Atomic uint64_t *)r->forced, r->npages,
+				    r->base, &t->extra);
+		r->nforced = 0;
+		if (rc)
+			return rc;
+	}
+	for (size_t k = 0; k < t->nio && t->io_live; k++) {
+		fg_io_slot *s = &t->io[k];
+
+		if (s->live && s->start < end && s->end > r->base) {
+			uintptr_t a = s->start > r->base ? s->start : r->base;
+			uintptr_t b = s->end < end ? s->end : end;
+
+			/* Where the pages were left out of the collection
+			 * (io_keeps_writable) they are reported whole: the
+			 * program may have written the rest of them too.  If
+			 * there was no memory for leaving them out they were
+			 * re-protected: un-protect them again. */
+			if (io_keeps_writable(t)) {
+				a &= ~(fg_page_size - 1);
+				b = (b + fg_page_size - 1) & ~(fg_page_size - 1);
+				if (t->io_unmasked)
+					rc = t->ops->mark_dirty(t, r, a, b);
+			}
+			if (!rc)
+				rc = fg_runs_append(&t->extra, a, b);
+			if (rc)
+				return rc;
+		}
+	}
+	if (!t->extra.n)
+		return 0;
+	if (t->io_live)
+		qsort(t->extra.v, t->extra.n, sizeof *t->extra.v, cmp_run);
+	/* Merge the two sorted lists into t->merged, then swap. */
+	t->merged.n = 0;
+	while (!rc && (i < t->scratch.n || j < t->extra.n)) {
+		const fg_run *p;
+
+		if (j == t->extra.n ||
+		    (i < t->scratch.n && t->scratch.v[i].start <=
+						 t->extra.v[j].start))
+			p = &t->scratch.v[i++];
+		else
+			p = &t->extra.v[j++];
+		if (t->merged.n && t->merged.v[t->merged.n - 1].end >= p->start) {
+			if (p->end > t->merged.v[t->merged.n - 1].end)
+				t->merged.v[t->merged.n - 1].end = p->end;
+			continue;
+		}
+		rc = fg_runs_append(&t->merged, p->start, p->end);
+	}
+	if (!rc) {
+		fg_runs tmp = t->scratch;
+
+		t->scratch = t->merged;
+		t->merged = tmp;
+	}
+	return rc;
+}
+
+/* Forget r's forced pages (it is reported whole). */
+static void drop_forced(fg_region *r)
+{
+	if (r->nforced)
+		memset(r->forced, 0, exempt_bytes(r));
+	r->nforced = 0;
+}
+
 /* One region's dirty ranges into t->scratch (page runs, or byte ranges
  * with DIFF), with the lost/forked rules; *pages: pages the backend
  * reported. */
@@ -781,18 +1074,22 @@ static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
 				     "region [%#lx, +%zu) was unmapped",
 				     (unsigned long)r->base, r->len);
 		else
-			rc = backend_collect(t, r, &t->scratch);
+			rc = backend_collect(t, r, left_out(t, r),
+					     &t->scratch);
 		if (!rc) {
 			*pages = runs_pages(&t->scratch);
 			if (r->twins)
 				rc = refine(t, r, closed);
 		}
+		if (!rc)
+			rc = add_forced(t, r);
 		/* Whatever the backend had taken is covered by reporting
 		 * the whole region, now and from now on. */
 		if (rc)
 			lose(t, r);
 	}
 	if (r->lost || forked(t)) {
+		drop_forced(r);
 		t->scratch.n = 0;
 		*pages = r->npages;
 		return fg_runs_push(&t->scratch, r->base, r->base + r->len);

@@ -206,15 +206,28 @@ void fg_runs_free(fg_runs *r)
 int fg_bitmap_take(_Atomic uint64_t *w, size_t npages, uintptr_t base,
 		   fg_runs *out)
 {
-	size_t nwords = (npages + 63) / 64;
+	return fg_bitmap_take_range(w, 0, npages, base, out);
+}
 
-	for (size_t i = 0; i < nwords; i++) {
-		uint64_t bits;
+int fg_bitmap_take_range(_Atomic uint64_t *w, size_t first, size_t last,
+			 uintptr_t base, fg_runs *out)
+{
+	for (size_t i = first / 64; i * 64 < last; i++) {
+		uint64_t bits, mask = ~UINT64_C(0);
 
+		if (i * 64 < first)
+			mask &= ~UINT64_C(0) << (first % 64);
+		if ((i + 1) * 64 > last)
+			mask &= (UINT64_C(1) << (last % 64)) - 1;
 		/* A relaxed peek keeps clean words free of locked ops. */
-		if (!atomic_load_explicit(&w[i], memory_order_relaxed))
+		if (!(atomic_load_explicit(&w[i], memory_order_relaxed) & mask))
 			continue;
-		bits = atomic_exchange_explicit(&w[i], 0, memory_order_seq_cst);
+		bits = mask == ~UINT64_C(0)
+			       ? atomic_exchange_explicit(&w[i], 0,
+							  memory_order_seq_cst)
+			       : atomic_fetch_and_explicit(&w[i], ~mask,
+							   memory_order_seq_cst) &
+					 mask;
 		while (bits) {
 			unsigned b = (unsigned)__builtin_ctzll(bits);
 			unsigned e = b;
