@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/io_uring.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -18,6 +20,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1215,4 +1219,81 @@ void orc_wait_child(pid_t pid, const char *ctx)
 		  status,
 		  WIFSIGNALED(status) ? strsignal(WTERMSIG(status))
 				      : child_why(WEXITSTATUS(status)));
+}
+
+/* ---- io_uring -------------------------------------------------------- */
+
+int orc_uring_open(struct orc_uring *u, char *why, size_t whylen)
+{
+	struct io_uring_params p;
+	size_t sqlen, cqlen;
+	uint8_t *sq, *cq;
+
+	memset(&p, 0, sizeof p);
+	u->fd = (int)syscall(__NR_io_uring_setup, 4, &p);
+	if (u->fd < 0) {
+		snprintf(why, whylen, "io_uring_setup: %s", strerror(errno));
+		return -1;
+	}
+	sqlen = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+	cqlen = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+	if (!(p.features & IORING_FEAT_SINGLE_MMAP)) {
+		snprintf(why, whylen, "io_uring without IORING_FEAT_SINGLE_MMAP");
+		return -1;
+	}
+	sq = mmap(NULL, sqlen > cqlen ? sqlen : cqlen, PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_POPULATE, u->fd, IORING_OFF_SQ_RING);
+	cr_assert(sq != MAP_FAILED, "io_uring ring mmap: %s", strerror(errno));
+	cq = sq;
+	u->sqes = mmap(NULL, p.sq_entries * sizeof(struct io_uring_sqe),
+		       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+		       IORING_OFF_SQES);
+	cr_assert(u->sqes != MAP_FAILED, "io_uring sqe mmap: %s",
+		  strerror(errno));
+	u->sq_tail = (_Atomic unsigned *)(sq + p.sq_off.tail);
+	u->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+	u->sq_array = (unsigned *)(sq + p.sq_off.array);
+	u->cq_head = (_Atomic unsigned *)(cq + p.cq_off.head);
+	u->cq_tail = (_Atomic unsigned *)(cq + p.cq_off.tail);
+	u->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+	u->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+	return 0;
+}
+
+int orc_uring_read_fixed(struct orc_uring *u, int file, unsigned buf,
+			 void *dst, size_t len, off_t off)
+{
+	unsigned tail = atomic_load(u->sq_tail), idx = tail & *u->sq_mask;
+	struct io_uring_sqe *sqe = &u->sqes[idx];
+	unsigned head;
+	int res;
+
+	memset(sqe, 0, sizeof *sqe);
+	sqe->opcode = IORING_OP_READ_FIXED;
+	sqe->fd = file;
+	sqe->addr = (uintptr_t)dst;
+	sqe->len = (unsigned)len;
+	sqe->off = (uint64_t)off;
+	sqe->buf_index = (uint16_t)buf;
+	u->sq_array[idx] = idx;
+	atomic_store_explicit(u->sq_tail, tail + 1, memory_order_release);
+	cr_assert_eq(syscall(__NR_io_uring_enter, u->fd, 1, 1,
+			     IORING_ENTER_GETEVENTS, NULL, 0),
+		     1, "io_uring_enter: %s", strerror(errno));
+	head = atomic_load(u->cq_head);
+	cr_assert_neq(head, atomic_load_explicit(u->cq_tail,
+						 memory_order_acquire),
+		      "io_uring: no completion after GETEVENTS");
+	res = u->cqes[head & *u->cq_mask].res;
+	atomic_store_explicit(u->cq_head, head + 1, memory_order_release);
+	return res;
+}
+
+int orc_uring_register(struct orc_uring *u, const struct iovec *iov,
+		       unsigned n)
+{
+	return syscall(__NR_io_uring_register, u->fd, IORING_REGISTER_BUFFERS,
+		       iov, n)
+		       ? -errno
+		       : 0;
 }

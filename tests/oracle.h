@@ -332,4 +332,26 @@ void orc_release_child(int go);
 /* The child must have exited 0. */
 void orc_wait_child(pid_t pid, const char *ctx);
 
+/* io_uring through the raw system calls (no liburing): a ring of 4
+ * entries.  orc_uring_open returns 0, or -1 with the reason to skip the
+ * test in why.  orc_uring_read_fixed: IORING_OP_READ_FIXED of len bytes at
+ * file offset off into dst, inside registered buffer buf; returns the
+ * completion's result. */
+struct io_uring_sqe;
+struct io_uring_cqe;
+struct orc_uring {
+	int fd;
+	_Atomic unsigned *sq_tail, *cq_head, *cq_tail;
+	unsigned *sq_mask, *sq_array, *cq_mask;
+	struct io_uring_sqe *sqes;
+	struct io_uring_cqe *cqes;
+};
+int orc_uring_open(struct orc_uring *u, char *why, size_t whylen);
+int orc_uring_read_fixed(struct orc_uring *u, int file, unsigned buf,
+			 void *dst, size_t len, off_t off);
+/* IORING_REGISTER_BUFFERS (pins the pages, for writing): 0 or -errno. */
+struct iovec;
+int orc_uring_register(struct orc_uring *u, const struct iovec *iov,
+		       unsigned n);
+
 #endif /* FG_TEST_ORACLE_H */
