@@ -51,6 +51,11 @@
  *   pipe_atomic  read(2) into GC_MALLOC_ATOMIC memory, bytes intact;
  *                with the mprotect backend both pipe tests are a skip
  *                with the reason when the kernel gets EFAULT;
+ *   pinned_ptr   io_uring READ_FIXED (into buffers registered, so pinned,
+ *                once) writes the only pointer to a young object into old
+ *                memory, announced with GC_fg_io_begin/GC_fg_io_end;
+ *                FG_TEST_UNANNOUNCED=1 leaves that out and shows the
+ *                objects lost;
  *   selftest_detects_missed_writes
  *                straddle with every write missed (below) must fail.
  *
@@ -88,6 +93,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1527,6 +1533,124 @@ static void pipe_atomic(void)
 		     "as Boehm's own MPROTECT_VDB does");
 }
 
+/* ---- I/O the toolkit cannot see, announced: io_uring fixed buffers ---- */
+
+typedef int (*io_begin_fn)(void *, size_t);
+typedef int (*io_end_fn)(int);
+static io_begin_fn gc_io_begin;
+static io_end_fn gc_io_end;
+static struct orc_uring ring;
+static int ring_file = -1;
+
+/* The address of a new young object, read by io_uring READ_FIXED from a
+ * file into *slot, inside registered buffer buf (pinned when it was
+ * registered: the kernel writes the page without a fault), announced with
+ * GC_fg_io_begin/GC_fg_io_end unless FG_TEST_UNANNOUNCED=1.  The young
+ * object's id, or 0 (then *err). */
+static __attribute__((noinline)) uint64_t young_through_ring(uint64_t *slot,
+							     unsigned buf,
+							     int *err)
+{
+	const char *un = getenv("FG_TEST_UNANNOUNCED");
+	bool announce = !(un && *un && strcmp(un, "0"));
+	uint64_t *y = young(32 + 16 * rnd(16));
+	uint64_t v, id;
+	int io = 0, n;
+
+	cr_assert(y);
+	id = y[1];
+	v = (uint64_t)(uintptr_t)y;
+	y = NULL;
+	cr_assert_eq(pwrite(ring_file, &v, sizeof v, 0), (ssize_t)sizeof v);
+	v = 0;
+	if (announce) {
+		io = gc_io_begin(slot, sizeof *slot);
+		cr_assert_geq(io, 0, "GC_fg_io_begin failed");
+	}
+	n = orc_uring_read_fixed(&ring, ring_file, buf, slot, sizeof *slot, 0);
+	if (announce)
+		cr_assert_eq(gc_io_end(io), 0, "GC_fg_io_end failed");
+	*err = n;
+	return n == (int)sizeof v ? id : 0;
+}
+
+static void pinned_ptr(void)
+{
+	unsigned rounds = 12, reads = 0;
+	struct iovec *iov;
+	char why[256] = "", path[] = "/tmp/fgvm-pinned.XXXXXX";
+	GC_word gc0;
+	int err;
+
+	seed_test("pinned_ptr");
+	gc_io_begin = (io_begin_fn)dlsym(RTLD_DEFAULT, "GC_fg_io_begin");
+	gc_io_end = (io_end_fn)dlsym(RTLD_DEFAULT, "GC_fg_io_end");
+	cr_assert(gc_io_begin && gc_io_end,
+		  "the adapter has no GC_fg_io_begin/GC_fg_io_end");
+	if (orc_uring_open(&ring, why, sizeof why))
+		cr_skip_test("pinned_ptr: %s", why);
+	ring_file = mkstemp(path);
+	cr_assert(ring_file >= 0, "mkstemp: %s", strerror(errno));
+	unlink(path);
+	ids_init();
+	make_olds(2);
+	/* One registered buffer per old object, registered while announced
+	 * (the mprotect backend makes the pages writable for the pin). */
+	iov = calloc(nolds, sizeof *iov);
+	cr_assert(iov);
+	{
+		int *io = calloc(nolds, sizeof *io);
+
+		for (size_t i = 0; i < nolds; i++) {
+			iov[i].iov_base = olds[i].o;
+			iov[i].iov_len = olds[i].bytes;
+			io[i] = gc_io_begin(olds[i].o, olds[i].bytes);
+			cr_assert_geq(io[i], 0, "GC_fg_io_begin failed");
+		}
+		err = orc_uring_register(&ring, iov, (unsigned)nolds);
+		cr_assert_eq(err, 0, "IORING_REGISTER_BUFFERS of %zu old "
+			     "objects: %s", nolds, strerror(-err));
+		for (size_t i = 0; i < nolds; i++)
+			cr_assert_eq(gc_io_end(io[i]), 0);
+		free(io);
+	}
+	GC_gcollect();
+	GC_gcollect();
+	collections(2); /* the old objects' pages are clean and protected */
+	gc0 = GC_get_gc_no();
+	for (unsigned r = 0; r < rounds && !failures; r++) {
+		char when[64];
+
+		round_begin(r);
+		for (size_t i = 0; i < nolds; i++) {
+			struct old *d = &olds[i];
+
+			for (unsigned k = 0; k < d->nslots; k++) {
+				uint64_t id;
+
+				if (rnd(2))
+					continue;
+				reads++;
+				id = young_through_ring(&d->o[d->slot[k]],
+							(unsigned)i, &err);
+				cr_assert(id, "READ_FIXED into a %zu-byte old "
+					  "object: %s", d->bytes,
+					  strerror(err < 0 ? -err : EIO));
+				d->id[k] = id;
+			}
+		}
+		round_end(r);
+		snprintf(when, sizeof when,
+			 "round %u, written by io_uring READ_FIXED", r);
+		verify_olds(olds, nolds, when);
+	}
+	log_gc_stats("pinned_ptr", gc0);
+	cr_log_info("pinned_ptr: %u READ_FIXED into pinned old objects", reads);
+	assert_no_failures("pinned_ptr");
+	assert_collected("pinned_ptr", gc0, rounds);
+	free(iov);
+}
+
 /* ---- one test per scenario, backend and card size ---- */
 
 #define CARD_TEST(scn, fn, markers, tag, backend, card)                      \
@@ -1560,6 +1684,7 @@ PER_CONFIG(threads, threads)
 PER_CONFIG(fork, fork_test)
 PER_CONFIG(pipe_ptr, pipe_ptr)
 PER_CONFIG(pipe_atomic, pipe_atomic)
+PER_CONFIG(pinned_ptr, pinned_ptr)
 
 /* The tests can fail: straddle on Boehm's manual VDB with no write
  * reported (FG_BOEHM_SELFTEST=1), run by this binary in a child, must

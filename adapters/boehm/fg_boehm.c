@@ -830,6 +830,36 @@ API int GC_fg_get_stats(struct GC_fg_stats *out)
 	return 0;
 }
 
+API int GC_fg_io_begin(void *addr, size_t len)
+{
+	int io;
+
+	if (!A.t)
+		return GC_FG_IO_OFF;
+	io = fg_io_begin(A.t, addr, len);
+	if (io < 0) {
+		snprintf(A.err, sizeof A.err, "GC_fg_io_begin(%p, %zu): %s (%s)",
+			 addr, len, fg_strerror(io), fg_last_error_detail());
+		return -1;
+	}
+	return io;
+}
+
+API int GC_fg_io_end(int io)
+{
+	int rc;
+
+	if (io == GC_FG_IO_OFF)
+		return 0;
+	rc = A.t ? fg_io_end(A.t, io) : -EINVAL;
+	if (rc) {
+		snprintf(A.err, sizeof A.err, "GC_fg_io_end(%d): %s (%s)", io,
+			 fg_strerror(rc), A.t ? fg_last_error_detail() : "off");
+		return -1;
+	}
+	return 0;
+}
+
 API unsigned long GC_fg_get_bytes_rescanned(void)
 {
 	return (unsigned long)GC_get_bytes_rescanned();

@@ -37,6 +37,26 @@ size_t GC_fg_get_card_size(void);
 const char *GC_fg_backend(void);
 const char *GC_fg_last_error(void);
 
+/* I/O into the heap that the toolkit cannot see (toolkit/fg.h, "Which
+ * writes each backend sees"): io_uring fixed buffers, O_DIRECT and aio
+ * reads, process_vm_writev or /proc/PID/mem writes from another process,
+ * writes through a second mapping.  Ordinary read(2), recv(2) and the like
+ * need nothing.  Bracket such I/O into objects that hold pointers:
+ *
+ *     int io = GC_fg_io_begin(buf, len);   before the I/O is started
+ *     ... the I/O runs; the program waits for its completion ...
+ *     GC_fg_io_end(io);                    after it completed
+ *
+ * While it is in flight every collection rescans [buf, buf+len), and the
+ * first one after GC_fg_io_end once more.  GC_fg_io_begin returns a handle
+ * >= 0, GC_FG_IO_OFF while the adapter does not supply the dirty bits
+ * (then the collector does not rely on them: start such I/O after
+ * GC_enable_incremental), or -1 (GC_fg_last_error() says why).
+ * GC_fg_io_end returns 0, or -1 for a handle not in flight. */
+#define GC_FG_IO_OFF 0x7fffffff
+int GC_fg_io_begin(void *addr, size_t len);
+int GC_fg_io_end(int io);
+
 /* Counters since the collector started. */
 struct GC_fg_stats {
 	size_t size;		     /* sizeof(struct GC_fg_stats), by the caller */
