@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "fg.h"
@@ -1213,3 +1214,70 @@ static void scn_syscall_write(fg_backend_id id)
 	fg_alias_heap_destroy(h);
 }
 PER_BACKEND(scn_syscall_write)
+
+/* Pinned-page I/O into objects (io_uring READ_FIXED into a buffer
+ * registered once), announced with fg_alias_io_begin/fg_alias_io_end: the
+ * bytes read are reported in the object's own card, every round.
+ * FG_TEST_UNANNOUNCED=1 leaves the announcement out (then it fails). */
+static void scn_pinned_io(fg_backend_id id)
+{
+	const char *un = getenv("FG_TEST_UNANNOUNCED");
+	bool announce = !(un && *un && strcmp(un, "0"));
+	struct orc_uring u;
+	fg_alias_heap *h;
+	ranges r = {0};
+	char why[256] = "", path[] = "/tmp/fgvm-alias-io.XXXXXX";
+	struct iovec iov;
+	char *p;
+	int file, io;
+
+	ORC_REQUIRE_BACKEND(id);
+	if (orc_uring_open(&u, why, sizeof why))
+		cr_skip_test("%s", why);
+	file = mkstemp(path);
+	cr_assert(file >= 0);
+	unlink(path);
+	h = heap_new(id, 16 * MIB, 64);
+	p = fg_alias_malloc(h, 3000);
+	cr_assert(p);
+	memset(p, 0, 3000);
+	/* Registration pins the pages for writing (mprotect: announced). */
+	iov.iov_base = p;
+	iov.iov_len = 3000;
+	io = fg_alias_io_begin(h, p, 3000);
+	cr_assert_geq(io, 0, "fg_alias_io_begin: %s", fg_last_error_detail());
+	cr_assert_eq(orc_uring_register(&u, &iov, 1), 0);
+	cr_assert_eq(fg_alias_io_end(h, io), 0);
+	collect(h, &r);
+	collect(h, &r);
+	for (unsigned round = 0; round < 8; round++) {
+		size_t off = 64 + round * 300;
+		char data[100];
+
+		memset(data, 'a' + (int)round, sizeof data);
+		cr_assert_eq(pwrite(file, data, sizeof data, 0),
+			     (ssize_t)sizeof data);
+		io = announce ? fg_alias_io_begin(h, p + off, sizeof data) : 0;
+		cr_assert_geq(io, 0);
+		if (round % 2)
+			collect(h, &r); /* a collection while in flight */
+		cr_assert_eq(orc_uring_read_fixed(&u, file, 0, p + off,
+						  sizeof data, 0),
+			     (int)sizeof data);
+		cr_assert_eq(p[off], 'a' + (int)round);
+		if (announce)
+			cr_assert_eq(fg_alias_io_end(h, io), 0);
+		collect(h, &r);
+		cr_assert(covered(&r, (uintptr_t)p + off,
+				  (uintptr_t)p + off + sizeof data),
+			  "%s round %u: bytes read by io_uring READ_FIXED into "
+			  "an object, not reported",
+			  orc_bname(id), round);
+	}
+	cr_assert_eq(fg_alias_io_end(h, 12345), -EINVAL);
+	close(u.fd);
+	close(file);
+	free(r.v);
+	fg_alias_heap_destroy(h);
+}
+PER_BACKEND(scn_pinned_io)

@@ -33,6 +33,10 @@
  *   unregister_race mprotect and the others: fg_unregister while threads
  *                   fault on the region does not crash the process, and
  *                   tracking still works after it;
+ *   memfd_warning   fg_register warns (once per process, on stderr) about
+ *                   a memfd region whose descriptor stays writable or
+ *                   that is mapped twice, and not about one that only its
+ *                   mapping reaches;
  *   io_bad          fg_io_begin/fg_io_end refuse bad input.
  */
 #ifndef _GNU_SOURCE
@@ -733,6 +737,71 @@ static void unregister_race(fg_backend_id id)
 		     orc_bname(id), WEXITSTATUS(st));
 }
 ORC_PER_BACKEND(unseen, unregister_race, 120)
+
+/* ---- memfd regions that can be written around the tracker ------------- */
+
+/* Register a memfd region in a child with stderr captured: keep_fd keeps
+ * the descriptor open (read-write), alias maps it a second time.  Returns
+ * what the child printed. */
+static char *register_memfd(bool keep_fd, bool alias, char *buf, size_t len)
+{
+	int p[2], st;
+	pid_t pid;
+	ssize_t n, got = 0;
+
+	cr_assert_eq(pipe(p), 0);
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (!pid) {
+		fg_options o = orc_options(FG_BACKEND_NONE, 4096);
+		fg_tracker *t;
+		size_t l = 4 * orc_page();
+		int fd = memfd_create("fg-unseen-warn", MFD_CLOEXEC);
+		void *m, *m2 = NULL;
+
+		dup2(p[1], 2);
+		unsetenv("FG_QUIET");
+		if (fd < 0 || ftruncate(fd, (off_t)l))
+			_exit(2);
+		m = mmap(NULL, l, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (alias)
+			m2 = mmap(NULL, l, PROT_READ | PROT_WRITE, MAP_SHARED,
+				  fd, 0);
+		if (m == MAP_FAILED || m2 == MAP_FAILED)
+			_exit(3);
+		if (!keep_fd)
+			close(fd);
+		if (fg_tracker_create(&o, &t) || fg_register(t, m, l))
+			_exit(4);
+		_exit(0);
+	}
+	close(p[1]);
+	while ((n = read(p[0], buf + got, len - 1 - (size_t)got)) > 0)
+		got += n;
+	buf[got] = 0;
+	close(p[0]);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "the child failed (status %#x): %s", st, buf);
+	return buf;
+}
+
+Test(unseen, memfd_warning)
+{
+	char out[1024];
+
+	cr_assert(strstr(register_memfd(true, false, out, sizeof out),
+			 "is open on it for writing"),
+		  "no warning for a memfd region whose descriptor stays "
+		  "writable; stderr: \"%s\"", out);
+	cr_assert(strstr(register_memfd(false, true, out, sizeof out),
+			 "second writable mapping"),
+		  "no warning for a memfd region mapped twice; stderr: \"%s\"",
+		  out);
+	cr_assert_str_empty(register_memfd(false, false, out, sizeof out),
+			    "a warning for a memfd region only its mapping "
+			    "reaches");
+}
 
 /* ---- bad input ---------------------------------------------------------- */
 

@@ -1433,6 +1433,8 @@ int fg_alias_heap_create(const fg_alias_options *opt, fg_alias_heap **out)
 		h->t = NULL;
 		goto err;
 	}
+	/* The views are the only way into the memfd. */
+	fg_tracker_shared_ok(h->t);
 	h->backend = fg_tracker_backend(h->t);
 	rc = choose_card(h, &o);
 	if (rc)
@@ -1762,6 +1764,29 @@ int fg_alias_mark_dirty(fg_alias_heap *hh, void *p, size_t len)
 		pg = end;
 	}
 	return 0;
+}
+
+int fg_alias_io_begin(fg_alias_heap *hh, void *p, size_t len)
+{
+	heap *h = get_heap(hh);
+	struct where w, we;
+
+	if (!h)
+		return heap_err(hh);
+	if (!len || !locate(h, p, &w) ||
+	    !locate(h, (char *)p + len - 1, &we) || we.v != w.v)
+		return fg_fail(-EFAULT, "ALIAS: [%p, +%zu) is not within one "
+					"view of this heap", p, len);
+	return fg_io_begin(h->t, p, len);
+}
+
+int fg_alias_io_end(fg_alias_heap *hh, int io)
+{
+	heap *h = get_heap(hh);
+
+	if (!h)
+		return heap_err(hh);
+	return fg_io_end(h->t, io);
 }
 
 int fg_alias_trim(fg_alias_heap *hh, size_t *released)

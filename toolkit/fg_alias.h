@@ -159,6 +159,15 @@ int fg_alias_objects(fg_alias_heap *h, const void *card, size_t len,
  * Call before passing heap memory to a system call that writes it. */
 int fg_alias_mark_dirty(fg_alias_heap *h, void *p, size_t len);
 
+/* I/O into [p, p + len) of one object that the tracker cannot see (fg.h,
+ * fg_io_begin: io_uring fixed buffers, O_DIRECT, aio, another process):
+ * fg_alias_io_begin before it starts returns a handle >= 0 (or an error:
+ * -EFAULT outside one view of the heap), fg_alias_io_end after it
+ * completed; meanwhile every collection reports the range's cards, and
+ * the first one after the end once more. */
+int fg_alias_io_begin(fg_alias_heap *h, void *p, size_t len);
+int fg_alias_io_end(fg_alias_heap *h, int io);
+
 /* Give the memory of free pages back to the kernel (hole punch); freed
  * runs of 128 KiB or more are given back at once anyway.  *released (may
  * be NULL) gets the bytes released. */

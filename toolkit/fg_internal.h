@@ -203,6 +203,7 @@ struct fg_impl {
 	uint64_t *mask;	  /* pages left out of a collection, mmap'd */
 	size_t mask_words;
 	bool io_unmasked; /* no memory for the mask: I/O pages re-protected */
+	bool shared_ok;	  /* no warning about shared files (ALIAS's views) */
 	size_t nio, io_live;
 	uint32_t io_gen;
 	uint64_t gen;
@@ -217,6 +218,10 @@ struct fg_tracker {
 	fg_impl *impl;
 };
 
+/* The caller writes its regions' shared file only through them (ALIAS):
+ * no warning at fg_register. */
+void fg_tracker_shared_ok(fg_tracker *t);
+
 /* Descriptors the toolkit keeps live at FG_FD_FLOOR or above. */
 #define FG_FD_FLOOR 1000
 int fg_fd_rehome(int fd);
@@ -226,8 +231,15 @@ int fg_fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* Validate a range for registration: page-aligned, mapped, writable and of a
- * kind the toolkit tracks (checked against /proc/self/maps). */
-int fg_check_mapping(uintptr_t addr, size_t len);
+ * kind the toolkit tracks (checked against /proc/self/maps); *shared_file:
+ * some of it maps a file (memfd, /dev/shm, SysV), not anonymous memory. */
+int fg_check_mapping(uintptr_t addr, size_t len, bool *shared_file);
+
+/* 1 if the shared file (memfd, /dev/shm, SysV) behind [addr, addr+len)
+ * can be written other than through that range in this process: another
+ * writable shared mapping of it, or a descriptor open for writing; what
+ * says which.  0 otherwise (also for anonymous memory). */
+int fg_shared_writers(uintptr_t addr, size_t len, char *what, size_t wlen);
 
 /* Whether [addr, addr+len) is still entirely mapped. */
 bool fg_range_mapped(uintptr_t addr, size_t len);

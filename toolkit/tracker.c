@@ -440,8 +440,36 @@ static int check_range(uintptr_t a, size_t len)
 	return 0;
 }
 
+/* A memfd or shmem region that can be written other than through it:
+ * those writes are not seen unless announced (fg.h).  Said once per
+ * process on stderr; FG_QUIET=1 silences it. */
+static void warn_shared(const fg_impl *t, uintptr_t a, size_t len)
+{
+	static atomic_bool said;
+	const char *quiet = getenv("FG_QUIET");
+	char what[128];
+
+	if (t->shared_ok || atomic_load(&said) ||
+	    (quiet && *quiet && *quiet != '0') ||
+	    !fg_shared_writers(a, len, what, sizeof what) ||
+	    atomic_exchange(&said, true))
+		return;
+	fprintf(stderr,
+		"fgvm: region [%#lx, +%zu) is a shared file and %s: writes "
+		"through it are not tracked; announce them with fg_mark_dirty "
+		"or fg_io_begin/fg_io_end (fg.h); FG_QUIET=1 silences this\n",
+		(unsigned long)a, len, what);
+}
+
+void fg_tracker_shared_ok(fg_tracker *h)
+{
+	if (h && h->sig == FG_SIG_LIVE)
+		h->impl->shared_ok = true;
+}
+
 int fg_register(fg_tracker *h, void *addr, size_t len)
 {
+	bool shared_file;
 	uintptr_t a = (uintptr_t)addr;
 	fg_impl *t;
 	fg_region *r = NULL;
@@ -461,9 +489,11 @@ int fg_register(fg_tracker *h, void *addr, size_t len)
 	rc = registry_add(a, a + len);
 	if (rc)
 		goto out;
-	rc = fg_check_mapping(a, len);
+	rc = fg_check_mapping(a, len, &shared_file);
 	if (rc)
 		goto err_registry;
+	if (shared_file)
+		warn_shared(t, a, len);
 	if (t->nregions == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 8;
 		fg_region **v = realloc(t->regions, cap * sizeof *v);

@@ -2,6 +2,7 @@
  * the core and the backends. */
 #include "fg_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -10,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -267,13 +270,14 @@ static bool trackable_path(const char *path)
 	return false;
 }
 
-int fg_check_mapping(uintptr_t addr, size_t len)
+int fg_check_mapping(uintptr_t addr, size_t len, bool *shared_file)
 {
 	uintptr_t end = addr + len, covered = addr;
 	char line[512];
 	int rc = 0;
 	FILE *f;
 
+	*shared_file = false;
 	if (!fg_range_mapped(addr, len))
 		return fg_fail(-FG_EUNMAPPED,
 			       "[%#lx, %#lx) contains unmapped addresses",
@@ -312,6 +316,9 @@ int fg_check_mapping(uintptr_t addr, size_t len)
 				     path);
 			break;
 		}
+		if (perms[3] == 's' && *path == '/' &&
+		    strncmp(path, "/dev/zero", 9))
+			*shared_file = true;
 		covered = hi;
 	}
 	fclose(f);
@@ -319,4 +326,104 @@ int fg_check_mapping(uintptr_t addr, size_t len)
 		rc = fg_fail(-FG_EUNMAPPED, "%#lx is not mapped",
 			     (unsigned long)covered);
 	return rc;
+}
+
+/* The /proc/self/maps device field "MM:mm" (hex) as a dev_t. */
+static dev_t maps_dev(const char *s)
+{
+	unsigned ma = 0, mi = 0;
+
+	sscanf(s, "%x:%x", &ma, &mi);
+	return makedev(ma, mi);
+}
+
+int fg_shared_writers(uintptr_t addr, size_t len, char *what, size_t wlen)
+{
+	uintptr_t end = addr + len;
+	struct {
+		dev_t dev;
+		unsigned long ino;
+	} files[8];
+	size_t nfiles = 0;
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "re");
+	DIR *d;
+	struct dirent *e;
+	int found = 0;
+
+	if (!f)
+		return 0;
+	/* The files behind the range (memfd, /dev/shm, SysV)... */
+	while (fgets(line, sizeof line, f)) {
+		unsigned long lo, hi, ino;
+		char perms[8], dev[16], path[400] = "";
+
+		if (sscanf(line, "%lx-%lx %7s %*s %15s %lu %399[^\n]", &lo, &hi,
+			   perms, dev, &ino, path) < 5 ||
+		    hi <= addr || lo >= end || !ino || perms[3] != 's')
+			continue;
+		if (nfiles < sizeof files / sizeof *files &&
+		    (!nfiles || files[nfiles - 1].ino != ino)) {
+			files[nfiles].dev = maps_dev(dev);
+			files[nfiles++].ino = ino;
+		}
+	}
+	if (!nfiles) {
+		fclose(f);
+		return 0;
+	}
+	/* ...mapped writable elsewhere... */
+	rewind(f);
+	while (!found && fgets(line, sizeof line, f)) {
+		unsigned long lo, hi, ino;
+		char perms[8], dev[16];
+
+		if (sscanf(line, "%lx-%lx %7s %*s %15s %lu", &lo, &hi, perms,
+			   dev, &ino) < 5 ||
+		    (lo < end && hi > addr) || perms[1] != 'w' ||
+		    perms[3] != 's')
+			continue;
+		for (size_t i = 0; i < nfiles && !found; i++)
+			if (files[i].ino == ino && files[i].dev == maps_dev(dev)) {
+				snprintf(what, wlen,
+					 "a second writable mapping of it at "
+					 "[%#lx, %#lx)", lo, hi);
+				found = 1;
+			}
+	}
+	fclose(f);
+	/* ...or open for writing. */
+	d = found ? NULL : opendir("/proc/self/fd");
+	while (d && !found && (e = readdir(d))) {
+		char p[300], info[256];
+		struct stat st;
+		unsigned long flags = 0;
+		FILE *fi;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof p, "/proc/self/fd/%s", e->d_name);
+		if (stat(p, &st))
+			continue;
+		for (size_t i = 0; i < nfiles && !found; i++) {
+			if (files[i].ino != st.st_ino || files[i].dev != st.st_dev)
+				continue;
+			snprintf(p, sizeof p, "/proc/self/fdinfo/%s", e->d_name);
+			fi = fopen(p, "re");
+			while (fi && fgets(info, sizeof info, fi))
+				if (sscanf(info, "flags: %lo", &flags) == 1)
+					break;
+			if (fi)
+				fclose(fi);
+			if ((flags & O_ACCMODE) != O_RDONLY) {
+				snprintf(what, wlen,
+					 "descriptor %s is open on it for "
+					 "writing", e->d_name);
+				found = 1;
+			}
+		}
+	}
+	if (d)
+		closedir(d);
+	return found;
 }
