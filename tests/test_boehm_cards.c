@@ -1326,6 +1326,14 @@ static void fork_test(void)
 
 /* ---- read(2) from a pipe into the heap ---- */
 
+/* Collections until the old objects' pages are clean and protected. */
+static void olds_clean(void)
+{
+	GC_gcollect();
+	GC_gcollect();
+	collections(2);
+}
+
 /* read(2) len bytes that were written to a fresh pipe into dst: the
  * bytes read, or -errno. */
 static ssize_t pipe_into(void *dst, const void *src, size_t len)
@@ -1397,9 +1405,7 @@ static void pipe_ptr(void)
 	seed_test("pipe_ptr");
 	ids_init();
 	make_olds(6);
-	GC_gcollect();
-	GC_gcollect();
-	collections(2); /* the old objects' pages are clean and protected */
+	olds_clean();
 	gc0 = GC_get_gc_no();
 	for (unsigned r = 0; r < rounds && !failures; r++) {
 		char when[64];
@@ -1614,9 +1620,7 @@ static void pinned_ptr(void)
 			cr_assert_eq(gc_io_end(io[i]), 0);
 		free(io);
 	}
-	GC_gcollect();
-	GC_gcollect();
-	collections(2); /* the old objects' pages are clean and protected */
+	olds_clean();
 	gc0 = GC_get_gc_no();
 	for (unsigned r = 0; r < rounds && !failures; r++) {
 		char when[64];

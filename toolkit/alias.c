@@ -1729,17 +1729,29 @@ int fg_alias_objects(fg_alias_heap *hh, const void *card, size_t len,
 	return count;
 }
 
+/* Where [p, p + len) starts and ends, within one view of h; -EFAULT if
+ * it is not. */
+static int locate_range(heap *h, void *p, size_t len, struct where *w,
+			struct where *we)
+{
+	if (!len || !locate(h, p, w) ||
+	    !locate(h, (char *)p + len - 1, we) || we->v != w->v)
+		return fg_fail(-EFAULT, "ALIAS: [%p, +%zu) is not within one "
+					"view of this heap", p, len);
+	return 0;
+}
+
 int fg_alias_mark_dirty(fg_alias_heap *hh, void *p, size_t len)
 {
 	heap *h = get_heap(hh);
 	struct where w, we;
+	int rc;
 
 	if (!h)
 		return heap_err(hh);
-	if (!len || !locate(h, p, &w) ||
-	    !locate(h, (char *)p + len - 1, &we) || we.v != w.v)
-		return fg_fail(-EFAULT, "ALIAS: [%p, +%zu) is not within one "
-					"view of this heap", p, len);
+	rc = locate_range(h, p, len, &w, &we);
+	if (rc)
+		return rc;
 	/* Tracker regions are (view, segment): one call per segment. */
 	for (size_t pg = w.pg; pg <= we.pg;) {
 		size_t b = pg / BLOCK_PAGES, end = 0;
@@ -1770,14 +1782,12 @@ int fg_alias_io_begin(fg_alias_heap *hh, void *p, size_t len)
 {
 	heap *h = get_heap(hh);
 	struct where w, we;
+	int rc;
 
 	if (!h)
 		return heap_err(hh);
-	if (!len || !locate(h, p, &w) ||
-	    !locate(h, (char *)p + len - 1, &we) || we.v != w.v)
-		return fg_fail(-EFAULT, "ALIAS: [%p, +%zu) is not within one "
-					"view of this heap", p, len);
-	return fg_io_begin(h->t, p, len);
+	rc = locate_range(h, p, len, &w, &we);
+	return rc ? rc : fg_io_begin(h->t, p, len);
 }
 
 int fg_alias_io_end(fg_alias_heap *hh, int io)
