@@ -740,7 +740,8 @@ static void print_stats(void)
 		"%lu blocks exempted, %lu watched again, "
 		"%lu whole-page, %lu dirty pages, "
 		"%lu dirty bytes, %lu faults; DIFF: %llu pages compared, %llu "
-		"whole, twins %llu hook + %llu eager (%llu invalid), %.3f ms "
+		"whole, twins %llu hook + %llu eager (%llu invalid), %llu "
+		"bytes of twins held (heap %llu bytes), %.3f ms "
 		"comparing; %lu bytes rescanned; %llu heap sections lost "
 		"(unmapped: read dirty)\n",
 		A.backend ? A.backend : "(off)", GC_fg_get_card_size(),
@@ -752,7 +753,9 @@ static void print_stats(void)
 		(unsigned long long)fs.pages_whole,
 		(unsigned long long)fs.twins_hook,
 		(unsigned long long)fs.twins_eager,
-		(unsigned long long)fs.twins_invalid, fs.diff_ns / 1e6,
+		(unsigned long long)fs.twins_invalid,
+		(unsigned long long)fs.twin_bytes,
+		(unsigned long long)fs.tracked_bytes, fs.diff_ns / 1e6,
 		st.bytes_rescanned, (unsigned long long)fs.regions_lost);
 }
 

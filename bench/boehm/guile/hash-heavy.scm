@@ -1,0 +1,26 @@
+;;; hash-heavy.scm - a symbol/string-keyed table cache that lives long,
+;;; with churn: inserts, lookups, deletes, updates of values (new lists),
+;;; plus a per-round temporary table.  usage: [KEYS] [ROUNDS] [OPS]
+(define args (map string->number (cdr (command-line))))
+(define (arg i d) (if (> (length args) i) (list-ref args i) d))
+(define nkeys (arg 0 200000))
+(define rounds (arg 1 30))
+(define ops (arg 2 10000))
+(define rs (seed->random-state 7))
+(define big (make-hash-table))
+(define (key i) (string-append "k" (number->string i)))
+(do ((i 0 (+ i 1))) ((= i nkeys))
+  (hash-set! big (key i) (list i (number->string i 16))))
+(define hits 0)
+(do ((r 0 (+ r 1))) ((= r rounds))
+  (let ((tmp (make-hash-table)))
+    (do ((k 0 (+ k 1))) ((= k ops))
+      (let* ((i (random (* 2 nkeys) rs)) (ky (key i)) (op (random 4 rs)))
+        (case op
+          ((0) (hash-set! big ky (list r k i)))
+          ((1) (when (hash-ref big ky) (set! hits (+ hits 1))))
+          ((2) (hash-remove! big ky))
+          (else (hash-set! tmp (cons r k) (make-string 8 #\a))))))
+    (set! hits (+ hits (hash-count (const #t) tmp)))))
+(define sum (hash-fold (lambda (k v a) (modulo (+ a (car v) (string-length k)) 1000000007)) 0 big))
+(display (list 'hash-heavy nkeys rounds ops hits (hash-count (const #t) big) sum)) (newline)
