@@ -315,10 +315,11 @@ size_t orc_check(fg_tracker *t, orc_region *r, size_t n, orc_method m,
  * known 8-byte changes at random words of the regions and a collection at
  * card size want (0: any), which must report every changed line and
  * nothing unlogged, and: everything on the none backend; exactly the
- * changed lines if exact_lines; else exactly the cards of the written
- * pages.  Result in *res, card size in *card. */
+ * changed lines if exact_lines; nothing more with ORC_QUIET_SOUND_ONLY;
+ * else exactly the cards of the written pages.  Result in *res, card size in *card. */
+#define ORC_QUIET_SOUND_ONLY 2 /* exact_lines: check soundness only */
 void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
-		     size_t want, bool exact_lines, const char *ctx,
+		     size_t want, int exact_lines, const char *ctx,
 		     orc_result *res, size_t *card);
 
 /* fork with a child that waits for orc_release_child, then writes 64 lines

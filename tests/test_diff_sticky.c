@@ -44,8 +44,12 @@
  *       other epoch keeps its twins (the oldest twins are evicted first),
  *       random cold pages read whole; the cap always holds.
  *   options (once)
- *       FG_TWINS=sticky|hot, FG_OPT_NO_ENV, bad values, an options struct
- *       from before twin_policy existed.
+ *       FG_TWINS=sticky|hot|adaptive, FG_OPT_NO_ENV, bad values, an
+ *       options struct from before twin_policy existed.
+ *   sparse, dormant, fork_scenario, threads, hooks _adaptive
+ *       the same with FG_TWIN_ADAPTIVE (twins declined and aged out):
+ *       soundness against the oracle, and twins still used; on the uffd
+ *       backends only (the others take no twins under either policy).
  * The cost, HOT against STICKY on the same stores, is measured by
  * tests/sticky_bench.c.
  *
@@ -75,6 +79,23 @@
 
 #define PER_BACKEND(scn) ORC_PER_BACKEND(sticky, scn, TIMEOUT)
 
+/* The policy under test: FG_TWIN_STICKY, or FG_TWIN_ADAPTIVE in the
+ * *_adaptive tests (the same scenarios; sticky twins are declined at a
+ * page's first report and after dense writes, so pages may read whole:
+ * only soundness, and that twins are still used, are checked). */
+static unsigned policy = FG_TWIN_STICKY;
+#define ADAPTIVE(scn)                                                        \
+	static void scn##_adaptive(fg_backend_id id)                         \
+	{                                                                    \
+		if (!orc_twinning(id))                                       \
+			cr_skip_test("no twins on %s: the policy changes "    \
+				     "nothing (" #scn " covers it)",          \
+				     orc_bname(id));                          \
+		policy = FG_TWIN_ADAPTIVE;                                   \
+		scn(id);                                                     \
+	}                                                                    \
+	PER_BACKEND(scn##_adaptive)
+
 /* ------------------------------------------------------------------ */
 /* The single-threaded schedules. */
 
@@ -98,7 +119,7 @@ static ssched *ssched_start(fg_backend_id id, size_t card, size_t cap,
 	cr_assert_not_null(s);
 	s->tracked = 4 * scale;
 	s->cap = cap ? cap : s->tracked / 2;
-	*t = orc_diff_tracker(id, card, cap, FG_TWIN_STICKY);
+	*t = orc_diff_tracker(id, card, cap, policy);
 	orc_sched_start(&s->b, *t, r, scale, true, test);
 	return s;
 }
@@ -202,7 +223,12 @@ static void check_exact(ssched *s, const char *what)
 		st.twins_hook, st.twins_eager, st.twins_invalid, st.twin_bytes);
 	cr_assert_gt(s->truth_lines, 0, "%s: no line ever changed",
 		     orc_where(&s->b));
-	if (orc_twinning(s->b.id)) {
+	if (orc_twinning(s->b.id) && policy == FG_TWIN_ADAPTIVE) {
+		cr_assert_gt(st.pages_diffed, 0,
+			     "%s %s seed=%" PRIu64 ": adaptive twins never "
+			     "compared a page of sparse writes",
+			     s->b.test, orc_bname(s->b.id), s->b.seed);
+	} else if (orc_twinning(s->b.id)) {
 		cr_assert_eq(st.pages_whole, s->whole0,
 			     "%s %s seed=%" PRIu64 ": %" PRIu64 " written pages "
 			     "read whole after the first epoch, although every "
@@ -302,6 +328,7 @@ static void sparse_cmix(fg_backend_id id)
 
 PER_BACKEND(sparse)
 PER_BACKEND(sparse_cmix)
+ADAPTIVE(sparse)
 
 /* ------------------------------------------------------------------ */
 /* Dormant pages. */
@@ -377,6 +404,7 @@ static void dormant(fg_backend_id id)
 }
 
 PER_BACKEND(dormant)
+ADAPTIVE(dormant)
 
 /* ------------------------------------------------------------------ */
 /* fork with sticky twins in place: the child writes its private copy of
@@ -414,6 +442,7 @@ static void fork_scenario(fg_backend_id id)
 }
 
 PER_BACKEND(fork_scenario)
+ADAPTIVE(fork_scenario)
 
 /* ------------------------------------------------------------------ */
 /* Twin cap: 32 pages of twins for 256 pages. */
@@ -607,7 +636,7 @@ static void threads(fg_backend_id id)
 		r[0].changed_only = r[1].changed_only = true;
 	}
 	/* Twins for every page. */
-	t = orc_diff_tracker(id, 64, 768 * KiB, FG_TWIN_STICKY);
+	t = orc_diff_tracker(id, 64, 768 * KiB, policy);
 	for (size_t i = 0; i < nr; i++) {
 		size_t words = r[i].len / 8, bw = (r[i].nlines + 63) / 64;
 
@@ -732,7 +761,11 @@ static void threads(fg_backend_id id)
 	cr_assert_eq(fg_set_card_size(t, 64), 0);
 	snprintf(ctx, sizeof ctx, "threads %s seed=%" PRIu64 " (quiet)",
 		 orc_bname(id), seed);
-	orc_quiet_epoch(t, r, nr, &g, 64, orc_twinning(id), ctx, &res, &card);
+	orc_quiet_epoch(t, r, nr, &g, 64,
+			!orc_twinning(id)	   ? 0
+			: policy == FG_TWIN_STICKY ? 1
+						   : ORC_QUIET_SOUND_ONLY,
+			ctx, &res, &card);
 	st = orc_stats(t);
 	fprintf(stderr,
 		"threads %-10s: seed=%" PRIu64 " %" PRIu64 " rounds, %" PRIu64
@@ -757,6 +790,7 @@ static void threads(fg_backend_id id)
 }
 
 PER_BACKEND(threads)
+ADAPTIVE(threads)
 
 /* ------------------------------------------------------------------ */
 /* Hooks of the new epoch against the collector's comparisons.
@@ -859,7 +893,7 @@ static void hooks(fg_backend_id id)
 	orc_fill_random(&g, a, len);
 	/* Room for one twin a page: hooks mostly find none, so the
 	 * collector must use the sticky twins. */
-	t = orc_diff_tracker(id, 64, len, FG_TWIN_STICKY);
+	t = orc_diff_tracker(id, 64, len, policy);
 	cr_assert_eq(fg_register(t, a, len), 0);
 	for (size_t off = 0; off < len; off += ps)
 		a[off] ^= 1;
@@ -987,6 +1021,7 @@ static void hooks(fg_backend_id id)
 }
 
 PER_BACKEND(hooks)
+ADAPTIVE(hooks)
 
 /* ------------------------------------------------------------------ */
 /* Options and environment. */
@@ -1050,9 +1085,16 @@ Test(sticky, options)
 	cr_assert(strstr(fg_last_error_detail(), "FG_TWINS"),
 		  "detail: %s", fg_last_error_detail());
 	unsetenv("FG_TWINS");
-	o.twin_policy = 2;
+	o.twin_policy = 3;
 	rc = fg_tracker_create(&o, &t);
-	cr_assert_eq(rc, -EINVAL, "twin_policy 2: %d", rc);
+	cr_assert_eq(rc, -EINVAL, "twin_policy 3: %d", rc);
+	o.twin_policy = FG_TWIN_HOT;
+	setenv("FG_TWINS", "adaptive", 1);
+	rc = fg_tracker_create(&o, &t);
+	cr_assert_eq(rc, 0, "FG_TWINS=adaptive: %d (%s)", rc,
+		     fg_last_error_detail());
+	cr_assert_eq(fg_tracker_destroy(t), 0);
+	unsetenv("FG_TWINS");
 	/* Sticky on a backend that cannot validate twins: created, no twins
 	 * (the scenarios check that its pages read whole). */
 	o.twin_policy = FG_TWIN_STICKY;

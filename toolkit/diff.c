@@ -113,6 +113,7 @@ struct fg_twins {
 	_Atomic uint8_t *state;	 /* per (page, slot) */
 	_Atomic uint32_t *tag;	 /* epoch the slot's twin belongs to */
 	uint32_t *last_dirty;	 /* last epoch the page was reported in */
+	uint32_t *retry_at;	 /* adaptive: no sticky twin before it */
 	uint8_t *home;		 /* sticky: the slot its last twin used */
 	_Atomic uint32_t epoch;	 /* the region's current epoch, from 2 */
 };
@@ -123,7 +124,8 @@ struct sticky_ent {
 	fg_region *r;
 	size_t p;
 	uint32_t tag;
-	unsigned s; /* its slot */
+	unsigned s;  /* its slot */
+	uint64_t at; /* the tracker's collection count when taken */
 };
 
 struct fg_sticky_fifo {
@@ -149,14 +151,16 @@ int fg_diff_region_init(fg_impl *t, fg_region *r)
 	w->state = calloc(slots, sizeof *w->state);
 	w->tag = calloc(slots, sizeof *w->tag);
 	w->last_dirty = calloc(r->npages, sizeof *w->last_dirty);
+	w->retry_at = calloc(r->npages, sizeof *w->retry_at);
 	w->home = calloc(r->npages, sizeof *w->home);
 	if (w->area == MAP_FAILED || !w->state || !w->tag || !w->last_dirty ||
-	    !w->home) {
+	    !w->retry_at || !w->home) {
 		if (w->area != MAP_FAILED)
 			munmap(w->area, slots * fg_page_size);
 		free(w->state);
 		free(w->tag);
 		free(w->last_dirty);
+		free(w->retry_at);
 		free(w->home);
 		free(w);
 		return fg_fail(-ENOMEM, "no memory for the twins of a %zu-byte "
@@ -217,6 +221,7 @@ void fg_diff_region_fini(fg_impl *t, fg_region *r)
 	free(w->state);
 	free(w->tag);
 	free(w->last_dirty);
+	free(w->retry_at);
 	free(w->home);
 	free(w);
 	r->twins = NULL;
@@ -481,6 +486,29 @@ static uint64_t twins_compare(fg_impl *t, fg_region *r, size_t p,
 	return mask;
 }
 
+/* FG_TWIN_ADAPTIVE (see also sticky_age_out): whether page p, reported by
+ * the collection closing closed, should get a sticky twin.  Not at its
+ * first report (memory being filled), and not while it waits after a
+ * comparison found it densely written: the copy and the comparison would
+ * cost more than the rescanning they save.  FG_TWIN_STICKY: always.  Declining is always sound (the page
+ * reads whole when next written). */
+#define DENSE_GRANULES 16 /* of 64 per 4 KiB page */
+#define DENSE_WAIT 8	  /* epochs */
+static bool sticky_pays(fg_impl *t, struct fg_twins *w, size_t p,
+			uint32_t closed, bool first, unsigned held,
+			unsigned changed)
+{
+	if (!t->diff.adaptive)
+		return true;
+	if (held && changed > DENSE_GRANULES * fg_page_size / 4096)
+		w->retry_at[p] = closed + DENSE_WAIT;
+	if (first || (int32_t)(w->retry_at[p] - closed) > 0) {
+		t->diff.twins_declined++;
+		return false;
+	}
+	return true;
+}
+
 int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 		   const fg_runs *pages, fg_runs *out, fg_runs *eager)
 {
@@ -497,12 +525,15 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 			size_t p = (a - r->base) / fg_page_size;
 			/* Changed in the previous epoch and in this one. */
 			bool hot = w->last_dirty[p] + 1 == closed;
+			bool first = !w->last_dirty[p]; /* epochs start at 2 */
 			unsigned held = twins_hold(t, w, p, closed);
+			unsigned changed = 0;
 			uint64_t mask;
 
 			if (held) {
 				mask = twins_compare(t, r, p, a, held);
 				t->diff.pages_diffed++;
+				changed = (unsigned)__builtin_popcountll(mask);
 			} else {
 				mask = ~UINT64_C(0) >>
 				       (64 - fg_page_size / GRANULE);
@@ -528,7 +559,9 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 				break;
 			if (hot && t->diff.eager)
 				rc = fg_runs_push(eager, a, a + fg_page_size);
-			else if (t->diff.sticky)
+			else if (t->diff.sticky &&
+				 sticky_pays(t, w, p, closed, first, held,
+					     changed))
 				rc = fg_runs_push(&t->diff.sticky_pages, a,
 						  a + fg_page_size);
 		}
@@ -594,8 +627,30 @@ static bool sticky_push(fg_impl *t, fg_region *r, size_t p, unsigned s,
 			f->head = 0;
 		}
 	}
-	f->v[(f->head + f->n++) % f->cap] = (struct sticky_ent){r, p, tag, s};
+	f->v[(f->head + f->n++) % f->cap] =
+		(struct sticky_ent){r, p, tag, s, t->st.collections};
 	return true;
+}
+
+/* FG_TWIN_ADAPTIVE: drop the sticky twins of pages not written again
+ * within STICKY_MAX_AGE collections of the tracker (the FIFO is in the
+ * order taken, so they are at its head).  A page written once, or
+ * rarely, does not keep a page of memory for ever; it reads whole when
+ * it is next written, and is twinned again then.  Sound, as eviction. */
+#define STICKY_MAX_AGE 12
+static void sticky_age_out(fg_impl *t)
+{
+	struct fg_sticky_fifo *f = t->diff.fifo;
+
+	while (f && f->n &&
+	       t->st.collections - f->v[f->head].at > STICKY_MAX_AGE) {
+		struct sticky_ent e = f->v[f->head];
+
+		f->head = (f->head + 1) % f->cap;
+		f->n--;
+		if (twin_drop_tagged(t, e.r, e.p, e.s, e.tag))
+			t->diff.twins_aged++;
+	}
 }
 
 /* Twin the pages of runs for epoch in slot epoch & 1 (FG_TWIN_HOT), or in
@@ -630,6 +685,8 @@ int fg_diff_take(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
 
 	if (!eager->n && !sticky->n)
 		return 0;
+	if (t->diff.adaptive)
+		sticky_age_out(t);
 	if (t->diff.sticky)
 		sticky_make_room(t, runs_pages(eager) + runs_pages(sticky));
 	/* Twin while protected (the backend just re-protected these). */

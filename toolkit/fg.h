@@ -170,6 +170,14 @@ typedef void (*fg_write_hook)(void *page, void *arg);
 			    again, however many epochs later; bounded by
 			    twin_cap, past which the pages unwritten longest
 			    lose theirs */
+#define FG_TWIN_ADAPTIVE 2 /* experimental (bench/RESULTS.md): sticky
+			    only where a twin should pay (since 0.4):
+			    not at a page's first report (fresh memory is
+			    filled once), not for 8 epochs after a
+			    comparison found more than a quarter of its
+			    64-byte lines changed (densely written pages
+			    read whole, as at page precision), and a twin
+			    not used within 12 collections is dropped */
 
 typedef struct fg_options {
 	size_t size;	       /* sizeof(fg_options) */
@@ -183,7 +191,8 @@ typedef struct fg_options {
 	size_t twin_cap;       /* DIFF: bytes of twins at most; 0: half the
 				  tracked bytes.  Past it pages read whole. */
 	/* Since 0.3: */
-	unsigned twin_policy;  /* FG_TWIN_*; HOT: FG_TWINS env (hot, sticky) */
+	unsigned twin_policy;  /* FG_TWIN_*; HOT: FG_TWINS env (hot, sticky,
+				  adaptive) */
 } fg_options;
 
 #define FG_OPTIONS_INIT                                                       \

@@ -158,8 +158,13 @@ typedef struct fg_counters {
 typedef struct fg_diff {
 	bool on;
 	bool eager;		  /* backend can take or validate eager twins */
-	bool sticky;		  /* FG_TWIN_STICKY, and the backend can
-				     validate twins taken at collection */
+	bool sticky;		  /* FG_TWIN_STICKY or _ADAPTIVE, and the
+				     backend can validate twins taken at
+				     collection */
+	bool adaptive;		  /* FG_TWIN_ADAPTIVE: sticky twins only
+				     where they pay (diff.c) */
+	uint64_t twins_declined;  /* adaptive: sticky twins not taken */
+	uint64_t twins_aged;	  /* adaptive: sticky twins dropped unused */
 	size_t cap_bytes;	  /* 0: half the tracked bytes */
 	uint64_t cap_pages;
 	_Atomic int64_t twins_ready;

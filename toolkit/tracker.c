@@ -209,17 +209,21 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 	if (twins == FG_TWIN_HOT && tenv && *tenv) {
 		if (!strcmp(tenv, "sticky"))
 			twins = FG_TWIN_STICKY;
+		else if (!strcmp(tenv, "adaptive"))
+			twins = FG_TWIN_ADAPTIVE;
 		else if (strcmp(tenv, "hot"))
-			return fg_fail(-EINVAL, "FG_TWINS=%s: use hot or sticky",
+			return fg_fail(-EINVAL, "FG_TWINS=%s: use hot, sticky or "
+						"adaptive",
 				       tenv);
 	}
 	if (prec != FG_PRECISION_PAGE && prec != FG_PRECISION_DIFF)
 		return fg_fail(-EINVAL, "precision %u unknown (FG_PRECISION_PAGE "
 					"or FG_PRECISION_DIFF)",
 			       prec);
-	if (twins != FG_TWIN_HOT && twins != FG_TWIN_STICKY)
-		return fg_fail(-EINVAL, "twin policy %u unknown (FG_TWIN_HOT or "
-					"FG_TWIN_STICKY)",
+	if (twins != FG_TWIN_HOT && twins != FG_TWIN_STICKY &&
+	    twins != FG_TWIN_ADAPTIVE)
+		return fg_fail(-EINVAL, "twin policy %u unknown (FG_TWIN_HOT, "
+					"FG_TWIN_STICKY or FG_TWIN_ADAPTIVE)",
 			       twins);
 	if (prec != FG_PRECISION_DIFF)
 		return 0;
@@ -229,7 +233,8 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 	 * eager and sticky twins need ops->written, hook twins
 	 * ops->page_written. */
 	t->diff.eager = t->ops->written && t->ops->mark_dirty;
-	t->diff.sticky = twins == FG_TWIN_STICKY && t->ops->written;
+	t->diff.sticky = twins != FG_TWIN_HOT && t->ops->written;
+	t->diff.adaptive = twins == FG_TWIN_ADAPTIVE && t->diff.sticky;
 	if (t->ops->has_hook && t->ops->page_written) {
 		t->diff.user_hook = t->hook;
 		t->diff.user_hook_arg = t->hook_arg;

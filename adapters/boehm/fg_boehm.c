@@ -305,6 +305,17 @@ static int start_tracker(void)
 	 * pause (pre-clean).  The cap: FG_BOEHM_TWIN_CAP bytes, default as
 	 * much as the heap (the twins then cover every page written). */
 	o.twin_policy = FG_TWIN_STICKY;
+	/* FG_BOEHM_TWINS=adaptive: sticky twins only where they pay
+	 * (fg.h, FG_TWIN_ADAPTIVE); sticky (the default) or hot. */
+	if ((e = getenv("FG_BOEHM_TWINS")) && *e) {
+		if (!strcmp(e, "adaptive"))
+			o.twin_policy = FG_TWIN_ADAPTIVE;
+		else if (!strcmp(e, "hot"))
+			o.twin_policy = FG_TWIN_HOT;
+		else if (strcmp(e, "sticky"))
+			say("FG_BOEHM_TWINS=%s: use sticky, adaptive or hot; "
+			    "sticky it is", e);
+	}
 	o.twin_cap = (size_t)1 << 40;
 	if ((e = getenv("FG_BOEHM_TWIN_CAP")) && *e)
 		o.twin_cap = strtoull(e, NULL, 0);

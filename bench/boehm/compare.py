@@ -54,6 +54,9 @@ VARIANTS = {
     # like the rest): what leaving them alone saves.
     "fg-page-noexempt": {"FG_CARD": "4096", "FG_BOEHM_EXEMPT": "0"},
     "fg-64-noexempt": {"FG_CARD": "64", "FG_BOEHM_EXEMPT": "0"},
+    # Sticky twins only where they pay (FG_TWIN_ADAPTIVE).
+    "fg-64-adaptive": {"FG_CARD": "64", "FG_BOEHM_TWINS": "adaptive"},
+    "fg-256-adaptive": {"FG_CARD": "256", "FG_BOEHM_TWINS": "adaptive"},
 }
 DEFAULT_VARIANTS = ["stock", "fg-page", "fg-64", "fg-256"]
 
@@ -61,6 +64,7 @@ DEFAULT_VARIANTS = ["stock", "fg-page", "fg-64", "fg-256"]
 # starts from the caller's environment without them.
 SCRUB = ("LD_LIBRARY_PATH", "FG_CARD", "FG_BACKEND", "FG_PRECISION",
          "FG_BOEHM_EXEMPT", "FG_BOEHM_PRECLEAN", "FG_BOEHM_TWIN_CAP",
+         "FG_BOEHM_TWINS", "FG_TWINS",
          "GC_ENABLE_INCREMENTAL",
          "GC_DISABLE_INCREMENTAL", "GC_PRINT_STATS", "GC_PRINT_VERBOSE_STATS",
          "GC_PAUSE_TIME_TARGET", "GC_FULL_FREQUENCY", "GC_MARKERS",
