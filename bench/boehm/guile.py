@@ -35,11 +35,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare  # noqa: E402  (variants, environments, Boehm's stats)
 
 PROGS = {
-    # name: (full-size arguments, --quick arguments)
-    "sparse-old": (["1000000", "240"], ["200000", "40"]),
-    "hash-heavy": (["200000", "30"], ["50000", "10"]),
-    "string-port": (["20000", "6"], ["5000", "3"]),
-    "alloc-long": (["100000", "600000"], ["30000", "150000"]),
+    # name: (full-size arguments, --quick arguments, warm-up arguments)
+    "sparse-old": (["1000000", "240"], ["300000", "80"], ["100", "1"]),
+    "hash-heavy": (["200000", "30"], ["100000", "15"], ["100", "1"]),
+    "string-port": (["20000", "6"], ["10000", "3"], ["10", "1"]),
+    "alloc-long": (["100000", "600000"], ["50000", "300000"], ["10", "10"]),
 }
 RE_RESCANNED = re.compile(r"(\d+) bytes rescanned")
 RE_COMPARED = re.compile(r"DIFF: (\d+) pages compared")
@@ -50,7 +50,9 @@ def run(guile, prog, args, variant, timeout):
     env = compare.variant_env(variant, {"GC_ENABLE_INCREMENTAL": "1",
                                         "FG_BOEHM_STATS": "1"}, True)
     path = compare.rel("bench/boehm/guile/%s.scm" % prog)
-    cmd = [guile, "--no-auto-compile", "-s", path] + args
+    # Compiled, as programs run: the warm-up run compiled it into
+    # Guile's cache (auto-compilation).
+    cmd = [guile, "-s", path] + args
     rec = {"prog": prog, "variant": variant, "cmd": cmd}
     t0 = time.monotonic()
     # Output to files and wait4 ourselves: the run's own peak RSS.
@@ -126,6 +128,13 @@ def main():
         " (quick sizes)" if a.quick else ""))
     runs = []
     t_all = time.monotonic()
+    # Warm-up, untimed: compiles each program once (Guile's auto-compile
+    # cache), loads each variant's libraries.
+    for pr in progs:
+        for v in variants:
+            r = run(guile, pr, PROGS[pr][2], v, a.timeout)
+            if "error" in r:
+                print("  warm-up %s %s: %s" % (pr, v, r["error"]))
     for rep in range(reps):
         order = variants[rep % len(variants):] + variants[:rep % len(variants)]
         for pr in progs:
