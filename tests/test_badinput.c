@@ -751,3 +751,51 @@ Test(badinput, bad_backend_env, .timeout = TIMEOUT)
 	EXPECT_OK(fg_tracker_destroy(t));
 	unsetenv("FG_BACKEND");
 }
+
+/* One grammar for every FG_* size (fg_parse_size): FG_CARD=4k is 4096 in
+ * the tracker and in the Boehm adapter alike. */
+Test(badinput, parse_size, .timeout = TIMEOUT)
+{
+	static const struct {
+		const char *s;
+		size_t want; /* 0: refused */
+	} cases[] = {
+		{"64", 64},	   {"4k", 4096},     {"4K", 4096},
+		{"0x40", 64},	   {"1M", 1 << 20},  {"2m", 2 << 20},
+		{"4096", 4096},	   {"", 0},	     {"k", 0},
+		{"0", 0},	   {"-1", 0},	     {"4kb", 0},
+		{"4 k", 0},	   {"64x", 0},	     {"99999999999999999999", 0},
+	};
+	fg_options o = FG_OPTIONS_INIT;
+	fg_tracker *t;
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		size_t v = 12345;
+		int rc = fg_parse_size(cases[i].s, &v);
+
+		if (cases[i].want) {
+			cr_assert_eq(rc, 0, "fg_parse_size(\"%s\") = %d (%s)",
+				     cases[i].s, rc, fg_last_error_detail());
+			cr_assert_eq(v, cases[i].want,
+				     "fg_parse_size(\"%s\") = %zu, not %zu",
+				     cases[i].s, v, cases[i].want);
+		} else {
+			cr_assert_eq(rc, -EINVAL,
+				     "fg_parse_size(\"%s\") = %d, not -EINVAL",
+				     cases[i].s, rc);
+			cr_assert_eq(v, 12345, "a refused size was written");
+			cr_assert_str_neq(fg_last_error_detail(), "");
+		}
+	}
+	cr_assert_eq(fg_parse_size(NULL, NULL), -EINVAL);
+	/* The tracker reads FG_CARD with it. */
+	o.backend = FG_BACKEND_NONE;
+	cr_assert_eq(setenv("FG_CARD", "4k", 1), 0);
+	EXPECT_OK(fg_tracker_create(&o, &t));
+	cr_assert_eq(fg_card_size(t), 4096, "FG_CARD=4k gave %zu",
+		     fg_card_size(t));
+	EXPECT_OK(fg_tracker_destroy(t));
+	cr_assert_eq(setenv("FG_CARD", "4kb", 1), 0);
+	EXPECT_ERR(FG_ECARD, fg_tracker_create(&o, &t));
+	unsetenv("FG_CARD");
+}

@@ -132,6 +132,12 @@ typedef enum fg_backend_id {
 	FG_BACKEND_COUNT
 } fg_backend_id;
 
+/* A size as the FG_* variables spell it (FG_CARD, ...): a decimal, 0x hex
+ * or 0 octal number, optionally followed by k or K (x1024) or m or M
+ * (x1024^2), nothing else, more than 0.  0 and *out set, or -EINVAL
+ * (nothing written; fg_last_error_detail says why). */
+int fg_parse_size(const char *s, size_t *out);
+
 /* Name of a backend ("uffd-async", ...), or "?" for an invalid id. */
 const char *fg_backend_name(fg_backend_id id);
 

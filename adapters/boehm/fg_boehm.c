@@ -292,8 +292,10 @@ static int start_tracker(void)
 		}
 	}
 	card = A.want_card;
-	if (!card && (e = getenv("FG_CARD")) && *e)
-		card = strtoul(e, NULL, 0);
+	/* The tracker's own grammar ("4k" is 4096 here too); a bad value
+	 * makes fg_tracker_create fail and say so. */
+	if (!card && (e = getenv("FG_CARD")) && *e && fg_parse_size(e, &card))
+		card = 0;
 	if (!card)
 		card = (size_t)ps;
 	o.card_size = A.want_card; /* 0: FG_CARD or the page size */
