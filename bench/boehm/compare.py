@@ -331,13 +331,21 @@ def print_table(summary, variants):
     print("x/st, x/pg: ratio to stock, to fg-page (below 1: less).")
 
 
-def plot(runs, bench_names, variants, path):
+def pyplot():
+    """matplotlib.pyplot drawing to files, or None (said on stdout)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib missing (run with /usr/bin/python3): no plot")
+        return None
+    return plt
+
+
+def plot(runs, bench_names, variants, path):
+    plt = pyplot()
+    if plt is None:
         return False
     n = len(bench_names)
     fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.0), squeeze=False)

@@ -246,12 +246,8 @@ def table(summary, progs, variants):
 
 
 def plot(summary, progs, variants, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing: no plot")
+    plt = compare.pyplot()
+    if plt is None:
         return False
     metrics = (("wall_ms", "time"), ("pause_mean_ms", "mean pause"),
                ("pause_max_ms", "max pause"), ("maxrss_kib", "max RSS"),
