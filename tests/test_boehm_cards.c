@@ -56,6 +56,9 @@
  *                memory, announced with GC_fg_io_begin/GC_fg_io_end;
  *                FG_TEST_UNANNOUNCED=1 leaves that out and shows the
  *                objects lost;
+ *   offheap     an object whose mark procedure marks pointers kept
+ *                outside the heap (as Guile's threads mark their VM
+ *                stacks): the object never changes, what it marks does;
  *   selftest_detects_missed_writes
  *                straddle with every write missed (below) must fail.
  *
@@ -1655,6 +1658,90 @@ static void pinned_ptr(void)
 	free(iov);
 }
 
+/* ---- offheap: a mark procedure that reads memory outside the heap ---- */
+
+/* Guile's thread objects are of a kind whose mark procedure marks the
+ * thread's VM stack, which is mmap'd outside the heap: the object itself
+ * can stay byte for byte the same while what it marks changes.  No write
+ * tracking sees that; the adapter pushes such objects at every
+ * collection.  Here the object holds nothing but a tag, and its mark
+ * procedure marks the pointers in a malloc'd array. */
+#define NOFFHEAP 512
+#define OFFHEAP_TAG 0x0ff4ea9000000001u
+
+static uint64_t *offheap_slots; /* malloc'd: the collector never scans it */
+static uint64_t offheap_ids[NOFFHEAP];
+static void *volatile offheap_root;
+
+static struct GC_ms_entry *offheap_mark(GC_word *addr,
+					struct GC_ms_entry *sp,
+					struct GC_ms_entry *limit, GC_word env)
+{
+	(void)env;
+	if (addr[0] != OFFHEAP_TAG) /* on a free list (gc_mark.h) */
+		return sp;
+	for (size_t i = 0; i < NOFFHEAP; i++)
+		if (offheap_slots[i])
+			sp = GC_mark_and_push((void *)(uintptr_t)offheap_slots[i],
+					      sp, limit, (void **)addr);
+	return sp;
+}
+
+static void offheap(void)
+{
+	unsigned rounds = 24;
+	char when[64];
+	uint64_t *obj;
+	GC_word gc0;
+	int kind;
+
+	seed_test("offheap");
+	ids_init();
+	offheap_slots = calloc(NOFFHEAP, sizeof *offheap_slots);
+	cr_assert(offheap_slots);
+	kind = (int)GC_new_kind(GC_new_free_list(),
+				GC_MAKE_PROC(GC_new_proc(offheap_mark), 0), 0,
+				1);
+	obj = GC_generic_malloc(64, kind);
+	cr_assert(obj, "GC_generic_malloc of the off-heap marker");
+	obj[0] = OFFHEAP_TAG; /* the object's only write */
+	offheap_root = obj;
+	GC_gcollect();
+	gc0 = GC_get_gc_no();
+	for (unsigned r = 0; r < rounds; r++) {
+		round_begin(r);
+		for (size_t i = 0; i < NOFFHEAP; i++) {
+			uint64_t *y;
+
+			if (rnd(3))
+				continue;
+			y = young(32 + 16 * rnd(8));
+			if (!y)
+				break;
+			offheap_ids[i] = y[1];
+			offheap_slots[i] = (uint64_t)(uintptr_t)y;
+			maybe_mark_a_little();
+		}
+		round_end(r);
+		snprintf(when, sizeof when, "round %u", r);
+		for (size_t i = 0; i < NOFFHEAP; i++)
+			if (offheap_ids[i])
+				check_young((uint64_t *)(uintptr_t)
+						    offheap_slots[i],
+					    offheap_ids[i],
+					    "slot %zu of the array that a mark "
+					    "procedure marks (%s)",
+					    i, when);
+		if (atomic_load(&failures))
+			break;
+	}
+	log_gc_stats("offheap", gc0);
+	assert_no_failures("offheap");
+	assert_collected("offheap", gc0, rounds);
+	offheap_root = NULL;
+	free(offheap_slots);
+}
+
 /* ---- one test per scenario, backend and card size ---- */
 
 #define CARD_TEST(scn, fn, markers, tag, backend, card)                      \
@@ -1689,6 +1776,7 @@ PER_CONFIG(fork, fork_test)
 PER_CONFIG(pipe_ptr, pipe_ptr)
 PER_CONFIG(pipe_atomic, pipe_atomic)
 PER_CONFIG(pinned_ptr, pinned_ptr)
+PER_CONFIG(offheap, offheap)
 
 /* The tests can fail: straddle on Boehm's manual VDB with no write
  * reported (FG_BOEHM_SELFTEST=1), run by this binary in a child, must
