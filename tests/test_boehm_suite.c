@@ -16,8 +16,12 @@
  *   guile_<backend>
  *       tests/boehm/gc-heavy.scm under Guile prints the same bytes on the
  *       stock libgc and on the adapter's (LD_LIBRARY_PATH,
- *       GC_ENABLE_INCREMENTAL=1, FG_CARD=64), and the adapter's is the
- *       libgc.so.1 Guile mapped.
+ *       GC_ENABLE_INCREMENTAL=1, FG_CARD=64: DIFF with sticky twins), and
+ *       the adapter's is the libgc.so.1 Guile mapped;
+ *   guile_check_<backend>
+ *       the same with FG_BOEHM_CHECK=abort: the adapter copies the heap
+ *       at every retrieval and aborts if a line whose bytes changed by
+ *       the next one did not read dirty.
  *
  * Where things are (make's check-local sets the variables; the defaults
  * are relative to this binary, in the build tree):
@@ -466,7 +470,9 @@ static void mapped_libgc(const char *err, char *out, size_t len)
 	}
 }
 
-static void guile(const char *backend)
+/* check: also FG_BOEHM_CHECK=abort (the adapter's oracle: every line
+ * whose bytes changed between two retrievals read dirty). */
+static void guile(const char *backend, bool check)
 {
 	char guile_exe[PATH_MAX], scm[PATH_MAX], ours[PATH_MAX + 32];
 	char ours_real[PATH_MAX], mapped[PATH_MAX], st[64];
@@ -529,6 +535,7 @@ static void guile(const char *backend)
 				     env_ldpath,
 				     env_preload,
 				     env_report,
+				     check ? "FG_BOEHM_CHECK=abort" : NULL,
 				     NULL};
 		char **env = ch_env(set, NULL);
 
@@ -553,6 +560,24 @@ static void guile(const char *backend)
 			 backend, ref.out, r.out, tail(r.err));
 	rp = read_report(report, r.pid);
 	assert_adapter_ran("guile gc-heavy.scm", rp, backend, 64, r.err);
+	if (check) {
+		const char *v = strstr(r.err, "FG_BOEHM_CHECK: ");
+		unsigned long n = 0, missed = 1;
+
+		cr_assert(v && sscanf(v, "FG_BOEHM_CHECK: %lu retrievals "
+					 "checked, %lu changed",
+				      &n, &missed) == 2,
+			  "no FG_BOEHM_CHECK verdict on stderr\n--- stderr "
+			  "(tail) ---\n%s",
+			  tail(r.err));
+		cr_assert(n >= 10 && missed == 0,
+			  "FG_BOEHM_CHECK: %lu retrievals, %lu changed lines "
+			  "not reported",
+			  n, missed);
+		cr_log_info("FG_BOEHM_CHECK: %lu retrievals checked, every "
+			    "changed line reported",
+			    n);
+	}
 	cr_log_info("guile on the adapter: %lu collections, %lu bytes "
 		    "rescanned",
 		    rp.collections, rp.rescanned);
@@ -562,7 +587,9 @@ static void guile(const char *backend)
 	free(r.err);
 }
 
-Test(boehm_suite, guile_uffd_async) { guile("uffd-async"); }
-Test(boehm_suite, guile_uffd_sync) { guile("uffd-sync"); }
-Test(boehm_suite, guile_mprotect) { guile("mprotect"); }
+Test(boehm_suite, guile_uffd_async) { guile("uffd-async", false); }
+Test(boehm_suite, guile_uffd_sync) { guile("uffd-sync", false); }
+Test(boehm_suite, guile_mprotect) { guile("mprotect", false); }
+Test(boehm_suite, guile_check_uffd_async) { guile("uffd-async", true); }
+Test(boehm_suite, guile_check_uffd_sync) { guile("uffd-sync", true); }
 #endif /* BOEHM_KVM_ONLY */

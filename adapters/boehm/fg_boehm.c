@@ -30,6 +30,18 @@
  *    (Without finalization, nothing is written or scanned after the
  *    retrieval but with the world stopped, where the comparison holds.)
  *
+ * A third thing is outside any dirty bit: a mark procedure may mark from
+ * memory the tracker does not watch.  Guile's threads are heap objects
+ * whose mark procedure marks the thread's VM stack, mmap'd outside the
+ * heap; the thread object can be byte for byte the same at two
+ * retrievals while its stack holds new references.  Page precision hid
+ * it (something on the thread's page is written between any two
+ * collections); DIFF did not, and Guile freed live objects.  Patch 2
+ * therefore pushes the marked objects of every block whose descriptor
+ * is a mark procedure (or per object) at every retrieval, dirty or not
+ * (GC_rescan_always; tests/test_boehm_cards.c, offheap).  Stock Boehm's
+ * own MPROTECT_VDB has the same hole.
+ *
  * Everything called with the world stopped avoids malloc (another thread
  * may be stopped inside it): the adapter's arrays are mmap'd, and the
  * toolkit's collection does not allocate from malloc either.
@@ -38,6 +50,7 @@
 #define _GNU_SOURCE /* mremap */
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,6 +90,7 @@ struct sect {
 	GC_word *lines;	  /* one word per block, mmap'd */
 	uint8_t *ptrfree; /* mprotect: blocks kept writable (pointer-free) */
 	uint8_t *ex;	  /* uffd-async: EX_* per block, or NULL */
+	uint8_t *snap;	  /* FG_BOEHM_CHECK: the heap at the last retrieval */
 	int tracked;	  /* registered with the tracker */
 };
 
@@ -97,6 +111,8 @@ static struct {
 	int all_dirty;		  /* next retrieval: everything */
 	int precleaned;		  /* pre_stop_world retrieved this interval */
 	int no_preclean;	  /* FG_BOEHM_PRECLEAN=0 */
+	int check;		  /* FG_BOEHM_CHECK: 1, or 2 to abort */
+	unsigned long missed;	  /* lines check_lines found unreported */
 	struct sect *s;		  /* sorted by base, mmap'd */
 	size_t ns, caps;
 	struct sect *last;	  /* lookup cache */
@@ -147,6 +163,7 @@ static double now_ms(void)
 }
 
 static void unprotect_ptrfree(void);
+static GC_word GC_CALLBACK vdb_block_dirty_lines(void *h);
 
 static struct sect *find(uintptr_t a)
 {
@@ -299,33 +316,30 @@ static int start_tracker(void)
 	if (!card)
 		card = (size_t)ps;
 	o.card_size = A.want_card; /* 0: FG_CARD or the page size */
-	/* DIFF precision only when FG_BOEHM_TWINS asks for twins: with
-	 * twins, Guile printed wrong results (below); without, sub-page
-	 * cards are reported at page precision. */
-	e = getenv("FG_BOEHM_TWINS");
-	o.precision = card < (size_t)ps && e && *e ? FG_PRECISION_DIFF
-						  : FG_PRECISION_PAGE;
-	/* A generational collector's writes are sparse and random: sticky
+	/* Below page-sized cards: DIFF precision, unless FG_BOEHM_TWINS=none
+	 * asks for page precision (every card of a written page dirty).
+	 * A generational collector's writes are sparse and random: sticky
 	 * twins (one per page written since it was last written, kept until
-	 * it is written again) would make them exact on uffd-async, at the
-	 * cost of one page copy per written page per collection, outside
-	 * the pause (pre-clean).  The cap: FG_BOEHM_TWIN_CAP bytes, default
-	 * as much as the heap (the twins then cover every page written).
-	 * But twins lose writes under Guile: bench/boehm/guile/sparse-old.scm
-	 * at 64-byte cards printed a wrong result in 1-5 runs of 20 on a
-	 * loaded machine with sticky twins (both uffd backends) and with hot
-	 * ones on uffd-sync (hook twins), never without twins (README, "Known
-	 * bugs").  So no twins unless FG_BOEHM_TWINS=hot, sticky or adaptive
-	 * asks for them. */
-	o.twin_policy = FG_TWIN_HOT;
-	if ((e = getenv("FG_BOEHM_TWINS")) && *e) {
+	 * it is written again) make them exact on uffd-async, at the cost
+	 * of one page copy per written page per collection, outside the
+	 * pause (pre-clean).  The cap: FG_BOEHM_TWIN_CAP bytes, default as
+	 * much as the heap (the twins then cover every page written).
+	 * FG_BOEHM_TWINS=adaptive: sticky twins only where they pay (fg.h,
+	 * FG_TWIN_ADAPTIVE); hot: only the first-write hook's and eager
+	 * ones. */
+	e = getenv("FG_BOEHM_TWINS");
+	o.precision = card < (size_t)ps && !(e && !strcmp(e, "none"))
+			      ? FG_PRECISION_DIFF
+			      : FG_PRECISION_PAGE;
+	o.twin_policy = FG_TWIN_STICKY;
+	if (e && *e && strcmp(e, "none")) {
 		if (!strcmp(e, "adaptive"))
 			o.twin_policy = FG_TWIN_ADAPTIVE;
-		else if (!strcmp(e, "sticky"))
-			o.twin_policy = FG_TWIN_STICKY;
-		else if (strcmp(e, "hot"))
-			say("FG_BOEHM_TWINS=%s: use hot, sticky or adaptive; "
-			    "hot it is", e);
+		else if (!strcmp(e, "hot"))
+			o.twin_policy = FG_TWIN_HOT;
+		else if (strcmp(e, "sticky"))
+			say("FG_BOEHM_TWINS=%s: use sticky, hot, adaptive or "
+			    "none; sticky it is", e);
 	}
 	o.twin_cap = (size_t)1 << 40;
 	if ((e = getenv("FG_BOEHM_TWIN_CAP")) && *e)
@@ -456,6 +470,91 @@ static void GC_CALLBACK vdb_pre_stop_world(void)
 	A.st.preclean_ms_total += now_ms() - t0;
 }
 
+/* FG_BOEHM_CHECK=1: an oracle for debugging and for the tests.  The
+ * heap is copied at every retrieval, and the next retrieval checks that
+ * every line whose bytes changed since then reads dirty.  Each miss is
+ * counted (and the first 20 are printed); FG_BOEHM_CHECK=abort aborts at
+ * the first.  It checks the tracker, not the collector: a line written
+ * back to its old bytes is not a miss.  Reads go through /proc/self/mem,
+ * which also reads blocks that the collector unmapped.  The world is
+ * stopped: no stdio (another thread may hold its lock), no malloc. */
+static void check_miss(uintptr_t line, struct sect *s, uintptr_t h)
+{
+	char msg[200];
+	int n;
+
+	A.missed++;
+	if (A.missed <= 20) {
+		n = snprintf(msg, sizeof msg,
+			     "libgc (fgvm adapter): FG_BOEHM_CHECK: retrieval "
+			     "%lu: line %#lx (block %#lx, state %d) changed "
+			     "and was not reported\n",
+			     A.st.collections, (unsigned long)line,
+			     (unsigned long)h,
+			     s->ex ? s->ex[(h - s->base) / A.hblk] : -1);
+		if (n > 0)
+			(void)!write(2, msg, (size_t)n);
+	}
+	if (A.check > 1)
+		abort();
+}
+
+static void check_lines(void)
+{
+	static int memfd = -1;
+	static uint8_t *buf;
+	const size_t chunk = (size_t)1 << 20;
+
+	if (memfd < 0) {
+		memfd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+		buf = mmap(NULL, chunk, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (memfd < 0 || buf == MAP_FAILED) {
+			A.check = -1; /* print_check says so */
+			return;
+		}
+	}
+	for (size_t i = 0; i < A.ns; i++) {
+		struct sect *s = &A.s[i];
+		int had = s->snap != NULL;
+
+		if (!had) {
+			s->snap = mmap(NULL, s->len, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (s->snap == MAP_FAILED) {
+				s->snap = NULL;
+				continue;
+			}
+		}
+		for (size_t off = 0; off < s->len; off += chunk) {
+			size_t n = s->len - off < chunk ? s->len - off : chunk;
+			uint8_t *old = s->snap + off;
+
+			if (pread(memfd, buf, n, (off_t)(s->base + off)) !=
+			    (ssize_t)n) {
+				memset(buf, 0, n);
+				had = 0; /* unreadable: checked from next time */
+			}
+			for (size_t o = 0; had && o < n; o += A.hblk) {
+				uintptr_t h = s->base + off + o;
+				GC_word lines = vdb_block_dirty_lines((void *)h);
+
+				if (lines == LINES_ALL ||
+				    !memcmp(buf + o, old + o, A.hblk))
+					continue;
+				for (size_t l = 0; l < 64; l++) {
+					size_t at = o + l * A.line;
+
+					if (!((lines >> l) & 1) &&
+					    memcmp(buf + at, old + at, A.line))
+						check_miss(h + l * A.line, s, h);
+				}
+			}
+			memcpy(old, buf, n);
+		}
+	}
+}
+
 static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
 {
 	double t0 = now_ms(), dt;
@@ -482,6 +581,8 @@ static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
 		if (!A.s[i].tracked)
 			for (size_t b = 0; b < A.s[i].nblocks; b++)
 				A.s[i].lines[b] = LINES_ALL;
+	if (A.check > 0)
+		check_lines();
 	A.st.collections++;
 	dt = now_ms() - t0;
 	A.st.retrieve_ms_total += dt;
@@ -781,6 +882,21 @@ static void print_stats(void)
 		st.bytes_rescanned, (unsigned long long)fs.regions_lost);
 }
 
+/* FG_BOEHM_CHECK: the verdict at exit. */
+static void print_check(void)
+{
+	if (A.check < 0) {
+		fprintf(stderr, "libgc (fgvm adapter): FG_BOEHM_CHECK: cannot "
+				"read /proc/self/mem or map a buffer; nothing "
+				"was checked\n");
+		return;
+	}
+	fprintf(stderr,
+		"libgc (fgvm adapter): FG_BOEHM_CHECK: %lu retrievals checked, "
+		"%lu changed lines not reported\n",
+		A.st.collections, A.missed);
+}
+
 __attribute__((constructor)) static void install(void)
 {
 	const char *e = getenv("FG_BOEHM_STATS");
@@ -790,6 +906,10 @@ __attribute__((constructor)) static void install(void)
 		    "with EXTERNAL_VDB");
 	if (e && *e && strcmp(e, "0") != 0)
 		atexit(print_stats);
+	e = getenv("FG_BOEHM_CHECK");
+	A.check = !e || !*e || !strcmp(e, "0") ? 0 : !strcmp(e, "abort") ? 2 : 1;
+	if (A.check)
+		atexit(print_check);
 	e = getenv("FG_BOEHM_PRECLEAN");
 	A.no_preclean = e && strcmp(e, "0") == 0;
 }
