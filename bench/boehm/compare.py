@@ -9,10 +9,8 @@ counts ("Marked from N dirty pages", "World-stopped marking took N ms").
 Variants:
   stock    LD_LIBRARY_PATH unset: Debian's libgc.so.1 (mprotect VDB)
   fg-page  LD_LIBRARY_PATH=adapters/boehm/lib, FG_CARD=4096
-  fg-64    same, FG_CARD=64 (page precision: no twins unless asked)
-  fg-64-sticky  same, FG_BOEHM_TWINS=sticky (DIFF with sticky twins: the
-           sub-page figures; README "Known bugs")
-  fg-256   same, FG_CARD=256 (named with --variants)
+  fg-64    same, FG_CARD=64 (DIFF precision with sticky twins)
+  fg-256   same, FG_CARD=256
 and, only when named with --variants, fg-page-sync and fg-64-sync (the same
 with FG_BACKEND=uffd-sync) and fg-page-noexempt and fg-64-noexempt (the same
 with FG_BOEHM_EXEMPT=0: free and young blocks watched). The fg-* variants run only when
@@ -45,21 +43,18 @@ STOCK = [None]  # --stock-dir: a folder with the stock libgc.so.1
 VARIANTS = {
     "stock": None,
     "fg-page": {"FG_CARD": "4096"},
-    # Sub-page cards: since 2026-12-04 the adapter compares with twins
-    # (DIFF) only when FG_BOEHM_TWINS asks (README, "Known bugs"): fg-64
-    # and fg-256 are page precision at finer cards; the -sticky and -hot
-    # variants are the DIFF figures measured before.
     "fg-64": {"FG_CARD": "64"},
     "fg-256": {"FG_CARD": "256"},
+    # Named with --variants: the twin policy spelled out, hot twins, and
+    # page precision at 64-byte cards (FG_BOEHM_TWINS=none).
     "fg-64-sticky": {"FG_CARD": "64", "FG_BOEHM_TWINS": "sticky"},
-    "fg-256-sticky": {"FG_CARD": "256", "FG_BOEHM_TWINS": "sticky"},
     "fg-64-hot": {"FG_CARD": "64", "FG_BOEHM_TWINS": "hot"},
+    "fg-64-page": {"FG_CARD": "64", "FG_BOEHM_TWINS": "none"},
     # Not run unless named with --variants: the uffd-sync backend takes a
     # twin at the first write, so sub-page cards are exact from the first
     # epoch (uffd-async twins only pages written in two epochs in a row).
     "fg-page-sync": {"FG_CARD": "4096", "FG_BACKEND": "uffd-sync"},
-    "fg-64-sync": {"FG_CARD": "64", "FG_BACKEND": "uffd-sync",
-                   "FG_BOEHM_TWINS": "sticky"},
+    "fg-64-sync": {"FG_CARD": "64", "FG_BACKEND": "uffd-sync"},
     # The adapter without exempt blocks (free and young blocks watched
     # like the rest): what leaving them alone saves.
     "fg-page-noexempt": {"FG_CARD": "4096", "FG_BOEHM_EXEMPT": "0"},
@@ -68,7 +63,7 @@ VARIANTS = {
     "fg-64-adaptive": {"FG_CARD": "64", "FG_BOEHM_TWINS": "adaptive"},
     "fg-256-adaptive": {"FG_CARD": "256", "FG_BOEHM_TWINS": "adaptive"},
 }
-DEFAULT_VARIANTS = ["stock", "fg-page", "fg-64", "fg-64-sticky"]
+DEFAULT_VARIANTS = ["stock", "fg-page", "fg-64", "fg-256"]
 
 # Environment variables that would change what a run measures; every run
 # starts from the caller's environment without them.
