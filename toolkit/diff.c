@@ -208,9 +208,12 @@ void fg_diff_region_fini(fg_impl *t, fg_region *r)
 	if (t->diff.fifo && t->diff.nregions)
 		fifo_compact(t->diff.fifo, r);
 	if (!t->diff.nregions) {
-		if (t->diff.fifo)
-			free(t->diff.fifo->v);
-		free(t->diff.fifo);
+		struct fg_sticky_fifo *f = t->diff.fifo;
+
+		if (f && f->v)
+			munmap(f->v, f->cap * sizeof *f->v);
+		if (f)
+			munmap(f, sizeof *f);
 		t->diff.fifo = NULL;
 		fg_runs_free(&t->diff.sticky_pages);
 	}
@@ -596,6 +599,17 @@ static void sticky_make_room(fg_impl *t, uint64_t want)
 	}
 }
 
+/* Zeroed memory from mmap, or NULL: the FIFO grows inside fg_collect,
+ * which a collector calls with its other threads stopped, maybe inside
+ * malloc with its arena's lock held (fg.h: no malloc there). */
+static void *fifo_map(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
 /* Append a sticky twin to the FIFO; false if there is no memory for it. */
 static bool sticky_push(fg_impl *t, fg_region *r, size_t p, unsigned s,
 			uint32_t tag)
@@ -603,7 +617,7 @@ static bool sticky_push(fg_impl *t, fg_region *r, size_t p, unsigned s,
 	struct fg_sticky_fifo *f = t->diff.fifo;
 
 	if (!f) {
-		f = calloc(1, sizeof *f);
+		f = fifo_map(sizeof *f);
 		if (!f)
 			return false;
 		t->diff.fifo = f;
@@ -615,13 +629,14 @@ static bool sticky_push(fg_impl *t, fg_region *r, size_t p, unsigned s,
 			fifo_compact(f, NULL);
 		if (2 * f->n >= f->cap) {
 			size_t cap = f->cap ? 2 * f->cap : 1024;
-			struct sticky_ent *v = malloc(cap * sizeof *v);
+			struct sticky_ent *v = fifo_map(cap * sizeof *v);
 
 			if (!v)
 				return false;
 			for (size_t k = 0; k < f->n; k++)
 				v[k] = f->v[(f->head + k) % f->cap];
-			free(f->v);
+			if (f->v)
+				munmap(f->v, f->cap * sizeof *f->v);
 			f->v = v;
 			f->cap = cap;
 			f->head = 0;

@@ -318,7 +318,14 @@ typedef struct fg_iter {
 
 /* Read and reset the dirty state of every region.  Returns the number of
  * dirty ranges (>= 0), in address order, maximal (adjacent dirty cards are
- * merged), readable through it until the next collection on this tracker. */
+ * merged), readable through it until the next collection on this tracker.
+ *
+ * No malloc: fg_collect, fg_collect_flags, fg_iter_next, fg_mark_dirty
+ * and fg_set_exempt take their memory from mmap, never from malloc, so a
+ * collector may call them while its other threads are stopped (one of
+ * them may hold malloc's lock).  tests/test_nomalloc.c checks it for
+ * every backend, at page and DIFF precision.  They take the tracker's
+ * lock: not from a signal handler. */
 int fg_collect(fg_tracker *t, fg_iter *it);
 
 /* Flags for fg_collect_flags(). */

@@ -1,0 +1,216 @@
+/* test_nomalloc.c - the calls a collector makes with its other threads
+ * stopped do not allocate from malloc.
+ *
+ * A garbage collector calls fg_collect (and the iterator, fg_mark_dirty,
+ * fg_set_exempt) with the world stopped, so another thread may be stopped
+ * inside malloc with its arena's lock held: a malloc there can deadlock.
+ * fg.h promises these calls make no malloc.  This binary defines malloc,
+ * calloc, realloc and the aligned allocators itself (the dynamic linker
+ * binds the toolkit's calls to them) and counts the calls the current
+ * thread makes while it is inside one of those fg_* calls.
+ *
+ * Each backend with a write tracker, at page precision and with DIFF's
+ * sticky and hot twins: many pages written over several epochs (so that
+ * run vectors, twin lists and the sticky FIFO grow past their first
+ * size), collected; then marked dirty, exempted and collected again.
+ * Before the FIFO was mmap'd, DIFF's sticky twins made fg_collect call
+ * calloc and malloc.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fg.h"
+#include "oracle.h"
+
+#define TIMEOUT 120
+#define NPAGES 4096 /* > the FIFO's first 1024 entries */
+#define EPOCHS 6
+
+/* ---- counting allocators ---- */
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+
+static _Thread_local volatile int watching; /* inside a stopped-world call */
+static _Thread_local unsigned long counted;
+static _Thread_local const char *first_call;
+
+static void count(const char *what)
+{
+	if (watching) {
+		if (!counted++)
+			first_call = what;
+	}
+}
+
+void *malloc(size_t n)
+{
+	count("malloc");
+	return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t m)
+{
+	count("calloc");
+	return __libc_calloc(n, m);
+}
+
+void *realloc(void *p, size_t n)
+{
+	count("realloc");
+	return __libc_realloc(p, n);
+}
+
+void *memalign(size_t a, size_t n)
+{
+	count("memalign");
+	return __libc_memalign(a, n);
+}
+
+void *aligned_alloc(size_t a, size_t n)
+{
+	count("aligned_alloc");
+	return __libc_memalign(a, n);
+}
+
+int posix_memalign(void **out, size_t a, size_t n)
+{
+	void *p;
+
+	count("posix_memalign");
+	p = __libc_memalign(a, n);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+/* ---- the scenario ---- */
+
+#define WATCH(what, call)                                                    \
+	do {                                                                 \
+		watching = 1;                                                \
+		call;                                                        \
+		watching = 0;                                                \
+		cr_assert_eq(counted, 0,                                     \
+			     "%s called %s (and %lu allocations in all) "    \
+			     "[%s]",                                         \
+			     what, first_call, counted, cfg);                \
+	} while (0)
+
+static size_t drain(fg_tracker *t, const char *cfg, unsigned flags)
+{
+	fg_iter it;
+	fg_range r;
+	size_t bytes = 0;
+	int n, more;
+
+	WATCH("fg_collect_flags", n = fg_collect_flags(t, &it, flags));
+	cr_assert_geq(n, 0, "fg_collect_flags: %s (%s) [%s]", fg_strerror(n),
+		      fg_last_error_detail(), cfg);
+	for (;;) {
+		WATCH("fg_iter_next", more = fg_iter_next(&it, &r));
+		if (more != 1)
+			break;
+		bytes += r.len;
+	}
+	return bytes;
+}
+
+static void scenario(fg_backend_id id, unsigned prec, unsigned tw)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	fg_options o = FG_OPTIONS_INIT;
+	char cfg[96];
+	fg_tracker *t;
+	uint8_t *m;
+	size_t bytes;
+	int rc;
+
+	ORC_REQUIRE_BACKEND(id);
+	snprintf(cfg, sizeof cfg, "%s, %s%s", fg_backend_name(id),
+		 prec == FG_PRECISION_DIFF ? "DIFF " : "page",
+		 prec != FG_PRECISION_DIFF ? ""
+		 : tw == FG_TWIN_STICKY	   ? "sticky"
+					   : "hot");
+	o.backend = id;
+	o.flags = FG_OPT_NO_ENV;
+	o.card_size = prec == FG_PRECISION_DIFF ? 64 : ps;
+	o.precision = prec;
+	o.twin_policy = tw;
+	rc = fg_tracker_create(&o, &t);
+	if (rc == -FG_EUNAVAIL && prec == FG_PRECISION_DIFF)
+		cr_skip_test("%s: %s", cfg, fg_last_error_detail());
+	cr_assert_eq(rc, 0, "fg_tracker_create [%s]: %s", cfg,
+		     fg_last_error_detail());
+	cr_assert_eq(fg_region_alloc(t, NPAGES * ps, (void **)&m), 0,
+		     "fg_region_alloc [%s]: %s", cfg, fg_last_error_detail());
+	(void)drain(t, cfg, 0);
+	for (unsigned e = 0; e < EPOCHS; e++) {
+		/* Every page written in a few lines, so that DIFF twins all
+		 * of them and the sticky FIFO grows. */
+		for (size_t p = 0; p < NPAGES; p++)
+			for (size_t l = e % 3; l < ps / 64; l += 17)
+				m[p * ps + l * 64] = (uint8_t)(e + p + l + 1);
+		bytes = drain(t, cfg, 0);
+		cr_assert_gt(bytes, 0, "epoch %u reported nothing [%s]", e,
+			     cfg);
+	}
+	WATCH("fg_mark_dirty", rc = fg_mark_dirty(t, m, 8 * ps));
+	cr_assert_eq(rc, 0, "fg_mark_dirty [%s]: %s", cfg,
+		     fg_last_error_detail());
+	WATCH("fg_set_exempt", rc = fg_set_exempt(t, m + 16 * ps, 8 * ps, 1));
+	cr_assert_eq(rc, 0, "fg_set_exempt [%s]: %s", cfg,
+		     fg_last_error_detail());
+	memset(m + 32 * ps, 0x5a, 4 * ps);
+	(void)drain(t, cfg, FG_COLLECT_WHOLE_PAGES);
+	WATCH("fg_set_exempt", rc = fg_set_exempt(t, m + 16 * ps, 8 * ps, 0));
+	cr_assert_eq(rc, 0);
+	(void)drain(t, cfg, 0);
+	cr_assert_eq(fg_region_free(t, m, NPAGES * ps), 0);
+	cr_assert_eq(fg_tracker_destroy(t), 0);
+}
+
+#define NOMALLOC(tag, id)                                                    \
+	Test(nomalloc, tag##_page, .timeout = TIMEOUT)                       \
+	{                                                                    \
+		scenario(id, FG_PRECISION_PAGE, FG_TWIN_HOT);                \
+	}                                                                    \
+	Test(nomalloc, tag##_diff_sticky, .timeout = TIMEOUT)                \
+	{                                                                    \
+		scenario(id, FG_PRECISION_DIFF, FG_TWIN_STICKY);             \
+	}                                                                    \
+	Test(nomalloc, tag##_diff_hot, .timeout = TIMEOUT)                   \
+	{                                                                    \
+		scenario(id, FG_PRECISION_DIFF, FG_TWIN_HOT);                \
+	}
+
+NOMALLOC(uffd_async, FG_BACKEND_UFFD_ASYNC)
+NOMALLOC(uffd_sync, FG_BACKEND_UFFD_SYNC)
+NOMALLOC(mprotect, FG_BACKEND_MPROTECT)
+
+/* The counter counts: a malloc in a watched stretch is seen. */
+Test(nomalloc, counter_counts)
+{
+	const char *cfg = "self-test";
+	void *volatile p; /* or the compiler drops the malloc */
+
+	watching = 1;
+	p = malloc(16);
+	watching = 0;
+	free(p);
+	cr_assert_eq(counted, 1, "a watched malloc was not counted [%s]", cfg);
+	counted = 0;
+}
