@@ -117,16 +117,22 @@ struct run {
  * stderr to err_file (or both to out_file), in a process group of its own
  * that is killed at the limit.  A file the program left missing reads as
  * empty: its status says what went wrong. */
-static struct run run(const char *const *argv, char **env, const char *out_file,
-		      const char *err_file)
+static struct run run_for(const char *const *argv, char **env,
+			  const char *out_file, const char *err_file, int limit)
 {
 	struct ch_io io = {.dir = ch_dir, .out = out_file, .err = err_file};
-	struct ch_run c = ch_run(argv, env, &io, run_limit());
+	struct ch_run c = ch_run(argv, env, &io, limit);
 	struct run r = {.status = c.status, .pid = c.pid, .secs = c.secs};
 
 	r.out = ch_slurp(out_file, NULL, false);
 	r.err = err_file ? ch_slurp(err_file, NULL, false) : NULL;
 	return r;
+}
+
+static struct run run(const char *const *argv, char **env, const char *out_file,
+		      const char *err_file)
+{
+	return run_for(argv, env, out_file, err_file, run_limit());
 }
 
 static const char *how(int status, char *buf, size_t len)
@@ -252,7 +258,26 @@ static void boehm_program(const char *prog, const char *backend, size_t card)
 		char **env = ch_env(set, NULL);
 
 		unlink(report);
+#ifdef BOEHM_KVM_ONLY
+		/* Under fgvm, gctest hung now and then right after
+		 * "Switched to incremental mode" (README, "Known bugs"; cause
+		 * not found): a run past half the limit is killed, said
+		 * loudly, and run once more; a second hang fails. */
+		r = run_for(argv, env, ch_path("out"), NULL,
+			    run_limit() / 2);
+		if (r.status == -1) {
+			cr_log_warn("%s: HUNG under fgvm (killed at %d s; the "
+				    "known bug in README, \"Known bugs\"): "
+				    "running it once more\n--- output (tail) "
+				    "---\n%s",
+				    what, run_limit() / 2, tail(r.out));
+			free(r.out);
+			unlink(report);
+			r = run(argv, env, ch_path("out"), NULL);
+		}
+#else
 		r = run(argv, env, ch_path("out"), NULL);
+#endif
 		free(env);
 	}
 	cr_log_info("%s: %s, %.2f s", what, how(r.status, st, sizeof st),
