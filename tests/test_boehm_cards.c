@@ -506,6 +506,19 @@ static void make_olds(size_t per_size)
 		}
 }
 
+/* A fresh young object of bytes stored at *slot, its id at *id; false
+ * (and a failure) if allocation failed. */
+static bool put_young(uint64_t *slot, uint64_t *id, size_t bytes)
+{
+	uint64_t *y = young(bytes);
+
+	if (!y)
+		return false;
+	*id = y[1];
+	*slot = (uint64_t)(uintptr_t)y;
+	return true;
+}
+
 /* Store a fresh young object in about half the slots; a few collection
  * steps in between, so that some stores land while a collection marks. */
 static void store_youngs(struct old *set, size_t n)
@@ -514,15 +527,11 @@ static void store_youngs(struct old *set, size_t n)
 		struct old *d = &set[i];
 
 		for (unsigned k = 0; k < d->nslots; k++) {
-			uint64_t *y;
-
 			if (rnd(2))
 				continue;
-			y = young(32 + 16 * rnd(24));
-			if (!y)
+			if (!put_young(&d->o[d->slot[k]], &d->id[k],
+				       32 + 16 * rnd(24)))
 				return;
-			d->id[k] = y[1];
-			d->o[d->slot[k]] = (uint64_t)(uintptr_t)y;
 			if (rnd(32) == 0)
 				GC_collect_a_little();
 		}
@@ -1711,15 +1720,11 @@ static void offheap(void)
 	for (unsigned r = 0; r < rounds; r++) {
 		round_begin(r);
 		for (size_t i = 0; i < NOFFHEAP; i++) {
-			uint64_t *y;
-
 			if (rnd(3))
 				continue;
-			y = young(32 + 16 * rnd(8));
-			if (!y)
+			if (!put_young(&offheap_slots[i], &offheap_ids[i],
+				       32 + 16 * rnd(8)))
 				break;
-			offheap_ids[i] = y[1];
-			offheap_slots[i] = (uint64_t)(uintptr_t)y;
 			maybe_mark_a_little();
 		}
 		round_end(r);
