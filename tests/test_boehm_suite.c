@@ -266,10 +266,10 @@ static void boehm_program(const char *prog, const char *backend, size_t card)
 
 		unlink(report);
 #ifdef BOEHM_KVM_ONLY
-		/* Under fgvm, gctest hung now and then right after
-		 * "Switched to incremental mode" (README, "Known bugs"; cause
-		 * not found): a run past half the limit is killed, said
-		 * loudly, and run once more; a second hang fails. */
+		/* Under fgvm, gctest hangs (README, "Known bugs"; skipped
+		 * above; cause not found).  Should another program hang, a
+		 * run past half the limit is killed, said loudly, and run
+		 * once more; a second hang fails. */
 		r = run_for(argv, env, ch_path("out"), NULL,
 			    run_limit() / 2);
 		if (r.status == -1) {
