@@ -43,9 +43,16 @@
  *       a cap of 32 pages for 256: a working set of 8 pages written every
  *       other epoch keeps its twins (the oldest twins are evicted first),
  *       random cold pages read whole; the cap always holds.
+ *   budget
+ *       FG_TWIN_ADAPTIVE under twin_cap_pct 10 (the Boehm adapter's
+ *       default): a sparse working set keeps its twins (refreshed in
+ *       place) while dense pages come and go; exact after a warm-up.
+ *   cap_change
+ *       fg_set_twin_cap to under a page and back (FG_CARD=auto's
+ *       switch): twins dropped, pages whole, twins again; exact.
  *   options (once)
  *       FG_TWINS=sticky|hot|adaptive, FG_OPT_NO_ENV, bad values, an
- *       options struct from before twin_policy existed.
+ *       options struct from before twin_policy existed, twin_cap_pct.
  *   sparse, dormant, fork_scenario, threads, hooks _adaptive
  *       the same with FG_TWIN_ADAPTIVE (twins declined and aged out):
  *       soundness against the oracle, and twins still used; on the uffd
@@ -541,6 +548,180 @@ static void cap_lru(fg_backend_id id)
 }
 
 PER_BACKEND(cap_lru)
+
+/* ------------------------------------------------------------------ */
+/* FG_TWIN_ADAPTIVE under a budget of 10% of the tracked bytes
+ * (twin_cap_pct), the adapter's default: 25 pages of twins for 256.  A
+ * working set of 12 pages is written sparsely at every epoch, and 16
+ * random pages a epoch densely (every line), as a collector refilling
+ * free slots does.  Dense pages must not crowd the working set out: once
+ * compared and found sparse, its twins are kept (refreshed in place at
+ * every comparison, not copied again), and after a warm-up its lines are
+ * exact.  The budget always holds and no changed line is ever missed. */
+
+#define BWS 12
+#define BDENSE 16
+
+static void budget(fg_backend_id id)
+{
+	fg_options o = orc_options(id, 64);
+	orc_region r[3];
+	fg_tracker *t;
+	ssched *s;
+	uint8_t *ws[BWS];
+	uint64_t ws_truth = 0, ws_rep = 0;
+	fg_stats st;
+
+	ORC_REQUIRE_BACKEND(id);
+	if (!orc_twinning(id))
+		cr_skip_test("no twins on %s: nothing to budget (sparse "
+			     "covers it)", orc_bname(id));
+	o.precision = FG_PRECISION_DIFF;
+	o.twin_policy = FG_TWIN_ADAPTIVE;
+	o.twin_cap_pct = 10;
+	t = orc_tracker(&o);
+	s = calloc(1, sizeof *s);
+	cr_assert_not_null(s);
+	s->tracked = 4 * 256 * KiB;
+	s->cap = s->tracked / 100 * 10 / orc_page() * orc_page();
+	orc_sched_start(&s->b, t, r, 256 * KiB, true, "budget");
+	st = orc_stats(t);
+	cr_assert_eq(st.twin_cap_bytes, s->cap,
+		     "budget %s: twin_cap_pct 10 of %zu tracked bytes: a cap "
+		     "of %" PRIu64 " bytes, not %zu",
+		     orc_bname(id), s->tracked, st.twin_cap_bytes, s->cap);
+	for (int i = 0; i < BWS; i++) {
+		do {
+			ws[i] = orc_page_of(orc_anywhere(&s->b));
+			for (int j = 0; j < i; j++)
+				if (ws[j] == ws[i])
+					ws[i] = NULL;
+		} while (!ws[i]);
+	}
+	fill_epoch(s);
+	while (s->b.epoch < 120) {
+		for (int i = 0; i < BWS; i++)
+			for (int k = 0; k < 1 + (int)orc_below(&s->b.g, 3); k++)
+				store8(s, ws[i] + orc_below(&s->b.g,
+							    orc_page() / 8) * 8);
+		for (int k = 0; k < BDENSE; k++) {
+			uint8_t *pg = orc_page_of(orc_anywhere(&s->b));
+			bool in_ws = false;
+
+			for (int i = 0; i < BWS; i++)
+				in_ws |= pg == ws[i];
+			for (size_t l = 0; !in_ws && l < orc_page(); l += ORC_LINE)
+				store8(s, pg + l + orc_below(&s->b.g, 8) * 8);
+		}
+		ssched_check(s, s->b.epoch % 2 ? ORC_BITMAP : ORC_ITER, 0);
+		if (s->b.epoch < 40)
+			continue;
+		for (size_t i = 0; i < 3; i++) {
+			orc_region *g = &r[i];
+			size_t lpp = orc_page() / ORC_LINE;
+
+			for (size_t l = 0; l < g->nlines; l++) {
+				uint8_t *pg = g->base + l / lpp * orc_page();
+				bool in_ws = false;
+
+				for (int w = 0; w < BWS; w++)
+					in_ws |= pg == ws[w];
+				if (!in_ws)
+					continue;
+				ws_truth += (g->changed[l / 64] >> (l % 64)) & 1;
+				ws_rep += (g->reported[l / 64] >> (l % 64)) & 1;
+			}
+		}
+	}
+	st = orc_stats(t);
+	fprintf(stderr,
+		"budget %-10s: seed=%" PRIu64 " cap %zu pages of %zu: working "
+		"set (%d pages, sparse, every epoch) changed-line bytes=%" PRIu64
+		" reported=%" PRIu64 " (%.2fx) | diffed=%" PRIu64 " whole=%" PRIu64
+		" copied=%" PRIu64 " refreshed=%" PRIu64 " declined=%" PRIu64
+		" evicted=%" PRIu64 " aged=%" PRIu64 " twin_bytes=%" PRIu64 "\n",
+		orc_bname(id), s->b.seed, s->cap / orc_page(),
+		s->tracked / orc_page(), BWS, ws_truth * ORC_LINE,
+		ws_rep * ORC_LINE, orc_ratio(ws_rep, ws_truth), st.pages_diffed,
+		st.pages_whole, st.twins_sticky, st.twins_refreshed,
+		st.twins_declined, st.twins_evicted, st.twins_aged,
+		st.twin_bytes);
+	cr_assert_gt(ws_truth, 0);
+	cr_assert_eq(ws_rep, ws_truth,
+		     "budget %s seed=%" PRIu64 ": the working set read %" PRIu64
+		     " lines for %" PRIu64 " changed after the warm-up: dense "
+		     "pages crowded its twins out",
+		     orc_bname(id), s->b.seed, ws_rep, ws_truth);
+	cr_assert_gt(st.twins_refreshed, 0,
+		     "budget %s: no twin was refreshed in place",
+		     orc_bname(id));
+	cr_assert_gt(st.twins_declined, 0,
+		     "budget %s: adaptive declined no twin", orc_bname(id));
+	ssched_end(s);
+}
+
+PER_BACKEND(budget)
+
+/* ------------------------------------------------------------------ */
+/* fg_set_twin_cap while twins are in place (what FG_CARD=auto does):
+ * a cap under a page drops the twins (at once, or at their next
+ * comparison) and written pages read whole; the cap back, twins return.
+ * The oracle holds throughout. */
+
+static void cap_change(fg_backend_id id)
+{
+	orc_region r[3];
+	fg_tracker *t;
+	ssched *s = ssched_start(id, 64, 1 * MiB, r, 256 * KiB, "cap_change",
+				 &t);
+	fg_stats st;
+	uint64_t diffed_off = 0;
+
+	fill_epoch(s);
+	while (s->b.epoch < 90) {
+		if (s->b.epoch == 30) {
+			cr_assert_eq(fg_set_twin_cap(t, 1, 0), 0,
+				     "fg_set_twin_cap(1 byte): %s",
+				     fg_last_error_detail());
+			st = orc_stats(t);
+			cr_assert_eq(st.twin_cap_bytes, 0);
+		}
+		if (s->b.epoch == 32) {
+			/* A collection later every twin is gone. */
+			s->cap = 0;
+			diffed_off = orc_stats(t).pages_diffed;
+		}
+		if (s->b.epoch == 60) {
+			cr_assert_eq(orc_stats(t).pages_diffed, diffed_off,
+				     "cap_change %s: pages compared without "
+				     "twins",
+				     orc_bname(id));
+			cr_assert_eq(fg_set_twin_cap(t, 0, 100), 0);
+			s->cap = s->tracked;
+		}
+		sparse_epoch(s, 1 + (unsigned)orc_below(&s->b.g, 60));
+		ssched_check(s, s->b.epoch % 2 ? ORC_BITMAP : ORC_ITER, 0);
+	}
+	st = orc_stats(t);
+	fprintf(stderr,
+		"cap_change %-10s: seed=%" PRIu64 " pages diffed %" PRIu64
+		" (%" PRIu64 " before the cap went to 0), evicted %" PRIu64
+		", twin_bytes %" PRIu64 "\n",
+		orc_bname(id), s->b.seed, st.pages_diffed, diffed_off,
+		st.twins_evicted, st.twin_bytes);
+	if (orc_twinning(id)) {
+		cr_assert_gt(diffed_off, 0);
+		cr_assert_gt(st.pages_diffed, diffed_off,
+			     "cap_change %s: no page compared after the cap "
+			     "came back",
+			     orc_bname(id));
+	}
+	/* Bad calls. */
+	cr_assert_eq(fg_set_twin_cap(t, 0, 101), -EINVAL);
+	ssched_end(s);
+}
+
+PER_BACKEND(cap_change)
 
 /* ------------------------------------------------------------------ */
 /* Threads: writers store unique values to sparse pages while the main
@@ -1102,4 +1283,20 @@ Test(sticky, options)
 	rc = fg_tracker_create(&o, &t);
 	cr_assert_eq(rc, 0, "sticky on mprotect: %d", rc);
 	cr_assert_eq(fg_tracker_destroy(t), 0);
+	/* fg_set_twin_cap needs DIFF precision. */
+	o.backend = FG_BACKEND_UFFD_ASYNC;
+	o.precision = FG_PRECISION_PAGE;
+	cr_assert_eq(fg_tracker_create(&o, &t), 0);
+	cr_assert_eq(fg_set_twin_cap(t, 0, 10), -EINVAL);
+	cr_assert(strstr(fg_last_error_detail(), "DIFF"),
+		  "fg_set_twin_cap without DIFF: %s", fg_last_error_detail());
+	cr_assert_eq(fg_tracker_destroy(t), 0);
+	o.precision = FG_PRECISION_DIFF;
+	/* twin_cap_pct: a percentage. */
+	o.twin_cap_pct = 101;
+	rc = fg_tracker_create(&o, &t);
+	cr_assert_eq(rc, -EINVAL, "twin_cap_pct 101: %d", rc);
+	cr_assert(strstr(fg_last_error_detail(), "twin_cap_pct"),
+		  "twin_cap_pct 101: the detail does not name it: %s",
+		  fg_last_error_detail());
 }

@@ -2,7 +2,7 @@
  * stopped do not allocate from malloc.
  *
  * A garbage collector calls fg_collect (and the iterator, fg_mark_dirty,
- * fg_set_exempt) with the world stopped, so another thread may be stopped
+ * fg_set_exempt, fg_set_twin_cap) with the world stopped, so another thread may be stopped
  * inside malloc with its arena's lock held: a malloc there can deadlock.
  * fg.h promises these calls make no malloc.  This binary defines malloc,
  * calloc, realloc and the aligned allocators itself (the dynamic linker
@@ -179,6 +179,16 @@ static void scenario(fg_backend_id id, unsigned prec, unsigned tw)
 	WATCH("fg_set_exempt", rc = fg_set_exempt(t, m + 16 * ps, 8 * ps, 0));
 	cr_assert_eq(rc, 0);
 	(void)drain(t, cfg, 0);
+	if (prec == FG_PRECISION_DIFF) {
+		/* FG_CARD=auto's switch: twins off (evicted), then on. */
+		WATCH("fg_set_twin_cap", rc = fg_set_twin_cap(t, 1, 0));
+		cr_assert_eq(rc, 0, "fg_set_twin_cap [%s]: %s", cfg,
+			     fg_last_error_detail());
+		(void)drain(t, cfg, 0);
+		WATCH("fg_set_twin_cap", rc = fg_set_twin_cap(t, 0, 10));
+		cr_assert_eq(rc, 0);
+		(void)drain(t, cfg, 0);
+	}
 	cr_assert_eq(fg_region_free(t, m, NPAGES * ps), 0);
 	cr_assert_eq(fg_tracker_destroy(t), 0);
 }

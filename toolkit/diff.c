@@ -17,6 +17,8 @@
  *   - sticky (FG_TWIN_STICKY): at collection, every other page reported
  *     written is twinned the same way but left protected, so its next
  *     write is still recorded by the backend, however many epochs later.
+ *   - adaptive (FG_TWIN_ADAPTIVE): sticky, but only for the pages whose
+ *     history says a twin pays (sticky_pays), under a budget.
  *
  * Slots and states.  A page has two slots; a twin is tagged with the epoch
  * E it belongs to.  Hooks put theirs in slot E & 1, and so does the
@@ -57,7 +59,8 @@
  *   - Consumption (FG_TWIN_STICKY).  When a collection closing C reports a
  *     page, it takes every twin of that page tagged C or earlier out of
  *     its slot (waiting out a COPYING one first), whichever it compared
- *     with.  Hence a READY twin tagged T <= C found at the close of C
+ *     with, or retags the one it compared with C+1 (refresh in place,
+ *     below).  Hence a READY twin tagged T <= C found at the close of C
  *     belongs to a page that no collection closing T .. C-1 reported:
  *     the page stayed protected from the twin's validation until C-1's
  *     re-protection pass (protection is only restored by a collection that
@@ -68,9 +71,9 @@
  *     C+1 fill slots (C+1) & 1, where an older sticky twin may sit.  Under
  *     FG_TWIN_STICKY a hook never replaces a READY twin: tagged with the
  *     hook's epoch it is the twin wanted; tagged earlier it either still
- *     describes the page or is about to be consumed by the collection in
- *     flight, and the hook cannot tell which (if consumed, the collector
- *     twins the page for C+1 itself, validated as usual).  Nor does it copy
+ *     describes the page or is about to be consumed (or refreshed) by the
+ *     collection in flight, and the hook cannot tell which (if consumed,
+ *     the collector twins the page for C+1 itself, validated as usual).  Nor does it copy
  *     when the other slot holds a READY twin of its epoch (the collector's,
  *     in the home slot).  The collector moves a twin READY -> READING by
  *     CAS and reads its tag only then, so a hook's twin of C+1 is never
@@ -81,12 +84,26 @@
  *     the twin tagged C is compared with, from slot C & 1, which no hook of
  *     C+1 touches; a stale twin there is replaced by a hook of its slot's
  *     next epoch.
+ *   - Refresh in place (FG_TWIN_STICKY, _ADAPTIVE).  A page compared
+ *     and twinned again keeps the twin it was compared with: the
+ *     granules found changed are copied into it from the page, and it is
+ *     retagged C+1 and published READY.  The page was re-protected before
+ *     the comparison, so the twin equals the page at the start of C+1
+ *     unless the page is written meanwhile, which the validation after
+ *     the copies catches, as for a new sticky twin.  It saves the page
+ *     copy and, its slot being resident, the fault.
  *   - The cap.  Twins are counted (twins_ready) and a slot goes from NONE
- *     to COPYING only below t->diff.cap_pages.  Under FG_TWIN_STICKY the
- *     collector first evicts the oldest sticky twins (a FIFO in the order
- *     they were taken: the pages left unwritten longest) until this
- *     collection's new twins fit; a page that still finds no room reads
- *     whole next time.  Dropping a twin is always sound.
+ *     to COPYING only below t->diff.cap_pages (twin_cap bytes, or
+ *     twin_cap_pct of the tracked bytes).  Sticky twins sit in two FIFOs
+ *     in the order taken: new copies (on probation: not yet compared)
+ *     and twins kept after a comparison.  Before copying, the collector
+ *     evicts until this collection's new twins fit: FG_TWIN_STICKY the
+ *     older head of the two (the pages left unwritten longest);
+ *     FG_TWIN_ADAPTIVE probation first, kept next, and only twins whose
+ *     pages went unwritten for a while (sticky_make_room).  A page that
+ *     still finds no room reads whole next time.  Dropping a twin is
+ *     always sound; its memory goes back at the next trim, which comes
+ *     early when a region dropped many (fg_diff_maybe_trim).
  *   - Tags are compared modulo 2^32 (int32_t differences), so a twin must
  *     not outlive 2^31 epochs of its region: fg_diff_trim, which runs at
  *     least every 65536 epochs of a region, drops twins older than 2^30.
@@ -116,6 +133,7 @@ struct fg_twins {
 	uint32_t *retry_at;	 /* adaptive: no sticky twin before it */
 	uint8_t *home;		 /* sticky: the slot its last twin used */
 	_Atomic uint32_t epoch;	 /* the region's current epoch, from 2 */
+	size_t freed;		 /* collector: twins dropped since trimmed */
 };
 
 /* A sticky twin, in the order taken (FG_TWIN_STICKY's eviction order).
@@ -205,17 +223,22 @@ void fg_diff_region_fini(fg_impl *t, fg_region *r)
 	if (!w)
 		return;
 	t->diff.nregions--;
-	if (t->diff.fifo && t->diff.nregions)
-		fifo_compact(t->diff.fifo, r);
-	if (!t->diff.nregions) {
-		struct fg_sticky_fifo *f = t->diff.fifo;
+	for (unsigned k = 0; k < 2; k++) {
+		struct fg_sticky_fifo *f = t->diff.fifo[k];
 
-		if (f && f->v)
-			munmap(f->v, f->cap * sizeof *f->v);
-		if (f)
-			munmap(f, sizeof *f);
-		t->diff.fifo = NULL;
+		if (f && t->diff.nregions)
+			fifo_compact(f, r);
+		if (!t->diff.nregions) {
+			if (f && f->v)
+				munmap(f->v, f->cap * sizeof *f->v);
+			if (f)
+				munmap(f, sizeof *f);
+			t->diff.fifo[k] = NULL;
+		}
+	}
+	if (!t->diff.nregions) {
 		fg_runs_free(&t->diff.sticky_pages);
+		fg_runs_free(&t->diff.kept_pages);
 	}
 	for (size_t i = 0; i < 2 * r->npages; i++)
 		used += atomic_load(&w->state[i]) == TWIN_READY;
@@ -342,6 +365,7 @@ static bool twin_drop_tagged(fg_impl *t, fg_region *r, size_t p, unsigned s,
 		}
 		atomic_fetch_sub(&t->diff.twins_ready, 1);
 		atomic_store(&w->state[i], TWIN_NONE);
+		w->freed++;
 		return true;
 	}
 }
@@ -469,47 +493,93 @@ static unsigned twins_hold(fg_impl *t, struct fg_twins *w, size_t p,
 	return held;
 }
 
-/* Compare page p (at a) with the best held twin, then consume them all. */
-static uint64_t twins_compare(fg_impl *t, fg_region *r, size_t p,
-			      uintptr_t a, unsigned held)
+/* The slot of the later of the held twins of page p. */
+static unsigned twins_best(const struct fg_twins *w, size_t p, unsigned held)
 {
-	struct fg_twins *w = r->twins;
-	unsigned s = held == 3 ? (int32_t)(atomic_load(&w->tag[2 * p]) -
-					   atomic_load(&w->tag[2 * p + 1])) < 0
-			       : held == 2;
-	uint64_t mask = changed_granules((const uint8_t *)a, slot_addr(r, p, s));
+	return held == 3 ? (int32_t)(atomic_load(&w->tag[2 * p]) -
+				     atomic_load(&w->tag[2 * p + 1])) < 0
+			 : held == 2;
+}
 
-	w->home[p] = (uint8_t)s; /* resident: the next sticky twin goes here */
-	for (s = 0; s < 2; s++) {
-		if (!((held >> s) & 1))
+/* Consume the held twins of page p: sticky, all but keep (a slot, or 2
+ * for none); its twin was refreshed in place, see twins_refresh. */
+static void twins_release(fg_impl *t, struct fg_twins *w, size_t p,
+			  unsigned held, unsigned keep)
+{
+	for (unsigned s = 0; s < 2; s++) {
+		if (!((held >> s) & 1) || s == keep)
 			continue;
 		atomic_fetch_sub(&t->diff.twins_ready, 1);
 		atomic_store(&w->state[2 * p + s], TWIN_NONE);
+		w->freed++;
 	}
-	return mask;
 }
 
-/* FG_TWIN_ADAPTIVE (see also sticky_age_out): whether page p, reported by
- * the collection closing closed, should get a sticky twin.  Not at its
- * first report (memory being filled), and not while it waits after a
- * comparison found it densely written: the copy and the comparison would
- * cost more than the rescanning they save.  FG_TWIN_STICKY: always.  Declining is always sound (the page
- * reads whole when next written). */
-#define DENSE_GRANULES 16 /* of 64 per 4 KiB page */
+/* FG_TWIN_STICKY and _ADAPTIVE: make held twin s of page p (at a) the
+ * twin of epoch next in place, rather than dropping it and copying the
+ * whole page again in fg_diff_take: copy the granules in mask (those the
+ * comparison found changed) from the page.  The page was re-protected
+ * before the comparison, so the twin then equals the page at next's
+ * start, unless the page is written meanwhile; fg_diff_take's validation
+ * drops the twins of next of pages written since the re-protection, this
+ * one included.  A hook of next that finds the slot READING waits, then
+ * finds it READY with its own epoch and leaves it; one that filled the
+ * other slot meanwhile made a second twin of next, which is equal or
+ * dropped by the same validation ("Sharing slots").  No fault: the slot
+ * is resident. */
+static void twins_refresh(fg_impl *t, fg_region *r, size_t p, uintptr_t a,
+			  unsigned s, uint64_t mask, uint32_t next)
+{
+	struct fg_twins *w = r->twins;
+	uint8_t *tw = slot_addr(r, p, s);
+
+	while (mask) {
+		unsigned b = (unsigned)__builtin_ctzll(mask);
+
+		memcpy(tw + b * GRANULE, (const uint8_t *)a + b * GRANULE,
+		       GRANULE);
+		mask &= mask - 1;
+	}
+	atomic_store(&w->tag[2 * p + s], next);
+	atomic_store(&w->state[2 * p + s], TWIN_READY);
+	t->diff.twins_refreshed++;
+}
+
+/* FG_TWIN_ADAPTIVE (see also sticky_make_room and sticky_age_out):
+ * whether page p, reported by the collection closing closed, should get a
+ * sticky twin.  FG_TWIN_STICKY: always.  Adaptive: a twin pays when its
+ * page is written again soon, sparsely: the copy and the comparison cost
+ * less than rescanning the lines found unchanged.  So
+ *   - a page compared (held) keeps its twin, refreshed in place, unless
+ *     more than DENSE_GRANULES of its 64 lines changed; then it waits
+ *     DENSE_WAIT epochs before it is twinned again;
+ *   - a page without a twin gets one (on probation until compared) only
+ *     if it was reported before, within PROBATION_GAP epochs: not memory
+ *     being filled, nor a page written once in a long while, whose twin
+ *     would be evicted or aged out before it is ever compared.
+ * Declining is always sound (the page reads whole when next written). */
+#define DENSE_GRANULES 48 /* of 64 per 4 KiB page */
 #define DENSE_WAIT 8	  /* epochs */
+#define PROBATION_GAP 6	  /* epochs */
 static bool sticky_pays(fg_impl *t, struct fg_twins *w, size_t p,
-			uint32_t closed, bool first, unsigned held,
+			uint32_t closed, uint32_t prev, unsigned held,
 			unsigned changed)
 {
+	bool pays;
+
 	if (!t->diff.adaptive)
 		return true;
 	if (held && changed > DENSE_GRANULES * fg_page_size / 4096)
 		w->retry_at[p] = closed + DENSE_WAIT;
-	if (first || (int32_t)(w->retry_at[p] - closed) > 0) {
+	if ((int32_t)(w->retry_at[p] - closed) > 0)
+		pays = false;
+	else if (held)
+		pays = true;
+	else
+		pays = prev && closed - prev <= PROBATION_GAP;
+	if (!pays)
 		t->diff.twins_declined++;
-		return false;
-	}
-	return true;
+	return pays;
 }
 
 int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
@@ -522,19 +592,28 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 	out->n = 0;
 	eager->n = 0;
 	t->diff.sticky_pages.n = 0;
+	t->diff.kept_pages.n = 0;
+	t->diff.want_new = 0;
 	for (size_t i = 0; i < pages->n && !rc; i++) {
 		for (uintptr_t a = pages->v[i].start; a < pages->v[i].end && !rc;
 		     a += fg_page_size) {
 			size_t p = (a - r->base) / fg_page_size;
-			/* Changed in the previous epoch and in this one. */
-			bool hot = w->last_dirty[p] + 1 == closed;
-			bool first = !w->last_dirty[p]; /* epochs start at 2 */
+			/* The last epoch it changed in (0: none; epochs start
+			 * at 2).  Hot: the previous one and this one. */
+			uint32_t prev = w->last_dirty[p];
+			bool hot = prev + 1 == closed;
 			unsigned held = twins_hold(t, w, p, closed);
-			unsigned changed = 0;
-			uint64_t mask;
+			unsigned changed = 0, s = 2;
+			bool sticky = false, kept = false;
+			uint64_t mask, m;
 
 			if (held) {
-				mask = twins_compare(t, r, p, a, held);
+				s = twins_best(w, p, held);
+				mask = changed_granules((const uint8_t *)a,
+							slot_addr(r, p, s));
+				w->home[p] = (uint8_t)s; /* resident: the next
+							   sticky twin goes
+							   here */
 				t->diff.pages_diffed++;
 				changed = (unsigned)__builtin_popcountll(mask);
 			} else {
@@ -548,48 +627,112 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 				w->last_dirty[p] = closed;
 			else
 				hot = false;
-			while (mask && !rc) {
-				unsigned b = (unsigned)__builtin_ctzll(mask);
+			hot = hot && t->diff.eager;
+			if (!hot && t->diff.sticky)
+				sticky = sticky_pays(t, w, p, closed, prev,
+						     held, changed);
+			/* A page twinned again keeps its twin, refreshed,
+			 * unless the twins are over the cap (it was lowered:
+			 * fg_set_twin_cap). */
+			if (held && t->diff.sticky && (hot || sticky) &&
+			    atomic_load(&t->diff.twins_ready) <=
+				    (int64_t)t->diff.cap_pages) {
+				twins_release(t, w, p, held, s);
+				twins_refresh(t, r, p, a, s, mask, closed + 1);
+				kept = true;
+			} else {
+				twins_release(t, w, p, held, 2);
+				if (hot || sticky)
+					t->diff.want_new++;
+			}
+			for (m = mask; m && !rc;) {
+				unsigned b = (unsigned)__builtin_ctzll(m);
 				unsigned e = b;
 
-				while (e < 64 && (mask >> e) & 1)
+				while (e < 64 && (m >> e) & 1)
 					e++;
-				mask &= e < 64 ? ~((UINT64_C(1) << e) - 1) : 0;
+				m &= e < 64 ? ~((UINT64_C(1) << e) - 1) : 0;
 				rc = fg_runs_push(out, a + b * GRANULE,
 						  a + e * GRANULE);
 			}
 			if (rc)
 				break;
-			if (hot && t->diff.eager)
+			if (hot)
 				rc = fg_runs_push(eager, a, a + fg_page_size);
-			else if (t->diff.sticky &&
-				 sticky_pays(t, w, p, closed, first, held,
-					     changed))
-				rc = fg_runs_push(&t->diff.sticky_pages, a,
-						  a + fg_page_size);
+			else if (sticky)
+				rc = fg_runs_push(kept ? &t->diff.kept_pages
+						       : &t->diff.sticky_pages,
+						  a, a + fg_page_size);
 		}
 	}
 	t->diff.diff_ns += fg_now_ns() - t0;
 	return rc;
 }
 
-static uint64_t runs_pages(const fg_runs *runs)
+/* Make room under the cap for want new twins.  FG_TWIN_STICKY: evict the
+ * twins of the pages left unwritten longest, whichever FIFO holds them
+ * (the older head first).  FG_TWIN_ADAPTIVE: twins on probation first,
+ * then kept ones, and only a twin whose page went unwritten for
+ * PROBATION_STALE collections (on probation) or KEPT_STALE (kept); the
+ * new twins that still find no room are not taken (twin_take's cap
+ * check): a proven twin is not given up for an unproven one, nor an
+ * unproven one before it had its chance, since a copy evicted unused is
+ * wasted. */
+#define PROBATION_STALE 4
+#define KEPT_STALE 12
+static bool fifo_has(const struct fg_sticky_fifo *f)
 {
-	uint64_t n = 0;
-
-	for (size_t i = 0; i < runs->n; i++)
-		n += (runs->v[i].end - runs->v[i].start) / fg_page_size;
-	return n;
+	return f && f->n;
 }
 
-/* Evict the oldest sticky twins until want more twins fit under the cap. */
 static void sticky_make_room(fg_impl *t, uint64_t want)
 {
-	struct fg_sticky_fifo *f = t->diff.fifo;
+	struct fg_sticky_fifo **fs = t->diff.fifo;
 
-	while (f && f->n &&
-	       atomic_load(&t->diff.twins_ready) + (int64_t)want >
-		       (int64_t)t->diff.cap_pages) {
+	while (atomic_load(&t->diff.twins_ready) + (int64_t)want >
+	       (int64_t)t->diff.cap_pages) {
+		struct fg_sticky_fifo *f;
+		struct sticky_ent e;
+		unsigned k;
+
+		if (t->diff.adaptive) {
+			k = 2;
+			for (unsigned c = 0; c < 2 && k == 2; c++)
+				if (fifo_has(fs[c]) &&
+				    t->st.collections - fs[c]->v[fs[c]->head].at >
+					    (c ? KEPT_STALE : PROBATION_STALE))
+					k = c;
+			if (k == 2)
+				return;
+		} else if (fifo_has(fs[0]) && fifo_has(fs[1])) {
+			k = fs[1]->v[fs[1]->head].at < fs[0]->v[fs[0]->head].at;
+		} else if (fifo_has(fs[0]) || fifo_has(fs[1])) {
+			k = !fifo_has(fs[0]);
+		} else {
+			return;
+		}
+		f = fs[k];
+		e = f->v[f->head];
+		f->head = (f->head + 1) % f->cap;
+		f->n--;
+		if (twin_drop_tagged(t, e.r, e.p, e.s, e.tag))
+			t->diff.twins_evicted++;
+	}
+}
+
+/* fg_set_twin_cap: evict from both FIFOs, oldest first and whatever the
+ * policy's guards, until the twins fit under the (new) cap.  Hook and
+ * eager twins are in no FIFO: they go when next compared. */
+void fg_diff_shrink(fg_impl *t)
+{
+	struct fg_sticky_fifo **fs = t->diff.fifo;
+
+	while (atomic_load(&t->diff.twins_ready) > (int64_t)t->diff.cap_pages &&
+	       (fifo_has(fs[0]) || fifo_has(fs[1]))) {
+		unsigned k = !fifo_has(fs[0]) ||
+			     (fifo_has(fs[1]) && fs[1]->v[fs[1]->head].at <
+						 fs[0]->v[fs[0]->head].at);
+		struct fg_sticky_fifo *f = fs[k];
 		struct sticky_ent e = f->v[f->head];
 
 		f->head = (f->head + 1) % f->cap;
@@ -610,17 +753,18 @@ static void *fifo_map(size_t bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-/* Append a sticky twin to the FIFO; false if there is no memory for it. */
-static bool sticky_push(fg_impl *t, fg_region *r, size_t p, unsigned s,
-			uint32_t tag)
+/* Append a sticky twin to FIFO k (1: kept after a comparison); false if
+ * there is no memory for it. */
+static bool sticky_push(fg_impl *t, unsigned k, fg_region *r, size_t p,
+			unsigned s, uint32_t tag)
 {
-	struct fg_sticky_fifo *f = t->diff.fifo;
+	struct fg_sticky_fifo *f = t->diff.fifo[k];
 
 	if (!f) {
 		f = fifo_map(sizeof *f);
 		if (!f)
 			return false;
-		t->diff.fifo = f;
+		t->diff.fifo[k] = f;
 	}
 	if (f->n == f->cap) {
 		/* Full: drop the stale entries; grow if that leaves it more
@@ -647,24 +791,28 @@ static bool sticky_push(fg_impl *t, fg_region *r, size_t p, unsigned s,
 	return true;
 }
 
-/* FG_TWIN_ADAPTIVE: drop the sticky twins of pages not written again
- * within STICKY_MAX_AGE collections of the tracker (the FIFO is in the
- * order taken, so they are at its head).  A page written once, or
- * rarely, does not keep a page of memory for ever; it reads whole when
- * it is next written, and is twinned again then.  Sound, as eviction. */
-#define STICKY_MAX_AGE 12
+/* FG_TWIN_ADAPTIVE: drop the twins of pages not written again within
+ * PROBATION_AGE collections of the tracker (on probation) or KEPT_AGE
+ * (kept): the FIFOs are in the order taken, so they are at the heads.  A
+ * page written once, or rarely, does not keep a page of memory for ever;
+ * it reads whole when it is next written, and may be twinned again then.
+ * Sound, as eviction. */
+#define PROBATION_AGE 12
+#define KEPT_AGE 64
 static void sticky_age_out(fg_impl *t)
 {
-	struct fg_sticky_fifo *f = t->diff.fifo;
+	for (unsigned k = 0; k < 2; k++) {
+		struct fg_sticky_fifo *f = t->diff.fifo[k];
+		uint64_t age = k ? KEPT_AGE : PROBATION_AGE;
 
-	while (f && f->n &&
-	       t->st.collections - f->v[f->head].at > STICKY_MAX_AGE) {
-		struct sticky_ent e = f->v[f->head];
+		while (f && f->n && t->st.collections - f->v[f->head].at > age) {
+			struct sticky_ent e = f->v[f->head];
 
-		f->head = (f->head + 1) % f->cap;
-		f->n--;
-		if (twin_drop_tagged(t, e.r, e.p, e.s, e.tag))
-			t->diff.twins_aged++;
+			f->head = (f->head + 1) % f->cap;
+			f->n--;
+			if (twin_drop_tagged(t, e.r, e.p, e.s, e.tag))
+				t->diff.twins_aged++;
+		}
 	}
 }
 
@@ -698,12 +846,12 @@ int fg_diff_take(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
 	size_t kept = 0;
 	int rc;
 
-	if (!eager->n && !sticky->n)
+	if (!eager->n && !sticky->n && !t->diff.kept_pages.n)
 		return 0;
 	if (t->diff.adaptive)
 		sticky_age_out(t);
 	if (t->diff.sticky)
-		sticky_make_room(t, runs_pages(eager) + runs_pages(sticky));
+		sticky_make_room(t, t->diff.want_new);
 	/* Twin while protected (the backend just re-protected these). */
 	take_runs(t, r, eager, epoch, t->diff.sticky);
 	take_runs(t, r, sticky, epoch, true);
@@ -748,21 +896,29 @@ int fg_diff_take(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
 	}
 	t->diff.twins_eager += kept;
 	/* Sticky pages stay protected; their twins last until the page is
-	 * reported again, or the cap evicts them. */
-	for (size_t i = 0; i < sticky->n; i++) {
-		for (uintptr_t a = sticky->v[i].start; a < sticky->v[i].end;
-		     a += fg_page_size) {
-			size_t p = (a - r->base) / fg_page_size;
+	 * reported again, or the cap evicts them.  Kept ones (refreshed in
+	 * place) go in FIFO 1, new ones in FIFO 0. */
+	for (unsigned k = 0; k < 2; k++) {
+		const fg_runs *runs = k ? &t->diff.kept_pages : sticky;
 
-			for (unsigned s = 0; s < 2; s++) {
-				if (atomic_load(&w->state[2 * p + s]) !=
-					    TWIN_READY ||
-				    atomic_load(&w->tag[2 * p + s]) != epoch)
-					continue;
-				if (sticky_push(t, r, p, s, epoch))
-					t->diff.twins_sticky++;
-				else /* unevictable */
-					twin_drop_tagged(t, r, p, s, epoch);
+		for (size_t i = 0; i < runs->n; i++) {
+			for (uintptr_t a = runs->v[i].start; a < runs->v[i].end;
+			     a += fg_page_size) {
+				size_t p = (a - r->base) / fg_page_size;
+
+				for (unsigned s = 0; s < 2; s++) {
+					if (atomic_load(&w->state[2 * p + s]) !=
+						    TWIN_READY ||
+					    atomic_load(&w->tag[2 * p + s]) !=
+						    epoch)
+						continue;
+					if (!sticky_push(t, k, r, p, s, epoch))
+						/* unevictable */
+						twin_drop_tagged(t, r, p, s,
+								 epoch);
+					else if (!k)
+						t->diff.twins_sticky++;
+				}
 			}
 		}
 	}
@@ -780,6 +936,7 @@ void fg_diff_trim(fg_impl *t, fg_region *r)
 	uint32_t now = atomic_load(&w->epoch);
 	size_t run = SIZE_MAX;
 
+	w->freed = 0;
 	for (size_t i = 0; i <= 2 * r->npages; i++) {
 		uint8_t none = TWIN_NONE;
 		bool held;
@@ -801,4 +958,13 @@ void fg_diff_trim(fg_impl *t, fg_region *r)
 			run = SIZE_MAX;
 		}
 	}
+}
+
+/* Trim when due, or when the region dropped more twins since its last
+ * trim than an eighth of the cap (and at least 64): under a twin budget
+ * the memory of evicted twins goes back while the budget still holds. */
+void fg_diff_maybe_trim(fg_impl *t, fg_region *r, bool due)
+{
+	if (due || r->twins->freed > t->diff.cap_pages / 8 + 64)
+		fg_diff_trim(t, r);
 }

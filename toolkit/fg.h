@@ -83,9 +83,9 @@ extern "C" {
 #endif
 
 #define FG_VERSION_MAJOR 0
-#define FG_VERSION_MINOR 3
+#define FG_VERSION_MINOR 4
 #define FG_VERSION_PATCH 0
-#define FG_VERSION_STRING "0.3.0"
+#define FG_VERSION_STRING "0.4.0"
 /* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
  * signature or a public struct's layout changes incompatibly; public structs
  * that may grow carry their own size as first member. */
@@ -170,20 +170,21 @@ typedef void (*fg_write_hook)(void *page, void *arg);
 #define FG_TWIN_HOT 0	 /* pages written in two consecutive epochs only
 			    (then left writable: no faults, diffed at every
 			    collection); others need the uffd-sync hook */
-#define FG_TWIN_STICKY 1 /* also every other page reported written: one
-			    page copy per written page per collection, kept
-			    (page still protected) until the page is written
+#define FG_TWIN_STICKY 1 /* also every other page reported written: a
+			    twin per written page (a page copy, or the
+			    compared twin updated in place), kept (page
+			    still protected) until the page is written
 			    again, however many epochs later; bounded by
 			    twin_cap, past which the pages unwritten longest
 			    lose theirs */
-#define FG_TWIN_ADAPTIVE 2 /* experimental (bench/RESULTS.md): sticky
-			    only where a twin should pay (since 0.4):
-			    not at a page's first report (fresh memory is
-			    filled once), not for 8 epochs after a
-			    comparison found more than a quarter of its
-			    64-byte lines changed (densely written pages
-			    read whole, as at page precision), and a twin
-			    not used within 12 collections is dropped */
+#define FG_TWIN_ADAPTIVE 2 /* sticky only where a twin should pay (since
+			    0.4): not at a page's first report (fresh
+			    memory is filled once), not for 8 epochs after
+			    a comparison found more than three quarters of
+			    its 64-byte lines changed (densely written
+			    pages read whole, as at page precision), and a
+			    twin not used within 12 collections is dropped.
+			    Meant with a budget (twin_cap_pct 10) */
 
 typedef struct fg_options {
 	size_t size;	       /* sizeof(fg_options) */
@@ -194,16 +195,19 @@ typedef struct fg_options {
 	void *hook_arg;
 	/* Since 0.2: */
 	unsigned precision;    /* FG_PRECISION_*; PAGE: FG_PRECISION env */
-	size_t twin_cap;       /* DIFF: bytes of twins at most; 0: half the
-				  tracked bytes.  Past it pages read whole. */
+	size_t twin_cap;       /* DIFF: bytes of twins at most; 0: see
+				  twin_cap_pct.  Past it pages read whole. */
 	/* Since 0.3: */
 	unsigned twin_policy;  /* FG_TWIN_*; HOT: FG_TWINS env (hot, sticky,
 				  adaptive) */
+	/* Since 0.4: */
+	unsigned twin_cap_pct; /* DIFF, twin_cap 0: the cap is this percent
+				  of the tracked bytes (1..100; 0: 50) */
 } fg_options;
 
 #define FG_OPTIONS_INIT                                                       \
 	{sizeof(fg_options), FG_BACKEND_AUTO, 0, 0, NULL, NULL,               \
-	 FG_PRECISION_PAGE, 0, FG_TWIN_HOT}
+	 FG_PRECISION_PAGE, 0, FG_TWIN_HOT, 0}
 
 typedef struct fg_tracker fg_tracker;
 
@@ -244,6 +248,15 @@ int fg_region_free(fg_tracker *t, void *addr, size_t len);
  * lost around it (backends track pages, cards are derived). */
 int fg_set_card_size(fg_tracker *t, size_t card);
 size_t fg_card_size(const fg_tracker *t);
+
+/* Since 0.4, DIFF precision: change the twin cap, as fg_options'
+ * twin_cap and twin_cap_pct set it (bytes 0: pct of the tracked bytes;
+ * pct 0: 50).  A cap under a page holds no twin: every written page then
+ * reads whole, as at page precision.  Twins over the new cap are dropped
+ * now (those taken by a hook or eagerly: when next compared).  -EINVAL
+ * without DIFF precision or for pct over 100.  No malloc: a collector may
+ * call it with its other threads stopped. */
+int fg_set_twin_cap(fg_tracker *t, size_t bytes, unsigned pct);
 
 /* Treat [addr, addr+len) of a registered region as written: the next
  * collection reports every card of the pages it touches, whatever their
@@ -375,7 +388,15 @@ typedef struct fg_stats {
 	uint64_t pages_diffed;	  /* written pages compared with a twin */
 	uint64_t pages_whole;	  /* written pages without one: all cards */
 	uint64_t twin_bytes;	  /* twins held now */
-	uint64_t diff_ns;	  /* time spent comparing */
+	uint64_t diff_ns;	  /* time spent comparing (since 0.4: and
+				     taking twins at collection) */
+	/* Since 0.4 (FG_TWIN_STICKY, FG_TWIN_ADAPTIVE): */
+	uint64_t twins_sticky;	  /* sticky twins taken (page copies) */
+	uint64_t twins_refreshed; /* twins updated in place at a comparison */
+	uint64_t twins_declined;  /* adaptive: pages not twinned */
+	uint64_t twins_evicted;	  /* dropped for the cap */
+	uint64_t twins_aged;	  /* adaptive: dropped unused */
+	uint64_t twin_cap_bytes;  /* the cap now */
 } fg_stats;
 
 int fg_get_stats(fg_tracker *t, fg_stats *out);

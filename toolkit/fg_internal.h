@@ -165,8 +165,11 @@ typedef struct fg_diff {
 				     where they pay (diff.c) */
 	uint64_t twins_declined;  /* adaptive: sticky twins not taken */
 	uint64_t twins_aged;	  /* adaptive: sticky twins dropped unused */
-	size_t cap_bytes;	  /* 0: half the tracked bytes */
+	size_t cap_bytes;	  /* 0: cap_pct of the tracked bytes */
+	unsigned cap_pct;	  /* 1..100 */
 	uint64_t cap_pages;
+	uint64_t twins_refreshed; /* sticky twins updated in place */
+	uint64_t want_new;	  /* this collection: pages wanting a new twin */
 	_Atomic int64_t twins_ready;
 	_Atomic uint64_t twins_hook, twins_hook_invalid;
 	uint64_t twins_eager, twins_invalid, pages_diffed, pages_whole;
@@ -180,7 +183,10 @@ typedef struct fg_diff {
 	 * twins oldest first (the cap's eviction order). */
 	size_t nregions;
 	fg_runs sticky_pages;
-	struct fg_sticky_fifo *fifo;
+	fg_runs kept_pages;	  /* of those, twins refreshed in place */
+	struct fg_sticky_fifo *fifo[2]; /* [0] on probation (copied, not
+					   yet compared), [1] kept after a
+					   comparison */
 	_Atomic(fg_region *) table[FG_DIFF_SLOTS]; /* for the hook */
 } fg_diff;
 
@@ -296,5 +302,7 @@ int fg_diff_take(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
 /* Return the memory of unused twin slots; drop twins too old for their
  * epoch tags to be compared (see diff.c). */
 void fg_diff_trim(fg_impl *t, fg_region *r);
+void fg_diff_maybe_trim(fg_impl *t, fg_region *r, bool due);
+void fg_diff_shrink(fg_impl *t);
 
 #endif /* FG_INTERNAL_H */

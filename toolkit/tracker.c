@@ -244,6 +244,11 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 		return 0;
 	t->diff.on = true;
 	t->diff.cap_bytes = o->twin_cap;
+	if (o->twin_cap_pct > 100)
+		return fg_fail(-EINVAL, "twin_cap_pct %u: a percentage of the "
+					"tracked bytes, 1 to 100 (0: 50)",
+			       o->twin_cap_pct);
+	t->diff.cap_pct = o->twin_cap_pct ? o->twin_cap_pct : 50;
 	/* Every twin is validated against the kernel's record (diff.c):
 	 * eager and sticky twins need ops->written, hook twins
 	 * ops->page_written. */
@@ -261,8 +266,9 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 
 static void update_twin_cap(fg_impl *t)
 {
-	size_t cap = t->diff.cap_bytes ? t->diff.cap_bytes
-				       : t->st.tracked_bytes / 2;
+	size_t cap = t->diff.cap_bytes
+			     ? t->diff.cap_bytes
+			     : t->st.tracked_bytes / 100 * t->diff.cap_pct;
 
 	t->diff.cap_pages = cap / fg_page_size;
 }
@@ -653,6 +659,30 @@ int fg_set_card_size(fg_tracker *h, size_t card)
 	return rc;
 }
 
+int fg_set_twin_cap(fg_tracker *h, size_t bytes, unsigned pct)
+{
+	fg_impl *t;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	if (!t->diff.on)
+		rc = fg_fail(-EINVAL, "fg_set_twin_cap: the tracker has no "
+				      "DIFF precision");
+	else if (pct > 100)
+		rc = fg_fail(-EINVAL, "fg_set_twin_cap: pct %u: a percentage "
+				      "of the tracked bytes, 1 to 100 (0: 50)",
+			     pct);
+	if (!rc) {
+		t->diff.cap_bytes = bytes;
+		t->diff.cap_pct = pct ? pct : 50;
+		update_twin_cap(t);
+		fg_diff_shrink(t);
+	}
+	leave(t);
+	return rc;
+}
+
 size_t fg_card_size(const fg_tracker *h)
 {
 	return h && h->sig == FG_SIG_LIVE ? h->impl->card : 0;
@@ -997,6 +1027,7 @@ static void lose(fg_impl *t, fg_region *r)
 static int refine(fg_impl *t, fg_region *r, uint32_t closed)
 {
 	fg_runs tmp;
+	uint64_t t0;
 	int rc;
 
 	rc = fg_diff_refine(t, r, closed, &t->scratch, &t->scratch2, &t->eager);
@@ -1009,13 +1040,16 @@ static int refine(fg_impl *t, fg_region *r, uint32_t closed)
 		t->scratch = t->scratch2;
 		t->scratch2 = tmp;
 	}
+	t0 = fg_now_ns();
 	rc = fg_diff_take(t, r, closed + 1, &t->eager, &t->scratch2);
-	/* Dropped twins stay resident until trimmed; now and then is enough
-	 * (a scan of two bytes per page).  Every 65536 epochs of the region
-	 * at least, whatever the tracker's other regions do: trimming also
-	 * retires twins before their epoch tags wrap (diff.c). */
-	if (t->st.collections % 64 == 63 || !(closed & 0xffff))
-		fg_diff_trim(t, r);
+	t->diff.diff_ns += fg_now_ns() - t0;
+	/* Dropped twins stay resident until trimmed: every 64 collections
+	 * (a scan of two bytes per page), or sooner when the region dropped
+	 * many (diff.c).  Every 65536 epochs of the region at least,
+	 * whatever the tracker's other regions do: trimming also retires
+	 * twins before their epoch tags wrap. */
+	fg_diff_maybe_trim(t, r, t->st.collections % 64 == 63 ||
+				       !(closed & 0xffff));
 	return rc;
 }
 
@@ -1354,6 +1388,12 @@ int fg_get_stats(fg_tracker *h, fg_stats *out)
 	s.pages_whole = t->diff.pages_whole;
 	s.twin_bytes = (uint64_t)atomic_load(&t->diff.twins_ready) * fg_page_size;
 	s.diff_ns = t->diff.diff_ns;
+	s.twins_sticky = t->diff.twins_sticky;
+	s.twins_refreshed = t->diff.twins_refreshed;
+	s.twins_declined = t->diff.twins_declined;
+	s.twins_evicted = t->diff.twins_evicted;
+	s.twins_aged = t->diff.twins_aged;
+	s.twin_cap_bytes = t->diff.on ? t->diff.cap_pages * fg_page_size : 0;
 	leave(t);
 	s.size = out->size && out->size < sizeof s ? out->size : sizeof s;
 	memcpy(out, &s, s.size);
