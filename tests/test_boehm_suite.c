@@ -504,7 +504,7 @@ static void mapped_libgc(const char *err, char *out, size_t len)
 
 /* check: also FG_BOEHM_CHECK=abort (the adapter's oracle: every line
  * whose bytes changed between two retrievals read dirty). */
-static void guile(const char *backend, bool check)
+static void guile(const char *backend, bool check, bool autocard)
 {
 	char guile_exe[PATH_MAX], scm[PATH_MAX], ours[PATH_MAX + 32];
 	char ours_real[PATH_MAX], mapped[PATH_MAX], st[64];
@@ -562,7 +562,7 @@ static void guile(const char *backend, bool check)
 		const char *set[] = {"GUILE_AUTO_COMPILE=0",
 				     "GC_ENABLE_INCREMENTAL=1",
 				     env_backend,
-				     "FG_CARD=64",
+				     autocard ? "FG_CARD=auto" : "FG_CARD=64",
 				     "FG_QUIET=1",
 				     env_ldpath,
 				     env_preload,
@@ -575,9 +575,10 @@ static void guile(const char *backend, bool check)
 		r = run(argv, env, ch_path("fg.out"), ch_path("fg.err"));
 		free(env);
 	}
-	cr_log_info("guile on the adapter (FG_BACKEND=%s FG_CARD=64): %s, "
+	cr_log_info("guile on the adapter (FG_BACKEND=%s FG_CARD=%s): %s, "
 		    "%.2f s",
-		    backend, how(r.status, st, sizeof st), r.secs);
+		    backend, autocard ? "auto" : "64",
+		    how(r.status, st, sizeof st), r.secs);
 	cr_assert(r.status == 0, "guile on the adapter (FG_BACKEND=%s): %s "
 		  "after %.1f s\n--- stderr (tail) ---\n%s",
 		  backend, how(r.status, st, sizeof st), r.secs, tail(r.err));
@@ -610,6 +611,22 @@ static void guile(const char *backend, bool check)
 			    "changed line reported",
 			    n);
 	}
+	if (autocard) {
+		const char *v = strstr(r.err, "FG_CARD=auto: twins turned off ");
+		unsigned long off = 0, on = 0;
+
+		cr_assert(v && sscanf(v, "FG_CARD=auto: twins turned off %lu "
+					 "times, on again %lu",
+				      &off, &on) == 2,
+			  "no FG_CARD=auto summary on stderr (FG_BOEHM_CHECK "
+			  "prints it)\n--- stderr (tail) ---\n%s",
+			  tail(r.err));
+		/* Both switches ran under the oracle. */
+		cr_assert(off >= 1 && on >= 1,
+			  "FG_CARD=auto turned the twins off %lu times and on "
+			  "%lu times: the switches were not exercised",
+			  off, on);
+	}
 	cr_log_info("guile on the adapter: %lu collections, %lu bytes "
 		    "rescanned",
 		    rp.collections, rp.rescanned);
@@ -619,9 +636,13 @@ static void guile(const char *backend, bool check)
 	free(r.err);
 }
 
-Test(boehm_suite, guile_uffd_async) { guile("uffd-async", false); }
-Test(boehm_suite, guile_uffd_sync) { guile("uffd-sync", false); }
-Test(boehm_suite, guile_mprotect) { guile("mprotect", false); }
-Test(boehm_suite, guile_check_uffd_async) { guile("uffd-async", true); }
-Test(boehm_suite, guile_check_uffd_sync) { guile("uffd-sync", true); }
+Test(boehm_suite, guile_uffd_async) { guile("uffd-async", false, false); }
+Test(boehm_suite, guile_uffd_sync) { guile("uffd-sync", false, false); }
+Test(boehm_suite, guile_mprotect) { guile("mprotect", false, false); }
+Test(boehm_suite, guile_check_uffd_async) { guile("uffd-async", true, false); }
+Test(boehm_suite, guile_check_uffd_sync) { guile("uffd-sync", true, false); }
+/* FG_CARD=auto: twins turned off (gc-heavy.scm's do not pay) and on
+ * again; the oracle checks every retrieval across the switches. */
+Test(boehm_suite, guile_check_auto) { guile("uffd-async", true, true); }
+
 #endif /* BOEHM_KVM_ONLY */

@@ -66,6 +66,13 @@
 #include "gc_fg.h"
 
 #define API __attribute__((visibility("default")))
+#define AUTO_WINDOW 3
+#define AUTO_NS_PER_BYTE 1.0
+#define AUTO_TRIAL_PCT 10
+#define AUTO_UNJUDGED_MAX 8
+#define AUTO_WAIT0 32
+#define AUTO_WAIT_MAX 1024
+
 #define LINES_ALL (~(GC_word)0)
 
 /* Exempt blocks (uffd-async): blocks a collection freed, and the blocks
@@ -122,6 +129,16 @@ static struct {
 	fg_range *carry;	  /* written while a collection finished: */
 	size_t ncarry, capcarry;  /* whole pages, for the next retrieval */
 	struct GC_fg_stats st;
+	/* FG_CARD=auto (see auto_judge). */
+	int autocard;		  /* on */
+	int auto_off;		  /* twins off (page precision) */
+	int auto_warm;		  /* this window is the first after on */
+	unsigned long auto_next;  /* retrieval of the next judgement */
+	unsigned long auto_wait;  /* retrievals the next off period lasts */
+	unsigned long long auto_ns, auto_res, auto_page; /* window start */
+	unsigned long long auto_diffed, auto_copied;
+	unsigned auto_unjudged;	  /* windows in a row not judged */
+	int auto_log;		  /* FG_BOEHM_AUTO_LOG=1: each judgement */
 	char err[256];
 } A;
 
@@ -309,41 +326,67 @@ static int start_tracker(void)
 		}
 	}
 	card = A.want_card;
-	/* The tracker's own grammar ("4k" is 4096 here too); a bad value
-	 * makes fg_tracker_create fail and say so. */
-	if (!card && (e = getenv("FG_CARD")) && *e && fg_parse_size(e, &card))
+	o.card_size = A.want_card; /* 0: FG_CARD or the page size */
+	/* FG_CARD=auto (experimental): 64-byte lines with sticky twins,
+	 * turned off while they do not pay (auto_judge).  Otherwise the
+	 * tracker's own grammar ("4k" is 4096 here too); a bad value makes
+	 * fg_tracker_create fail and say so. */
+	e = getenv("FG_CARD");
+	if (!card && e && !strcmp(e, "auto")) {
+		card = o.card_size = 64;
+		A.autocard = 1;
+	}
+	else if (!card && e && *e && fg_parse_size(e, &card))
 		card = 0;
 	if (!card)
 		card = (size_t)ps;
-	o.card_size = A.want_card; /* 0: FG_CARD or the page size */
 	/* Below page-sized cards: DIFF precision, unless FG_BOEHM_TWINS=none
 	 * asks for page precision (every card of a written page dirty).
-	 * A generational collector's writes are sparse and random: sticky
-	 * twins (one per page written since it was last written, kept until
-	 * it is written again) make them exact on uffd-async, at the cost
-	 * of one page copy per written page per collection, outside the
-	 * pause (pre-clean).  The cap: FG_BOEHM_TWIN_CAP bytes, default as
-	 * much as the heap (the twins then cover every page written).
-	 * FG_BOEHM_TWINS=adaptive: sticky twins only where they pay (fg.h,
-	 * FG_TWIN_ADAPTIVE); hot: only the first-write hook's and eager
-	 * ones. */
+	 * Twin policies (fg.h):
+	 *  - sticky, the default: every page reported written gets a twin,
+	 *    kept until the page is written again (then compared and updated
+	 *    in place).  Sparse random writes to a large old heap are then
+	 *    exact, at the price of up to one twin per page ever written:
+	 *    FG_BOEHM_TWIN_CAP caps them (bytes, or a percentage of the heap
+	 *    such as "25%"; default 100%), past which the pages written
+	 *    longest ago read whole.  FG_CARD=auto also turns the twins off
+	 *    while they do not pay (auto_judge).
+	 *  - adaptive: twins only for pages written before and found sparse,
+	 *    under a budget of 10% of the heap unless FG_BOEHM_TWIN_CAP says
+	 *    otherwise: little memory, but random sparse writes mostly find
+	 *    no twin (bench/RESULTS.md).
+	 *  - hot: only the first-write hook's and eager ones. */
 	e = getenv("FG_BOEHM_TWINS");
 	o.precision = card < (size_t)ps && !(e && !strcmp(e, "none"))
 			      ? FG_PRECISION_DIFF
 			      : FG_PRECISION_PAGE;
 	o.twin_policy = FG_TWIN_STICKY;
-	if (e && *e && strcmp(e, "none")) {
-		if (!strcmp(e, "adaptive"))
+	o.twin_cap_pct = 100;
+	if (e && *e && strcmp(e, "none") && strcmp(e, "sticky")) {
+		if (!strcmp(e, "adaptive")) {
 			o.twin_policy = FG_TWIN_ADAPTIVE;
-		else if (!strcmp(e, "hot"))
+			o.twin_cap_pct = 10;
+		} else if (!strcmp(e, "hot")) {
 			o.twin_policy = FG_TWIN_HOT;
-		else if (strcmp(e, "sticky"))
-			say("FG_BOEHM_TWINS=%s: use sticky, hot, adaptive or "
+		} else {
+			say("FG_BOEHM_TWINS=%s: use sticky, adaptive, hot or "
 			    "none; sticky it is", e);
+		}
 	}
-	o.twin_cap = (size_t)1 << 40;
-	if ((e = getenv("FG_BOEHM_TWIN_CAP")) && *e)
-		o.twin_cap = strtoull(e, NULL, 0);
+	if ((e = getenv("FG_BOEHM_TWIN_CAP")) && *e) {
+		char *end;
+		unsigned long v = strtoul(e, &end, 10);
+		size_t b;
+
+		if (*end == '%' && !end[1] && v >= 1 && v <= 100)
+			o.twin_cap_pct = (unsigned)v;
+		else if (!fg_parse_size(e, &b))
+			o.twin_cap = b;
+		else
+			say("FG_BOEHM_TWIN_CAP=%s: bytes (\"64M\") or a "
+			    "percentage of the heap (1%% to 100%%); %u%% it is",
+			    e, o.twin_cap_pct);
+	}
 	rc = fg_tracker_create(&o, &A.t);
 	if (rc) {
 		say("cannot track the heap (%s: %s); incremental mode stays off",
@@ -353,6 +396,11 @@ static int start_tracker(void)
 	A.backend = fg_backend_name(fg_tracker_backend(A.t));
 	A.mprotect = fg_tracker_backend(A.t) == FG_BACKEND_MPROTECT;
 	A.diff = o.precision == FG_PRECISION_DIFF;
+	A.autocard = A.autocard && A.diff;
+	A.auto_wait = AUTO_WAIT0;
+	A.auto_warm = 1;
+	e = getenv("FG_BOEHM_AUTO_LOG");
+	A.auto_log = e && *e == '1';
 	/* Only uffd-async can leave pages out of a collection. */
 	e = getenv("FG_BOEHM_EXEMPT");
 	A.exempt = fg_tracker_backend(A.t) == FG_BACKEND_UFFD_ASYNC &&
@@ -555,6 +603,90 @@ static void check_lines(void)
 	}
 }
 
+/* FG_CARD=auto: every AUTO_WINDOW retrievals, weigh what the twins cost
+ * (the toolkit's time comparing and taking them) against what their
+ * lines saved (the bytes page precision would have pushed again, less
+ * those pushed, at AUTO_NS_PER_BYTE of marking each).  A window with
+ * more new twins than comparisons is not judged (up to AUTO_UNJUDGED_MAX
+ * in a row): the program is filling memory, and its twins pay, if ever,
+ * when it writes there again; the next judgement covers both.  When they cost
+ * more, they are turned off (a cap under a page: written pages read
+ * whole) for auto_wait retrievals, then on again under a cap of
+ * AUTO_TRIAL_PCT of the heap: a program whose twins did not pay once
+ * does not get twins for its whole heap again.  Each failed trial
+ * doubles the wait (up to AUTO_WAIT_MAX), a paying window resets it.
+ * The first window after turning on is a warm-up (new twins, nothing
+ * compared yet) and is not judged.  Called with the world stopped: the
+ * toolkit calls do not allocate. */
+static void auto_judge(void)
+{
+	fg_stats fs = {.size = sizeof fs};
+	unsigned long long res = GC_get_bytes_rescanned();
+	unsigned long long page = GC_get_bytes_rescanned_page();
+	unsigned long n = A.st.collections;
+	int judge = 0, restart = 0;
+
+	if (n < A.auto_next || fg_get_stats(A.t, &fs))
+		return;
+	if (A.auto_off) {
+		if (fg_set_twin_cap(A.t, 0, AUTO_TRIAL_PCT) == 0) {
+			A.auto_off = 0;
+			A.auto_warm = 1;
+			A.st.auto_on++;
+		}
+		restart = 1;
+	} else if (A.auto_warm) {
+		A.auto_warm = 0;
+		restart = 1;
+	} else if (fs.pages_diffed - A.auto_diffed >=
+			   fs.twins_sticky - A.auto_copied ||
+		   ++A.auto_unjudged >= AUTO_UNJUDGED_MAX) {
+		judge = 1;
+	}
+	/* else more new twins than comparisons: memory being filled, the
+	 * copies an investment not used yet; the window grows. */
+	if (judge) {
+		double saved = (double)(page - A.auto_page - (res - A.auto_res));
+
+		if (A.auto_log) {
+			char msg[200];
+			int k = snprintf(msg, sizeof msg,
+					 "libgc (fgvm adapter): FG_CARD=auto: "
+					 "retrieval %lu: lines saved %.0f "
+					 "bytes, twins cost %.3f ms\n",
+					 n, saved,
+					 (fs.diff_ns - A.auto_ns) / 1e6);
+
+			if (k > 0)
+				(void)!write(2, msg, (size_t)k);
+		}
+
+		if (saved * AUTO_NS_PER_BYTE < (double)(fs.diff_ns - A.auto_ns)) {
+			if (fg_set_twin_cap(A.t, 1, 0) == 0) {
+				A.auto_off = 1;
+				A.st.auto_off++;
+				A.auto_next = n + A.auto_wait;
+				A.auto_wait = A.auto_wait * 2 < AUTO_WAIT_MAX
+						      ? A.auto_wait * 2
+						      : AUTO_WAIT_MAX;
+			}
+		} else {
+			A.auto_wait = AUTO_WAIT0;
+		}
+		restart = 1;
+	}
+	if (restart) {
+		A.auto_unjudged = 0;
+		A.auto_ns = fs.diff_ns;
+		A.auto_res = res;
+		A.auto_page = page;
+	}
+	if (!A.auto_off)
+		A.auto_next = n + AUTO_WINDOW;
+	A.auto_diffed = fs.pages_diffed;
+	A.auto_copied = fs.twins_sticky;
+}
+
 static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
 {
 	double t0 = now_ms(), dt;
@@ -584,6 +716,8 @@ static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
 	if (A.check > 0)
 		check_lines();
 	A.st.collections++;
+	if (A.autocard)
+		auto_judge();
 	dt = now_ms() - t0;
 	A.st.retrieve_ms_total += dt;
 	if (dt > A.st.retrieve_ms_max)
@@ -880,6 +1014,25 @@ static void print_stats(void)
 		(unsigned long long)fs.twin_bytes,
 		(unsigned long long)fs.tracked_bytes, fs.diff_ns / 1e6,
 		st.bytes_rescanned, (unsigned long long)fs.regions_lost);
+	if (A.diff)
+		fprintf(stderr,
+			"libgc (fgvm adapter): twins: %llu copied, %llu "
+			"refreshed in place, %llu declined, %llu evicted for "
+			"the cap, %llu aged out; cap %llu bytes; %.3f ms "
+			"comparing and copying; %lu bytes at page precision "
+			"would have been rescanned%s",
+			(unsigned long long)fs.twins_sticky,
+			(unsigned long long)fs.twins_refreshed,
+			(unsigned long long)fs.twins_declined,
+			(unsigned long long)fs.twins_evicted,
+			(unsigned long long)fs.twins_aged,
+			(unsigned long long)fs.twin_cap_bytes, fs.diff_ns / 1e6,
+			st.bytes_rescanned_page,
+			A.autocard ? "" : "\n");
+	if (A.diff && A.autocard)
+		fprintf(stderr, "; FG_CARD=auto: twins turned off %lu times, "
+				"on again %lu times, %s at exit\n",
+			st.auto_off, st.auto_on, A.auto_off ? "off" : "on");
 }
 
 /* FG_BOEHM_CHECK: the verdict at exit. */
@@ -895,6 +1048,11 @@ static void print_check(void)
 		"libgc (fgvm adapter): FG_BOEHM_CHECK: %lu retrievals checked, "
 		"%lu changed lines not reported\n",
 		A.st.collections, A.missed);
+	if (A.autocard)
+		fprintf(stderr, "libgc (fgvm adapter): FG_CARD=auto: twins "
+				"turned off %lu times, on again %lu times, %s "
+				"at exit\n",
+			A.st.auto_off, A.st.auto_on, A.auto_off ? "off" : "on");
 }
 
 __attribute__((constructor)) static void install(void)
@@ -967,6 +1125,8 @@ API int GC_fg_get_stats(struct GC_fg_stats *out)
 	n = out->size < sizeof A.st ? out->size : sizeof A.st;
 	A.st.size = n;
 	A.st.bytes_rescanned = (unsigned long)GC_get_bytes_rescanned();
+	A.st.bytes_rescanned_page =
+		(unsigned long)GC_get_bytes_rescanned_page();
 	if (A.t && fg_get_stats(A.t, &fs) == 0) {
 		A.st.dirty_pages = fs.dirty_pages;
 		A.st.faults = fs.faults;

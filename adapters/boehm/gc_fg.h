@@ -79,6 +79,12 @@ struct GC_fg_stats {
 					  (uffd-async; read dirty) */
 	unsigned long watched_blocks;  /* young blocks watched again after
 					  a collection */
+	/* Since 0.4: */
+	unsigned long bytes_rescanned_page; /* what page precision would
+					       have pushed again */
+	unsigned long auto_off;	     /* FG_CARD=auto: times it turned the
+					twins off (they did not pay) */
+	unsigned long auto_on;	     /* ... and on again, to try */
 };
 int GC_fg_get_stats(struct GC_fg_stats *out);
 

@@ -44,6 +44,9 @@ VARIANTS = {
     "stock": None,
     "fg-page": {"FG_CARD": "4096"},
     "fg-64": {"FG_CARD": "64"},
+    # The adapter's default: 64-byte lines where twins pay, off where
+    # they do not (FG_CARD=auto).
+    "fg-auto": {"FG_CARD": "auto"},
     "fg-256": {"FG_CARD": "256"},
     # Named with --variants: the twin policy spelled out, hot twins, and
     # page precision at 64-byte cards (FG_BOEHM_TWINS=none).
@@ -63,7 +66,7 @@ VARIANTS = {
     "fg-64-adaptive": {"FG_CARD": "64", "FG_BOEHM_TWINS": "adaptive"},
     "fg-256-adaptive": {"FG_CARD": "256", "FG_BOEHM_TWINS": "adaptive"},
 }
-DEFAULT_VARIANTS = ["stock", "fg-page", "fg-64", "fg-256"]
+DEFAULT_VARIANTS = ["stock", "fg-page", "fg-64", "fg-auto"]
 
 # Environment variables that would change what a run measures; every run
 # starts from the caller's environment without them.
