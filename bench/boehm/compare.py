@@ -10,8 +10,8 @@ Variants:
   stock    LD_LIBRARY_PATH unset: Debian's libgc.so.1 (mprotect VDB)
   fg-page  LD_LIBRARY_PATH=adapters/boehm/lib, FG_CARD=4096
   fg-64    same, FG_CARD=64 (DIFF precision with sticky twins)
-  fg-256   same, FG_CARD=256
-and, only when named with --variants, fg-page-sync and fg-64-sync (the same
+  fg-auto  same, FG_CARD=auto (experimental)
+and, only when named with --variants, fg-256 (FG_CARD=256), fg-page-sync and fg-64-sync (the same
 with FG_BACKEND=uffd-sync) and fg-page-noexempt and fg-64-noexempt (the same
 with FG_BOEHM_EXEMPT=0: free and young blocks watched). The fg-* variants run only when
 adapters/boehm/lib/libgc.so.1 exists.

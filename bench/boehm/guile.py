@@ -98,7 +98,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="smaller programs, one repetition (make bench)")
     ap.add_argument("--progs", default=",".join(PROGS))
-    ap.add_argument("--variants", default="stock,fg-page,fg-64")
+    ap.add_argument("--variants", default="stock,fg-page,fg-64,fg-auto")
     ap.add_argument("--adapter-dir", default=compare.DEFAULT_ADAPTER_DIR)
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--out", default="bench/out")
