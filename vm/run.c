@@ -344,9 +344,15 @@ void vcpu_loop(struct vthread *t)
 		t->mode = MODE_NONE;
 		if (sig_pending(t)) {
 			/* Signals that came after delivery: take them now,
-			 * from the registers just stored. */
+			 * from the registers just stored.  Unless the guest
+			 * is in the stub: it exits on its next instruction,
+			 * so run it there (going round again would spin here
+			 * for ever, the signal never delivered: Boehm's
+			 * gctest hung so, its collector waiting for the
+			 * suspend signal's acknowledgement). */
 			enter_from_intr(t);
-			continue;
+			if (t->mode != MODE_NONE)
+				continue;
 		}
 		t->vcpu->ran = true;
 		r = vsys3(SYS_ioctl, t->vcpu->fd, KVM_RUN, 0);
