@@ -178,13 +178,15 @@ typedef void (*fg_write_hook)(void *page, void *arg);
 			    twin_cap, past which the pages unwritten longest
 			    lose theirs */
 #define FG_TWIN_ADAPTIVE 2 /* sticky only where a twin should pay (since
-			    0.4): not at a page's first report (fresh
-			    memory is filled once), not for 8 epochs after
-			    a comparison found more than three quarters of
-			    its 64-byte lines changed (densely written
-			    pages read whole, as at page precision), and a
-			    twin not used within 12 collections is dropped.
-			    Meant with a budget (twin_cap_pct 10) */
+			    0.4): a page gets one only if it was reported
+			    before, within 6 epochs (not memory filled
+			    once), and not for 8 epochs after a comparison
+			    found more than three quarters of its 64-byte
+			    lines changed (densely written pages read
+			    whole, as at page precision); twins unused for
+			    12 collections (64 once compared) are dropped,
+			    and the cap evicts only twins unused for a
+			    while.  Meant with a budget (twin_cap_pct 10) */
 
 typedef struct fg_options {
 	size_t size;	       /* sizeof(fg_options) */
