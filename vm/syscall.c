@@ -16,6 +16,7 @@
 #include <asm/prctl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/sched.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -99,12 +100,32 @@ static bool temp_mask(long nr, const uint64_t a[6], uint64_t *maskp)
 	}
 }
 
+/* A futex wait about to start with a signal already queued for the
+ * guest: the signal came after the exit and before this call, so the
+ * host handler took it and nothing would interrupt the wait, which may
+ * be for the thread the signal's handler must answer (Boehm's stop-the-
+ * world: gctest hung so).  Return -EINTR without waiting, as the kernel
+ * does for a signal pending when a wait starts: the signal is delivered
+ * and the call restarted (SA_RESTART), or the program sees EINTR, which
+ * a futex wait may return.  One arriving between this check and the
+ * call still waits for the wait to end: a window of a few instructions
+ * (a program that resends, as Boehm does, gets through). */
+static bool wait_with_signal_queued(long nr, const uint64_t a[6])
+{
+	int op = (int)a[1] & FUTEX_CMD_MASK;
+
+	return nr == SYS_futex && (op == FUTEX_WAIT || op == FUTEX_WAIT_BITSET) &&
+	       sig_pending(vt_self());
+}
+
 static long forward(long nr, const uint64_t a[6])
 {
 	long r = sysout_check(nr, a);
 
 	if (r)
 		return r;
+	if (wait_with_signal_queued(nr, a))
+		return -EINTR;
 	r = vsys6(nr, (long)a[0], (long)a[1], (long)a[2], (long)a[3], (long)a[4],
 		  (long)a[5]);
 	sysout_mark(nr, a, r);
