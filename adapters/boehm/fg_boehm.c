@@ -981,6 +981,16 @@ static const struct GC_external_vdb_s vdb = {
 	vdb_pre_stop_world,	 vdb_finish_collection, vdb_free_blocks,
 };
 
+/* FG_CARD=auto's summary at exit (FG_BOEHM_STATS and FG_BOEHM_CHECK). */
+static void print_auto(void)
+{
+	if (A.autocard)
+		fprintf(stderr, "libgc (fgvm adapter): FG_CARD=auto: twins "
+				"turned off %lu times, on again %lu times, %s "
+				"at exit\n",
+			A.st.auto_off, A.st.auto_on, A.auto_off ? "off" : "on");
+}
+
 /* FG_BOEHM_STATS=1: a summary on stderr at exit. */
 static void print_stats(void)
 {
@@ -1020,19 +1030,15 @@ static void print_stats(void)
 			"refreshed in place, %llu declined, %llu evicted for "
 			"the cap, %llu aged out; cap %llu bytes; %.3f ms "
 			"comparing and copying; %lu bytes at page precision "
-			"would have been rescanned%s",
+			"would have been rescanned\n",
 			(unsigned long long)fs.twins_sticky,
 			(unsigned long long)fs.twins_refreshed,
 			(unsigned long long)fs.twins_declined,
 			(unsigned long long)fs.twins_evicted,
 			(unsigned long long)fs.twins_aged,
 			(unsigned long long)fs.twin_cap_bytes, fs.diff_ns / 1e6,
-			st.bytes_rescanned_page,
-			A.autocard ? "" : "\n");
-	if (A.diff && A.autocard)
-		fprintf(stderr, "; FG_CARD=auto: twins turned off %lu times, "
-				"on again %lu times, %s at exit\n",
-			st.auto_off, st.auto_on, A.auto_off ? "off" : "on");
+			st.bytes_rescanned_page);
+	print_auto();
 }
 
 /* FG_BOEHM_CHECK: the verdict at exit. */
@@ -1048,11 +1054,7 @@ static void print_check(void)
 		"libgc (fgvm adapter): FG_BOEHM_CHECK: %lu retrievals checked, "
 		"%lu changed lines not reported\n",
 		A.st.collections, A.missed);
-	if (A.autocard)
-		fprintf(stderr, "libgc (fgvm adapter): FG_CARD=auto: twins "
-				"turned off %lu times, on again %lu times, %s "
-				"at exit\n",
-			A.st.auto_off, A.st.auto_on, A.auto_off ? "off" : "on");
+	print_auto();
 }
 
 __attribute__((constructor)) static void install(void)
