@@ -10,7 +10,9 @@
 # 2. A copy in BUILDDIR/adapters/boehm/build/libgc-8.2.2 gets the patches
 #    of SRCDIR/adapters/boehm/patches (EXTERNAL_VDB, card-aware rescanning)
 #    and is configured as Debian configures libgc1, plus -DEXTERNAL_VDB.
-# 3. The adapter (fg_boehm.c) is compiled into libgc.la, linked against
+# 3. The adapter (fg_boehm.c, the glue, and adapters/generic/fga.c, the
+#    generic adapter, both with hidden visibility but for the GC_fg_*
+#    calls) is compiled into libgc.la, linked against
 #    the toolkit's libfgtk.so.0, and libgc.so.1 + libfgtk.so.0 are copied
 #    to BUILDDIR/adapters/boehm/lib (libgc.so.1 finds libfgtk.so.0 next to
 #    itself through its $ORIGIN run path).
@@ -50,7 +52,8 @@ fi
 
 # 2. Patch and configure, again only when the patches changed.
 stamp=$build/patched.sum
-want=$(cat "$src"/adapters/boehm/patches/*.patch | cksum)
+# (the Makefile edit below is part of it: "fga" names its layout)
+want=$( (cat "$src"/adapters/boehm/patches/*.patch; echo fga) | cksum)
 if [ ! -f "$tree/Makefile" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 	rm -rf "$tree"
 	cp -a "$cache/libgc-$ver" "$tree"
@@ -68,9 +71,9 @@ if [ ! -f "$tree/Makefile" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 	# The adapter goes into libgc.la with the toolkit as a dependency.
 	# (in the Makefile itself, so that any later make in the tree, e.g.
 	# `make check` for Boehm's tests, links the same way).
-	sed -i "s|^libgc_la_LIBADD = |libgc_la_LIBADD = fg_boehm.lo -Wl,$tklib/libfgtk.so.0 -Wl,-rpath,\\\\\$\$ORIGIN |" \
+	sed -i "s|^libgc_la_LIBADD = |libgc_la_LIBADD = fg_boehm.lo fga.lo -Wl,$tklib/libfgtk.so.0 -Wl,-rpath,\\\\\$\$ORIGIN |" \
 		"$tree/Makefile"
-	grep -q '^libgc_la_LIBADD = fg_boehm.lo' "$tree/Makefile" ||
+	grep -q '^libgc_la_LIBADD = fg_boehm.lo fga.lo' "$tree/Makefile" ||
 		fail "cannot add the adapter to libgc.la (Makefile layout changed?)"
 	echo "$want" >"$stamp"
 fi
@@ -78,10 +81,13 @@ fi
 # 3. Build.
 echo "boehm: building libgc.so.1 with the adapter (log: $log)"
 : >"$log"
-(cd "$tree" && ./libtool --mode=compile --tag=CC gcc -O2 -g -Wall -fPIC \
-	-std=gnu11 -I"$tree/include" -I"$src/toolkit" -I"$src/adapters/boehm" \
-	-c "$src/adapters/boehm/fg_boehm.c" -o fg_boehm.lo >>"$log" 2>&1) ||
-	fail "compiling fg_boehm.c failed; see $log"
+for c in boehm/fg_boehm generic/fga; do
+	(cd "$tree" && ./libtool --mode=compile --tag=CC gcc -O2 -g -Wall -fPIC \
+		-fvisibility=hidden -std=gnu11 -I"$tree/include" \
+		-I"$src/toolkit" -I"$src/adapters/generic" -I"$src/adapters/boehm" \
+		-c "$src/adapters/$c.c" -o "$(basename "$c").lo" >>"$log" 2>&1) ||
+		fail "compiling adapters/$c.c failed; see $log"
+done
 # libgc.la does not depend on fg_boehm.lo in Boehm's Makefile: relink.
 rm -f "$tree/libgc.la"
 (cd "$tree" && make -j"$jobs" libgc.la >>"$log" 2>&1) ||

@@ -1,0 +1,1214 @@
+/* fga.c - the generic adapter: a collector's dirty lines from the toolkit.
+ *
+ * See fga.h for the calls and README.md for the rules a port keeps.  The
+ * instance turns the tracker's dirty cards into one word per block (bit i:
+ * the i-th of 64 lines) at each retrieval.
+ *
+ * Precision: below page-sized cards the tracker runs with DIFF precision
+ * (cards whose bytes changed).  DIFF compares with the epoch start, which
+ * must be what the collector scanned, with every object it marked still
+ * marked.  Two things break that, and both make pages read whole:
+ *  - the collector marks while the program runs (Boehm's time-sliced
+ *    incremental mode): it says so (fga_concurrent_mark) and the next
+ *    retrieval reports written pages whole;
+ *  - after the retrieval the collector itself writes into the heap and
+ *    un-marks objects, or scans more, with the program running.  Boehm's
+ *    GC_finalize unlinks the entries of dead disappearing links and clears
+ *    their mark bits; if the program then registers a link in the same
+ *    hash bucket, the allocator hands back the same entry and the
+ *    bucket's line holds what it held at the retrieval: compared with the
+ *    epoch start it is clean, and the new, unmarked entry is freed while
+ *    linked.  So when such a collection is over (fga_collection_done with
+ *    wrote_after) the instance retrieves once more, at page precision,
+ *    and carries those pages, whole, into the next retrieval; the
+ *    comparison restarts from there.
+ *
+ * Exempt blocks (backends with FG_CAP_EXEMPT-like behaviour: uffd-async):
+ * blocks a collection freed, and the blocks allocated from them since the
+ * last collection finished (young), hold no marked object the collector
+ * relies on, so the tracker leaves them alone (no re-protection, no fault
+ * when they are filled: fg_set_exempt) and they read dirty, whole, at
+ * every retrieval.  When a collection finishes, a young block still
+ * allocated holds survivors: it is watched again and read whole once more
+ * (its objects were scanned with no twin to compare with later);
+ * pointer-free blocks stay exempt (never scanned).  New sections are not
+ * exempt: a program that grows its heap is building long-lived data,
+ * which would pay that extra reading; blocks that died once are likely to
+ * hold short-lived objects again.
+ *
+ * Everything called with the world stopped avoids malloc: the instance's
+ * arrays are mmap'd, and the toolkit's collection does not allocate from
+ * malloc either.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* mremap */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fga.h"
+
+/* FGA_CARD_AUTO's judge (see auto_judge). */
+#define AUTO_WINDOW 3
+#define AUTO_NS_PER_BYTE 1.0
+#define AUTO_TRIAL_PCT 10
+#define AUTO_UNJUDGED_MAX 8
+#define AUTO_WAIT0 32
+#define AUTO_WAIT_MAX 1024
+
+#define EX_EXEMPT 1
+#define EX_YOUNG 2
+#define EX_PTRFREE 4
+
+struct sect {
+	uintptr_t base;
+	size_t len;
+	size_t nblocks;
+	fga_lines *lines; /* one word per block, mmap'd */
+	uint8_t *ptrfree; /* mprotect: blocks kept writable (pointer-free) */
+	uint8_t *ex;	  /* exempting: EX_* per block, or NULL */
+	uint8_t *snap;	  /* check: the heap at the last retrieval */
+	int tracked;	  /* registered with the tracker */
+};
+
+struct fga {
+	fga_config c;		  /* as created (name copied) */
+	char name[64];
+	char check_label[64];	  /* "FG_BOEHM_CHECK" or "check" */
+	fg_tracker *t;
+	const char *backend;	  /* name, NULL while not tracking */
+	size_t block;		  /* the collector's block size */
+	size_t line;		  /* bytes per bit: block / 64 */
+	int mprotect;		  /* backend protects pages */
+	int diff;		  /* DIFF precision (cards below a page) */
+	int exempt;		  /* exempt free and young blocks */
+	uintptr_t new_sect;	  /* its first free is not exempted */
+	fg_range *young;	  /* runs of blocks made young since the last */
+	size_t nyoung, capyoung;  /* collection_done (some may be free) */
+	int concurrent;		  /* marked with the world running */
+	int all_dirty;		  /* next retrieval: everything */
+	int precleaned;		  /* fga_preclean ran this interval */
+	int check;		  /* 1, or 2 to abort; -1: could not */
+	int memfd;		  /* check: /proc/self/mem */
+	uint8_t *checkbuf;
+	struct sect *s;		  /* sorted by base, mmap'd */
+	size_t ns, caps;
+	struct sect *last;	  /* lookup cache */
+	fg_range *prev;		  /* last retrieval's ranges (to clear) */
+	size_t nprev, capprev;
+	int prev_all;		  /* the last retrieval set everything */
+	fg_range *carry;	  /* written while a collection finished: */
+	size_t ncarry, capcarry;  /* whole pages, for the next retrieval */
+	fga_stats st;
+	/* FGA_CARD_AUTO (see auto_judge). */
+	int autocard;		  /* on */
+	int auto_off;		  /* twins off (page precision) */
+	int auto_warm;		  /* this window is the first after on */
+	unsigned long auto_next;  /* retrieval of the next judgement */
+	unsigned long auto_wait;  /* retrievals the next off period lasts */
+	unsigned long long auto_ns, auto_res, auto_page; /* window start */
+	unsigned long long auto_diffed, auto_copied;
+	unsigned auto_unjudged;	  /* windows in a row not judged */
+	char err[256];
+};
+
+static void say(fga *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void say(fga *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(f->err, sizeof f->err, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", f->name, f->err);
+}
+
+/* mmap-backed growth: no malloc while the world is stopped. */
+static void *grow(void *v, size_t *cap, size_t elem, size_t need)
+{
+	size_t n = *cap ? *cap : 16;
+	void *w;
+
+	while (n < need)
+		n *= 2;
+	if (n == *cap)
+		return v;
+	w = v ? mremap(v, *cap * elem, n * elem, MREMAP_MAYMOVE)
+	      : mmap(NULL, n * elem, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (w == MAP_FAILED)
+		return NULL;
+	*cap = n;
+	return w;
+}
+
+static void unmap(void *v, size_t bytes)
+{
+	if (v && bytes)
+		munmap(v, bytes);
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static struct sect *find(fga *f, uintptr_t a)
+{
+	size_t lo = 0, hi = f->ns;
+
+	if (f->last && a - f->last->base < f->last->len)
+		return f->last;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		struct sect *s = &f->s[mid];
+
+		if (a < s->base)
+			hi = mid;
+		else if (a - s->base >= s->len)
+			lo = mid + 1;
+		else
+			return f->last = s;
+	}
+	return NULL;
+}
+
+static void fill_all(fga *f, fga_lines v)
+{
+	for (size_t i = 0; i < f->ns; i++)
+		for (size_t b = 0; b < f->s[i].nblocks; b++)
+			f->s[i].lines[b] = v;
+}
+
+/* Set the lines of [a, a+len) in their blocks. */
+static void set_lines(fga *f, uintptr_t a, size_t len)
+{
+	uintptr_t end = a + len;
+
+	while (a < end) {
+		struct sect *s = find(f, a);
+		uintptr_t stop;
+
+		if (!s) {
+			/* Not heap (cannot happen: only sections are
+			 * registered); skip to the next section. */
+			size_t i;
+
+			for (i = 0; i < f->ns && f->s[i].base <= a; i++)
+				;
+			if (i == f->ns || f->s[i].base >= end)
+				return;
+			a = f->s[i].base;
+			continue;
+		}
+		stop = s->base + s->len < end ? s->base + s->len : end;
+		while (a < stop) {
+			size_t b = (a - s->base) / f->block;
+			uintptr_t bstart = s->base + b * f->block;
+			uintptr_t bend = bstart + f->block < stop
+						 ? bstart + f->block
+						 : stop;
+			size_t first = (a - bstart) / f->line;
+			size_t last = (bend - bstart + f->line - 1) / f->line;
+
+			if (first == 0 && last >= 64)
+				s->lines[b] = FGA_LINES_ALL;
+			else
+				s->lines[b] |=
+					(last >= 64 ? FGA_LINES_ALL
+						    : (((fga_lines)1 << last) - 1)) &
+					~(((fga_lines)1 << first) - 1);
+			a = bend;
+		}
+	}
+}
+
+static void clear_prev(fga *f)
+{
+	if (f->prev_all) {
+		fill_all(f, 0);
+		f->prev_all = 0;
+	} else {
+		for (size_t i = 0; i < f->nprev; i++) {
+			uintptr_t a = (uintptr_t)f->prev[i].addr;
+			uintptr_t e = a + f->prev[i].len;
+
+			for (; a < e; a = (a - a % f->block) + f->block) {
+				struct sect *s = find(f, a);
+
+				if (s)
+					s->lines[(a - s->base) / f->block] = 0;
+			}
+		}
+	}
+	f->nprev = 0;
+}
+
+static void remember(fga *f, fg_range **v, size_t *n, size_t *cap,
+		     fg_range r)
+{
+	fg_range *w = grow(*v, cap, sizeof **v, *n + 1);
+
+	if (!w) {
+		/* Cannot remember it: everything reads dirty (and is
+		 * cleared) at the next retrieval. */
+		f->all_dirty = 1;
+		return;
+	}
+	*v = w;
+	(*v)[(*n)++] = r;
+}
+
+/* The start of a retrieval: the last one's lines cleared, the pages
+ * written while the last collection finished set. */
+static void start_lines(fga *f)
+{
+	clear_prev(f);
+	for (size_t i = 0; i < f->ncarry; i++) {
+		set_lines(f, (uintptr_t)f->carry[i].addr, f->carry[i].len);
+		remember(f, &f->prev, &f->nprev, &f->capprev, f->carry[i]);
+	}
+	f->ncarry = 0;
+}
+
+static void mark_everything(fga *f)
+{
+	fill_all(f, FGA_LINES_ALL);
+	f->prev_all = 1;
+}
+
+int fga_config_env(fga_config *c, const char *prefix)
+{
+	char var[96];
+	const char *e;
+	const char *name;
+
+	if (!c || !prefix)
+		return -EINVAL;
+	c->env_prefix = prefix;
+	name = c->name ? c->name : "fgvm adapter";
+#define ENV(suffix)                                                         \
+	(snprintf(var, sizeof var, "%s_%s", prefix, suffix), getenv(var))
+	if ((e = ENV("TWINS")) && *e) {
+		if (!strcmp(e, "sticky"))
+			c->twins = FGA_TWINS_STICKY;
+		else if (!strcmp(e, "adaptive"))
+			c->twins = FGA_TWINS_ADAPTIVE;
+		else if (!strcmp(e, "hot"))
+			c->twins = FGA_TWINS_HOT;
+		else if (!strcmp(e, "none"))
+			c->twins = FGA_TWINS_NONE;
+		else
+			fprintf(stderr, "%s: %s=%s: use sticky, adaptive, hot "
+					"or none; sticky it is\n",
+				name, var, e);
+	}
+	if ((e = ENV("TWIN_CAP")) && *e) {
+		char *end;
+		unsigned long v = strtoul(e, &end, 10);
+		size_t b;
+
+		if (*end == '%' && !end[1] && v >= 1 && v <= 100)
+			c->twin_cap_pct = (unsigned)v;
+		else if (!fg_parse_size(e, &b))
+			c->twin_cap = b;
+		else
+			fprintf(stderr, "%s: %s=%s: bytes (\"64M\") or a "
+					"percentage of the heap (1%% to 100%%); "
+					"%u%% it is\n",
+				name, var, e,
+				c->twin_cap_pct ? c->twin_cap_pct
+				: c->twins == FGA_TWINS_ADAPTIVE ? 10 : 100);
+	}
+	if ((e = ENV("EXEMPT")))
+		c->exempt = strcmp(e, "0") != 0;
+	if ((e = ENV("PRECLEAN")))
+		c->preclean = strcmp(e, "0") != 0;
+	if ((e = ENV("CHECK")))
+		c->check = !*e || !strcmp(e, "0") ? 0 : !strcmp(e, "abort") ? 2 : 1;
+	if ((e = ENV("AUTO_LOG")))
+		c->auto_log = *e == '1';
+#undef ENV
+	return 0;
+}
+
+/* The tracker, from the configuration (at creation and after fork). */
+static int start_tracker(fga *f)
+{
+	fg_options o = FG_OPTIONS_INIT;
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	const char *e;
+	size_t card = f->c.card;
+	int rc;
+
+	if (f->c.backend && *f->c.backend) {
+		rc = fg_backend_from_name(f->c.backend, &o.backend);
+		if (rc) {
+			say(f, "backend \"%s\": %s", f->c.backend,
+			    fg_strerror(rc));
+			return rc;
+		}
+	}
+	/* FG_CARD=auto: 64-byte lines with sticky twins, turned off while
+	 * they do not pay (auto_judge).  Otherwise the tracker's own
+	 * grammar ("4k" is 4096 here too); a bad value makes
+	 * fg_tracker_create fail and say so. */
+	e = getenv("FG_CARD");
+	if (card == FGA_CARD_AUTO || (!card && e && !strcmp(e, "auto"))) {
+		card = 64;
+		f->autocard = 1;
+	} else if (!card && e && *e && fg_parse_size(e, &card)) {
+		card = 0;
+	}
+	o.card_size = f->autocard ? 64 : f->c.card; /* 0: FG_CARD */
+	if (!card)
+		card = ps;
+	/* Below page-sized cards: DIFF precision, unless the twins are
+	 * "none" (page precision: every card of a written page dirty).
+	 * Twin policies (fg.h):
+	 *  - sticky, the default: every page reported written gets a twin,
+	 *    kept until the page is written again (then compared and updated
+	 *    in place).  Sparse random writes to a large old heap are then
+	 *    exact, at the price of up to one twin per page ever written;
+	 *    the cap (default 100% of the heap) evicts the pages written
+	 *    longest ago, which then read whole.
+	 *  - adaptive: twins only for pages written before and found sparse,
+	 *    under a budget of 10% of the heap unless the cap says otherwise:
+	 *    little memory, but random sparse writes mostly find no twin.
+	 *  - hot: only the first-write hook's and eager ones. */
+	o.precision = card < ps && (f->autocard || f->c.twins != FGA_TWINS_NONE)
+			      ? FG_PRECISION_DIFF
+			      : FG_PRECISION_PAGE;
+	o.twin_policy = FG_TWIN_STICKY;
+	o.twin_cap_pct = 100;
+	if (!f->autocard && f->c.twins == FGA_TWINS_ADAPTIVE) {
+		o.twin_policy = FG_TWIN_ADAPTIVE;
+		o.twin_cap_pct = 10;
+	} else if (!f->autocard && f->c.twins == FGA_TWINS_HOT) {
+		o.twin_policy = FG_TWIN_HOT;
+	}
+	if (f->c.twin_cap_pct >= 1 && f->c.twin_cap_pct <= 100)
+		o.twin_cap_pct = f->c.twin_cap_pct;
+	if (f->c.twin_cap)
+		o.twin_cap = f->c.twin_cap;
+	rc = fg_tracker_create(&o, &f->t);
+	if (rc) {
+		say(f, "cannot track the heap (%s: %s)", fg_strerror(rc),
+		    fg_last_error_detail());
+		f->t = NULL;
+		return rc;
+	}
+	f->backend = fg_backend_name(fg_tracker_backend(f->t));
+	f->mprotect = fg_tracker_backend(f->t) == FG_BACKEND_MPROTECT;
+	f->diff = o.precision == FG_PRECISION_DIFF;
+	f->autocard = f->autocard && f->diff;
+	f->auto_wait = AUTO_WAIT0;
+	f->auto_warm = 1;
+	/* Only uffd-async can leave pages out of a collection. */
+	f->exempt = fg_tracker_backend(f->t) == FG_BACKEND_UFFD_ASYNC &&
+		    f->c.exempt;
+	return 0;
+}
+
+/* Why the last fga_create failed (fga_last_error(NULL)). */
+static __thread char create_err[256];
+
+int fga_create(const fga_config *c, fga **out)
+{
+	fga *f;
+	int rc;
+
+	if (!c || !out || c->size < sizeof *c)
+		return -EINVAL;
+	*out = NULL;
+	f = calloc(1, sizeof *f);
+	if (!f)
+		return -ENOMEM;
+	f->c = *c;
+	snprintf(f->name, sizeof f->name, "%s",
+		 c->name ? c->name : "fgvm adapter");
+	f->c.name = f->name;
+	if (c->env_prefix)
+		snprintf(f->check_label, sizeof f->check_label, "%s_CHECK",
+			 c->env_prefix);
+	else
+		snprintf(f->check_label, sizeof f->check_label, "check");
+	f->c.env_prefix = NULL; /* not kept: the caller's string */
+	f->memfd = -1;
+	f->check = c->check;
+	if (c->block % 64 || c->block < 64) {
+		say(f, "block size %zu is not a multiple of 64", c->block);
+		snprintf(create_err, sizeof create_err, "%s", f->err);
+		free(f);
+		return -EINVAL;
+	}
+	f->block = c->block;
+	f->line = c->block / 64;
+	rc = start_tracker(f);
+	if (rc) {
+		/* Printed; kept for fga_last_error(NULL). */
+		snprintf(create_err, sizeof create_err, "%s", f->err);
+		free(f);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
+void fga_destroy(fga *f)
+{
+	if (!f)
+		return;
+	if (f->t)
+		(void)fg_tracker_destroy(f->t);
+	for (size_t i = 0; i < f->ns; i++) {
+		struct sect *s = &f->s[i];
+
+		unmap(s->lines, s->nblocks * sizeof *s->lines);
+		unmap(s->ptrfree, s->nblocks);
+		unmap(s->ex, s->nblocks);
+		unmap(s->snap, s->len);
+	}
+	unmap(f->s, f->caps * sizeof *f->s);
+	unmap(f->young, f->capyoung * sizeof *f->young);
+	unmap(f->prev, f->capprev * sizeof *f->prev);
+	unmap(f->carry, f->capcarry * sizeof *f->carry);
+	unmap(f->checkbuf, (size_t)1 << 20);
+	if (f->memfd >= 0)
+		close(f->memfd);
+	free(f);
+}
+
+static void *section_array(fga *f, size_t size, size_t section,
+			   const char *what)
+{
+	void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED) {
+		say(f, "out of memory for the %s of a %zu-byte heap section",
+		    what, section);
+		return NULL;
+	}
+	return m;
+}
+
+int fga_add_section(fga *f, void *start, size_t bytes)
+{
+	struct sect *v, s = {(uintptr_t)start, bytes, 0, NULL, NULL, NULL,
+			     NULL, 0};
+	size_t i;
+	int rc;
+
+	if (!f || !bytes)
+		return -EINVAL;
+	s.nblocks = (bytes + f->block - 1) / f->block;
+	s.lines = section_array(f, s.nblocks * sizeof *s.lines, bytes,
+				"dirty lines");
+	if (s.lines && f->mprotect)
+		s.ptrfree = section_array(f, s.nblocks, bytes, "block kinds");
+	if (s.lines && f->exempt)
+		s.ex = section_array(f, s.nblocks, bytes, "block states");
+	v = grow(f->s, &f->caps, sizeof *f->s, f->ns + 1);
+	if (!s.lines || (f->mprotect && !s.ptrfree) ||
+	    (f->exempt && !s.ex) || !v) {
+		if (!v)
+			say(f, "out of memory for the heap section table");
+		unmap(s.lines, s.nblocks * sizeof *s.lines);
+		unmap(s.ptrfree, s.nblocks);
+		unmap(s.ex, s.nblocks);
+		return -ENOMEM;
+	}
+	f->s = v;
+	rc = f->t ? fg_register(f->t, start, bytes) : -EINVAL;
+	if (rc) {
+		/* Sound: an untracked section reads dirty for ever. */
+		say(f, "heap section [%p, +%zu) is not tracked (%s: %s); it "
+		    "reads dirty",
+		    start, bytes, fg_strerror(rc), fg_last_error_detail());
+	}
+	s.tracked = rc == 0;
+	for (i = 0; i < s.nblocks; i++)
+		s.lines[i] = FGA_LINES_ALL; /* until the first retrieval */
+	f->new_sect = s.base;
+	f->prev_all = 1; /* which clears them with the rest */
+	for (i = f->ns; i > 0 && f->s[i - 1].base > s.base; i--)
+		f->s[i] = f->s[i - 1];
+	f->s[i] = s;
+	f->ns++;
+	f->last = NULL;
+	return 0;
+}
+
+/* One toolkit collection OR'ed into the lines.  The interval between two
+ * retrievals may be made of two collections: one just before the world
+ * stops (fga_preclean: the program still runs, so most of the
+ * re-protection and comparing happens outside the pause) and one in the
+ * pause, which covers only what was written in between.  The union is
+ * what was written in the interval: each collection reports what was
+ * written since the previous one, and the second restarts the epoch. */
+static void collect_into_lines(fga *f)
+{
+	unsigned flags = f->concurrent ? FG_COLLECT_WHOLE_PAGES : 0;
+	fg_iter it;
+	fg_range r;
+	int n;
+
+	n = fg_collect_flags(f->t, &it, flags);
+	if (n < 0) {
+		say(f, "collection failed (%s: %s); everything reads dirty",
+		    fg_strerror(n), fg_last_error_detail());
+		mark_everything(f);
+	} else {
+		while (fg_iter_next(&it, &r) == 1) {
+			set_lines(f, (uintptr_t)r.addr, r.len);
+			f->st.dirty_bytes += r.len;
+			if (!f->prev_all)
+				remember(f, &f->prev, &f->nprev, &f->capprev,
+					 r);
+		}
+	}
+}
+
+void fga_preclean(fga *f)
+{
+	double t0 = now_ms();
+
+	if (!f || !f->t || !f->c.preclean)
+		return;
+	start_lines(f);
+	collect_into_lines(f);
+	f->precleaned = 1;
+	f->st.preclean_ms_total += now_ms() - t0;
+}
+
+/* The check (fga_config.check): an oracle for debugging and for the
+ * tests.  The heap is copied at every retrieval, and the next retrieval
+ * checks that every line whose bytes changed since then reads dirty.
+ * Each miss is counted (and the first 20 are printed); 2 aborts at the
+ * first.  It checks the tracker, not the collector: a line written back
+ * to its old bytes is not a miss.  Reads go through /proc/self/mem, which
+ * also reads blocks that the collector unmapped.  The world is stopped:
+ * no stdio (another thread may hold its lock), no malloc. */
+static void check_miss(fga *f, uintptr_t line, struct sect *s, uintptr_t h)
+{
+	char msg[300];
+	int n;
+
+	f->st.missed++;
+	if (f->st.missed <= 20) {
+		n = snprintf(msg, sizeof msg,
+			     "%s: %s: retrieval %lu: line %#lx (block "
+			     "%#lx, state %d) changed and was not reported\n",
+			     f->name, f->check_label, f->st.collections, (unsigned long)line,
+			     (unsigned long)h,
+			     s->ex ? s->ex[(h - s->base) / f->block] : -1);
+		if (n > 0)
+			(void)!write(2, msg, (size_t)n);
+	}
+	if (f->check > 1)
+		abort();
+}
+
+static void check_lines(fga *f)
+{
+	const size_t chunk = (size_t)1 << 20;
+
+	if (f->memfd < 0) {
+		f->memfd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+		f->checkbuf = mmap(NULL, chunk, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (f->checkbuf == MAP_FAILED)
+			f->checkbuf = NULL;
+		if (f->memfd < 0 || !f->checkbuf) {
+			f->check = -1; /* fga_print_check says so */
+			return;
+		}
+	}
+	for (size_t i = 0; i < f->ns; i++) {
+		struct sect *s = &f->s[i];
+		int had = s->snap != NULL;
+
+		if (!had) {
+			s->snap = mmap(NULL, s->len, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (s->snap == MAP_FAILED) {
+				s->snap = NULL;
+				continue;
+			}
+		}
+		for (size_t off = 0; off < s->len; off += chunk) {
+			size_t n = s->len - off < chunk ? s->len - off : chunk;
+			uint8_t *old = s->snap + off;
+			uint8_t *buf = f->checkbuf;
+
+			if (pread(f->memfd, buf, n, (off_t)(s->base + off)) !=
+			    (ssize_t)n) {
+				memset(buf, 0, n);
+				had = 0; /* unreadable: checked from next time */
+			}
+			for (size_t o = 0; had && o < n; o += f->block) {
+				uintptr_t h = s->base + off + o;
+				fga_lines lines = fga_block_lines(f, (void *)h);
+
+				if (lines == FGA_LINES_ALL ||
+				    !memcmp(buf + o, old + o, f->block))
+					continue;
+				for (size_t l = 0; l < 64; l++) {
+					size_t at = o + l * f->line;
+
+					if (!((lines >> l) & 1) &&
+					    memcmp(buf + at, old + at, f->line))
+						check_miss(f, h + l * f->line,
+							   s, h);
+				}
+			}
+			memcpy(old, buf, n);
+		}
+	}
+}
+
+/* FGA_CARD_AUTO: every AUTO_WINDOW retrievals, weigh what the twins cost
+ * (the toolkit's time comparing and taking them) against what their
+ * lines saved (the bytes page precision would have pushed again, less
+ * those pushed, at AUTO_NS_PER_BYTE of marking each).  A window with
+ * more new twins than comparisons is not judged (up to AUTO_UNJUDGED_MAX
+ * in a row): the program is filling memory, and its twins pay, if ever,
+ * when it writes there again; the next judgement covers both.  When they
+ * cost more, they are turned off (a cap under a page: written pages read
+ * whole) for auto_wait retrievals, then on again under a cap of
+ * AUTO_TRIAL_PCT of the heap: a program whose twins did not pay once
+ * does not get twins for its whole heap again.  Each failed trial
+ * doubles the wait (up to AUTO_WAIT_MAX), a paying window resets it.
+ * The first window after turning on is a warm-up (new twins, nothing
+ * compared yet) and is not judged.  Called with the world stopped: the
+ * toolkit calls do not allocate. */
+static void auto_judge(fga *f)
+{
+	fg_stats fs = {.size = sizeof fs};
+	unsigned long long res, page;
+	unsigned long n = f->st.collections;
+	int judge = 0, restart = 0;
+
+	if (!f->c.rescanned || !f->c.rescanned_page || n < f->auto_next ||
+	    fg_get_stats(f->t, &fs))
+		return;
+	res = f->c.rescanned(f->c.ctx);
+	page = f->c.rescanned_page(f->c.ctx);
+	if (f->auto_off) {
+		if (fg_set_twin_cap(f->t, 0, AUTO_TRIAL_PCT) == 0) {
+			f->auto_off = 0;
+			f->auto_warm = 1;
+			f->st.auto_on++;
+		}
+		restart = 1;
+	} else if (f->auto_warm) {
+		f->auto_warm = 0;
+		restart = 1;
+	} else if (fs.pages_diffed - f->auto_diffed >=
+			   fs.twins_sticky - f->auto_copied ||
+		   ++f->auto_unjudged >= AUTO_UNJUDGED_MAX) {
+		judge = 1;
+	}
+	/* else more new twins than comparisons: memory being filled, the
+	 * copies an investment not used yet; the window grows. */
+	if (judge) {
+		double saved = (double)(page - f->auto_page - (res - f->auto_res));
+
+		if (f->c.auto_log) {
+			char msg[300];
+			int k = snprintf(msg, sizeof msg,
+					 "%s: FG_CARD=auto: retrieval %lu: "
+					 "lines saved %.0f bytes, twins cost "
+					 "%.3f ms\n",
+					 f->name, n, saved,
+					 (fs.diff_ns - f->auto_ns) / 1e6);
+
+			if (k > 0)
+				(void)!write(2, msg, (size_t)k);
+		}
+		if (saved * AUTO_NS_PER_BYTE < (double)(fs.diff_ns - f->auto_ns)) {
+			if (fg_set_twin_cap(f->t, 1, 0) == 0) {
+				f->auto_off = 1;
+				f->st.auto_off++;
+				f->auto_next = n + f->auto_wait;
+				f->auto_wait = f->auto_wait * 2 < AUTO_WAIT_MAX
+						       ? f->auto_wait * 2
+						       : AUTO_WAIT_MAX;
+			}
+		} else {
+			f->auto_wait = AUTO_WAIT0;
+		}
+		restart = 1;
+	}
+	if (restart) {
+		f->auto_unjudged = 0;
+		f->auto_ns = fs.diff_ns;
+		f->auto_res = res;
+		f->auto_page = page;
+	}
+	if (!f->auto_off)
+		f->auto_next = n + AUTO_WINDOW;
+	f->auto_diffed = fs.pages_diffed;
+	f->auto_copied = fs.twins_sticky;
+}
+
+static void unprotect_ptrfree(fga *f);
+
+void fga_retrieve(fga *f)
+{
+	double t0 = now_ms(), dt;
+
+	if (!f || !f->t)
+		return;
+	if (!f->precleaned)
+		start_lines(f);
+	f->precleaned = 0;
+	collect_into_lines(f);
+	if (f->concurrent) {
+		f->st.whole_epochs++;
+		f->concurrent = 0;
+	}
+	if (f->all_dirty) {
+		mark_everything(f);
+		f->all_dirty = 0;
+	}
+	if (f->mprotect)
+		unprotect_ptrfree(f);
+	/* Untracked sections read dirty. */
+	for (size_t i = 0; i < f->ns; i++)
+		if (!f->s[i].tracked)
+			for (size_t b = 0; b < f->s[i].nblocks; b++)
+				f->s[i].lines[b] = FGA_LINES_ALL;
+	if (f->check > 0)
+		check_lines(f);
+	f->st.collections++;
+	if (f->autocard)
+		auto_judge(f);
+	dt = now_ms() - t0;
+	f->st.retrieve_ms_total += dt;
+	if (dt > f->st.retrieve_ms_max)
+		f->st.retrieve_ms_max = dt;
+}
+
+fga_lines fga_block_lines(fga *f, const void *h)
+{
+	struct sect *s = f ? find(f, (uintptr_t)h) : NULL;
+	size_t b;
+
+	if (!s)
+		return FGA_LINES_ALL;
+	b = ((uintptr_t)h - s->base) / f->block;
+	if (s->ex && (s->ex[b] & EX_EXEMPT))
+		return FGA_LINES_ALL;
+	return s->lines[b];
+}
+
+/* Apply fn to the runs of blocks of [a, a+bytes) (clipped to sections)
+ * whose state matches (ex & mask) == want; fn gets the section too. */
+static void for_block_runs(fga *f, uintptr_t a, size_t bytes, uint8_t mask,
+			   uint8_t want,
+			   void (*fn)(fga *, struct sect *, size_t b0,
+				      size_t b1))
+{
+	uintptr_t e = a + bytes;
+
+	while (a < e) {
+		struct sect *s = find(f, a);
+		size_t b, end, run = SIZE_MAX;
+
+		if (!s) {
+			a += f->block;
+			continue;
+		}
+		b = (a - s->base) / f->block;
+		end = (e - s->base + f->block - 1) / f->block;
+		if (end > s->nblocks)
+			end = s->nblocks;
+		for (; b <= end; b++) {
+			int ok = b < end && s->ex &&
+				 (s->ex[b] & mask) == want;
+
+			if (ok && run == SIZE_MAX)
+				run = b;
+			if (!ok && run != SIZE_MAX) {
+				fn(f, s, run, b);
+				run = SIZE_MAX;
+			}
+		}
+		a = s->base + end * f->block;
+	}
+}
+
+static void exempt_run(fga *f, struct sect *s, size_t b0, size_t b1)
+{
+	memset(s->ex + b0, EX_EXEMPT, b1 - b0);
+	if (s->tracked)
+		(void)fg_set_exempt(f->t, (void *)(s->base + b0 * f->block),
+				    (b1 - b0) * f->block, 1);
+	f->st.exempted_blocks += b1 - b0;
+}
+
+static void young_run(fga *f, struct sect *s, size_t b0, size_t b1)
+{
+	fg_range r = {(void *)(s->base + b0 * f->block), (b1 - b0) * f->block};
+
+	for (size_t b = b0; b < b1; b++)
+		s->ex[b] |= EX_YOUNG;
+	remember(f, &f->young, &f->nyoung, &f->capyoung, r);
+}
+
+static void young_ptrfree_run(fga *f, struct sect *s, size_t b0, size_t b1)
+{
+	(void)f;
+	for (size_t b = b0; b < b1; b++)
+		s->ex[b] |= EX_YOUNG | EX_PTRFREE;
+}
+
+static void mark_dirty_run(fga *f, struct sect *s, size_t b0, size_t b1)
+{
+	(void)fg_mark_dirty(f->t, (void *)(s->base + b0 * f->block),
+			    (b1 - b0) * f->block);
+}
+
+/* A collection finished: young blocks with pointers are watched again,
+ * and read whole at the next retrieval (they may hold survivors that
+ * were written after the collector scanned them). */
+static void watch_run(fga *f, struct sect *s, size_t b0, size_t b1)
+{
+	fg_range r = {(void *)(s->base + b0 * f->block), (b1 - b0) * f->block};
+
+	memset(s->ex + b0, 0, b1 - b0);
+	if (s->tracked)
+		(void)fg_set_exempt(f->t, r.addr, r.len, 0);
+	remember(f, &f->carry, &f->ncarry, &f->capcarry, r);
+	f->st.watched_blocks += b1 - b0;
+}
+
+void fga_blocks_freed(fga *f, void *h, size_t bytes)
+{
+	if (!f || !f->t || !f->exempt)
+		return;
+	if ((uintptr_t)h == f->new_sect) { /* the new section's first */
+		f->new_sect = 0;
+		return;
+	}
+	for_block_runs(f, (uintptr_t)h, bytes, 0, 0, exempt_run);
+}
+
+/* mprotect: like Boehm's own MPROTECT_VDB, pointer-free blocks are never
+ * left protected, so that system calls can write into them (Guile reads
+ * files into pointer-free buffers): the blocks are remembered when they
+ * are handed out and un-protected again after every retrieval.  They read
+ * dirty, which costs nothing: the collector does not scan them. */
+static void note_ptrfree(fga *f, uintptr_t a, size_t bytes, int ptrfree)
+{
+	for (uintptr_t e = a + bytes; a < e; a += f->block) {
+		struct sect *s = find(f, a);
+
+		if (s && s->ptrfree)
+			s->ptrfree[(a - s->base) / f->block] = ptrfree != 0;
+	}
+}
+
+static void unprotect_ptrfree(fga *f)
+{
+	for (size_t i = 0; i < f->ns; i++) {
+		struct sect *s = &f->s[i];
+		size_t run = SIZE_MAX;
+
+		if (!s->ptrfree || !s->tracked)
+			continue;
+		for (size_t b = 0; b <= s->nblocks; b++) {
+			int pf = b < s->nblocks && s->ptrfree[b];
+
+			if (pf && run == SIZE_MAX)
+				run = b;
+			if (!pf && run != SIZE_MAX) {
+				(void)fg_mark_dirty(f->t,
+						    (void *)(s->base +
+							     run * f->block),
+						    (b - run) * f->block);
+				run = SIZE_MAX;
+			}
+		}
+	}
+}
+
+void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
+{
+	if (!f || !f->t)
+		return;
+	/* Fresh blocks (no live object in them) are about to be filled:
+	 * un-protect them at once, one system call instead of a fault per
+	 * page, and let them read dirty (their objects are unmarked, so
+	 * this costs the collector nothing).  A block that holds live
+	 * objects (a free list being rebuilt) stays protected with the
+	 * userfaultfd backends, which see the collector's writes line by
+	 * line; mprotect un-protects it for this epoch, as Boehm's own
+	 * MPROTECT_VDB does, so that the kernel can write into it. */
+	if ((flags & FGA_BLOCK_NEW) && f->exempt) {
+		/* Exempt (free) blocks become young, the others are
+		 * un-protected as below. */
+		for_block_runs(f, (uintptr_t)h, bytes, EX_EXEMPT, EX_EXEMPT,
+			       flags & FGA_BLOCK_PTRFREE ? young_ptrfree_run
+							 : young_run);
+		for_block_runs(f, (uintptr_t)h, bytes, EX_EXEMPT, 0,
+			       mark_dirty_run);
+	} else if ((flags & FGA_BLOCK_NEW) || f->mprotect) {
+		(void)fg_mark_dirty(f->t, h, bytes);
+	}
+	if (f->mprotect)
+		note_ptrfree(f, (uintptr_t)h, bytes, flags & FGA_BLOCK_PTRFREE);
+}
+
+void fga_collection_done(fga *f, int wrote_after)
+{
+	double t0 = now_ms();
+	fg_iter it;
+	fg_range r;
+	int n;
+
+	if (!f || !f->t)
+		return;
+	/* Page precision reports every page written until the next
+	 * retrieval, whatever its bytes; when the collector neither wrote
+	 * into the heap nor scanned since the retrieval (it marked with the
+	 * world stopped), no retrieval is needed. */
+	n = f->diff && wrote_after
+		    ? fg_collect_flags(f->t, &it, FG_COLLECT_WHOLE_PAGES)
+		    : 0;
+	if (n < 0) {
+		say(f, "collection failed (%s: %s); everything reads dirty",
+		    fg_strerror(n), fg_last_error_detail());
+		f->all_dirty = 1;
+	} else if (f->diff && wrote_after) {
+		while (fg_iter_next(&it, &r) == 1) {
+			remember(f, &f->carry, &f->ncarry, &f->capcarry, r);
+			f->st.finish_bytes += r.len;
+		}
+	}
+	if (f->mprotect)
+		unprotect_ptrfree(f);
+	/* Young blocks with pointers, still allocated, are watched again
+	 * (pointer-free ones stay exempt, and are not listed). */
+	for (size_t i = 0; i < f->nyoung; i++)
+		for_block_runs(f, (uintptr_t)f->young[i].addr, f->young[i].len,
+			       EX_EXEMPT | EX_YOUNG | EX_PTRFREE,
+			       EX_EXEMPT | EX_YOUNG, watch_run);
+	f->nyoung = 0;
+	f->st.finish_ms_total += now_ms() - t0;
+}
+
+void fga_concurrent_mark(fga *f)
+{
+	if (f)
+		f->concurrent = 1;
+}
+
+/* The parent's tracker does not follow into the child (the toolkit
+ * reports everything dirty there): a new one over the same sections. */
+void fga_fork_child(fga *f)
+{
+	if (!f || !f->t)
+		return;
+	(void)fg_tracker_destroy(f->t);
+	f->t = NULL;
+	f->backend = NULL;
+	f->autocard = 0; /* start_tracker decides again, */
+	f->auto_off = 0; /* and the new tracker's twins are on */
+	f->auto_next = f->st.collections;
+	if (start_tracker(f)) {
+		/* The collector goes on: everything reads dirty. */
+		for (size_t i = 0; i < f->ns; i++)
+			f->s[i].tracked = 0;
+		mark_everything(f);
+		return;
+	}
+	for (size_t i = 0; i < f->ns; i++) {
+		int rc = fg_register(f->t, (void *)f->s[i].base, f->s[i].len);
+
+		f->s[i].tracked = rc == 0;
+	}
+	f->all_dirty = 1; /* what the child wrote before this is unknown */
+	f->ncarry = 0;
+	f->nyoung = 0;
+	/* The new tracker watches every block. */
+	for (size_t i = 0; i < f->ns; i++)
+		if (f->s[i].ex)
+			memset(f->s[i].ex, 0, f->s[i].nblocks);
+	mark_everything(f);
+}
+
+int fga_protects(const fga *f)
+{
+	return f && f->t && f->mprotect;
+}
+
+const char *fga_backend(const fga *f)
+{
+	return f ? f->backend : NULL;
+}
+
+size_t fga_card_size(const fga *f)
+{
+	return f && f->t ? fg_card_size(f->t) : 0;
+}
+
+int fga_set_card_size(fga *f, size_t bytes)
+{
+	int rc;
+
+	if (!f || !f->t)
+		return -EINVAL;
+	rc = fg_set_card_size(f->t, bytes);
+	if (rc)
+		snprintf(f->err, sizeof f->err, "card size %zu: %s (%s)",
+			 bytes, fg_strerror(rc), fg_last_error_detail());
+	return rc;
+}
+
+const char *fga_last_error(const fga *f)
+{
+	return f ? f->err : create_err;
+}
+
+fg_tracker *fga_tracker(const fga *f)
+{
+	return f ? f->t : NULL;
+}
+
+int fga_io_begin(fga *f, void *addr, size_t len)
+{
+	int io;
+
+	if (!f || !f->t)
+		return -EINVAL;
+	io = fg_io_begin(f->t, addr, len);
+	if (io < 0)
+		snprintf(f->err, sizeof f->err, "io_begin(%p, %zu): %s (%s)",
+			 addr, len, fg_strerror(io), fg_last_error_detail());
+	return io;
+}
+
+int fga_io_end(fga *f, int io)
+{
+	int rc;
+
+	if (!f || !f->t)
+		return -EINVAL;
+	rc = fg_io_end(f->t, io);
+	if (rc)
+		snprintf(f->err, sizeof f->err, "io_end(%d): %s (%s)", io,
+			 fg_strerror(rc), fg_last_error_detail());
+	return rc;
+}
+
+int fga_get_stats(const fga *f, fga_stats *out)
+{
+	fga_stats st;
+	fg_stats fs = {.size = sizeof fs};
+	size_t n;
+
+	if (!f || !out || out->size == 0)
+		return -EINVAL;
+	st = f->st;
+	if (f->t && fg_get_stats(f->t, &fs) == 0) {
+		st.dirty_pages = fs.dirty_pages;
+		st.faults = fs.faults;
+	}
+	n = out->size < sizeof st ? out->size : sizeof st;
+	st.size = n;
+	memcpy(out, &st, n);
+	return 0;
+}
+
+static void print_auto(const fga *f, FILE *out)
+{
+	if (f->autocard)
+		fprintf(out, "%s: FG_CARD=auto: twins turned off %lu times, "
+			     "on again %lu times, %s at exit\n",
+			f->name, f->st.auto_off, f->st.auto_on,
+			f->auto_off ? "off" : "on");
+}
+
+void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
+		     unsigned long long rescanned_page)
+{
+	fga_stats st = {.size = sizeof st};
+	fg_stats fs = {.size = sizeof fs};
+
+	if (!f)
+		return;
+	fga_get_stats(f, &st);
+	if (f->t)
+		fg_get_stats(f->t, &fs);
+	fprintf(out,
+		"%s: backend %s, card %zu: %lu retrievals "
+		"(%.3f ms total, %.3f ms max in pauses; %.3f ms before, "
+		"%.3f ms after: %lu bytes carried whole), "
+		"%lu blocks exempted, %lu watched again, "
+		"%lu whole-page, %lu dirty pages, "
+		"%lu dirty bytes, %lu faults; DIFF: %llu pages compared, %llu "
+		"whole, twins %llu hook + %llu eager (%llu invalid), %llu "
+		"bytes of twins held (heap %llu bytes), %.3f ms "
+		"comparing; %llu bytes rescanned; %llu heap sections lost "
+		"(unmapped: read dirty)\n",
+		f->name, f->backend ? f->backend : "(off)", fga_card_size(f),
+		st.collections, st.retrieve_ms_total, st.retrieve_ms_max,
+		st.preclean_ms_total, st.finish_ms_total, st.finish_bytes,
+		st.exempted_blocks, st.watched_blocks, st.whole_epochs,
+		st.dirty_pages, st.dirty_bytes, st.faults,
+		(unsigned long long)fs.pages_diffed,
+		(unsigned long long)fs.pages_whole,
+		(unsigned long long)fs.twins_hook,
+		(unsigned long long)fs.twins_eager,
+		(unsigned long long)fs.twins_invalid,
+		(unsigned long long)fs.twin_bytes,
+		(unsigned long long)fs.tracked_bytes, fs.diff_ns / 1e6,
+		rescanned, (unsigned long long)fs.regions_lost);
+	if (f->diff)
+		fprintf(out,
+			"%s: twins: %llu copied, %llu refreshed in place, "
+			"%llu declined, %llu evicted for the cap, %llu aged "
+			"out; cap %llu bytes; %.3f ms comparing and copying; "
+			"%llu bytes at page precision would have been "
+			"rescanned\n",
+			f->name, (unsigned long long)fs.twins_sticky,
+			(unsigned long long)fs.twins_refreshed,
+			(unsigned long long)fs.twins_declined,
+			(unsigned long long)fs.twins_evicted,
+			(unsigned long long)fs.twins_aged,
+			(unsigned long long)fs.twin_cap_bytes, fs.diff_ns / 1e6,
+			rescanned_page);
+	print_auto(f, out);
+}
+
+void fga_print_check(const fga *f, FILE *out)
+{
+	if (!f)
+		return;
+	if (f->check < 0) {
+		fprintf(out, "%s: %s: cannot read /proc/self/mem or map a "
+			     "buffer; nothing was checked\n",
+			f->name, f->check_label);
+		return;
+	}
+	fprintf(out, "%s: %s: %lu retrievals checked, %lu changed lines "
+		     "not reported\n",
+		f->name, f->check_label, f->st.collections, f->st.missed);
+	print_auto(f, out);
+}

@@ -1,0 +1,212 @@
+/* fga.h - the generic adapter: a collector's dirty lines from the fgvm
+ * toolkit.
+ *
+ * An adapter instance (fga) serves one heap of one collector.  The
+ * collector describes its heap as sections (address ranges it mmaps) cut
+ * into blocks of a fixed size; the instance keeps one 64-bit word per
+ * block in which bit i says that the i-th line (block / 64 bytes) of the
+ * block was written since the previous retrieval.  The collector:
+ *
+ *   fga_config c = FGA_CONFIG_INIT;           once, at start-up
+ *   c.name = "myvm (fgvm adapter)"; c.block = 4096;
+ *   fga_config_env(&c, "FG_MYVM");            optional: FG_MYVM_* knobs
+ *   fga_create(&c, &f);                       when it wants dirty bits
+ *   fga_add_section(f, start, bytes);         for every heap section
+ *   ...
+ *   fga_preclean(f);                          just before the world stops
+ *   fga_retrieve(f);                          world stopped: a new epoch
+ *   fga_block_lines(f, block);                world stopped: which lines
+ *   fga_collection_done(f, wrote_after);      the collection is over
+ *
+ * and tells the instance about its blocks as it recycles them
+ * (fga_blocks_freed, fga_blocks_reused), about marking done while the
+ * program ran (fga_concurrent_mark) and about fork (fga_fork_child).
+ * adapters/generic/README.md is the porting guide: the soundness rules a
+ * port must keep, and Boehm GC (adapters/boehm/fg_boehm.c) as the worked
+ * example.
+ *
+ * Contexts.  fga_create, fga_destroy, fga_add_section and fga_fork_child
+ * may call malloc; everything else never does (the collector calls them
+ * with the world stopped, where a stopped thread may hold malloc's lock).
+ * None is signal-safe, and one instance is not thread-safe: the
+ * collector calls it under its own lock.  Several instances may live in
+ * one process (one per heap, per place, per isolate), each with its own
+ * toolkit tracker.
+ *
+ * Errors: negative errno values (fg_strerror names them); the reason is
+ * also printed on stderr, prefixed with the instance's name, and kept for
+ * fga_last_error().  A failure inside a retrieval is never an error the
+ * collector sees: the lines it cannot vouch for read dirty (sound). */
+#ifndef FGA_H
+#define FGA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <fg.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fga fga;
+
+/* Bit i: line i of a block is dirty.  All set: read the block whole. */
+typedef uint64_t fga_lines;
+#define FGA_LINES_ALL (~(fga_lines)0)
+
+/* fga_config.card: the card size chosen per program (experimental):
+ * 64-byte cards with sticky twins, turned off while they cost more than
+ * the rescanning they save (needs fga_config.rescanned). */
+#define FGA_CARD_AUTO ((size_t)-1)
+
+/* fga_config.twins: below page-sized cards, DIFF precision's twin policy
+ * (toolkit/fg.h, fg_twin_policy), or NONE for page precision. */
+enum fga_twins {
+	FGA_TWINS_STICKY = 0, /* default: a twin for every page written */
+	FGA_TWINS_ADAPTIVE,   /* only pages written before and found sparse */
+	FGA_TWINS_HOT,	      /* only the first-write hook's */
+	FGA_TWINS_NONE,	      /* page precision: a written page reads whole */
+};
+
+typedef struct fga_config {
+	size_t size;	    /* sizeof(fga_config), by the caller */
+	const char *name;   /* prefix of messages: "libgc (fgvm adapter)" */
+	size_t block;	    /* the collector's block size: a multiple of
+			       64 (one line = block / 64 bytes) */
+	const char *backend; /* toolkit backend name; NULL: FG_BACKEND, or
+				the best the kernel has */
+	size_t card;	    /* card size; 0: FG_CARD (which may say
+			       "auto"), or the page size; FGA_CARD_AUTO */
+	int twins;	    /* enum fga_twins */
+	size_t twin_cap;    /* bytes of twins at most; 0: twin_cap_pct */
+	unsigned twin_cap_pct; /* percent of the heap; 0: the policy's
+				  default (sticky 100, adaptive 10) */
+	int exempt;	    /* leave free and young blocks unwatched where
+			       the backend can (FG_CAP-less: uffd-async) */
+	int preclean;	    /* fga_preclean retrieves (else a no-op) */
+	int check;	    /* the oracle: 0 off, 1 count misses, 2 abort */
+	int auto_log;	    /* FGA_CARD_AUTO: print each judgement */
+	const char *env_prefix; /* set by fga_config_env: names the check
+				   in messages ("FG_BOEHM_CHECK") */
+	/* The collector's counters, for FGA_CARD_AUTO's judge: the bytes
+	 * it pushed again since it started, and the bytes page precision
+	 * would have pushed in the same collections.  NULL: auto behaves as
+	 * sticky 64-byte cards. */
+	unsigned long long (*rescanned)(void *ctx);
+	unsigned long long (*rescanned_page)(void *ctx);
+	void *ctx;
+} fga_config;
+
+#define FGA_CONFIG_INIT                                                     \
+	{                                                                   \
+		.size = sizeof(fga_config), .name = "fgvm adapter",         \
+		.exempt = 1, .preclean = 1                                  \
+	}
+
+/* Read the adapter's knobs from the environment, PREFIX being e.g.
+ * "FG_BOEHM": PREFIX_TWINS=sticky|adaptive|hot|none,
+ * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0,
+ * PREFIX_CHECK=1|abort, PREFIX_AUTO_LOG=1.  A bad value is reported on
+ * stderr and the default kept.  FG_BACKEND and FG_CARD are read by
+ * fga_create (when c->backend and c->card leave them open).  Returns 0,
+ * or -EINVAL for a NULL argument. */
+int fga_config_env(fga_config *c, const char *prefix);
+
+/* Start tracking (no section yet).  Returns 0, or a negative errno (bad
+ * block size, no backend, a bad FG_CARD, ...: printed and kept). */
+int fga_create(const fga_config *c, fga **out);
+/* Stop tracking; sections are unregistered, the memory freed.  NULL ok. */
+void fga_destroy(fga *f);
+
+/* A heap section: registered with the tracker.  Its lines read dirty
+ * until the first retrieval.  A section the tracker refuses reads dirty
+ * for ever (sound; printed).  Returns 0, or -ENOMEM (no memory for the
+ * instance's own tables: the section is not known, and the collector
+ * must not rely on its lines). */
+int fga_add_section(fga *f, void *start, size_t bytes);
+
+/* Before the world stops (the collector's lock held): a retrieval whose
+ * re-protection and comparing run while the program runs; the retrieval
+ * in the pause then covers only the gap. */
+void fga_preclean(fga *f);
+/* World stopped: the lines written since the last retrieval (plus the
+ * preclean's) become the lines fga_block_lines returns, until the next
+ * retrieval.  A new epoch starts. */
+void fga_retrieve(fga *f);
+/* The lines of the block at BLOCK (any address inside a block). */
+fga_lines fga_block_lines(fga *f, const void *block);
+
+/* The collector marked (or will mark) with the program running: the next
+ * retrieval reads written pages whole (DIFF compares with what it saw at
+ * the epoch start, which a concurrent mark did not). */
+void fga_concurrent_mark(fga *f);
+/* The collection is over, the world running.  WROTE_AFTER: the collector
+ * itself wrote into the heap or scanned objects after the retrieval,
+ * with the world running (Boehm: finalization).  Then what was written
+ * since the retrieval reads dirty whole at the next one. */
+void fga_collection_done(fga *f, int wrote_after);
+
+/* Blocks returned to the collector's free lists (exempted: unwatched
+ * until reused).  The first free of a section just added (the collector
+ * handing a new section to its free lists) is not exempted. */
+void fga_blocks_freed(fga *f, void *start, size_t bytes);
+#define FGA_BLOCK_NEW 1	    /* handed out empty: nothing live in it */
+#define FGA_BLOCK_PTRFREE 2 /* its objects hold no pointers */
+/* Blocks about to be filled (FGA_BLOCK_* flags). */
+void fga_blocks_reused(fga *f, void *start, size_t bytes, unsigned flags);
+
+/* In the child after fork (single-threaded there): a new tracker over the
+ * same sections; everything reads dirty once. */
+void fga_fork_child(fga *f);
+
+/* The backend makes pages non-writable: the collector must let the
+ * program's writes fault through (Boehm: its protection_needs). */
+int fga_protects(const fga *f);
+const char *fga_backend(const fga *f);
+size_t fga_card_size(const fga *f);
+/* Change the card size at the next retrieval; 0 or a negative errno. */
+int fga_set_card_size(fga *f, size_t bytes);
+/* The instance's last error; NULL: why the calling thread's last
+ * fga_create failed. */
+const char *fga_last_error(const fga *f);
+fg_tracker *fga_tracker(const fga *f);
+
+/* I/O the toolkit cannot see (toolkit/fg.h, fg_io_begin): the range
+ * reads dirty while it is in flight and once after. */
+int fga_io_begin(fga *f, void *addr, size_t len);
+int fga_io_end(fga *f, int io);
+
+typedef struct fga_stats {
+	size_t size;		     /* sizeof(fga_stats), by the caller */
+	unsigned long collections;   /* retrievals */
+	unsigned long dirty_pages;   /* pages the backend reported written */
+	unsigned long dirty_bytes;   /* bytes of dirty cards reported */
+	unsigned long faults;	     /* first-write faults */
+	unsigned long whole_epochs;  /* retrievals after concurrent marking */
+	double retrieve_ms_total;    /* in fga_retrieve */
+	double retrieve_ms_max;
+	double preclean_ms_total;    /* in fga_preclean */
+	double finish_ms_total;	     /* in fga_collection_done */
+	unsigned long finish_bytes;  /* written after a retrieval with
+					wrote_after: read whole next time */
+	unsigned long exempted_blocks;
+	unsigned long watched_blocks; /* young blocks watched again */
+	unsigned long auto_off;	     /* FGA_CARD_AUTO: twins turned off */
+	unsigned long auto_on;	     /* ... and on again */
+	unsigned long missed;	     /* check: changed lines not reported */
+} fga_stats;
+int fga_get_stats(const fga *f, fga_stats *out);
+
+/* One line on OUT: what the adapter and the toolkit did (RESCANNED and
+ * RESCANNED_PAGE: the collector's counters, as in fga_config). */
+void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
+		     unsigned long long rescanned_page);
+/* The check's verdict, and FGA_CARD_AUTO's summary. */
+void fga_print_check(const fga *f, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FGA_H */
