@@ -83,7 +83,7 @@ echo "boehm: building libgc.so.1 with the adapter (log: $log)"
 : >"$log"
 for c in boehm/fg_boehm generic/fga; do
 	(cd "$tree" && ./libtool --mode=compile --tag=CC gcc -O2 -g -Wall -fPIC \
-		-fvisibility=hidden -std=gnu11 -I"$tree/include" \
+		-fvisibility=hidden -DFGA_API= -std=gnu11 -I"$tree/include" \
 		-I"$src/toolkit" -I"$src/adapters/generic" -I"$src/adapters/boehm" \
 		-c "$src/adapters/$c.c" -o "$(basename "$c").lo" >>"$log" 2>&1) ||
 		fail "compiling adapters/$c.c failed; see $log"

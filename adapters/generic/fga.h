@@ -50,6 +50,13 @@
 extern "C" {
 #endif
 
+/* The calls libfga exports.  A collector that compiles fga.c into its
+ * own library with -fvisibility=hidden (the Boehm adapter) defines FGA_API
+ * as empty to keep them private. */
+#ifndef FGA_API
+#define FGA_API __attribute__((visibility("default")))
+#endif
+
 typedef struct fga fga;
 
 /* Bit i: line i of a block is dirty.  All set: read the block whole. */
@@ -112,71 +119,72 @@ typedef struct fga_config {
  * stderr and the default kept.  FG_BACKEND and FG_CARD are read by
  * fga_create (when c->backend and c->card leave them open).  Returns 0,
  * or -EINVAL for a NULL argument. */
-int fga_config_env(fga_config *c, const char *prefix);
+FGA_API int fga_config_env(fga_config *c, const char *prefix);
 
 /* Start tracking (no section yet).  Returns 0, or a negative errno (bad
  * block size, no backend, a bad FG_CARD, ...: printed and kept). */
-int fga_create(const fga_config *c, fga **out);
+FGA_API int fga_create(const fga_config *c, fga **out);
 /* Stop tracking; sections are unregistered, the memory freed.  NULL ok. */
-void fga_destroy(fga *f);
+FGA_API void fga_destroy(fga *f);
 
 /* A heap section: registered with the tracker.  Its lines read dirty
  * until the first retrieval.  A section the tracker refuses reads dirty
  * for ever (sound; printed).  Returns 0, or -ENOMEM (no memory for the
  * instance's own tables: the section is not known, and the collector
  * must not rely on its lines). */
-int fga_add_section(fga *f, void *start, size_t bytes);
+FGA_API int fga_add_section(fga *f, void *start, size_t bytes);
 
 /* Before the world stops (the collector's lock held): a retrieval whose
  * re-protection and comparing run while the program runs; the retrieval
  * in the pause then covers only the gap. */
-void fga_preclean(fga *f);
+FGA_API void fga_preclean(fga *f);
 /* World stopped: the lines written since the last retrieval (plus the
  * preclean's) become the lines fga_block_lines returns, until the next
  * retrieval.  A new epoch starts. */
-void fga_retrieve(fga *f);
+FGA_API void fga_retrieve(fga *f);
 /* The lines of the block at BLOCK (any address inside a block). */
-fga_lines fga_block_lines(fga *f, const void *block);
+FGA_API fga_lines fga_block_lines(fga *f, const void *block);
 
 /* The collector marked (or will mark) with the program running: the next
  * retrieval reads written pages whole (DIFF compares with what it saw at
  * the epoch start, which a concurrent mark did not). */
-void fga_concurrent_mark(fga *f);
+FGA_API void fga_concurrent_mark(fga *f);
 /* The collection is over, the world running.  WROTE_AFTER: the collector
  * itself wrote into the heap or scanned objects after the retrieval,
  * with the world running (Boehm: finalization).  Then what was written
  * since the retrieval reads dirty whole at the next one. */
-void fga_collection_done(fga *f, int wrote_after);
+FGA_API void fga_collection_done(fga *f, int wrote_after);
 
 /* Blocks returned to the collector's free lists (exempted: unwatched
  * until reused).  The first free of a section just added (the collector
  * handing a new section to its free lists) is not exempted. */
-void fga_blocks_freed(fga *f, void *start, size_t bytes);
+FGA_API void fga_blocks_freed(fga *f, void *start, size_t bytes);
 #define FGA_BLOCK_NEW 1	    /* handed out empty: nothing live in it */
 #define FGA_BLOCK_PTRFREE 2 /* its objects hold no pointers */
 /* Blocks about to be filled (FGA_BLOCK_* flags). */
-void fga_blocks_reused(fga *f, void *start, size_t bytes, unsigned flags);
+FGA_API void fga_blocks_reused(fga *f, void *start, size_t bytes,
+			       unsigned flags);
 
 /* In the child after fork (single-threaded there): a new tracker over the
  * same sections; everything reads dirty once. */
-void fga_fork_child(fga *f);
+FGA_API void fga_fork_child(fga *f);
 
 /* The backend makes pages non-writable: the collector must let the
  * program's writes fault through (Boehm: its protection_needs). */
-int fga_protects(const fga *f);
-const char *fga_backend(const fga *f);
-size_t fga_card_size(const fga *f);
+FGA_API int fga_protects(const fga *f);
+FGA_API const char *fga_backend(const fga *f);
+FGA_API size_t fga_card_size(const fga *f);
 /* Change the card size at the next retrieval; 0 or a negative errno. */
-int fga_set_card_size(fga *f, size_t bytes);
+FGA_API int fga_set_card_size(fga *f, size_t bytes);
 /* The instance's last error; NULL: why the calling thread's last
  * fga_create failed. */
-const char *fga_last_error(const fga *f);
-fg_tracker *fga_tracker(const fga *f);
+FGA_API const char *fga_last_error(const fga *f);
+FGA_API fg_tracker *fga_tracker(const fga *f);
 
 /* I/O the toolkit cannot see (toolkit/fg.h, fg_io_begin): the range
  * reads dirty while it is in flight and once after. */
-int fga_io_begin(fga *f, void *addr, size_t len);
-int fga_io_end(fga *f, int io);
+FGA_API int fga_io_begin(fga *f, void *addr, size_t len);
+FGA_API int fga_io_end(fga *f, int io);
 
 typedef struct fga_stats {
 	size_t size;		     /* sizeof(fga_stats), by the caller */
@@ -197,14 +205,15 @@ typedef struct fga_stats {
 	unsigned long auto_on;	     /* ... and on again */
 	unsigned long missed;	     /* check: changed lines not reported */
 } fga_stats;
-int fga_get_stats(const fga *f, fga_stats *out);
+FGA_API int fga_get_stats(const fga *f, fga_stats *out);
 
 /* One line on OUT: what the adapter and the toolkit did (RESCANNED and
  * RESCANNED_PAGE: the collector's counters, as in fga_config). */
-void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
-		     unsigned long long rescanned_page);
+FGA_API void fga_print_stats(const fga *f, FILE *out,
+			     unsigned long long rescanned,
+			     unsigned long long rescanned_page);
 /* The check's verdict, and FGA_CARD_AUTO's summary. */
-void fga_print_check(const fga *f, FILE *out);
+FGA_API void fga_print_check(const fga *f, FILE *out);
 
 #ifdef __cplusplus
 }

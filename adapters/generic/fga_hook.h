@@ -56,25 +56,29 @@
 extern "C" {
 #endif
 
+#ifndef FGA_API /* as in fga.h */
+#define FGA_API __attribute__((visibility("default")))
+#endif
+
 typedef struct fga_hook fga_hook;
 
 /* Make *entry, a void (*)(void) that calls fn(ctx).  fn != NULL, out !=
  * NULL, entry != NULL; ctx is passed through untouched (NULL allowed). */
-int fga_hook_void(void (*fn)(void *ctx), void *ctx, fga_hook **out,
-		  void (**entry)(void));
+FGA_API int fga_hook_void(void (*fn)(void *ctx), void *ctx, fga_hook **out,
+			  void (**entry)(void));
 
 /* Make *entry, a void (*)(int) that calls fn(ctx, arg) with the int it is
  * called with.  Same preconditions as fga_hook_void(). */
-int fga_hook_int(void (*fn)(void *ctx, int arg), void *ctx, fga_hook **out,
-		 void (**entry)(int));
+FGA_API int fga_hook_int(void (*fn)(void *ctx, int arg), void *ctx,
+			 fga_hook **out, void (**entry)(int));
 
 /* Free a hook and its closure.  NULL is a no-op.  Only once the runtime no
  * longer calls the hook's entry (above). */
-void fga_hook_free(fga_hook *h);
+FGA_API void fga_hook_free(fga_hook *h);
 
 /* Hooks made and not yet freed, in the whole process: 0 after a clean
  * teardown.  For tests and leak checks; atomic, any thread. */
-unsigned long fga_hook_live(void);
+FGA_API unsigned long fga_hook_live(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,407 @@
+/* test_fga.c - the generic adapter (adapters/generic/fga.h) from its
+ * contract, with a collector of the test's own.
+ *
+ * The contract a collector relies on: after fga_retrieve, every line
+ * (block / 64 bytes) whose bytes changed since the previous retrieval
+ * reads dirty in fga_block_lines, whatever the collector did with its
+ * blocks in between (freed, reused, collection done with or without
+ * writes after the retrieval, preclean or not, concurrent marking).
+ *
+ *   contract_*   per backend, at 64-byte and page cards: two instances,
+ *                each over its own two-section heap, driven by a random
+ *                schedule of writes (runs of bytes, whole blocks, bytes
+ *                written back to their old value), block frees and
+ *                reuses, prefetches (fga_preclean), collections done with
+ *                and without writes after the retrieval, concurrent
+ *                marks.  The oracle is a byte copy of each heap taken at
+ *                every retrieval; a changed line that reads clean fails.
+ *                A write into one instance's heap never makes the other's
+ *                lines dirty (asserted: the other heap is quiet for
+ *                whole stretches).
+ *   precise_64   sticky DIFF through the adapter: after a warm-up, sparse
+ *                single-line writes to an old heap read as at most twice
+ *                the changed lines (page cards: 64 times).
+ *   fork         in a child, fga_fork_child: the first retrieval reads
+ *                everything, and later writes are seen by the new tracker.
+ *   bad_input    a bad block size, an unknown backend, NULL arguments,
+ *                bad PREFIX_* values: errors with the reason, defaults
+ *                kept.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fga.h"
+#include "oracle.h"
+
+#define BLOCK 4096
+#define SECT_BLOCKS 48
+#define ROUNDS 120
+
+struct heap {
+	fga *f;
+	uint8_t *sect[2];
+	uint8_t *copy[2]; /* the heap at the last retrieval */
+	unsigned long checked, missed, lines_dirty, lines_changed;
+	int quiet;	  /* no write this round: unchanged blocks must
+			     read clean (or whole) */
+};
+
+static fga *make(fg_backend_id id, size_t card, const char *name)
+{
+	fga_config c = FGA_CONFIG_INIT;
+	fga *f;
+	int rc;
+
+	c.name = name;
+	c.block = BLOCK;
+	c.backend = fg_backend_name(id);
+	c.card = card;
+	rc = fga_create(&c, &f);
+	cr_assert_eq(rc, 0, "fga_create(%s, card %zu): %s (%s)", c.backend,
+		     card, fg_strerror(rc), fga_last_error(NULL));
+	return f;
+}
+
+static void heap_init(struct heap *h, fg_backend_id id, size_t card,
+		      const char *name)
+{
+	memset(h, 0, sizeof *h);
+	h->f = make(id, card, name);
+	for (int s = 0; s < 2; s++) {
+		h->sect[s] = mmap(NULL, SECT_BLOCKS * BLOCK,
+				  PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		cr_assert_neq(h->sect[s], MAP_FAILED);
+		h->copy[s] = malloc(SECT_BLOCKS * BLOCK);
+		cr_assert_not_null(h->copy[s]);
+		memset(h->sect[s], 0, SECT_BLOCKS * BLOCK);
+		cr_assert_eq(fga_add_section(h->f, h->sect[s],
+					     SECT_BLOCKS * BLOCK),
+			     0, "fga_add_section: %s", fga_last_error(h->f));
+	}
+}
+
+static void heap_free(struct heap *h)
+{
+	fga_destroy(h->f);
+	for (int s = 0; s < 2; s++) {
+		munmap(h->sect[s], SECT_BLOCKS * BLOCK);
+		free(h->copy[s]);
+	}
+}
+
+/* Retrieve, check every changed line reads dirty, take the new copy. */
+static void retrieve_check(struct heap *h, unsigned round, const char *tag)
+{
+	fga_retrieve(h->f);
+	for (int s = 0; s < 2; s++) {
+		for (size_t b = 0; b < SECT_BLOCKS; b++) {
+			uint8_t *blk = h->sect[s] + b * BLOCK;
+			uint8_t *old = h->copy[s] + b * BLOCK;
+			fga_lines l = fga_block_lines(h->f, blk + 100);
+			int any = 0;
+
+			h->lines_dirty += (unsigned long)__builtin_popcountll(l);
+			for (int i = 0; i < 64; i++) {
+				size_t o = (size_t)i * (BLOCK / 64);
+				int changed = memcmp(blk + o, old + o,
+						     BLOCK / 64) != 0;
+
+				h->lines_changed += changed;
+				any |= changed;
+				h->checked++;
+				if (changed && !((l >> i) & 1)) {
+					h->missed++;
+					cr_log_error("%s: round %u: line %d of "
+						     "block %zu of section %d "
+						     "changed and reads clean",
+						     tag, round, i, b, s);
+				}
+			}
+			/* Isolation: a block left alone reads clean, or
+			 * whole (exempt, carried, concurrent marking). */
+			cr_assert(!h->quiet || any || l == 0 ||
+					  l == FGA_LINES_ALL,
+				  "%s: round %u: quiet heap, unchanged block "
+				  "%zu reads %#llx",
+				  tag, round, b, (unsigned long long)l);
+		}
+		memcpy(h->copy[s], h->sect[s], SECT_BLOCKS * BLOCK);
+	}
+}
+
+/* One random mutation of the heap (the program or the collector). */
+static void mutate(struct heap *h, orc_rng *g)
+{
+	int s = (int)orc_below(g, 2);
+	size_t b = orc_below(g, SECT_BLOCKS);
+	uint8_t *blk = h->sect[s] + b * BLOCK;
+	size_t off, len;
+
+	switch (orc_below(g, 8)) {
+	case 0: /* a whole block */
+		orc_fill_random(g, blk, BLOCK);
+		break;
+	case 1: /* bytes written back to what they were at the retrieval */
+		off = orc_below(g, BLOCK - 64);
+		memcpy(blk + off, h->copy[s] + b * BLOCK + off, 64);
+		break;
+	case 2: /* the collector frees a run, then hands it out again */
+		len = 1 + orc_below(g, 4);
+		if (b + len > SECT_BLOCKS)
+			len = SECT_BLOCKS - b;
+		fga_blocks_freed(h->f, blk, len * BLOCK);
+		if (orc_below(g, 2))
+			fga_blocks_reused(h->f, blk, len * BLOCK,
+					  FGA_BLOCK_NEW |
+						  (orc_below(g, 3) == 0
+							   ? FGA_BLOCK_PTRFREE
+							   : 0));
+		orc_fill_random(g, blk, len * BLOCK / 2);
+		break;
+	case 3: /* a free list rebuilt in a live block */
+		fga_blocks_reused(h->f, blk, BLOCK, 0);
+		blk[orc_below(g, BLOCK)] ^= 0x5a;
+		break;
+	default: /* a few bytes */
+		off = orc_below(g, BLOCK);
+		len = 1 + orc_below(g, 200);
+		if (off + len > BLOCK)
+			len = BLOCK - off;
+		orc_fill_random(g, blk + off, len);
+		break;
+	}
+}
+
+static void contract(fg_backend_id id, size_t card)
+{
+	struct heap h[2];
+	char tag[64];
+	uint64_t seed;
+	orc_rng g;
+
+	ORC_REQUIRE_BACKEND(id);
+	snprintf(tag, sizeof tag, "%s card %zu", fg_backend_name(id), card);
+	seed = orc_seed(tag);
+	orc_rng_init(&g, seed);
+	heap_init(&h[0], id, card, "fga A");
+	heap_init(&h[1], id, card, "fga B");
+	for (unsigned r = 0; r < ROUNDS; r++) {
+		for (int i = 0; i < 2; i++) {
+			struct heap *p = &h[i];
+			unsigned n = (unsigned)orc_below(&g, 12);
+
+			/* Every fifth round one heap stays quiet. */
+			p->quiet = r % 5 == (unsigned)(i + 1);
+			if (p->quiet)
+				continue;
+			for (unsigned k = 0; k < n; k++)
+				mutate(p, &g);
+			if (orc_below(&g, 2)) {
+				fga_preclean(p->f);
+				for (unsigned k = 0; k < n / 2; k++)
+					mutate(p, &g);
+			}
+			if (orc_below(&g, 6) == 0)
+				fga_concurrent_mark(p->f);
+		}
+		for (int i = 0; i < 2; i++) {
+			struct heap *p = &h[i];
+
+			retrieve_check(p, r, tag);
+			if (p->quiet)
+				continue;
+			/* Written between the retrieval and the end of the
+			 * collection: by the collector (wrote_after) or the
+			 * program. */
+			if (orc_below(&g, 3) == 0)
+				mutate(p, &g);
+			fga_collection_done(p->f, (int)orc_below(&g, 2));
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		fga_stats st = {.size = sizeof st};
+
+		cr_assert_eq(fga_get_stats(h[i].f, &st), 0);
+		cr_log_info("%s, instance %c (seed %#llx): %lu retrievals, "
+			    "%lu lines checked, %lu changed, %lu read dirty, "
+			    "%lu missed; %lu blocks exempted, %lu watched "
+			    "again",
+			    tag, 'A' + i, (unsigned long long)seed,
+			    st.collections, h[i].checked, h[i].lines_changed,
+			    h[i].lines_dirty, h[i].missed, st.exempted_blocks,
+			    st.watched_blocks);
+		cr_expect_eq(st.collections, ROUNDS);
+		cr_expect_eq(h[i].missed, 0, "%s: %lu changed lines read clean "
+					     "(seed %#llx: FG_SEED replays)",
+			     tag, h[i].missed, (unsigned long long)seed);
+	}
+	heap_free(&h[0]);
+	heap_free(&h[1]);
+}
+
+static void contract_64(fg_backend_id id)
+{
+	contract(id, 64);
+}
+
+static void contract_page(fg_backend_id id)
+{
+	contract(id, (size_t)sysconf(_SC_PAGESIZE));
+}
+
+#ifndef ORC_KVM_ONLY
+#define FGA_BACKENDS(suite, scn, secs)                                       \
+	ORC_TEST_FOR(suite, scn, uffd_async, FG_BACKEND_UFFD_ASYNC, secs)    \
+	ORC_TEST_FOR(suite, scn, uffd_sync, FG_BACKEND_UFFD_SYNC, secs)      \
+	ORC_TEST_FOR(suite, scn, mprotect, FG_BACKEND_MPROTECT, secs)
+FGA_BACKENDS(fga, contract_64, 120)
+FGA_BACKENDS(fga, contract_page, 120)
+#endif
+
+/* Sparse writes to an old heap: one line in each of a few random blocks
+ * per round.  With sticky twins the adapter's lines are the changed ones
+ * once every block has a twin. */
+static void precise(size_t card, double *ratio)
+{
+	struct heap h;
+	orc_rng g;
+	unsigned long dirty0 = 0, changed0 = 0;
+
+	orc_rng_init(&g, orc_seed("precise"));
+	heap_init(&h, FG_BACKEND_UFFD_ASYNC, card, "fga precise");
+	for (int s = 0; s < 2; s++)
+		orc_fill_random(&g, h.sect[s], SECT_BLOCKS * BLOCK);
+	for (unsigned r = 0; r < 60; r++) {
+		if (r == 20) { /* warmed up: every block written once */
+			dirty0 = h.lines_dirty;
+			changed0 = h.lines_changed;
+		}
+		for (unsigned k = 0; k < (r < 20 ? 96u : 8u); k++) {
+			int s = (int)orc_below(&g, 2);
+			size_t b = r < 20 ? (r * 96 + k) % SECT_BLOCKS
+					  : orc_below(&g, SECT_BLOCKS);
+
+			h.sect[s][b * BLOCK + orc_below(&g, BLOCK)] ^= 0xff;
+		}
+		retrieve_check(&h, r, "precise");
+		fga_collection_done(h.f, 0);
+	}
+	cr_assert_eq(h.missed, 0);
+	*ratio = (double)(h.lines_dirty - dirty0) /
+		 (double)(h.lines_changed - changed0);
+	cr_log_info("card %zu: %lu changed lines read as %lu dirty (%.2fx)",
+		    card, h.lines_changed - changed0, h.lines_dirty - dirty0,
+		    *ratio);
+	heap_free(&h);
+}
+
+Test(fga, precise_64, .timeout = 120)
+{
+	double r64, rpage;
+
+	ORC_REQUIRE_BACKEND(FG_BACKEND_UFFD_ASYNC);
+	precise(64, &r64);
+	precise((size_t)sysconf(_SC_PAGESIZE), &rpage);
+	cr_expect_leq(r64, 2.0, "64-byte cards: %.2fx the changed lines", r64);
+	cr_expect_geq(rpage, 32.0, "page cards: only %.2fx (the measure is "
+				   "off)",
+		      rpage);
+}
+
+/* fork: the child's instance gets a new tracker over the same sections. */
+Test(fga, fork, .timeout = 60)
+{
+	struct heap h;
+	pid_t pid;
+	int st;
+
+	ORC_REQUIRE_BACKEND(FG_BACKEND_UFFD_ASYNC);
+	heap_init(&h, FG_BACKEND_UFFD_ASYNC, 64, "fga fork");
+	retrieve_check(&h, 0, "fork parent");
+	retrieve_check(&h, 1, "fork parent");
+	h.sect[0][5 * BLOCK + 7] = 1;
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int bad = 0;
+
+		fga_fork_child(h.f);
+		fga_retrieve(h.f);
+		/* Everything, once: what was written before is unknown. */
+		for (size_t b = 0; b < SECT_BLOCKS; b++)
+			bad |= fga_block_lines(h.f, h.sect[1] + b * BLOCK) !=
+			       FGA_LINES_ALL;
+		memcpy(h.copy[0], h.sect[0], SECT_BLOCKS * BLOCK);
+		memcpy(h.copy[1], h.sect[1], SECT_BLOCKS * BLOCK);
+		h.sect[1][9 * BLOCK + 64 * 3] = 42;
+		fga_retrieve(h.f);
+		bad |= (fga_block_lines(h.f, h.sect[1] + 9 * BLOCK) & 8) == 0;
+		bad |= fga_block_lines(h.f, h.sect[1] + 10 * BLOCK) != 0;
+		_exit(bad ? 3 : strcmp(fga_backend(h.f), "uffd-async") ? 4 : 0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "child: status %#x (3: lines wrong, 4: backend wrong)", st);
+	retrieve_check(&h, 2, "fork parent");
+	cr_assert_eq(h.missed, 0);
+	heap_free(&h);
+}
+
+Test(fga, bad_input, .timeout = 30)
+{
+	fga_config c = FGA_CONFIG_INIT;
+	fga *f = (fga *)1;
+	int rc;
+
+	c.block = 100;
+	rc = fga_create(&c, &f);
+	cr_assert_eq(rc, -EINVAL);
+	cr_assert_null(f);
+	cr_assert(strstr(fga_last_error(NULL), "block size 100"),
+		  "reason: %s", fga_last_error(NULL));
+	c.block = BLOCK;
+	c.backend = "no-such-backend";
+	rc = fga_create(&c, &f);
+	cr_assert_lt(rc, 0);
+	cr_assert(strstr(fga_last_error(NULL), "no-such-backend"),
+		  "reason: %s", fga_last_error(NULL));
+	cr_assert_eq(fga_create(NULL, &f), -EINVAL);
+	cr_assert_eq(fga_create(&c, NULL), -EINVAL);
+	c.size = 8; /* a caller built against an older, smaller config */
+	cr_assert_eq(fga_create(&c, &f), -EINVAL);
+	cr_assert_eq(fga_config_env(NULL, "X"), -EINVAL);
+	cr_assert_eq(fga_add_section(NULL, &c, 4096), -EINVAL);
+
+	c = (fga_config)FGA_CONFIG_INIT;
+	setenv("FGT_TWINS", "bogus", 1);
+	setenv("FGT_TWIN_CAP", "12%", 1);
+	setenv("FGT_EXEMPT", "0", 1);
+	setenv("FGT_CHECK", "abort", 1);
+	cr_assert_eq(fga_config_env(&c, "FGT"), 0);
+	cr_assert_eq(c.twins, FGA_TWINS_STICKY, "a bad value keeps the default");
+	cr_assert_eq(c.twin_cap_pct, 12);
+	cr_assert_eq(c.exempt, 0);
+	cr_assert_eq(c.check, 2);
+	setenv("FGT_TWIN_CAP", "200%", 1);
+	setenv("FGT_TWINS", "adaptive", 1);
+	c = (fga_config)FGA_CONFIG_INIT;
+	cr_assert_eq(fga_config_env(&c, "FGT"), 0);
+	cr_assert_eq(c.twins, FGA_TWINS_ADAPTIVE);
+	cr_assert_eq(c.twin_cap_pct, 0, "200%% is refused");
+	cr_assert_eq(c.twin_cap, 0);
+	setenv("FGT_TWIN_CAP", "64M", 1);
+	cr_assert_eq(fga_config_env(&c, "FGT"), 0);
+	cr_assert_eq(c.twin_cap, (size_t)64 << 20);
+}
