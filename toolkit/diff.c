@@ -685,37 +685,48 @@ static bool fifo_has(const struct fg_sticky_fifo *f)
 	return f && f->n;
 }
 
+/* The FIFO whose head is older (0 or 1), 2 if both are empty. */
+static unsigned fifo_older(struct fg_sticky_fifo *const *fs)
+{
+	if (fifo_has(fs[0]) && fifo_has(fs[1]))
+		return fs[1]->v[fs[1]->head].at < fs[0]->v[fs[0]->head].at;
+	if (fifo_has(fs[0]) || fifo_has(fs[1]))
+		return !fifo_has(fs[0]);
+	return 2;
+}
+
+/* Pop FIFO k's head and drop its twin if the entry is still current;
+ * true if a twin went. */
+static bool fifo_pop_drop(fg_impl *t, unsigned k)
+{
+	struct fg_sticky_fifo *f = t->diff.fifo[k];
+	struct sticky_ent e = f->v[f->head];
+
+	f->head = (f->head + 1) % f->cap;
+	f->n--;
+	return twin_drop_tagged(t, e.r, e.p, e.s, e.tag);
+}
+
 static void sticky_make_room(fg_impl *t, uint64_t want)
 {
 	struct fg_sticky_fifo **fs = t->diff.fifo;
 
 	while (atomic_load(&t->diff.twins_ready) + (int64_t)want >
 	       (int64_t)t->diff.cap_pages) {
-		struct fg_sticky_fifo *f;
-		struct sticky_ent e;
-		unsigned k;
+		unsigned k = 2;
 
 		if (t->diff.adaptive) {
-			k = 2;
 			for (unsigned c = 0; c < 2 && k == 2; c++)
 				if (fifo_has(fs[c]) &&
 				    t->st.collections - fs[c]->v[fs[c]->head].at >
 					    (c ? KEPT_STALE : PROBATION_STALE))
 					k = c;
-			if (k == 2)
-				return;
-		} else if (fifo_has(fs[0]) && fifo_has(fs[1])) {
-			k = fs[1]->v[fs[1]->head].at < fs[0]->v[fs[0]->head].at;
-		} else if (fifo_has(fs[0]) || fifo_has(fs[1])) {
-			k = !fifo_has(fs[0]);
 		} else {
-			return;
+			k = fifo_older(fs);
 		}
-		f = fs[k];
-		e = f->v[f->head];
-		f->head = (f->head + 1) % f->cap;
-		f->n--;
-		if (twin_drop_tagged(t, e.r, e.p, e.s, e.tag))
+		if (k == 2)
+			return;
+		if (fifo_pop_drop(t, k))
 			t->diff.twins_evicted++;
 	}
 }
@@ -727,17 +738,11 @@ void fg_diff_shrink(fg_impl *t)
 {
 	struct fg_sticky_fifo **fs = t->diff.fifo;
 
-	while (atomic_load(&t->diff.twins_ready) > (int64_t)t->diff.cap_pages &&
-	       (fifo_has(fs[0]) || fifo_has(fs[1]))) {
-		unsigned k = !fifo_has(fs[0]) ||
-			     (fifo_has(fs[1]) && fs[1]->v[fs[1]->head].at <
-						 fs[0]->v[fs[0]->head].at);
-		struct fg_sticky_fifo *f = fs[k];
-		struct sticky_ent e = f->v[f->head];
+	unsigned k;
 
-		f->head = (f->head + 1) % f->cap;
-		f->n--;
-		if (twin_drop_tagged(t, e.r, e.p, e.s, e.tag))
+	while (atomic_load(&t->diff.twins_ready) > (int64_t)t->diff.cap_pages &&
+	       (k = fifo_older(fs)) != 2) {
+		if (fifo_pop_drop(t, k))
 			t->diff.twins_evicted++;
 	}
 }
@@ -806,11 +811,7 @@ static void sticky_age_out(fg_impl *t)
 		uint64_t age = k ? KEPT_AGE : PROBATION_AGE;
 
 		while (f && f->n && t->st.collections - f->v[f->head].at > age) {
-			struct sticky_ent e = f->v[f->head];
-
-			f->head = (f->head + 1) % f->cap;
-			f->n--;
-			if (twin_drop_tagged(t, e.r, e.p, e.s, e.tag))
+			if (fifo_pop_drop(t, k))
 				t->diff.twins_aged++;
 		}
 	}
