@@ -15,6 +15,13 @@
  * size), collected; then marked dirty, exempted and collected again.
  * Before the FIFO was mmap'd, DIFF's sticky twins made fg_collect call
  * calloc and malloc.
+ *
+ * The generic adapter (adapters/generic/fga.h) makes the same promise
+ * for everything but fga_create, fga_destroy, fga_add_section and
+ * fga_fork_child: fga_* runs its calls in a collector's order, over
+ * many sections, with blocks freed, reused and collections done with
+ * writes after the retrieval (so its own mmap'd tables grow), at page
+ * and 64-byte cards, under the check oracle too.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,6 +37,7 @@
 #include <unistd.h>
 
 #include "fg.h"
+#include "fga.h"
 #include "oracle.h"
 
 #define TIMEOUT 120
@@ -210,6 +218,91 @@ static void scenario(fg_backend_id id, unsigned prec, unsigned tw)
 NOMALLOC(uffd_async, FG_BACKEND_UFFD_ASYNC)
 NOMALLOC(uffd_sync, FG_BACKEND_UFFD_SYNC)
 NOMALLOC(mprotect, FG_BACKEND_MPROTECT)
+
+/* The generic adapter's calls in a collector's order. */
+static void fga_scenario(fg_backend_id id, size_t card, int check)
+{
+	const size_t block = 4096, sect = 64 * 4096;
+	fga_config c = FGA_CONFIG_INIT;
+	char cfg[96];
+	uint8_t *m[24];
+	fga *f;
+	int rc;
+
+	ORC_REQUIRE_BACKEND(id);
+	snprintf(cfg, sizeof cfg, "fga, %s, card %zu%s", fg_backend_name(id),
+		 card, check ? ", check" : "");
+	c.name = "nomalloc";
+	c.block = block;
+	c.backend = fg_backend_name(id);
+	c.card = card;
+	c.check = check;
+	rc = fga_create(&c, &f);
+	cr_assert_eq(rc, 0, "fga_create [%s]: %s", cfg, fga_last_error(NULL));
+	for (size_t i = 0; i < 24; i++) {
+		m[i] = aligned_alloc(block, sect);
+		cr_assert_not_null(m[i]);
+		memset(m[i], 0, sect);
+		cr_assert_eq(fga_add_section(f, m[i], sect), 0, "[%s]", cfg);
+	}
+	for (unsigned e = 0; e < 2 * EPOCHS; e++) {
+		for (size_t i = 0; i < 24; i++)
+			for (size_t o = (e % 5) * 64; o < sect; o += 1088)
+				m[i][o] = (uint8_t)(e + i + o + 1);
+		/* Many scattered runs: the young and carried lists grow. */
+		for (size_t i = e % 2; i < 24; i += 2)
+			for (size_t b = e % 3; b < 64; b += 3) {
+				WATCH("fga_blocks_freed",
+				      fga_blocks_freed(f, m[i] + b * block,
+						       block));
+				WATCH("fga_blocks_reused",
+				      fga_blocks_reused(f, m[i] + b * block,
+							block,
+							FGA_BLOCK_NEW |
+								(b & 4 ? FGA_BLOCK_PTRFREE
+								       : 0)));
+			}
+		WATCH("fga_preclean", fga_preclean(f));
+		m[e % 24][7 * block + 64] ^= 1;
+		if (e == 3)
+			WATCH("fga_concurrent_mark", fga_concurrent_mark(f));
+		WATCH("fga_retrieve", fga_retrieve(f));
+		for (size_t i = 0; i < 24; i++)
+			for (size_t b = 0; b < 64; b += 5) {
+				fga_lines l;
+
+				WATCH("fga_block_lines",
+				      l = fga_block_lines(f, m[i] + b * block));
+				(void)l;
+			}
+		for (size_t i = 0; i < 24; i += 3)
+			m[i][3 * block + 128] ^= 2;
+		WATCH("fga_blocks_reused",
+		      fga_blocks_reused(f, m[1] + 9 * block, block, 0));
+		WATCH("fga_collection_done", fga_collection_done(f, e & 1));
+	}
+	fga_destroy(f);
+	for (size_t i = 0; i < 24; i++)
+		free(m[i]);
+}
+
+#define FGA_NOMALLOC(tag, id)                                                \
+	Test(nomalloc, fga_##tag##_page, .timeout = TIMEOUT)                 \
+	{                                                                    \
+		fga_scenario(id, (size_t)sysconf(_SC_PAGESIZE), 0);          \
+	}                                                                    \
+	Test(nomalloc, fga_##tag##_64, .timeout = TIMEOUT)                   \
+	{                                                                    \
+		fga_scenario(id, 64, 0);                                     \
+	}                                                                    \
+	Test(nomalloc, fga_##tag##_64_check, .timeout = TIMEOUT)             \
+	{                                                                    \
+		fga_scenario(id, 64, 2);                                     \
+	}
+
+FGA_NOMALLOC(uffd_async, FG_BACKEND_UFFD_ASYNC)
+FGA_NOMALLOC(uffd_sync, FG_BACKEND_UFFD_SYNC)
+FGA_NOMALLOC(mprotect, FG_BACKEND_MPROTECT)
 
 /* The counter counts: a malloc in a watched stretch is seen. */
 Test(nomalloc, counter_counts)
