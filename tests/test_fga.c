@@ -19,10 +19,17 @@
  *                lines dirty (asserted: the other heap is quiet for
  *                whole stretches).
  *   precise_64   sticky DIFF through the adapter: after a warm-up, sparse
- *                single-line writes to an old heap read as at most twice
- *                the changed lines (page cards: 64 times).
+ *                single-line writes to an old heap read as at most four
+ *                times the changed lines (1.4-2.4x seen; page cards: 62x;
+ *                the excess: pages written whole in the warm-up got eager
+ *                twins, which go when the page stops changing).
  *   fork         in a child, fga_fork_child: the first retrieval reads
  *                everything, and later writes are seen by the new tracker.
+ *   sections     sections removed and added again at the same address
+ *                (a collector that munmaps blocks): the rest stay exact,
+ *                the gone ones read as unknown (all dirty), a new one
+ *                reads dirty until its first retrieval; fga_for_each_dirty
+ *                visits exactly the blocks with a dirty line.
  *   bad_input    a bad block size, an unknown backend, NULL arguments,
  *                bad PREFIX_* values: errors with the reason, defaults
  *                kept.
@@ -106,6 +113,8 @@ static void retrieve_check(struct heap *h, unsigned round, const char *tag)
 {
 	fga_retrieve(h->f);
 	for (int s = 0; s < 2; s++) {
+		if (!h->sect[s])
+			continue; /* removed (test sections) */
 		for (size_t b = 0; b < SECT_BLOCKS; b++) {
 			uint8_t *blk = h->sect[s] + b * BLOCK;
 			uint8_t *old = h->copy[s] + b * BLOCK;
@@ -314,7 +323,7 @@ Test(fga, precise_64, .timeout = 120)
 	ORC_REQUIRE_BACKEND(FG_BACKEND_UFFD_ASYNC);
 	precise(64, &r64);
 	precise((size_t)sysconf(_SC_PAGESIZE), &rpage);
-	cr_expect_leq(r64, 2.0, "64-byte cards: %.2fx the changed lines", r64);
+	cr_expect_leq(r64, 4.0, "64-byte cards: %.2fx the changed lines", r64);
 	cr_expect_geq(rpage, 32.0, "page cards: only %.2fx (the measure is "
 				   "off)",
 		      rpage);
@@ -355,6 +364,102 @@ Test(fga, fork, .timeout = 60)
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		  "child: status %#x (3: lines wrong, 4: backend wrong)", st);
 	retrieve_check(&h, 2, "fork parent");
+	cr_assert_eq(h.missed, 0);
+	heap_free(&h);
+}
+
+struct visits {
+	uintptr_t block[4 * SECT_BLOCKS];
+	fga_lines lines[4 * SECT_BLOCKS];
+	size_t n;
+};
+
+static void visit(void *arg, void *block, fga_lines lines)
+{
+	struct visits *v = arg;
+
+	if (v->n < 4 * SECT_BLOCKS) {
+		v->block[v->n] = (uintptr_t)block;
+		v->lines[v->n] = lines;
+	}
+	v->n++;
+}
+
+/* Every block with a dirty line, once, in address order, with its lines. */
+static void check_visits(fga *f, uint8_t *const *sect, int nsect)
+{
+	struct visits v = {.n = 0};
+	size_t want = 0, got;
+	uintptr_t prev = 0;
+
+	got = fga_for_each_dirty(f, visit, &v);
+	cr_assert_eq(got, v.n);
+	for (size_t i = 0; i < v.n; i++) {
+		cr_assert_gt(v.block[i], prev, "visits out of order");
+		prev = v.block[i];
+		cr_assert_eq(v.lines[i], fga_block_lines(f, (void *)v.block[i]));
+		cr_assert_neq(v.lines[i], 0);
+	}
+	for (int s = 0; s < nsect; s++)
+		for (size_t b = 0; b < SECT_BLOCKS; b++)
+			want += fga_block_lines(f, sect[s] + b * BLOCK) != 0;
+	cr_assert_eq(got, want, "visited %zu blocks, %zu have dirty lines",
+		     got, want);
+}
+
+Test(fga, sections, .timeout = 60)
+{
+	size_t bytes = SECT_BLOCKS * BLOCK;
+	struct heap h;
+	void *gone;
+
+	ORC_REQUIRE_BACKEND(FG_BACKEND_UFFD_ASYNC);
+	heap_init(&h, FG_BACKEND_UFFD_ASYNC, 64, "fga sections");
+	retrieve_check(&h, 0, "sections");
+	check_visits(h.f, h.sect, 2); /* the first: all */
+	/* Every block written once: sticky twins for all, exact after. */
+	for (int s = 0; s < 2; s++)
+		for (size_t b = 0; b < SECT_BLOCKS; b++)
+			h.sect[s][b * BLOCK + 1] = 1;
+	retrieve_check(&h, 1, "sections");
+	check_visits(h.f, h.sect, 2);
+	retrieve_check(&h, 1, "sections");
+	check_visits(h.f, h.sect, 2);
+	cr_assert_eq(fga_for_each_dirty(h.f, visit, &(struct visits){.n = 0}),
+		     0, "nothing written, yet blocks read dirty");
+	h.sect[0][3 * BLOCK + 64 * 5] = 7;
+	h.sect[1][40 * BLOCK + 64 * 63] = 9;
+	retrieve_check(&h, 2, "sections");
+	check_visits(h.f, h.sect, 2);
+	cr_assert_eq(fga_block_lines(h.f, h.sect[0] + 3 * BLOCK),
+		     (fga_lines)1 << 5);
+	/* Section 1 goes: unregistered, unknown to the instance. */
+	cr_assert_eq(fga_remove_section(h.f, h.sect[1], bytes / 2), -ENOENT);
+	cr_assert_eq(fga_remove_section(h.f, h.sect[1], bytes), 0);
+	cr_assert_eq(fga_remove_section(h.f, h.sect[1], bytes), -ENOENT);
+	cr_assert_eq(fga_block_lines(h.f, h.sect[1]), FGA_LINES_ALL);
+	munmap(gone = h.sect[1], bytes);
+	h.sect[1] = NULL;
+	h.sect[0][5 * BLOCK] = 1;
+	retrieve_check(&h, 3, "sections");
+	cr_assert_eq(fga_block_lines(h.f, h.sect[0] + 5 * BLOCK), 1);
+	check_visits(h.f, h.sect, 1);
+	/* A new section at the same address reads dirty until the first
+	 * retrieval, then exactly. */
+	h.sect[1] = mmap(gone, bytes, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+			 0);
+	cr_assert_neq(h.sect[1], MAP_FAILED);
+	memset(h.copy[1], 0, bytes);
+	cr_assert_eq(fga_add_section(h.f, h.sect[1], bytes), 0);
+	cr_assert_eq(fga_block_lines(h.f, h.sect[1] + BLOCK), FGA_LINES_ALL);
+	retrieve_check(&h, 4, "sections");
+	h.sect[1][7 * BLOCK + 64] = 3;
+	retrieve_check(&h, 5, "sections");
+	h.sect[1][7 * BLOCK + 64] = 4;
+	retrieve_check(&h, 6, "sections");
+	cr_assert_eq(fga_block_lines(h.f, h.sect[1] + 7 * BLOCK), 2);
+	check_visits(h.f, h.sect, 2);
 	cr_assert_eq(h.missed, 0);
 	heap_free(&h);
 }

@@ -553,6 +553,34 @@ int fga_add_section(fga *f, void *start, size_t bytes)
 	return 0;
 }
 
+int fga_remove_section(fga *f, void *start, size_t bytes)
+{
+	struct sect *s;
+	size_t i;
+
+	if (!f)
+		return -EINVAL;
+	s = find(f, (uintptr_t)start);
+	if (!s || s->base != (uintptr_t)start || s->len != bytes)
+		return -ENOENT;
+	if (s->tracked && f->t)
+		(void)fg_unregister(f->t, start, bytes);
+	unmap(s->lines, s->nblocks * sizeof *s->lines);
+	unmap(s->ptrfree, s->nblocks);
+	unmap(s->ex, s->nblocks);
+	unmap(s->snap, s->len);
+	/* The lists of ranges (last retrieval, carried, young) may still
+	 * name it: find() no longer does, so they skip it; a section added
+	 * at the same address later at worst reads dirty once more. */
+	i = (size_t)(s - f->s);
+	memmove(&f->s[i], &f->s[i + 1], (f->ns - i - 1) * sizeof *f->s);
+	f->ns--;
+	f->last = NULL;
+	if (f->new_sect == (uintptr_t)start)
+		f->new_sect = 0;
+	return 0;
+}
+
 /* One toolkit collection OR'ed into the lines.  The interval between two
  * retrievals may be made of two collections: one just before the world
  * stops (fga_preclean: the program still runs, so most of the
@@ -815,6 +843,31 @@ fga_lines fga_block_lines(fga *f, const void *h)
 	if (s->ex && (s->ex[b] & EX_EXEMPT))
 		return FGA_LINES_ALL;
 	return s->lines[b];
+}
+
+size_t fga_for_each_dirty(fga *f,
+			  void (*visit)(void *arg, void *block, fga_lines lines),
+			  void *arg)
+{
+	size_t n = 0;
+
+	if (!f || !visit)
+		return 0;
+	for (size_t i = 0; i < f->ns; i++) {
+		struct sect *s = &f->s[i];
+
+		for (size_t b = 0; b < s->nblocks; b++) {
+			fga_lines l = s->ex && (s->ex[b] & EX_EXEMPT)
+					      ? FGA_LINES_ALL
+					      : s->lines[b];
+
+			if (l) {
+				visit(arg, (void *)(s->base + b * f->block), l);
+				n++;
+			}
+		}
+	}
+	return n;
 }
 
 /* Apply fn to the runs of blocks of [a, a+bytes) (clipped to sections)

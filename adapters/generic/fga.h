@@ -25,9 +25,10 @@
  * port must keep, and Boehm GC (adapters/boehm/fg_boehm.c) as the worked
  * example.
  *
- * Contexts.  fga_create, fga_destroy, fga_add_section and fga_fork_child
- * may call malloc; everything else never does (the collector calls them
- * with the world stopped, where a stopped thread may hold malloc's lock).
+ * Contexts.  fga_create, fga_destroy, fga_add_section, fga_remove_section
+ * and fga_fork_child may call malloc or free; everything else never does
+ * (the collector calls them with the world stopped, where a stopped
+ * thread may hold malloc's lock; tests/test_nomalloc.c checks it).
  * None is signal-safe, and one instance is not thread-safe: the
  * collector calls it under its own lock.  Several instances may live in
  * one process (one per heap, per place, per isolate), each with its own
@@ -134,6 +135,11 @@ FGA_API void fga_destroy(fga *f);
  * must not rely on its lines). */
 FGA_API int fga_add_section(fga *f, void *start, size_t bytes);
 
+/* A section given back (munmap'd by the collector): unregistered, its
+ * lines forgotten.  START and BYTES as added.  Returns 0, or -ENOENT (no
+ * such section).  May free memory (the toolkit's fg_unregister). */
+FGA_API int fga_remove_section(fga *f, void *start, size_t bytes);
+
 /* Before the world stops (the collector's lock held): a retrieval whose
  * re-protection and comparing run while the program runs; the retrieval
  * in the pause then covers only the gap. */
@@ -144,6 +150,15 @@ FGA_API void fga_preclean(fga *f);
 FGA_API void fga_retrieve(fga *f);
 /* The lines of the block at BLOCK (any address inside a block). */
 FGA_API fga_lines fga_block_lines(fga *f, const void *block);
+
+/* After fga_retrieve: visit(arg, block, lines) for every block with a
+ * dirty line, in address order; for collectors that keep lists of
+ * modified pages rather than asking block by block (Racket's
+ * modified_next).  Returns the number of blocks visited.  No malloc. */
+FGA_API size_t fga_for_each_dirty(fga *f,
+				  void (*visit)(void *arg, void *block,
+						fga_lines lines),
+				  void *arg);
 
 /* The collector marked (or will mark) with the program running: the next
  * retrieval reads written pages whole (DIFF compares with what it saw at
