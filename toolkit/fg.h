@@ -83,9 +83,9 @@ extern "C" {
 #endif
 
 #define FG_VERSION_MAJOR 0
-#define FG_VERSION_MINOR 4
+#define FG_VERSION_MINOR 5
 #define FG_VERSION_PATCH 0
-#define FG_VERSION_STRING "0.4.0"
+#define FG_VERSION_STRING "0.5.0"
 /* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
  * signature or a public struct's layout changes incompatibly; public structs
  * that may grow carry their own size as first member. */
@@ -149,10 +149,70 @@ int fg_backend_from_name(const char *name, fg_backend_id *out);
  * NULL.  Probes run once per process and are cached. */
 int fg_backend_probe(fg_backend_id id, char *why, size_t whylen);
 
+/* What a backend can do: a bit set, from fg_backend_caps() or
+ * fg_tracker_caps().  Ask these instead of comparing backend ids: a new
+ * backend then needs no change in its callers.  Since 0.5.
+ *
+ *   cap                 async sync  mp   sd  none kvm
+ *   TRACKS               yes  yes  yes  yes   -   yes
+ *   KERNEL_WRITES        yes  yes   -   yes  yes  yes
+ *   PROTECTS              -   yes  yes   -    -    -
+ *   SIGNAL_HANDLER        -    -   yes   -    -    -
+ *   SPLITS_MAPPINGS       -    -   yes   -    -    -
+ *   WRITE_HOOK            -   yes  yes   -    -    -
+ *   HOOK_TWINS            -   yes   -    -    -    -
+ *   COLLECT_TWINS        yes  yes   -    -    -    -
+ *   EXEMPT               yes  yes  yes   -    -    -
+ *   CONCURRENT           yes  yes  yes   -   yes  yes
+ *   NEEDS_FGVM            -    -    -    -    -   yes
+ *
+ * (sd: soft-dirty.)
+ */
+/* Watches writes: a card can be reported clean ("none" reports all). */
+#define FG_CAP_TRACKS 0x0001u
+/* System calls that copy into tracked memory (read, recv, pread, stat,
+ * ...) are reported without fg_mark_dirty first.  Without it they fail
+ * (PROTECTS) unless announced: see the table at the top of this file. */
+#define FG_CAP_KERNEL_WRITES 0x0002u
+/* Some kernel writes into tracked memory fail until announced with
+ * fg_mark_dirty or fg_io_begin: mprotect, any system call (EFAULT);
+ * uffd-sync, /proc/self/mem and process_vm_writev (EIO, EFAULT). */
+#define FG_CAP_PROTECTS 0x0004u
+/* Installs a SIGSEGV handler while it tracks (mprotect): the program's
+ * own handler must pass on faults it does not own, and no signal or
+ * thread stack may lie in a region. */
+#define FG_CAP_SIGNAL_HANDLER 0x0008u
+/* Protection changes split the process's mappings: pages written and
+ * pages not written alternating cost a mapping each (vm.max_map_count). */
+#define FG_CAP_SPLITS_MAPPINGS 0x0010u
+/* Calls fg_options.hook at a page's first write of an epoch (below). */
+#define FG_CAP_WRITE_HOOK 0x0020u
+/* DIFF precision: twins are taken at the first write, before it lands
+ * (exact from the first epoch, no page copy at collection). */
+#define FG_CAP_HOOK_TWINS 0x0040u
+/* DIFF precision: twins taken at collection can be validated, so
+ * FG_TWIN_HOT's eager twins, FG_TWIN_STICKY and FG_TWIN_ADAPTIVE take
+ * effect (without it every policy is the same, and written pages without
+ * a hook twin read whole). */
+#define FG_CAP_COLLECT_TWINS 0x0080u
+/* fg_set_exempt is honoured: exempt pages are left out of collections
+ * (not reported, not re-protected); without it the hint is ignored. */
+#define FG_CAP_EXEMPT 0x0100u
+/* Available only in a program run under fgvm. */
+#define FG_CAP_NEEDS_FGVM 0x0200u
+/* Sound while other threads write tracked memory during fg_collect and
+ * fg_register (soft-dirty is not: its read-and-clear is not atomic, so it
+ * wants the world stopped around them). */
+#define FG_CAP_CONCURRENT 0x0400u
+
+/* The FG_CAP_* bits of a backend (FG_BACKEND_AUTO and invalid ids: 0),
+ * whether or not it is available on this machine. */
+unsigned fg_backend_caps(fg_backend_id id);
+
 /* Called on the first write to a page in an epoch, before the write lands,
- * with the page's address.  Only the uffd-sync backend (from its handler
- * thread) and the mprotect backend (from the SIGSEGV handler: must be
- * async-signal-safe) call it.  It must not call fg_* on the same tracker. */
+ * with the page's address.  Only backends with FG_CAP_WRITE_HOOK call it:
+ * uffd-sync (from its handler thread) and mprotect (from the SIGSEGV
+ * handler: must be async-signal-safe).  It must not call fg_* on the same tracker. */
 typedef void (*fg_write_hook)(void *page, void *arg);
 
 /* Flags for fg_options.flags. */
@@ -166,7 +226,8 @@ typedef void (*fg_write_hook)(void *page, void *arg);
 /* Twin policies under FG_PRECISION_DIFF (fg_options.twin_policy): which
  * written pages get a twin (a copy of the page at the epoch start) without
  * a first-write hook.  Where the backend cannot validate a twin taken at
- * collection (mprotect, soft-dirty, none) both are the same. */
+ * collection (no FG_CAP_COLLECT_TWINS: mprotect, soft-dirty, none) all
+ * are the same. */
 #define FG_TWIN_HOT 0	 /* pages written in two consecutive epochs only
 			    (then left writable: no faults, diffed at every
 			    collection); others need the uffd-sync hook */
@@ -230,6 +291,10 @@ int fg_tracker_destroy(fg_tracker *t);
 /* The backend a tracker uses, and why it was chosen (never NULL). */
 fg_backend_id fg_tracker_backend(const fg_tracker *t);
 const char *fg_tracker_why(const fg_tracker *t);
+
+/* Since 0.5: the FG_CAP_* bits of the tracker's backend; 0 for a
+ * destroyed or invalid handle. */
+unsigned fg_tracker_caps(const fg_tracker *t);
 
 /* Start tracking [addr, addr+len).  addr and len must be page-aligned,
  * len > 0, the range entirely mapped, writable, and anonymous, shared
@@ -309,9 +374,10 @@ int fg_io_end(fg_tracker *t, int io);
 /* A hint: the caller treats the pages of [addr, addr+len) (rounded out to
  * pages, within one registered region) as dirty at every collection, so
  * the tracker need not watch them: with exempt != 0 a backend that can
- * (uffd-async) leaves them out of collections, neither reporting them nor
- * re-protecting them, so that writing them costs nothing; others ignore
- * the hint.  With exempt == 0 they are watched again from the next
+ * (FG_CAP_EXEMPT: uffd-async, uffd-sync, mprotect) leaves them out of
+ * collections, neither reporting them nor re-protecting them, so that
+ * writing them costs nothing (after one fault, where the backend faults);
+ * others ignore the hint.  With exempt == 0 they are watched again from the next
  * collection on, which reports them if they were written meanwhile (the
  * caller must still treat them as dirty at that collection: with DIFF
  * precision the comparison may be with older contents).  Returns 0, or
