@@ -3,7 +3,7 @@
  * One test per capability and backend: the backend must show the
  * behaviour iff it claims the cap, so a wrong bit fails either way.
  *
- *   tracks          an unwritten page reads clean;
+ *   tracks          unwritten pages read clean (in one of a few epochs);
  *   kernel_writes   read(2) into a protected page succeeds and is
  *                   reported, without fg_mark_dirty; without the cap it
  *                   fails with EFAULT (and the backend must claim
@@ -104,6 +104,18 @@ static void collect(fg_tracker *t, const uint8_t *m, uint8_t *reported,
 	}
 }
 
+/* After filling the region: collect until the fill's writes are all
+ * reported.  uffd-sync's handler sets a page's flag after it woke the
+ * writer, so a collection right after the fill may leave a flag for the
+ * next one (sound: reported late, never lost). */
+static void settle(fg_tracker *t, const uint8_t *m, uint8_t *reported,
+		   size_t *bytes)
+{
+	collect(t, m, reported, bytes);
+	usleep(2000);
+	collect(t, m, reported, bytes);
+}
+
 static bool has(fg_backend_id id, unsigned cap)
 {
 	return fg_backend_caps(id) & cap;
@@ -141,17 +153,26 @@ static void tracks(fg_backend_id id)
 	uint8_t rep[NPAGES];
 	uint8_t *m;
 	fg_tracker *t;
-	bool clean = true;
+	bool clean = false;
 
 	ORC_REQUIRE_BACKEND(id);
 	t = start(id, &m);
 	memset(m, 1, NPAGES * ps);
-	collect(t, m, rep, NULL);
-	m[5 * ps] = 2;
-	collect(t, m, rep, NULL);
-	cr_assert(rep[5], "a written page was not reported");
-	for (size_t p = 0; p < NPAGES; p++)
-		clean = clean && (p == 5 || !rep[p]);
+	settle(t, m, rep, NULL);
+	/* A few rounds: a late flag (see settle) may dirty one. */
+	for (int round = 0; round < 5; round++) {
+		bool all = true;
+
+		m[5 * ps] = (uint8_t)(3 + round);
+		collect(t, m, rep, NULL);
+		cr_assert(rep[5], "a written page was not reported");
+		for (size_t p = 0; p < NPAGES; p++)
+			all = all && (p == 5 || !rep[p]);
+		clean = all;
+		if (clean)
+			break;
+		usleep(2000);
+	}
 	cr_assert_eq(clean, has(id, FG_CAP_TRACKS),
 		     "%s %s FG_CAP_TRACKS, yet unwritten pages %s clean",
 		     fg_backend_name(id), yes(has(id, FG_CAP_TRACKS)),
@@ -171,7 +192,7 @@ static void kernel_writes(fg_backend_id id)
 	ORC_REQUIRE_BACKEND(id);
 	t = start(id, &m);
 	memset(m, 1, NPAGES * ps);
-	collect(t, m, rep, NULL);
+	settle(t, m, rep, NULL);
 	err = pipe_read(m + 7 * ps + 100, 64);
 	collect(t, m, rep, NULL);
 	if (cap) {
@@ -216,7 +237,7 @@ static void protects(fg_backend_id id)
 	ORC_REQUIRE_BACKEND(id);
 	t = start(id, &m);
 	memset(m, 1, NPAGES * ps);
-	collect(t, m, rep, NULL);
+	settle(t, m, rep, NULL);
 	rerr = pipe_read(m + 3 * ps, 16);
 	memset(b, 0x5a, sizeof b);
 	fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
@@ -288,7 +309,7 @@ static void splits(fg_backend_id id)
 	ORC_REQUIRE_BACKEND(id);
 	t = start(id, &m);
 	memset(m, 1, NPAGES * ps);
-	collect(t, m, rep, NULL);
+	settle(t, m, rep, NULL);
 	for (size_t p = 0; p < NPAGES; p += 2)
 		m[p * ps] = 2;
 	n = mappings(m, NPAGES * ps);
@@ -325,7 +346,7 @@ static void write_hook(fg_backend_id id)
 	o.hook = hook;
 	t = start_opts(id, &o, &m);
 	memset(m, 1, NPAGES * ps);
-	collect(t, m, rep, NULL);
+	settle(t, m, rep, NULL);
 	atomic_store(&hook_calls, 0);
 	m[13 * ps + 5] = 2;
 	calls = atomic_load(&hook_calls);
@@ -374,7 +395,7 @@ static void hook_twins(fg_backend_id id)
 	ORC_REQUIRE_BACKEND(id);
 	t = start_diff(id, FG_TWIN_HOT, &m);
 	memset(m, 1, NPAGES * ps);
-	collect(t, m, rep, bytes);
+	settle(t, m, rep, bytes);
 	m[17 * ps + 1000] = 2;
 	collect(t, m, rep, bytes);
 	s = stats(t);
@@ -409,9 +430,9 @@ static void collect_twins(fg_backend_id id)
 	ORC_REQUIRE_BACKEND(id);
 	t = start_diff(id, FG_TWIN_STICKY, &m);
 	memset(m, 1, NPAGES * ps);
-	collect(t, m, rep, bytes);
+	settle(t, m, rep, bytes);
 	memset(m + 19 * ps, 2, ps);
-	collect(t, m, rep, bytes); /* page 19 twinned here, with the cap */
+	settle(t, m, rep, bytes); /* page 19 twinned here, with the cap */
 	m[19 * ps + 2000] = 3;
 	collect(t, m, rep, bytes);
 	s = stats(t);
@@ -448,7 +469,7 @@ static void exempt(fg_backend_id id)
 	ORC_REQUIRE_BACKEND(id);
 	t = start(id, &m);
 	memset(m, 1, NPAGES * ps);
-	collect(t, m, rep, NULL);
+	settle(t, m, rep, NULL);
 	cr_assert_eq(fg_set_exempt(t, m + 21 * ps, ps, 1), 0, "%s",
 		     fg_last_error_detail());
 	m[21 * ps] = 2;
