@@ -649,12 +649,12 @@ const char *orc_bname(fg_backend_id id)
 
 bool orc_twinning(fg_backend_id id)
 {
-	return id == FG_BACKEND_UFFD_ASYNC || id == FG_BACKEND_UFFD_SYNC;
+	return fg_backend_caps(id) & FG_CAP_COLLECT_TWINS;
 }
 
 bool orc_twin_hook(fg_backend_id id)
 {
-	return id == FG_BACKEND_UFFD_SYNC;
+	return fg_backend_caps(id) & FG_CAP_HOOK_TWINS;
 }
 
 double orc_ratio(uint64_t a, uint64_t b)
@@ -957,10 +957,12 @@ size_t orc_kernel_write(orc_sched *s, orc_kop m, bool mark, uint8_t *dst,
 		orc_log(r, n, dst, done);
 	if (done == len)
 		return done;
-	cr_assert(s->id == FG_BACKEND_MPROTECT && !mark && err == EFAULT,
+	cr_assert(!(fg_backend_caps(s->id) & FG_CAP_KERNEL_WRITES) && !mark &&
+			  err == EFAULT,
 		  "%s: %s of %zu bytes into tracked memory at %p%s "
-		  "transferred only %zu (%s); only the mprotect backend "
-		  "without fg_mark_dirty may fail, and only with EFAULT",
+		  "transferred only %zu (%s); only a backend without "
+		  "FG_CAP_KERNEL_WRITES (mprotect), without fg_mark_dirty, "
+		  "may fail, and only with EFAULT",
 		  ctx, orc_kname[m], len, (void *)dst,
 		  mark ? " after fg_mark_dirty" : "", done, strerror(err));
 	k->efault++;
@@ -1067,7 +1069,7 @@ void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
 
 		cr_assert_geq(rc, 0, "%s: fg_collect: %d (%s)", ctx, rc,
 			      fg_strerror(rc));
-		if (rc == 0 || id == FG_BACKEND_NONE)
+		if (rc == 0 || !(fg_backend_caps(id) & FG_CAP_TRACKS))
 			break;
 		usleep(1000);
 	}
@@ -1090,11 +1092,11 @@ void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
 		     "%s: %" PRIu64 " lines changed after the writers were "
 		     "joined, first at %p",
 		     ctx, res->unlogged_lines, (void *)res->first_unlogged);
-	if (id == FG_BACKEND_NONE) {
+	if (!(fg_backend_caps(id) & FG_CAP_TRACKS)) {
 		for (size_t i = 0; i < n; i++)
 			cr_assert(orc_reported_all(r, n, r[i].base, r[i].len),
-				  "%s: the none backend must report "
-				  "everything",
+				  "%s: a backend that does not track must "
+				  "report everything",
 				  ctx);
 	} else if (exact_lines == ORC_QUIET_SOUND_ONLY) {
 		/* Some pages compared, some whole: no precision to check. */

@@ -196,8 +196,9 @@ const char *orc_bname(fg_backend_id id);
 
 /* Under DIFF precision twins are taken only where the library can validate
  * them against the kernel's record (diff.c): eagerly for hot pages (and
- * sticky twins) on both uffd backends, orc_twinning; and at the first
- * write on uffd-sync, which has a hook and a per-page pagemap check,
+ * sticky twins) where the backend has FG_CAP_COLLECT_TWINS (both uffd
+ * backends), orc_twinning; and at the first write where it has
+ * FG_CAP_HOOK_TWINS (uffd-sync: a hook and a per-page pagemap check),
  * orc_twin_hook.  mprotect and none have no such record: their written
  * pages read whole. */
 bool orc_twinning(fg_backend_id id);

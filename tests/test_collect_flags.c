@@ -85,7 +85,7 @@ static void scn_aba(fg_backend_id id)
 	size_t precise = collect(t, 0, (uintptr_t)m + 7 * ps + 1024, 1, &cov);
 	cr_assert(cov, "%s: the changed line was not reported",
 		  fg_backend_name(id));
-	if (id != FG_BACKEND_MPROTECT && id != FG_BACKEND_NONE)
+	if (fg_backend_caps(id) & (FG_CAP_COLLECT_TWINS | FG_CAP_HOOK_TWINS))
 		cr_assert_lt(precise, ps,
 			     "%s: %zu bytes reported after the whole-page "
 			     "collection, DIFF should be precise again",

@@ -154,14 +154,15 @@ static void logw(dsched *s, const uint8_t *p, size_t len)
 }
 
 /* One kernel write of len bytes at dst (orc_kernel_write), as in
- * test_oracle.c: for mprotect fg_mark_dirty first 3 times in 4 (without
- * it the call may fail with EFAULT only); for the other backends
- * sometimes, and the call must simply work. */
+ * test_oracle.c: without FG_CAP_KERNEL_WRITES (mprotect) fg_mark_dirty
+ * first 3 times in 4 (without it the call may fail with EFAULT only); for
+ * the other backends sometimes, and the call must simply work. */
 static void kernel_write(dsched *s, uint8_t *dst, size_t len)
 {
 	orc_kop m = (orc_kop)orc_below(&s->b.g, ORC_K_COUNT);
-	bool mark = s->b.id == FG_BACKEND_MPROTECT ? orc_below(&s->b.g, 4) != 0
-						 : orc_below(&s->b.g, 8) == 0;
+	bool announce = !(fg_backend_caps(s->b.id) & FG_CAP_KERNEL_WRITES);
+	bool mark = announce ? orc_below(&s->b.g, 4) != 0
+			     : orc_below(&s->b.g, 8) == 0;
 
 	if (orc_kernel_write(&s->b, m, mark, dst, len))
 		remember(s, dst);
@@ -312,7 +313,7 @@ static void dsched_check(dsched *s, orc_method m, size_t expect_card,
 		      orc_where(&s->b), st.twin_bytes, s->twin_cap);
 	card = orc_check(s->b.t, s->b.r, s->b.n, m, expect_card,
 			 orc_where(&s->b), &res);
-	if (s->b.id == FG_BACKEND_NONE) {
+	if (!(fg_backend_caps(s->b.id) & FG_CAP_TRACKS)) {
 		/* No hook, nothing to validate eager twins: pages whole. */
 		for (size_t i = 0; i < s->b.n; i++)
 			cr_assert(
@@ -578,7 +579,7 @@ static void random_diff(fg_backend_id id, size_t card, uint64_t target_writes,
 			      "holding changed lines",
 			      test, orc_bname(id), s->b.seed, card, cr);
 	}
-	if (id == FG_BACKEND_NONE) {
+	if (!(fg_backend_caps(id) & FG_CAP_TRACKS)) {
 		uint64_t pages = 0;
 
 		for (int i = 0; i < 3; i++)
@@ -773,7 +774,7 @@ static void *kwriter_main(void *arg)
 			if (k == 8)
 				break;
 			if (k < 0 && errno == EFAULT &&
-			    w->id == FG_BACKEND_MPROTECT) {
+			    !(fg_backend_caps(w->id) & FG_CAP_KERNEL_WRITES)) {
 				w->efault++;
 				continue;
 			}

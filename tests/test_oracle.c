@@ -84,14 +84,15 @@ __attribute__((target("avx2"))) static void store32_avx2(void *dst,
 	_mm256_storeu_si256((__m256i *)dst, v);
 }
 
-/* One kernel write of len bytes at dst (orc_kernel_write).  For the
- * mprotect backend the documented protocol is fg_mark_dirty first; without
- * it the call must either succeed or fail with EFAULT.  Other backends
- * must simply work. */
+/* One kernel write of len bytes at dst (orc_kernel_write).  For a
+ * backend without FG_CAP_KERNEL_WRITES (mprotect) the documented protocol
+ * is fg_mark_dirty first; without it the call must either succeed or fail
+ * with EFAULT.  Other backends must simply work. */
 static void kernel_write(sched *s, enum wmethod m, uint8_t *dst, size_t len)
 {
-	bool mark = s->b.id == FG_BACKEND_MPROTECT ? orc_below(&s->b.g, 2)
-						 : orc_below(&s->b.g, 8) == 0;
+	bool announce = !(fg_backend_caps(s->b.id) & FG_CAP_KERNEL_WRITES);
+	bool mark = announce ? orc_below(&s->b.g, 2)
+			     : orc_below(&s->b.g, 8) == 0;
 
 	orc_kernel_write(&s->b, (orc_kop)(m - W_PIPE), mark, dst, len);
 }
@@ -874,7 +875,7 @@ static void stats_hook(fg_backend_id id)
 {
 	const size_t ps = orc_page(), npages = 64, len = npages * ps;
 	const int epochs = 6;
-	bool hooked = id == FG_BACKEND_MPROTECT || id == FG_BACKEND_UFFD_SYNC;
+	bool hooked = fg_backend_caps(id) & FG_CAP_WRITE_HOOK;
 	uint64_t seed, written_total = 0, last_written = 0, hook_total = 0;
 	hook_log *h = calloc(1, sizeof *h);
 	uint64_t *a;
@@ -978,7 +979,7 @@ static void stats_hook(fg_backend_id id)
 		      "stats.last_dirty_pages %" PRIu64 " < %" PRIu64
 		      " pages written in the last epoch",
 		      st.last_dirty_pages, last_written);
-	if (id != FG_BACKEND_NONE)
+	if (fg_backend_caps(id) & FG_CAP_TRACKS)
 		cr_assert_gt(st.faults, 0,
 			     "%s: stats.faults is 0 after %" PRIu64
 			     " first writes",

@@ -154,6 +154,7 @@ typedef struct heap {
 	struct heap *next_live; /* heaps_lock */
 	fg_tracker *t;
 	fg_backend_id backend;
+	unsigned caps;	 /* its backend's, FG_CAPI_* too */
 	bool populate;
 	int fd;		 /* the memfd, re-homed high (fd_rehome) */
 	dev_t fd_dev;	 /* its identity: the program may close the */
@@ -555,15 +556,14 @@ static int register_missing(heap *h, const struct need *nd)
 }
 
 /* Prefault pages [pg, end) of one block through view v, and mark them
- * ready.  The mprotect and userfaultfd-sync backends are told first
- * (fg_mark_dirty), so that the populating write neither fails nor stops in
- * a fault handler; on uffd-async the kernel resolves it by itself (the
- * page then reads written, as after fg_mark_dirty).  Failures only cost
- * faults later. */
+ * ready.  A backend whose protection the kernel's writes meet (mprotect,
+ * uffd-sync: FG_CAP_PROTECTS) is told first (fg_mark_dirty), so that the
+ * populating write neither fails nor stops in a fault handler; others see
+ * it or need not (it changes no byte).  Failures only cost faults
+ * later. */
 static void populate(heap *h, unsigned v, size_t pg, size_t end)
 {
-	bool mark = h->backend != FG_BACKEND_UFFD_ASYNC &&
-		    h->backend != FG_BACKEND_NONE;
+	bool mark = h->caps & FG_CAP_PROTECTS;
 
 	if (h->populate) {
 		void *a = (void *)view_addr(h, v, pg);
@@ -607,9 +607,9 @@ static void populate_runs(heap *h, const struct need *nd, unsigned v,
 	}
 }
 
-/* The same for the mprotect backend, in whole 64 KiB chunks: contiguous
- * writable ranges merge, while scattered pages would split the views'
- * mappings into many (every mprotect, and the tracker's reading of
+/* The same where protection splits mappings (mprotect), in whole 64 KiB
+ * chunks: contiguous writable ranges merge, while scattered pages would
+ * split the views' mappings into many (every mprotect, and the tracker's reading of
  * /proc/self/maps, slower; vm.max_map_count nearer). */
 static void populate_chunks(heap *h, unsigned v, size_t pg0, size_t pg1)
 {
@@ -649,7 +649,7 @@ static void populate_missing(heap *h, const struct need *nd)
 		for (; all; all &= all - 1) {
 			unsigned v = (unsigned)__builtin_ctzll(all);
 
-			if (h->backend == FG_BACKEND_MPROTECT)
+			if (h->caps & FG_CAP_SPLITS_MAPPINGS)
 				populate_chunks(h, v, nd->first + i0,
 						nd->first + i1);
 			else
@@ -765,7 +765,7 @@ static size_t batch(heap *h, const struct class_info *ci,
 	/* mprotect: pages of one class in a chunk, of another in the next,
 	 * would alternate the views' protections chunk by chunk (see
 	 * populate_chunks); one span at a time mixes classes in chunks. */
-	if (h->backend == FG_BACKEND_MPROTECT)
+	if (h->caps & FG_CAP_SPLITS_MAPPINGS)
 		return 1;
 	pthread_mutex_lock(&h->pages_lock);
 	nfree = h->pool[POOL_SPANS].nfree;
@@ -1436,6 +1436,7 @@ int fg_alias_heap_create(const fg_alias_options *opt, fg_alias_heap **out)
 	/* The views are the only way into the memfd. */
 	fg_tracker_shared_ok(h->t);
 	h->backend = fg_tracker_backend(h->t);
+	h->caps = fg_backend_ops_of(h->backend)->caps;
 	rc = choose_card(h, &o);
 	if (rc)
 		goto err;
@@ -1939,7 +1940,7 @@ int fg_alias_get_stats(fg_alias_heap *hh, fg_alias_stats *out)
 	}
 	pmd_views = (uint64_t)__builtin_popcountll(views_used) *
 		    ((((size_t)1 << h->vshift) + (1u << 30) - 1) >> 30);
-	if (h->backend == FG_BACKEND_UFFD_ASYNC || h->backend == FG_BACKEND_UFFD_SYNC)
+	if (h->caps & FG_CAPI_PTE_MARKERS)
 		s.pte_bytes_estimate = (s.registered_bytes >> BLOCK_SHIFT) * PAGE;
 	else
 		s.pte_bytes_estimate = ptes * PAGE;

@@ -60,9 +60,8 @@
  */
 #include "fg_alias.h"
 #include "fg_alias_preload.h"
-
-/* From libfgtk (fg_internal.h): descriptors moved out of the low range. */
-int fg_fd_rehome(int fd);
+#include "fg_internal.h" /* fg_fd_rehome: the shim links the toolkit's
+			    convenience library */
 
 #include <dlfcn.h>
 #include <errno.h>

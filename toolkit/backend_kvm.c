@@ -241,8 +241,8 @@ static int kvm_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
 const fg_backend_ops fg_backend_kvm = {
 	.id = FG_BACKEND_KVM,
 	.name = "kvm",
-	.situational = true,
-	.sees_unmap = true,
+	.caps = FG_CAP_TRACKS | FG_CAP_KERNEL_WRITES | FG_CAP_CONCURRENT |
+		FG_CAP_NEEDS_FGVM | FG_CAPI_SEES_UNMAP,
 	.probe = kvm_probe,
 	.init = kvm_init,
 	.fini = kvm_fini,

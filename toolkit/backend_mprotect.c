@@ -565,9 +565,9 @@ static int mp_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
 const fg_backend_ops fg_backend_mprotect = {
 	.id = FG_BACKEND_MPROTECT,
 	.name = "mprotect",
-	.process_local = true,
-	.has_hook = true,
-	.kernel_meets_protection = true,
+	.caps = FG_CAP_TRACKS | FG_CAP_PROTECTS | FG_CAP_SIGNAL_HANDLER |
+		FG_CAP_SPLITS_MAPPINGS | FG_CAP_WRITE_HOOK | FG_CAP_EXEMPT |
+		FG_CAP_CONCURRENT | FG_CAPI_PROCESS_LOCAL,
 	.probe = mp_probe,
 	.init = mp_init,
 	.fini = mp_fini,

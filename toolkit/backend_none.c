@@ -46,6 +46,7 @@ static int none_collect(fg_impl *t, fg_region *r, fg_runs *out)
 const fg_backend_ops fg_backend_none = {
 	.id = FG_BACKEND_NONE,
 	.name = "none",
+	.caps = FG_CAP_KERNEL_WRITES | FG_CAP_CONCURRENT,
 	.probe = none_probe,
 	.init = none_init,
 	.fini = none_fini,

@@ -344,6 +344,7 @@ static int sd_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
 const fg_backend_ops fg_backend_softdirty = {
 	.id = FG_BACKEND_SOFTDIRTY,
 	.name = "soft-dirty",
+	.caps = FG_CAP_TRACKS | FG_CAP_KERNEL_WRITES,
 	.probe = sd_probe,
 	.init = sd_init,
 	.fini = sd_fini,

@@ -583,8 +583,9 @@ static int sync_mark_dirty(fg_impl *t, fg_region *r, uintptr_t start,
 const fg_backend_ops fg_backend_uffd_sync = {
 	.id = FG_BACKEND_UFFD_SYNC,
 	.name = "uffd-sync",
-	.has_hook = true,
-	.kernel_meets_protection = true,
+	.caps = FG_CAP_TRACKS | FG_CAP_KERNEL_WRITES | FG_CAP_PROTECTS |
+		FG_CAP_WRITE_HOOK | FG_CAP_HOOK_TWINS | FG_CAP_COLLECT_TWINS |
+		FG_CAP_EXEMPT | FG_CAP_CONCURRENT | FG_CAPI_PTE_MARKERS,
 	.probe = sync_probe,
 	.init = sync_init,
 	.fini = sync_fini,

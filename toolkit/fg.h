@@ -82,17 +82,25 @@
 extern "C" {
 #endif
 
+/* Marks the public functions: the library is built with
+ * -fvisibility=hidden, so nothing else is exported. */
+#if defined(__GNUC__) && !defined(FG_API)
+#define FG_API __attribute__((visibility("default")))
+#elif !defined(FG_API)
+#define FG_API
+#endif
+
 #define FG_VERSION_MAJOR 0
-#define FG_VERSION_MINOR 4
+#define FG_VERSION_MINOR 5
 #define FG_VERSION_PATCH 0
-#define FG_VERSION_STRING "0.4.0"
+#define FG_VERSION_STRING "0.5.0"
 /* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
  * signature or a public struct's layout changes incompatibly; public structs
  * that may grow carry their own size as first member. */
 #define FG_ABI_VERSION 0
 
 /* Version of the library actually loaded: MAJOR*10000 + MINOR*100 + PATCH. */
-int fg_version(void);
+FG_API int fg_version(void);
 
 /* Toolkit error codes, returned negated. */
 enum {
@@ -115,10 +123,10 @@ enum {
 };
 
 /* Message for a result code (negative or positive); never NULL. */
-const char *fg_strerror(int err);
+FG_API const char *fg_strerror(int err);
 
 /* Details of the calling thread's last failure ("" if none). */
-const char *fg_last_error_detail(void);
+FG_API const char *fg_last_error_detail(void);
 
 /* Page-level write tracking mechanisms. */
 typedef enum fg_backend_id {
@@ -136,23 +144,84 @@ typedef enum fg_backend_id {
  * or 0 octal number, optionally followed by k or K (x1024) or m or M
  * (x1024^2), nothing else, more than 0.  0 and *out set, or -EINVAL
  * (nothing written; fg_last_error_detail says why). */
-int fg_parse_size(const char *s, size_t *out);
+FG_API int fg_parse_size(const char *s, size_t *out);
 
 /* Name of a backend ("uffd-async", ...), or "?" for an invalid id. */
-const char *fg_backend_name(fg_backend_id id);
+FG_API const char *fg_backend_name(fg_backend_id id);
 
 /* Parse a backend name (as printed by fg_backend_name; "auto" too). */
-int fg_backend_from_name(const char *name, fg_backend_id *out);
+FG_API int fg_backend_from_name(const char *name, fg_backend_id *out);
 
 /* Whether a backend works on the running kernel (probed, not taken from
  * headers): 0 if usable, else -FG_EUNAVAIL, and why says why.  why may be
  * NULL.  Probes run once per process and are cached. */
-int fg_backend_probe(fg_backend_id id, char *why, size_t whylen);
+FG_API int fg_backend_probe(fg_backend_id id, char *why, size_t whylen);
+
+/* What a backend can do: a bit set, from fg_backend_caps() or
+ * fg_tracker_caps().  Ask these instead of comparing backend ids: a new
+ * backend then needs no change in its callers.  Since 0.5.
+ *
+ *   cap                 async sync  mp   sd  none kvm
+ *   TRACKS               yes  yes  yes  yes   -   yes
+ *   KERNEL_WRITES        yes  yes   -   yes  yes  yes
+ *   PROTECTS              -   yes  yes   -    -    -
+ *   SIGNAL_HANDLER        -    -   yes   -    -    -
+ *   SPLITS_MAPPINGS       -    -   yes   -    -    -
+ *   WRITE_HOOK            -   yes  yes   -    -    -
+ *   HOOK_TWINS            -   yes   -    -    -    -
+ *   COLLECT_TWINS        yes  yes   -    -    -    -
+ *   EXEMPT               yes  yes  yes   -    -    -
+ *   CONCURRENT           yes  yes  yes   -   yes  yes
+ *   NEEDS_FGVM            -    -    -    -    -   yes
+ *
+ * (sd: soft-dirty.)
+ */
+/* Watches writes: a card can be reported clean ("none" reports all). */
+#define FG_CAP_TRACKS 0x0001u
+/* System calls that copy into tracked memory (read, recv, pread, stat,
+ * ...) are reported without fg_mark_dirty first.  Without it they fail
+ * (PROTECTS) unless announced: see the table at the top of this file. */
+#define FG_CAP_KERNEL_WRITES 0x0002u
+/* Some kernel writes into tracked memory fail until announced with
+ * fg_mark_dirty or fg_io_begin: mprotect, any system call (EFAULT);
+ * uffd-sync, /proc/self/mem and process_vm_writev (EIO, EFAULT). */
+#define FG_CAP_PROTECTS 0x0004u
+/* Installs a SIGSEGV handler while it tracks (mprotect): the program's
+ * own handler must pass on faults it does not own, and no signal or
+ * thread stack may lie in a region. */
+#define FG_CAP_SIGNAL_HANDLER 0x0008u
+/* Protection changes split the process's mappings: pages written and
+ * pages not written alternating cost a mapping each (vm.max_map_count). */
+#define FG_CAP_SPLITS_MAPPINGS 0x0010u
+/* Calls fg_options.hook at a page's first write of an epoch (below). */
+#define FG_CAP_WRITE_HOOK 0x0020u
+/* DIFF precision: twins are taken at the first write, before it lands
+ * (exact from the first epoch, no page copy at collection). */
+#define FG_CAP_HOOK_TWINS 0x0040u
+/* DIFF precision: twins taken at collection can be validated, so
+ * FG_TWIN_HOT's eager twins, FG_TWIN_STICKY and FG_TWIN_ADAPTIVE take
+ * effect (without it every policy is the same, and written pages without
+ * a hook twin read whole). */
+#define FG_CAP_COLLECT_TWINS 0x0080u
+/* fg_set_exempt is honoured: exempt pages are left out of collections
+ * (not reported, not re-protected); without it the hint is ignored. */
+#define FG_CAP_EXEMPT 0x0100u
+/* Available only in a program run under fgvm. */
+#define FG_CAP_NEEDS_FGVM 0x0200u
+/* Sound while other threads write tracked memory during fg_collect and
+ * fg_register (soft-dirty is not: its read-and-clear is not atomic, so it
+ * wants the world stopped around them). */
+#define FG_CAP_CONCURRENT 0x0400u
+
+/* The FG_CAP_* bits of a backend (FG_BACKEND_AUTO and invalid ids: 0),
+ * whether or not it is available on this machine. */
+FG_API unsigned fg_backend_caps(fg_backend_id id);
 
 /* Called on the first write to a page in an epoch, before the write lands,
- * with the page's address.  Only the uffd-sync backend (from its handler
- * thread) and the mprotect backend (from the SIGSEGV handler: must be
- * async-signal-safe) call it.  It must not call fg_* on the same tracker. */
+ * with the page's address.  Only backends with FG_CAP_WRITE_HOOK call it:
+ * uffd-sync (from its handler thread) and mprotect (from the SIGSEGV
+ * handler: must be async-signal-safe).  It must not call fg_* on the
+ * same tracker. */
 typedef void (*fg_write_hook)(void *page, void *arg);
 
 /* Flags for fg_options.flags. */
@@ -166,7 +235,8 @@ typedef void (*fg_write_hook)(void *page, void *arg);
 /* Twin policies under FG_PRECISION_DIFF (fg_options.twin_policy): which
  * written pages get a twin (a copy of the page at the epoch start) without
  * a first-write hook.  Where the backend cannot validate a twin taken at
- * collection (mprotect, soft-dirty, none) both are the same. */
+ * collection (no FG_CAP_COLLECT_TWINS: mprotect, soft-dirty, none) all
+ * are the same. */
 #define FG_TWIN_HOT 0	 /* pages written in two consecutive epochs only
 			    (then left writable: no faults, diffed at every
 			    collection); others need the uffd-sync hook */
@@ -220,36 +290,40 @@ typedef struct fg_tracker fg_tracker;
  * passes over a better backend it says so once per process on stderr
  * (FG_QUIET=1 silences that).  FG_CARD sets the default card size.
  * *out is written only on success. */
-int fg_tracker_create(const fg_options *opt, fg_tracker **out);
+FG_API int fg_tracker_create(const fg_options *opt, fg_tracker **out);
 
 /* Unregister every region and release the tracker.  Later calls with the
  * same handle fail with -FG_EDESTROYED (the handle's few bytes are kept
  * for that; nothing else is). */
-int fg_tracker_destroy(fg_tracker *t);
+FG_API int fg_tracker_destroy(fg_tracker *t);
 
 /* The backend a tracker uses, and why it was chosen (never NULL). */
-fg_backend_id fg_tracker_backend(const fg_tracker *t);
-const char *fg_tracker_why(const fg_tracker *t);
+FG_API fg_backend_id fg_tracker_backend(const fg_tracker *t);
+FG_API const char *fg_tracker_why(const fg_tracker *t);
+
+/* Since 0.5: the FG_CAP_* bits of the tracker's backend; 0 for a
+ * destroyed or invalid handle. */
+FG_API unsigned fg_tracker_caps(const fg_tracker *t);
 
 /* Start tracking [addr, addr+len).  addr and len must be page-aligned,
  * len > 0, the range entirely mapped, writable, and anonymous, shared
  * anonymous or memfd/shmem memory, and not overlap a region already tracked
  * in this process.  The first collection reports the writes made after this
  * call returns. */
-int fg_register(fg_tracker *t, void *addr, size_t len);
+FG_API int fg_register(fg_tracker *t, void *addr, size_t len);
 
 /* Stop tracking a region registered with exactly (addr, len). */
-int fg_unregister(fg_tracker *t, void *addr, size_t len);
+FG_API int fg_unregister(fg_tracker *t, void *addr, size_t len);
 
 /* Map len bytes of fresh anonymous memory (rounded up to pages) and
  * register it; fg_region_free unregisters and unmaps it. */
-int fg_region_alloc(fg_tracker *t, size_t len, void **out);
-int fg_region_free(fg_tracker *t, void *addr, size_t len);
+FG_API int fg_region_alloc(fg_tracker *t, size_t len, void **out);
+FG_API int fg_region_free(fg_tracker *t, void *addr, size_t len);
 
 /* Card size.  A change takes effect at the next collection; no write is
  * lost around it (backends track pages, cards are derived). */
-int fg_set_card_size(fg_tracker *t, size_t card);
-size_t fg_card_size(const fg_tracker *t);
+FG_API int fg_set_card_size(fg_tracker *t, size_t card);
+FG_API size_t fg_card_size(const fg_tracker *t);
 
 /* Since 0.4, DIFF precision: change the twin cap, as fg_options'
  * twin_cap and twin_cap_pct set it (bytes 0: pct of the tracked bytes;
@@ -258,7 +332,7 @@ size_t fg_card_size(const fg_tracker *t);
  * now (those taken by a hook or eagerly: when next compared).  -EINVAL
  * without DIFF precision or for pct over 100.  No malloc: a collector may
  * call it with its other threads stopped. */
-int fg_set_twin_cap(fg_tracker *t, size_t bytes, unsigned pct);
+FG_API int fg_set_twin_cap(fg_tracker *t, size_t bytes, unsigned pct);
 
 /* Treat [addr, addr+len) of a registered region as written: the next
  * collection reports every card of the pages it touches, whatever their
@@ -268,7 +342,7 @@ int fg_set_twin_cap(fg_tracker *t, size_t bytes, unsigned pct);
  * call that writes into it, on a backend that needs it (the table below);
  * for I/O that may still write after the next collection, use
  * fg_io_begin.  Makes no allocation; not signal-safe (takes the lock). */
-int fg_mark_dirty(fg_tracker *t, void *addr, size_t len);
+FG_API int fg_mark_dirty(fg_tracker *t, void *addr, size_t len);
 
 /* I/O the tracker cannot see: announce it.  Some writes reach memory
  * without passing through the page tables that a backend watches: the
@@ -303,20 +377,22 @@ int fg_mark_dirty(fg_tracker *t, void *addr, size_t len);
  * wraps), -ENOSPC (65536 ranges in flight), -ENOMEM; it may allocate, so
  * not from a signal handler.  fg_io_end returns 0, or -EINVAL for a handle
  * not in flight on this tracker. */
-int fg_io_begin(fg_tracker *t, void *addr, size_t len);
-int fg_io_end(fg_tracker *t, int io);
+FG_API int fg_io_begin(fg_tracker *t, void *addr, size_t len);
+FG_API int fg_io_end(fg_tracker *t, int io);
 
 /* A hint: the caller treats the pages of [addr, addr+len) (rounded out to
  * pages, within one registered region) as dirty at every collection, so
  * the tracker need not watch them: with exempt != 0 a backend that can
- * (uffd-async) leaves them out of collections, neither reporting them nor
- * re-protecting them, so that writing them costs nothing; others ignore
- * the hint.  With exempt == 0 they are watched again from the next
- * collection on, which reports them if they were written meanwhile (the
- * caller must still treat them as dirty at that collection: with DIFF
- * precision the comparison may be with older contents).  Returns 0, or
- * -FG_ENOTREG, -ENOMEM. */
-int fg_set_exempt(fg_tracker *t, void *addr, size_t len, int exempt);
+ * (FG_CAP_EXEMPT: uffd-async, uffd-sync, mprotect) leaves them out of
+ * collections, neither reporting them nor re-protecting them, so that
+ * writing them costs nothing (after one fault, where the backend faults);
+ * others ignore the hint.  With exempt == 0 they are watched again from
+ * the next collection on, which reports them if they were written
+ * meanwhile (the caller must still treat them as dirty at that
+ * collection: with DIFF precision the comparison may be with older
+ * contents).  Returns 0, or -FG_ENOTREG, -ENOMEM. */
+FG_API int fg_set_exempt(fg_tracker *t, void *addr, size_t len,
+			 int exempt);
 
 /* A dirty range: card-aligned, clipped to its region. */
 typedef struct fg_range {
@@ -341,7 +417,7 @@ typedef struct fg_iter {
  * them may hold malloc's lock).  tests/test_nomalloc.c checks it for
  * every backend, at page and DIFF precision.  They take the tracker's
  * lock: not from a signal handler. */
-int fg_collect(fg_tracker *t, fg_iter *it);
+FG_API int fg_collect(fg_tracker *t, fg_iter *it);
 
 /* Flags for fg_collect_flags(). */
 /* Report every page written since the last collection whole, even with
@@ -353,20 +429,20 @@ int fg_collect(fg_tracker *t, fg_iter *it);
 #define FG_COLLECT_WHOLE_PAGES 0x1
 
 /* fg_collect() with FG_COLLECT_* flags (since 0.3). */
-int fg_collect_flags(fg_tracker *t, fg_iter *it, unsigned flags);
+FG_API int fg_collect_flags(fg_tracker *t, fg_iter *it, unsigned flags);
 
 /* Next range: 1 and *r filled, 0 at the end, -FG_ESTALE if the tracker
  * collected again since the iterator was filled. */
-int fg_iter_next(fg_iter *it, fg_range *r);
+FG_API int fg_iter_next(fg_iter *it, fg_range *r);
 
 /* Read and reset the region registered at exactly (addr, len) into a
  * caller bitmap: bit i (bits[i / 64] >> (i % 64)) is the card
  * starting at align_down(addr, card) + i * card.  nbits must be at least
  * fg_bitmap_bits(t, addr, len); bits past the region are cleared.
  * Returns the number of dirty cards. */
-int fg_collect_bitmap(fg_tracker *t, void *addr, size_t len, uint64_t *bits,
-		      size_t nbits);
-size_t fg_bitmap_bits(const fg_tracker *t, const void *addr, size_t len);
+FG_API int fg_collect_bitmap(fg_tracker *t, void *addr, size_t len,
+			     uint64_t *bits, size_t nbits);
+FG_API size_t fg_bitmap_bits(const fg_tracker *t, const void *addr, size_t len);
 
 typedef struct fg_stats {
 	size_t size;		  /* sizeof(fg_stats), set by the caller */
@@ -401,7 +477,7 @@ typedef struct fg_stats {
 	uint64_t twin_cap_bytes;  /* the cap now */
 } fg_stats;
 
-int fg_get_stats(fg_tracker *t, fg_stats *out);
+FG_API int fg_get_stats(fg_tracker *t, fg_stats *out);
 
 #ifdef __cplusplus
 }

@@ -89,45 +89,47 @@ typedef struct fg_alias_heap fg_alias_heap;
  * -FG_ECARD for a card size that is not a power of two in 64..page,
  * -FG_EUNAVAIL for a forced backend the machine lacks, -ENOMEM when the
  * address space for the views cannot be reserved. */
-int fg_alias_heap_create(const fg_alias_options *opt, fg_alias_heap **out);
+FG_API int fg_alias_heap_create(const fg_alias_options *opt,
+				fg_alias_heap **out);
 
 /* Release the heap, its views and its tracker.  Every object dies with it.
  * Later calls with the handle fail (-FG_EDESTROYED, or NULL/EINVAL). */
-int fg_alias_heap_destroy(fg_alias_heap *h);
+FG_API int fg_alias_heap_destroy(fg_alias_heap *h);
 
 /* The heap's tracker, for fg_tracker_backend(), fg_tracker_why() and
  * fg_get_stats().  Collect through fg_alias_collect only: a collection on
  * the tracker directly would consume the heap's dirty state. */
-fg_tracker *fg_alias_tracker(fg_alias_heap *h);
+FG_API fg_tracker *fg_alias_tracker(fg_alias_heap *h);
 
 /* malloc-style allocation.  Alignment: 16 bytes; aligned_alloc accepts a
  * power of two up to 2 MiB.  size 0 gives a unique 16-byte object.
  * capacity bounds the pages in use (spans and large objects). */
-void *fg_alias_malloc(fg_alias_heap *h, size_t size);
-void *fg_alias_calloc(fg_alias_heap *h, size_t n, size_t size);
-void *fg_alias_aligned_alloc(fg_alias_heap *h, size_t align, size_t size);
+FG_API void *fg_alias_malloc(fg_alias_heap *h, size_t size);
+FG_API void *fg_alias_calloc(fg_alias_heap *h, size_t n, size_t size);
+FG_API void *fg_alias_aligned_alloc(fg_alias_heap *h, size_t align,
+				    size_t size);
 
 /* realloc: NULL p is malloc; size 0 frees p and returns NULL.  On failure
  * NULL, errno set, and p is untouched (and still live).  A p that is not a
  * live object of h: NULL, errno EINVAL. */
-void *fg_alias_realloc(fg_alias_heap *h, void *p, size_t size);
+FG_API void *fg_alias_realloc(fg_alias_heap *h, void *p, size_t size);
 
 /* Free an object; NULL is ignored (0).  Checked: -EFAULT for an address
  * outside the heap's views, -EINVAL for an address in the heap that is not
  * the start of a live object (double free, interior pointer, another
  * view's address of the same bytes); nothing is changed then. */
-int fg_alias_free(fg_alias_heap *h, void *p);
+FG_API int fg_alias_free(fg_alias_heap *h, void *p);
 
 /* Usable size of a live object (>= the size asked for); 0 if p is not a
  * live object of h. */
-size_t fg_alias_usable_size(fg_alias_heap *h, const void *p);
+FG_API size_t fg_alias_usable_size(fg_alias_heap *h, const void *p);
 
 /* Card size for spans carved from now on (a power of two, 64..page).
  * Objects already allocated keep their span's card size: still sound,
  * with their old (finer or coarser) reporting.  A partly used span keeps
  * serving its size class at its old card size until it is empty. */
-int fg_alias_set_card_size(fg_alias_heap *h, size_t card);
-size_t fg_alias_card_size(const fg_alias_heap *h);
+FG_API int fg_alias_set_card_size(fg_alias_heap *h, size_t card);
+FG_API size_t fg_alias_card_size(const fg_alias_heap *h);
 
 /* A dirty card, as the program's pointers see it: card is a handed-out
  * address (in the home view of the objects it covers) and len covers whole
@@ -143,7 +145,7 @@ typedef void (*fg_alias_card_cb)(void *card, size_t len, void *arg);
  * cb may allocate, free, call fg_alias_objects and fg_alias_get_stats; it
  * must not collect.
  * Collections on one heap are serialised. */
-int fg_alias_collect(fg_alias_heap *h, fg_alias_card_cb cb, void *arg);
+FG_API int fg_alias_collect(fg_alias_heap *h, fg_alias_card_cb cb, void *arg);
 
 /* The live objects that could have dirtied [card, card + len): those
  * handed out through the same view as card whose bytes overlap the range
@@ -151,13 +153,13 @@ int fg_alias_collect(fg_alias_heap *h, fg_alias_card_cb cb, void *arg);
  * each object's handed-out address and usable size, once.  Returns the
  * number of objects, or -EFAULT for a range outside the heap. */
 typedef void (*fg_alias_obj_cb)(void *obj, size_t size, void *arg);
-int fg_alias_objects(fg_alias_heap *h, const void *card, size_t len,
-		     fg_alias_obj_cb cb, void *arg);
+FG_API int fg_alias_objects(fg_alias_heap *h, const void *card, size_t len,
+			    fg_alias_obj_cb cb, void *arg);
 
 /* Treat [p, p + len) of one object as written and writable by the kernel
  * (the mprotect backend would make read(2) into it fail with EFAULT).
  * Call before passing heap memory to a system call that writes it. */
-int fg_alias_mark_dirty(fg_alias_heap *h, void *p, size_t len);
+FG_API int fg_alias_mark_dirty(fg_alias_heap *h, void *p, size_t len);
 
 /* I/O into [p, p + len) of one object that the tracker cannot see (fg.h,
  * fg_io_begin: io_uring fixed buffers, O_DIRECT, aio, another process):
@@ -165,13 +167,13 @@ int fg_alias_mark_dirty(fg_alias_heap *h, void *p, size_t len);
  * -EFAULT outside one view of the heap), fg_alias_io_end after it
  * completed; meanwhile every collection reports the range's cards, and
  * the first one after the end once more. */
-int fg_alias_io_begin(fg_alias_heap *h, void *p, size_t len);
-int fg_alias_io_end(fg_alias_heap *h, int io);
+FG_API int fg_alias_io_begin(fg_alias_heap *h, void *p, size_t len);
+FG_API int fg_alias_io_end(fg_alias_heap *h, int io);
 
 /* Give the memory of free pages back to the kernel (hole punch); freed
  * runs of 128 KiB or more are given back at once anyway.  *released (may
  * be NULL) gets the bytes released. */
-int fg_alias_trim(fg_alias_heap *h, size_t *released);
+FG_API int fg_alias_trim(fg_alias_heap *h, size_t *released);
 
 /* Card sizes are indexed log2(card) - 6: 64, 128, ..., 4096. */
 #define FG_ALIAS_CARD_SIZES 7
@@ -206,7 +208,7 @@ typedef struct fg_alias_stats {
 	uint64_t last_dirty_cards;
 } fg_alias_stats;
 
-int fg_alias_get_stats(fg_alias_heap *h, fg_alias_stats *out);
+FG_API int fg_alias_get_stats(fg_alias_heap *h, fg_alias_stats *out);
 
 #ifdef __cplusplus
 }

@@ -40,14 +40,14 @@ extern "C" {
  * glibc's malloc throughout) and in a forked child (which allocates from
  * glibc).  Every fg_alias_* function may be called on it, except that
  * collections go through fg_alias_preload_collect. */
-fg_alias_heap *fg_alias_preload_heap(void);
+FG_API fg_alias_heap *fg_alias_preload_heap(void);
 
 /* fg_alias_collect on the process's heap, with the toolkit's own
  * allocations during the collection kept out of the heap (they would
  * otherwise re-enter it while the tracker's lock is held).  cb runs as for
  * fg_alias_collect and may allocate from the heap.  -FG_EBADTRACKER when
  * there is no heap. */
-int fg_alias_preload_collect(fg_alias_card_cb cb, void *arg);
+FG_API int fg_alias_preload_collect(fg_alias_card_cb cb, void *arg);
 
 #ifdef __cplusplus
 }

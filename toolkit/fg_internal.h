@@ -88,26 +88,34 @@ typedef struct fg_io_slot {
 	bool live;
 } fg_io_slot;
 
+/* Capabilities only the toolkit asks about, above the public FG_CAP_*
+ * bits (fg_tracker_caps leaves them out). */
+#define FG_CAP_PUBLIC 0x00ffffffu
+/* Protection lives in this process's page tables only (mprotect), so
+ * mark_dirty may act in a forked child too. */
+#define FG_CAPI_PROCESS_LOCAL 0x01000000u
+/* collect() finds a region unmapped or replaced by itself
+ * (-FG_EUNMAPPED): the core need not check the mapping first. */
+#define FG_CAPI_SEES_UNMAP 0x02000000u
+/* Protects unpopulated pages too (uffd-wp PTE markers): the page tables
+ * of a whole region exist once it is registered. */
+#define FG_CAPI_PTE_MARKERS 0x04000000u
+
+/* What each cap promises of the ops (fg_backend_check):
+ *   PROTECTS: some kernel writes into a protected page fail rather than
+ *     being seen, so pages under I/O in flight (fg_io_begin) are left out
+ *     of collections, writable, and reported whole: needs collect_range
+ *     and mark_dirty.
+ *   EXEMPT: collect_range.
+ *   WRITE_HOOK: calls t->hook before a first write lands.
+ *   HOOK_TWINS: WRITE_HOOK and page_written.
+ *   COLLECT_TWINS: written and mark_dirty.
+ *   NEEDS_FGVM: auto-selection passes over it silently where it is
+ *     unavailable. */
 typedef struct fg_backend_ops {
 	fg_backend_id id;
 	const char *name;
-	/* Protection lives in this process's page tables only (mprotect), so
-	 * mark_dirty may act in a forked child too. */
-	bool process_local;
-	/* Calls t->hook before a first write lands (twins can be taken). */
-	bool has_hook;
-	/* Some kernel writes into a protected page fail rather than being
-	 * seen (mprotect: EFAULT; uffd-sync: EIO through /proc/PID/mem), so
-	 * pages under I/O in flight (fg_io_begin) are left out of
-	 * collections, writable, and reported whole: needs collect_range
-	 * and mark_dirty. */
-	bool kernel_meets_protection;
-	/* Exists only in some settings (kvm: under fgvm): auto-selection
-	 * passes over it silently where it is unavailable. */
-	bool situational;
-	/* collect() finds a region unmapped or replaced by itself
-	 * (-FG_EUNMAPPED): the core need not check the mapping first. */
-	bool sees_unmap;
+	unsigned caps; /* FG_CAP_* and FG_CAPI_* */
 	int (*probe)(char *why, size_t whylen);
 	int (*init)(fg_impl *t);
 	void (*fini)(fg_impl *t, bool forked);
@@ -133,13 +141,7 @@ typedef struct fg_backend_ops {
 	int (*page_written)(fg_impl *t, uintptr_t page);
 } fg_backend_ops;
 
-extern const fg_backend_ops fg_backend_uffd_async;
-extern const fg_backend_ops fg_backend_uffd_sync;
-extern const fg_backend_ops fg_backend_mprotect;
-extern const fg_backend_ops fg_backend_softdirty;
-extern const fg_backend_ops fg_backend_none;
-extern const fg_backend_ops fg_backend_kvm;
-
+/* The backend registry (probe.c); NULL for an id it lacks. */
 const fg_backend_ops *fg_backend_ops_of(fg_backend_id id);
 
 /* Auto-selection: the first backend in preference order whose probe
@@ -222,6 +224,12 @@ struct fg_impl {
 	fg_counters ctr;
 	fg_stats st;
 };
+
+/* Whether t's backend has every capability in caps. */
+static inline bool fg_has_cap(const fg_impl *t, unsigned caps)
+{
+	return (t->ops->caps & caps) == caps;
+}
 
 /* The public handle: kept as a tombstone after destroy. */
 struct fg_tracker {

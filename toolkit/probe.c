@@ -3,18 +3,29 @@
  * page is protected, written and read back) and runs once per process. */
 #include "fg_internal.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-/* Auto-selection order: sound with concurrent collection first, then by
- * cost.  kvm exists only under fgvm, which is run for it.  soft-dirty
- * comes after mprotect because its read-and-clear is not atomic with
- * respect to other threads' writes (see backend_softdirty.c). */
-static const fg_backend_id preference[] = {
-	FG_BACKEND_KVM, FG_BACKEND_UFFD_ASYNC, FG_BACKEND_UFFD_SYNC, FG_BACKEND_MPROTECT,
-	FG_BACKEND_SOFTDIRTY, FG_BACKEND_NONE,
+/* The registry, in auto-selection order: sound with concurrent collection
+ * first, then by cost.  kvm exists only under fgvm, which is run for it.
+ * soft-dirty comes after mprotect because its read-and-clear is not atomic
+ * with respect to other threads' writes (see backend_softdirty.c).  A new
+ * backend: its backend_*.c, a line here, a line in Makefile.am (and its
+ * id in fg.h). */
+extern const fg_backend_ops fg_backend_kvm, fg_backend_uffd_async,
+	fg_backend_uffd_sync, fg_backend_mprotect, fg_backend_softdirty,
+	fg_backend_none;
+static const fg_backend_ops *const registry[] = {
+	&fg_backend_kvm,
+	&fg_backend_uffd_async,
+	&fg_backend_uffd_sync,
+	&fg_backend_mprotect,
+	&fg_backend_softdirty,
+	&fg_backend_none,
 };
+#define NREGISTRY (sizeof registry / sizeof *registry)
 
 static struct {
 	int rc;
@@ -26,22 +37,33 @@ static bool probed[FG_BACKEND_COUNT];
 
 const fg_backend_ops *fg_backend_ops_of(fg_backend_id id)
 {
-	switch (id) {
-	case FG_BACKEND_UFFD_ASYNC:
-		return &fg_backend_uffd_async;
-	case FG_BACKEND_UFFD_SYNC:
-		return &fg_backend_uffd_sync;
-	case FG_BACKEND_MPROTECT:
-		return &fg_backend_mprotect;
-	case FG_BACKEND_SOFTDIRTY:
-		return &fg_backend_softdirty;
-	case FG_BACKEND_NONE:
-		return &fg_backend_none;
-	case FG_BACKEND_KVM:
-		return &fg_backend_kvm;
-	default:
-		return NULL;
-	}
+	for (size_t i = 0; i < NREGISTRY; i++)
+		if (registry[i]->id == id)
+			return registry[i];
+	return NULL;
+}
+
+/* Whether ops provides what its caps promise (fg_internal.h). */
+static bool backend_check(const fg_backend_ops *ops)
+{
+	unsigned c = ops->caps;
+
+	return ops->name && ops->probe && ops->init && ops->fini &&
+	       ops->region_add && ops->region_del && ops->collect &&
+	       (!(c & FG_CAP_PROTECTS) ||
+		(ops->collect_range && ops->mark_dirty)) &&
+	       (!(c & FG_CAP_EXEMPT) || ops->collect_range) &&
+	       (!(c & FG_CAP_HOOK_TWINS) ||
+		((c & FG_CAP_WRITE_HOOK) && ops->page_written)) &&
+	       (!(c & FG_CAP_COLLECT_TWINS) ||
+		(ops->written && ops->mark_dirty));
+}
+
+unsigned fg_backend_caps(fg_backend_id id)
+{
+	const fg_backend_ops *ops = fg_backend_ops_of(id);
+
+	return ops ? ops->caps & FG_CAP_PUBLIC : 0;
 }
 
 const char *fg_backend_name(fg_backend_id id)
@@ -55,16 +77,25 @@ const char *fg_backend_name(fg_backend_id id)
 
 int fg_backend_from_name(const char *name, fg_backend_id *out)
 {
-	for (int id = FG_BACKEND_AUTO; id < FG_BACKEND_COUNT; id++) {
-		if (name && !strcasecmp(name, fg_backend_name(id))) {
-			*out = id;
+	char known[256] = "auto";
+	size_t off = strlen(known);
+
+	if (name && !strcasecmp(name, "auto")) {
+		*out = FG_BACKEND_AUTO;
+		return 0;
+	}
+	for (size_t i = 0; i < NREGISTRY; i++) {
+		if (name && !strcasecmp(name, registry[i]->name)) {
+			*out = registry[i]->id;
 			return 0;
 		}
+		off += (size_t)snprintf(known + off, sizeof known - off, ", %s",
+					registry[i]->name);
+		if (off >= sizeof known)
+			off = sizeof known - 1;
 	}
-	return fg_fail(-FG_EBACKENDNAME,
-		       "unknown backend \"%s\" (known: auto, uffd-async, "
-		       "uffd-sync, mprotect, soft-dirty, none, kvm)",
-		       name ? name : "(null)");
+	return fg_fail(-FG_EBACKENDNAME, "unknown backend \"%s\" (known: %s)",
+		       name ? name : "(null)", known);
 }
 
 int fg_backend_probe(fg_backend_id id, char *why, size_t whylen)
@@ -75,6 +106,7 @@ int fg_backend_probe(fg_backend_id id, char *why, size_t whylen)
 			snprintf(why, whylen, "no such backend (%d)", (int)id);
 		return -FG_EUNAVAIL;
 	}
+	assert(backend_check(ops));
 	fg_init_once();
 	pthread_mutex_lock(&probe_lock);
 	if (!probed[id]) {
@@ -102,9 +134,9 @@ int fg_backend_choose(fg_backend_id *out, char *why, size_t whylen)
 {
 	size_t off = 0;
 
-	for (size_t i = 0; i < sizeof preference / sizeof *preference; i++) {
+	for (size_t i = 0; i < NREGISTRY; i++) {
 		char w[256];
-		fg_backend_id id = preference[i];
+		fg_backend_id id = registry[i]->id;
 
 		if (fg_backend_probe(id, w, sizeof w) == 0) {
 			snprintf(why + off, whylen - off, "chose %s: %s",
@@ -112,7 +144,7 @@ int fg_backend_choose(fg_backend_id *out, char *why, size_t whylen)
 			*out = id;
 			return 0;
 		}
-		if (fg_backend_ops_of(id)->situational)
+		if (registry[i]->caps & FG_CAP_NEEDS_FGVM)
 			continue; /* not a fallback: it never applied here */
 		off += (size_t)snprintf(why + off, whylen - off, "%s unavailable (%s); ",
 					fg_backend_name(id), w);

@@ -251,11 +251,11 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 	t->diff.cap_pct = o->twin_cap_pct ? o->twin_cap_pct : 50;
 	/* Every twin is validated against the kernel's record (diff.c):
 	 * eager and sticky twins need ops->written, hook twins
-	 * ops->page_written. */
-	t->diff.eager = t->ops->written && t->ops->mark_dirty;
-	t->diff.sticky = twins != FG_TWIN_HOT && t->ops->written;
+	 * ops->page_written (fg_backend_check). */
+	t->diff.eager = fg_has_cap(t, FG_CAP_COLLECT_TWINS);
+	t->diff.sticky = twins != FG_TWIN_HOT && t->diff.eager;
 	t->diff.adaptive = twins == FG_TWIN_ADAPTIVE && t->diff.sticky;
-	if (t->ops->has_hook && t->ops->page_written) {
+	if (fg_has_cap(t, FG_CAP_HOOK_TWINS)) {
 		t->diff.user_hook = t->hook;
 		t->diff.user_hook_arg = t->hook_arg;
 		t->hook = fg_diff_first_write;
@@ -395,6 +395,12 @@ int fg_tracker_destroy(fg_tracker *h)
 fg_backend_id fg_tracker_backend(const fg_tracker *h)
 {
 	return h && h->sig == FG_SIG_LIVE ? h->impl->ops->id : FG_BACKEND_AUTO;
+}
+
+unsigned fg_tracker_caps(const fg_tracker *h)
+{
+	return h && h->sig == FG_SIG_LIVE ? h->impl->ops->caps & FG_CAP_PUBLIC
+					  : 0;
 }
 
 const char *fg_tracker_why(const fg_tracker *h)
@@ -740,7 +746,7 @@ int fg_mark_dirty(fg_tracker *h, void *addr, size_t len)
 	force_pages(r, s, e);
 	/* A lost region is reported wholly dirty anyway; in a child only a
 	 * backend whose protection is the process's own may act. */
-	if (!r->lost && (!forked(t) || t->ops->process_local) &&
+	if (!r->lost && (!forked(t) || fg_has_cap(t, FG_CAPI_PROCESS_LOCAL)) &&
 	    t->ops->mark_dirty)
 		rc = t->ops->mark_dirty(t, r, s, e);
 	leave(t);
@@ -770,7 +776,8 @@ static int io_pages(fg_impl *t, uintptr_t a, uintptr_t b, bool force)
 		e = (e + fg_page_size - 1) & ~(fg_page_size - 1);
 		if (force)
 			force_pages(r, s, e);
-		if (!r->lost && (!forked(t) || t->ops->process_local) &&
+		if (!r->lost &&
+		    (!forked(t) || fg_has_cap(t, FG_CAPI_PROCESS_LOCAL)) &&
 		    t->ops->mark_dirty)
 			err = t->ops->mark_dirty(t, r, s, e);
 		if (err && !rc)
@@ -867,7 +874,7 @@ int fg_set_exempt(fg_tracker *h, void *addr, size_t len, int exempt)
 	/* Only a backend that can leave pages out of a collection uses
 	 * it; the bitmap's memory is mmap'd (no malloc: a collector may
 	 * call this with other threads stopped). */
-	if (!t->ops->collect_range)
+	if (!fg_has_cap(t, FG_CAP_EXEMPT))
 		goto out;
 	if (!r->exempt) {
 		void *m;
@@ -911,8 +918,7 @@ static bool page_in(const uint64_t *mask, size_t p)
  * collections and reported whole (fg_internal.h). */
 static bool io_keeps_writable(const fg_impl *t)
 {
-	return t->ops->kernel_meets_protection && t->ops->collect_range &&
-	       t->ops->mark_dirty;
+	return fg_has_cap(t, FG_CAP_PROTECTS);
 }
 
 /* The pages of r to leave out of this collection: exempt ones and, see
@@ -1153,7 +1159,7 @@ static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
 		/* The epoch moves before the backend re-protects: see diff.c. */
 		uint32_t closed = r->twins ? fg_diff_begin_epoch(r) : 0;
 
-		if (!t->ops->sees_unmap && !fg_range_mapped(r->base, r->len))
+		if (!fg_has_cap(t, FG_CAPI_SEES_UNMAP) && !fg_range_mapped(r->base, r->len))
 			rc = fg_fail(-FG_EUNMAPPED,
 				     "region [%#lx, +%zu) was unmapped",
 				     (unsigned long)r->base, r->len);
