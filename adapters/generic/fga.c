@@ -23,7 +23,8 @@
  *    and carries those pages, whole, into the next retrieval; the
  *    comparison restarts from there.
  *
- * Exempt blocks (backends with FG_CAP_EXEMPT-like behaviour: uffd-async):
+ * Exempt blocks (backends with FG_CAP_EXEMPT: uffd-async, uffd-sync,
+ * mprotect):
  * blocks a collection freed, and the blocks allocated from them since the
  * last collection finished (young), hold no marked object the collector
  * relies on, so the tracker leaves them alone (no re-protection, no fault
@@ -73,7 +74,7 @@ struct sect {
 	size_t len;
 	size_t nblocks;
 	fga_lines *lines; /* one word per block, mmap'd */
-	uint8_t *ptrfree; /* mprotect: blocks kept writable (pointer-free) */
+	uint8_t *ptrfree; /* kernel_faults: blocks kept writable (no pointers) */
 	uint8_t *ex;	  /* exempting: EX_* per block, or NULL */
 	uint8_t *snap;	  /* check: the heap at the last retrieval */
 	int tracked;	  /* registered with the tracker */
@@ -87,7 +88,8 @@ struct fga {
 	const char *backend;	  /* name, NULL while not tracking */
 	size_t block;		  /* the collector's block size */
 	size_t line;		  /* bytes per bit: block / 64 */
-	int mprotect;		  /* backend protects pages */
+	int kernel_faults;	  /* the kernel's writes into watched pages fail
+				     (no FG_CAP_KERNEL_WRITES: mprotect) */
 	int diff;		  /* DIFF precision (cards below a page) */
 	int exempt;		  /* exempt free and young blocks */
 	uintptr_t new_sect;	  /* its first free is not exempted */
@@ -352,6 +354,7 @@ static int start_tracker(fga *f)
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
 	const char *e;
 	size_t card = f->c.card;
+	unsigned caps;
 	int rc;
 
 	if (f->c.backend && *f->c.backend) {
@@ -412,14 +415,15 @@ static int start_tracker(fga *f)
 		return rc;
 	}
 	f->backend = fg_backend_name(fg_tracker_backend(f->t));
-	f->mprotect = fg_tracker_backend(f->t) == FG_BACKEND_MPROTECT;
+	caps = fg_tracker_caps(f->t);
+	f->kernel_faults = (caps & FG_CAP_TRACKS) &&
+			   !(caps & FG_CAP_KERNEL_WRITES);
 	f->diff = o.precision == FG_PRECISION_DIFF;
 	f->autocard = f->autocard && f->diff;
 	f->auto_wait = AUTO_WAIT0;
 	f->auto_warm = 1;
-	/* Only uffd-async can leave pages out of a collection. */
-	f->exempt = fg_tracker_backend(f->t) == FG_BACKEND_UFFD_ASYNC &&
-		    f->c.exempt;
+	/* Backends that can leave pages out of a collection. */
+	f->exempt = (caps & FG_CAP_EXEMPT) && f->c.exempt;
 	return 0;
 }
 
@@ -518,12 +522,12 @@ int fga_add_section(fga *f, void *start, size_t bytes)
 	s.nblocks = (bytes + f->block - 1) / f->block;
 	s.lines = section_array(f, s.nblocks * sizeof *s.lines, bytes,
 				"dirty lines");
-	if (s.lines && f->mprotect)
+	if (s.lines && f->kernel_faults)
 		s.ptrfree = section_array(f, s.nblocks, bytes, "block kinds");
 	if (s.lines && f->exempt)
 		s.ex = section_array(f, s.nblocks, bytes, "block states");
 	v = grow(f->s, &f->caps, sizeof *f->s, f->ns + 1);
-	if (!s.lines || (f->mprotect && !s.ptrfree) ||
+	if (!s.lines || (f->kernel_faults && !s.ptrfree) ||
 	    (f->exempt && !s.ex) || !v) {
 		if (!v)
 			say(f, "out of memory for the heap section table");
@@ -814,7 +818,7 @@ void fga_retrieve(fga *f)
 		mark_everything(f);
 		f->all_dirty = 0;
 	}
-	if (f->mprotect)
+	if (f->kernel_faults)
 		unprotect_ptrfree(f);
 	/* Untracked sections read dirty. */
 	for (size_t i = 0; i < f->ns; i++)
@@ -962,7 +966,8 @@ void fga_blocks_freed(fga *f, void *h, size_t bytes)
 	for_block_runs(f, (uintptr_t)h, bytes, 0, 0, exempt_run);
 }
 
-/* mprotect: like Boehm's own MPROTECT_VDB, pointer-free blocks are never
+/* kernel_faults (mprotect): like Boehm's own MPROTECT_VDB, pointer-free
+ * blocks are never
  * left protected, so that system calls can write into them (Guile reads
  * files into pointer-free buffers): the blocks are remembered when they
  * are handed out and un-protected again after every retrieval.  They read
@@ -1021,10 +1026,10 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 							 : young_run);
 		for_block_runs(f, (uintptr_t)h, bytes, EX_EXEMPT, 0,
 			       mark_dirty_run);
-	} else if ((flags & FGA_BLOCK_NEW) || f->mprotect) {
+	} else if ((flags & FGA_BLOCK_NEW) || f->kernel_faults) {
 		(void)fg_mark_dirty(f->t, h, bytes);
 	}
-	if (f->mprotect)
+	if (f->kernel_faults)
 		note_ptrfree(f, (uintptr_t)h, bytes, flags & FGA_BLOCK_PTRFREE);
 }
 
@@ -1054,7 +1059,7 @@ void fga_collection_done(fga *f, int wrote_after)
 			f->st.finish_bytes += r.len;
 		}
 	}
-	if (f->mprotect)
+	if (f->kernel_faults)
 		unprotect_ptrfree(f);
 	/* Young blocks with pointers, still allocated, are watched again
 	 * (pointer-free ones stay exempt, and are not listed). */
@@ -1108,7 +1113,7 @@ void fga_fork_child(fga *f)
 
 int fga_protects(const fga *f)
 {
-	return f && f->t && f->mprotect;
+	return f && f->t && f->kernel_faults;
 }
 
 const char *fga_backend(const fga *f)

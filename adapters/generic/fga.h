@@ -92,7 +92,7 @@ typedef struct fga_config {
 	unsigned twin_cap_pct; /* percent of the heap; 0: the policy's
 				  default (sticky 100, adaptive 10) */
 	int exempt;	    /* leave free and young blocks unwatched where
-			       the backend can (FG_CAP-less: uffd-async) */
+			       the backend can (FG_CAP_EXEMPT) */
 	int preclean;	    /* fga_preclean retrieves (else a no-op) */
 	int check;	    /* the oracle: 0 off, 1 count misses, 2 abort */
 	int auto_log;	    /* FGA_CARD_AUTO: print each judgement */
