@@ -18,9 +18,11 @@
 #    share/links.rktd) and compiles only the collections that `racket`,
 #    `raco make` and `raco test` need; other packages compile on demand.
 #
-# Steps 2-4 are redone only when this script or a patch changed (the
-# stamp is BUILDDIR/adapters/racket/build/built.sum).  FG_RACKET_JOBS
-# sets the parallelism (default 2).  Each phase's wall time is printed.
+# Steps 2-3 are redone only when this script or a patch changed (stamp:
+# BUILDDIR/adapters/racket/build/made.sum), step 4 also when it failed
+# last time (stamp: built.sum), so a failed install does not cost a
+# rebuild.  FG_RACKET_JOBS sets the parallelism (default 2).  Each
+# phase's wall time is printed.
 #
 # Exit status: 0 built or up to date; 1 failed (the step and its log are
 # named).
@@ -75,13 +77,14 @@ if [ ! -f "$cache/racket-$debver/src/bc/gc2/newgc.c" ]; then
 	phase_end fetch
 fi
 
-# The stamp covers this script and every patch, in name order.
+# The stamps cover this script and every patch, in name order.
+made=$build/made.sum
 stamp=$build/built.sum
 want=$( {
 	cat "$src/adapters/racket/build.sh"
 	for p in "$patches"/*.patch; do
 		[ -f "$p" ] || continue
-		echo "$p"
+		basename "$p"
 		cat "$p"
 	done
 } | cksum)
@@ -90,6 +93,10 @@ if [ -x "$inst/bin/racket" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; the
 	echo "racket: up to date (stamp $stamp)"
 else
 	rm -f "$stamp"
+fi
+
+if [ ! -f "$stamp" ] && { [ ! -x "$obj/bc/racket3m" ] || [ "$(cat "$made" 2>/dev/null)" != "$want" ]; }; then
+	rm -f "$made"
 	# 2. Copy, patch, configure.
 	phase_start
 	rm -rf "$tree" "$inst"
@@ -118,12 +125,17 @@ else
 		fail "make failed; see $build/make.log"
 	[ -x "$obj/bc/racket3m" ] || fail "make: no $obj/bc/racket3m after the build; see $build/make.log"
 	phase_end make
+	echo "$want" >"$made"
+fi
 
+if [ ! -f "$stamp" ]; then
 	# 4. Install and compile the core collections.
 	phase_start
 	echo "racket: make install, raco setup $setup_colls (log: $build/install.log)"
+	rm -rf "$inst"
+	# (configure's --disable-docs already passes --no-docs to raco setup)
 	(cd "$obj" && make install \
-		PLT_SETUP_OPTIONS="-j $jobs --no-docs --no-pkg-deps $setup_colls" \
+		PLT_SETUP_OPTIONS="-j $jobs --no-pkg-deps $setup_colls" \
 		>"$build/install.log" 2>&1) ||
 		fail "make install failed; see $build/install.log"
 	phase_end install
