@@ -1126,6 +1126,11 @@ size_t fga_card_size(const fga *f)
 	return f && f->t ? fg_card_size(f->t) : 0;
 }
 
+size_t fga_block_size(const fga *f)
+{
+	return f ? f->block : 0;
+}
+
 int fga_set_card_size(fga *f, size_t bytes)
 {
 	int rc;

@@ -189,6 +189,8 @@ FGA_API void fga_fork_child(fga *f);
 FGA_API int fga_protects(const fga *f);
 FGA_API const char *fga_backend(const fga *f);
 FGA_API size_t fga_card_size(const fga *f);
+/* fga_config.block, as created. */
+FGA_API size_t fga_block_size(const fga *f);
 /* Change the card size at the next retrieval; 0 or a negative errno. */
 FGA_API int fga_set_card_size(fga *f, size_t bytes);
 /* The instance's last error; NULL: why the calling thread's last

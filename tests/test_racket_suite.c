@@ -1,0 +1,294 @@
+/* test_racket_suite.c - Racket BC 3m with its write barrier from the
+ * toolkit (adapters/racket), against the stock mprotect barrier of the
+ * same binary.
+ *
+ *   <program>_<backend>
+ *       each GC stress program of tests/racket/ (a large old generation
+ *       updated sparsely; hash tables, weak boxes, ephemerons and wills;
+ *       Racket threads and futures writing old vectors; places, each with
+ *       its own collector, exchanging large messages) runs on the stock
+ *       barrier and with FG_RACKET=1 FG_BACKEND=<backend>: both must exit
+ *       with status 0 and print the same bytes (each program also checks
+ *       its own data and fails loudly when a store was lost), and the
+ *       port must say it tracked the collectors (FG_RACKET_STATS);
+ *   <program>_check
+ *       the same with FG_RACKET_CHECK=abort on uffd-async: the adapter
+ *       copies the tracked heap at every retrieval and aborts at the first
+ *       changed line that reads clean;
+ *   no_barrier
+ *       the write barrier is gone: under strace, old-mutable.rkt makes
+ *       scores of write-protecting mprotect calls on anonymous memory
+ *       (the GC's pages) and takes hundreds of SIGSEGVs on stock, and
+ *       none of either with the port (the loader's read-only calls, on
+ *       file mappings, are not the barrier's and are not counted);
+ *   raco_test_<package>
+ *       a package's own tests (raco test) pass on both.
+ *
+ * Where things are (make's check-local sets them; the defaults are
+ * relative to this binary, in the build tree):
+ *   FG_RACKET_BIN     racket3m    ../adapters/racket/inst/bin/racket
+ *   FG_RACKET_PROGS   programs    the source tree's tests/racket
+ * A missing racket is a skip saying how to build it (make racket); a
+ * missing backend is a skip with the probe's reason.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "fg.h"
+#include "oracle.h"
+
+#define TEST_TIMEOUT 900
+#define RUN_LIMIT 300
+#define TAIL 2000
+
+static char racket[PATH_MAX], progs[PATH_MAX];
+
+static void setup(void)
+{
+	ch_path_from_env(racket, "FG_RACKET_BIN",
+			 "../adapters/racket/inst/bin/racket");
+	ch_path_from_env(progs, "FG_RACKET_PROGS", "racket");
+	ch_mkdir("racket");
+}
+
+TestSuite(racket_suite, .init = setup, .fini = ch_rmdir,
+	  .timeout = TEST_TIMEOUT);
+
+static const char *tail(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > TAIL ? s + n - TAIL : s;
+}
+
+static void require_racket(void)
+{
+	if (access(racket, X_OK) != 0)
+		cr_skip_test("no racket3m at %s (build it with `make racket`, "
+			     "about 10 minutes on two cores)",
+			     racket);
+}
+
+struct run {
+	int status;
+	double secs;
+	char *out, *err;
+};
+
+static struct run run(const char *const *argv, const char *const *set,
+		      const char *tag)
+{
+	static const char *const unset[] = {"FG_", "PLT_", NULL};
+	char **env = ch_env(set, unset);
+	char out[PATH_MAX], err[PATH_MAX + 8];
+	struct ch_io io;
+	struct ch_run c;
+	struct run r;
+
+	snprintf(out, sizeof out, "%s", ch_path(tag));
+	snprintf(err, sizeof err, "%s.err", out);
+	io = (struct ch_io){.dir = ch_dir, .out = out, .err = err};
+	c = ch_run(argv, env, &io, RUN_LIMIT);
+	free(env);
+	r.status = c.status;
+	r.secs = c.secs;
+	r.out = ch_slurp(out, NULL, false);
+	r.err = ch_slurp(err, NULL, false);
+	return r;
+}
+
+static void assert_ok(struct run r, const char *what)
+{
+	char how[128];
+
+	cr_assert(r.status == 0, "%s: %s\nstdout:\n%s\nstderr:\n%s", what,
+		  ch_how(r.status, RUN_LIMIT, how, sizeof how), tail(r.out),
+		  tail(r.err));
+}
+
+/* The stock barrier's run, then the port's on BACKEND (optionally under
+ * the check): same bytes out, the port says it tracked. */
+static void program(const char *prog, const char *args, const char *backend,
+		    bool check)
+{
+	char path[PATH_MAX + 64], be[64], tag[96];
+	const char *argv[8] = {racket, path, NULL};
+	const char *stock_env[] = {NULL};
+	const char *fg_env[] = {"FG_RACKET=1", be, "FG_RACKET_STATS=1",
+				check ? "FG_RACKET_CHECK=abort" : NULL, NULL};
+	struct run s, f;
+	char *a = NULL;
+
+	require_racket();
+	ORC_REQUIRE_BACKEND_NAMED(backend);
+	snprintf(path, sizeof path, "%s/%s", progs, prog);
+	snprintf(be, sizeof be, "FG_BACKEND=%s", backend);
+	if (args && *args) {
+		char *save;
+		int i = 2;
+
+		a = strdup(args);
+		for (char *t = strtok_r(a, " ", &save); t && i < 7;
+		     t = strtok_r(NULL, " ", &save))
+			argv[i++] = t;
+		argv[i] = NULL;
+	}
+	snprintf(tag, sizeof tag, "stock-%s", prog);
+	s = run(argv, stock_env, tag);
+	assert_ok(s, "stock barrier");
+	snprintf(tag, sizeof tag, "fg-%s", prog);
+	f = run(argv, fg_env, tag);
+	assert_ok(f, "port");
+	cr_assert_str_eq(f.out, s.out, "%s: the port printed\n%s\nstock printed\n%s",
+			 prog, f.out, s.out);
+	cr_assert(strstr(f.err, "GCs tracked") &&
+			  !strstr(f.err, " 0 GCs tracked"),
+		  "%s: the port did not track a collector:\n%s", prog,
+		  tail(f.err));
+	if (check) {
+		const char *v = strstr(f.err, "changed lines not reported");
+
+		cr_assert(v, "%s: no check verdict:\n%s", prog, tail(f.err));
+		cr_assert(!strstr(f.err, " 1 changed lines") &&
+				  strstr(f.err, " 0 changed lines not reported"),
+			  "%s: misses:\n%s", prog, tail(f.err));
+	}
+	cr_log_info("%s on %s%s: %.*s (stock %.2f s, port %.2f s)", prog,
+		    backend, check ? " under the check" : "",
+		    (int)strcspn(s.out, "\n"), s.out, s.secs, f.secs);
+	free(a);
+	free(s.out);
+	free(s.err);
+	free(f.out);
+	free(f.err);
+}
+
+#define PROGRAM_TESTS(name, file, args)                                      \
+	Test(racket_suite, name##_uffd_async)                                \
+	{                                                                    \
+		program(file, args, "uffd-async", false);                    \
+	}                                                                    \
+	Test(racket_suite, name##_uffd_sync)                                 \
+	{                                                                    \
+		program(file, args, "uffd-sync", false);                     \
+	}                                                                    \
+	Test(racket_suite, name##_mprotect)                                  \
+	{                                                                    \
+		program(file, args, "mprotect", false);                      \
+	}                                                                    \
+	Test(racket_suite, name##_check)                                     \
+	{                                                                    \
+		program(file, args, "uffd-async", true);                     \
+	}
+
+PROGRAM_TESTS(old_mutable, "old-mutable.rkt", "")
+PROGRAM_TESTS(hash_weak, "hash-weak.rkt", "")
+PROGRAM_TESTS(threads_futures, "threads-futures.rkt", "")
+PROGRAM_TESTS(places, "places.rkt", "2 10")
+
+/* strace -f: write-protecting mprotect calls on anonymous memory (where
+ * the GC's pages are; the loader's read-only RELRO calls are on file
+ * mappings) and SIGSEGVs. */
+struct span {
+	unsigned long a, e;
+};
+
+static bool in_anon(const struct span *v, size_t n, unsigned long a,
+		    unsigned long len)
+{
+	for (size_t i = n; i-- > 0;) /* latest first: addresses are reused */
+		if (a >= v[i].a && a + len <= v[i].e)
+			return true;
+	return false;
+}
+
+static void count_barrier(const char *const *set, const char *tag,
+			  unsigned long *wp, unsigned long *segv,
+			  unsigned long *all_ro)
+{
+	char prog[PATH_MAX + 32], trace[PATH_MAX + 8];
+	const char *argv[] = {"/usr/bin/strace", "-f", "-qq", "-o", trace,
+			      "-e", "trace=mprotect,mmap", "-e",
+			      "signal=SIGSEGV", racket, prog, "60000", "20",
+			      "2000", NULL};
+	struct span *anon = NULL;
+	size_t nanon = 0, cap = 0;
+	struct run r;
+	char *t, *line, *save;
+
+	snprintf(prog, sizeof prog, "%s/old-mutable.rkt", progs);
+	snprintf(trace, sizeof trace, "%s.trace", ch_path(tag));
+	r = run(argv, set, tag);
+	assert_ok(r, tag);
+	t = ch_slurp(trace, NULL, true);
+	*wp = *segv = *all_ro = 0;
+	for (line = strtok_r(t, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		const char *m = strstr(line, "mprotect(");
+		const char *mm = strstr(line, "mmap(NULL, ");
+		const char *res = strstr(line, ") = 0x");
+		unsigned long addr, len;
+
+		if (mm && res && strstr(mm, "MAP_ANONYMOUS") &&
+		    sscanf(mm, "mmap(NULL, %lu,", &len) == 1 &&
+		    sscanf(res, ") = %lx", &addr) == 1) {
+			if (nanon == cap) {
+				cap = cap ? 2 * cap : 1024;
+				anon = realloc(anon, cap * sizeof *anon);
+				cr_assert_not_null(anon);
+			}
+			anon[nanon++] = (struct span){addr, addr + len};
+		}
+		if (m && !strstr(m, "PROT_WRITE") && strstr(m, "PROT_READ") &&
+		    sscanf(m, "mprotect(%lx, %lu,", &addr, &len) == 2) {
+			(*all_ro)++;
+			if (in_anon(anon, nanon, addr, len))
+				(*wp)++;
+		}
+		if (strstr(line, "--- SIGSEGV"))
+			(*segv)++;
+	}
+	free(anon);
+	free(t);
+	free(r.out);
+	free(r.err);
+}
+
+Test(racket_suite, no_barrier)
+{
+	const char *stock_env[] = {NULL};
+	const char *fg_env[] = {"FG_RACKET=1", "FG_BACKEND=uffd-async", NULL};
+	unsigned long swp, ssegv, fwp, fsegv, sall, fall;
+
+	require_racket();
+	if (access("/usr/bin/strace", X_OK) != 0)
+		cr_skip_test("no /usr/bin/strace (Debian: strace)");
+	ORC_REQUIRE_BACKEND_NAMED("uffd-async");
+	count_barrier(stock_env, "strace-stock", &swp, &ssegv, &sall);
+	count_barrier(fg_env, "strace-fg", &fwp, &fsegv, &fall);
+	cr_log_info("old-mutable.rkt: stock %lu write-protecting mprotect "
+		    "calls on anonymous memory and %lu SIGSEGVs; the port %lu "
+		    "and %lu (read-only mprotect calls in all, the loader's "
+		    "included: stock %lu, the port %lu)",
+		    swp, ssegv, fwp, fsegv, sall, fall);
+	cr_assert_gt(swp, 50, "stock made only %lu write-protecting calls: "
+			       "the measure is off",
+		     swp);
+	cr_assert_gt(ssegv, 50, "stock took only %lu SIGSEGVs", ssegv);
+	cr_assert_eq(fwp, 0, "the port made %lu write-protecting mprotect "
+			     "calls",
+		     fwp);
+	cr_assert_eq(fsegv, 0, "the port took %lu SIGSEGVs", fsegv);
+}
