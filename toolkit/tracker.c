@@ -173,28 +173,6 @@ static bool fell_back(const fg_options *o, const fg_impl *t)
 	return !atomic_exchange(&said, true);
 }
 
-int fg_parse_size(const char *s, size_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (!s || !out)
-		return fg_fail(-EINVAL, "fg_parse_size: NULL argument");
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (end != s && (*end == 'k' || *end == 'K') && v <= SIZE_MAX >> 10)
-		v <<= 10, end++;
-	else if (end != s && (*end == 'm' || *end == 'M') &&
-		 v <= SIZE_MAX >> 20)
-		v <<= 20, end++;
-	if (end == s || errno || *end || v == 0 || strchr(s, '-') ||
-	    v > SIZE_MAX)
-		return fg_fail(-EINVAL, "\"%s\" is not a size (a number, "
-			       "optionally with k or m, more than 0)", s);
-	*out = (size_t)v;
-	return 0;
-}
-
 static int parse_card_env(size_t *card)
 {
 	const char *env = getenv("FG_CARD");
