@@ -534,7 +534,8 @@ Test(preload, bad_settings)
 
 	cr_assert_eq(run(argv, true, cap, NULL, o, e), 0);
 	err = ch_slurp(e, NULL, true);
-	cr_assert(strstr(err, "FG_ALIAS_CAPACITY=lots: not a size"), "%s", err);
+	cr_assert(strstr(err, "FG_ALIAS_CAPACITY=lots: expected a size"), "%s",
+		  err);
 	free(err);
 	cr_assert_eq(run(argv, true, card, NULL, o, e), 0);
 	err = ch_slurp(e, NULL, true);

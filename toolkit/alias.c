@@ -1267,15 +1267,17 @@ static int check_card(size_t card)
 static int choose_card(heap *h, const fg_alias_options *o)
 {
 	size_t card = o->card_size;
-	const char *env = getenv("FG_CARD");
+	fg_env_value v;
 
-	if (!card && !(o->flags & FG_ALIAS_NO_ENV) && env && *env) {
+	/* Set and valid: a bad FG_CARD already failed the tracker. */
+	if (!card && !(o->flags & FG_ALIAS_NO_ENV) &&
+	    fg_env_get("FG_CARD", &v) > 0) {
 		card = fg_card_size(h->t);
 		if (check_card(card))
 			return fg_fail(-FG_ECARD,
 				       "FG_CARD=%s: ALIAS cards are powers of "
 				       "two from 64 to %u bytes",
-				       env, PAGE);
+				       v.text, PAGE);
 	}
 	if (!card)
 		card = 64;

@@ -322,38 +322,6 @@ static void other_free(void *p)
 
 /* ---- initialisation ---------------------------------------------------------- */
 
-static size_t parse_size(const char *s, bool *ok)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	*ok = false;
-	if (!s || !*s)
-		return 0;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
-	}
-	if (v > (SIZE_MAX >> shift))
-		return 0;
-	v <<= shift;
-	if (*end == 'i')
-		end++;
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end || v == 0)
-		return 0;
-	*ok = true;
-	return (size_t)v;
-}
-
 static void noop_obj(void *obj, size_t size, void *arg)
 {
 	(void)obj;
@@ -495,16 +463,18 @@ static void init(void)
 	int expect = ST_UNINIT, e = errno, rc;
 	fg_alias_options o = FG_ALIAS_OPTIONS_INIT;
 	fg_alias_heap *h = NULL;
-	const char *env;
-	bool ok;
+	fg_env_value v;
 
 	if (!atomic_compare_exchange_strong(&state, &expect, ST_INIT))
 		return;
 	guard++;
 	resolve_real();
 
-	env = getenv("FG_ALIAS_STATS");
-	cfg.stats = env && *env && *env != '0';
+	/* A bad value is said, and the default (off, copy, 1G) kept. */
+	if ((rc = fg_env_get("FG_ALIAS_STATS", &v)) < 0)
+		say("fg-alias-preload: %s; no statistics",
+		    fg_last_error_detail());
+	cfg.stats = rc > 0 && v.index;
 	if (cfg.stats) {
 		struct stat sb;
 
@@ -519,16 +489,14 @@ static void init(void)
 			stats_fd = -1;
 		}
 	}
-	env = getenv("FG_ALIAS_FORK");
-	cfg.fork_copy = !(env && strcmp(env, "share") == 0);
-	if (env && *env && strcmp(env, "share") && strcmp(env, "copy"))
-		say("fg-alias-preload: FG_ALIAS_FORK=%s: use copy or share; "
-		    "using copy", env);
-	env = getenv("FG_ALIAS_CAPACITY");
-	cfg.capacity = parse_size(env, &ok);
-	if (env && *env && !ok)
-		say("fg-alias-preload: FG_ALIAS_CAPACITY=%s: not a size "
-		    "(bytes, suffix k, M or G); using the default", env);
+	/* "copy|share" */
+	if ((rc = fg_env_get("FG_ALIAS_FORK", &v)) < 0)
+		say("fg-alias-preload: %s; using copy", fg_last_error_detail());
+	cfg.fork_copy = !(rc > 0 && v.index == 1);
+	if ((rc = fg_env_get("FG_ALIAS_CAPACITY", &v)) < 0)
+		say("fg-alias-preload: %s; using the default",
+		    fg_last_error_detail());
+	cfg.capacity = rc > 0 ? v.bytes : 0;
 	o.capacity = cfg.capacity;
 
 	rc = fg_alias_heap_create(&o, &h);

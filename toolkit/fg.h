@@ -141,9 +141,10 @@ typedef enum fg_backend_id {
 } fg_backend_id;
 
 /* A size as the FG_* variables spell it (FG_CARD, ...): a decimal, 0x hex
- * or 0 octal number, optionally followed by k or K (x1024) or m or M
- * (x1024^2), nothing else, more than 0.  0 and *out set, or -EINVAL
- * (nothing written; fg_last_error_detail says why). */
+ * or 0 octal number, optionally followed by k or K (x1024), m or M
+ * (x1024^2) or, since 0.5, g or G (x1024^3), nothing else, more than 0.
+ * 0 and *out set, or -EINVAL (nothing written; fg_last_error_detail says
+ * why).  No malloc. */
 FG_API int fg_parse_size(const char *s, size_t *out);
 
 /* Name of a backend ("uffd-async", ...), or "?" for an invalid id. */
@@ -151,6 +152,101 @@ FG_API const char *fg_backend_name(fg_backend_id id);
 
 /* Parse a backend name (as printed by fg_backend_name; "auto" too). */
 FG_API int fg_backend_from_name(const char *name, fg_backend_id *out);
+
+/* The FG_* environment variables, since 0.5.  Every one the project reads
+ * (toolkit, fgvm, adapters, tests) is an entry of one table (toolkit/env.c;
+ * `fgvm info` lists it with the values set), and the toolkit, fgvm and the
+ * adapters read theirs through fg_env_get: one type, one grammar,
+ * everywhere.  The types and their grammars:
+ *
+ *   SIZE       fg_parse_size's: 64, 4k, 2M, 1G (0x hex and 0 octal too)
+ *   SIZE_AUTO  a size, or "auto"
+ *   SIZE_PCT   a size, or a percentage of something: "N%", 1% to 100%
+ *   CHOICE     one of the entry's words, any case; where the words
+ *              include 0 and 1 the flag's spellings of them work too
+ *   FLAG       1, yes, on, true, or 0, no, off, false; any case
+ *   COUNT      a number, 0 or more (decimal, 0x hex or 0 octal)
+ *   TEXT       anything (a path, a command)
+ *   BACKEND    a backend name as fg_backend_from_name takes it, or auto
+ *
+ * Set and empty is the same as unset.  Variables that an adapter names
+ * after its own prefix are templates in the table ("FG_<ADAPTER>_TWINS")
+ * and match PREFIX_TWINS for any PREFIX; fg_env_prefix lists the prefixes
+ * the project knows (FG_BOEHM, ...).  None of these functions calls malloc
+ * (getenv does not), so an allocator's initialisation may use them. */
+typedef enum fg_env_type {
+	FG_ENV_SIZE,
+	FG_ENV_SIZE_AUTO,
+	FG_ENV_SIZE_PCT,
+	FG_ENV_CHOICE,
+	FG_ENV_FLAG,
+	FG_ENV_COUNT,
+	FG_ENV_TEXT,
+	FG_ENV_BACKEND,
+	FG_ENV_NTYPES
+} fg_env_type;
+
+/* One entry of the table.  The strings are static. */
+typedef struct fg_env_var {
+	const char *name;   /* "FG_CARD", or a template "FG_<ADAPTER>_TWINS" */
+	fg_env_type type;
+	const char *words;  /* FG_ENV_CHOICE: "page|diff"; else NULL */
+	const char *dflt;   /* the default, in words */
+	const char *reader; /* which component reads it */
+	const char *help;   /* one line */
+} fg_env_var;
+
+/* A parsed value.  Its layout is fixed: a new type reuses these fields. */
+typedef struct fg_env_value {
+	fg_env_type type;
+	const char *text;   /* the value as given (getenv's string); NULL if
+			       unset */
+	size_t bytes;	    /* SIZE, SIZE_AUTO, SIZE_PCT: the size; 0 for
+			       "auto" or "N%" */
+	unsigned pct;	    /* SIZE_PCT: the N of "N%", else 0 */
+	unsigned index;	    /* CHOICE: the word's position among words;
+			       FLAG: 0 or 1; BACKEND: the fg_backend_id */
+	const char *word;   /* CHOICE, BACKEND: the canonical spelling */
+	unsigned long long count; /* COUNT */
+} fg_env_value;
+
+/* Parse s by type's grammar (words: CHOICE's "a|b|c", else ignored).
+ * 0 and *out filled, or -EINVAL with fg_last_error_detail saying what was
+ * expected: "4q: expected a size (64, 4k, 2M, 1G) or auto". */
+FG_API int fg_parse_value(fg_env_type type, const char *words, const char *s,
+			  fg_env_value *out);
+
+/* A type's grammar in words ("a size (64, 4k, 2M, 1G) or auto"), and its
+ * short name ("size|auto"); "?" for an invalid type. */
+FG_API const char *fg_env_grammar(fg_env_type type);
+FG_API const char *fg_env_type_name(fg_env_type type);
+
+/* The table: *count entries (count may be NULL). */
+FG_API const fg_env_var *fg_env_table(size_t *count);
+
+/* The adapter prefixes the project knows ("FG_BOEHM", ...), NULL past
+ * the last. */
+FG_API const char *fg_env_prefix(size_t i);
+
+/* The entry that name is, exactly or through a template (any prefix);
+ * NULL if none. */
+FG_API const fg_env_var *fg_env_find(const char *name);
+
+/* Whether name is a variable of the table: exact, or a template with a
+ * known prefix.  1 if so; else 0, and suggest (len bytes, may be NULL)
+ * holds the closest known name ("FG_CARD" for "FG_CRAD") or "". */
+FG_API int fg_env_known(const char *name, char *suggest, size_t len);
+
+/* Parse s as the value of variable name, by its entry's type.  0 for NULL
+ * or "" (unset), 1 and *out filled when valid, -EINVAL when not
+ * (fg_last_error_detail: "FG_CARD=4q: expected a size (64, 4k, 2M, 1G)
+ * or auto"; out->text is then the bad value, nothing else is set),
+ * -ENOENT when name is in no entry. */
+FG_API int fg_env_parse(const char *name, const char *s, fg_env_value *out);
+
+/* The same for the environment's value of name: how every FG_* variable
+ * is read.  out->text points into the environment. */
+FG_API int fg_env_get(const char *name, fg_env_value *out);
 
 /* Whether a backend works on the running kernel (probed, not taken from
  * headers): 0 if usable, else -FG_EUNAVAIL, and why says why.  why may be

@@ -123,22 +123,30 @@ static int check_card(size_t card)
 	return 0;
 }
 
+/* FG_QUIET: a value that is no flag leaves the warnings on. */
+static bool quiet(void)
+{
+	fg_env_value v;
+
+	return fg_env_get("FG_QUIET", &v) > 0 && v.index;
+}
+
 static int choose_backend(const fg_options *o, fg_impl *t)
 {
 	fg_backend_id id = o->backend;
-	const char *env = (o->flags & FG_OPT_NO_ENV) ? NULL : getenv("FG_BACKEND");
 	const char *source = "the caller";
+	fg_env_value v;
 	char why[256];
 	int rc;
 
-	if (id == FG_BACKEND_AUTO && env && *env) {
-		rc = fg_backend_from_name(env, &id);
-		if (rc)
-			return fg_fail(rc, "FG_BACKEND=%s: unknown backend "
-					   "(known: auto, uffd-async, uffd-sync, "
-					   "mprotect, soft-dirty, none, kvm)",
-				       env);
-		source = "FG_BACKEND";
+	if (id == FG_BACKEND_AUTO && !(o->flags & FG_OPT_NO_ENV)) {
+		rc = fg_env_get("FG_BACKEND", &v);
+		if (rc < 0)
+			return -FG_EBACKENDNAME;
+		if (rc > 0) {
+			id = (fg_backend_id)v.index;
+			source = "FG_BACKEND";
+		}
 	}
 	if (id == FG_BACKEND_AUTO) {
 		rc = fg_backend_choose(&id, t->why, sizeof t->why);
@@ -164,72 +172,53 @@ static int choose_backend(const fg_options *o, fg_impl *t)
 static bool fell_back(const fg_options *o, const fg_impl *t)
 {
 	static atomic_bool said;
-	const char *quiet = getenv("FG_QUIET");
 
 	if (strncmp(t->why, "chose ", 6) == 0 || strncmp(t->why, "forced", 6) == 0)
 		return false;
-	if ((o->flags & FG_OPT_NO_ENV) == 0 && quiet && *quiet && *quiet != '0')
+	if ((o->flags & FG_OPT_NO_ENV) == 0 && quiet())
 		return false;
 	return !atomic_exchange(&said, true);
 }
 
-int fg_parse_size(const char *s, size_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (!s || !out)
-		return fg_fail(-EINVAL, "fg_parse_size: NULL argument");
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (end != s && (*end == 'k' || *end == 'K') && v <= SIZE_MAX >> 10)
-		v <<= 10, end++;
-	else if (end != s && (*end == 'm' || *end == 'M') &&
-		 v <= SIZE_MAX >> 20)
-		v <<= 20, end++;
-	if (end == s || errno || *end || v == 0 || strchr(s, '-') ||
-	    v > SIZE_MAX)
-		return fg_fail(-EINVAL, "\"%s\" is not a size (a number, "
-			       "optionally with k or m, more than 0)", s);
-	*out = (size_t)v;
-	return 0;
-}
-
 static int parse_card_env(size_t *card)
 {
-	const char *env = getenv("FG_CARD");
+	fg_env_value v;
+	int rc = fg_env_get("FG_CARD", &v);
 
-	if (!env || !*env)
-		return 0;
-	if (fg_parse_size(env, card))
-		return fg_fail(-FG_ECARD, "FG_CARD=%s is not a size", env);
+	if (rc < 0)
+		return -FG_ECARD;
+	if (rc > 0 && !v.bytes)
+		return fg_fail(-FG_ECARD, "FG_CARD=%s: only the adapters "
+					  "(fga) choose cards themselves; "
+					  "the tracker needs a size",
+			       v.text);
+	if (rc > 0)
+		*card = v.bytes;
 	return 0;
 }
 
 static int setup_precision(const fg_options *o, fg_impl *t)
 {
 	bool env_ok = !(o->flags & FG_OPT_NO_ENV);
-	const char *env = env_ok ? getenv("FG_PRECISION") : NULL;
-	const char *tenv = env_ok ? getenv("FG_TWINS") : NULL;
 	unsigned prec = o->precision, twins = o->twin_policy;
+	fg_env_value v;
+	int rc;
 
-	if (prec == FG_PRECISION_PAGE && env && *env) {
-		if (!strcmp(env, "diff"))
-			prec = FG_PRECISION_DIFF;
-		else if (strcmp(env, "page"))
-			return fg_fail(-EINVAL, "FG_PRECISION=%s: use page or "
-						"diff",
-				       env);
+	/* The words' positions are the FG_PRECISION_* and FG_TWIN_* values
+	 * (env.c: "page|diff", "hot|sticky|adaptive"). */
+	if (env_ok && prec == FG_PRECISION_PAGE) {
+		rc = fg_env_get("FG_PRECISION", &v);
+		if (rc < 0)
+			return rc;
+		if (rc > 0)
+			prec = v.index ? FG_PRECISION_DIFF : FG_PRECISION_PAGE;
 	}
-	if (twins == FG_TWIN_HOT && tenv && *tenv) {
-		if (!strcmp(tenv, "sticky"))
-			twins = FG_TWIN_STICKY;
-		else if (!strcmp(tenv, "adaptive"))
-			twins = FG_TWIN_ADAPTIVE;
-		else if (strcmp(tenv, "hot"))
-			return fg_fail(-EINVAL, "FG_TWINS=%s: use hot, sticky or "
-						"adaptive",
-				       tenv);
+	if (env_ok && twins == FG_TWIN_HOT) {
+		rc = fg_env_get("FG_TWINS", &v);
+		if (rc < 0)
+			return rc;
+		if (rc > 0)
+			twins = v.index;
 	}
 	if (prec != FG_PRECISION_PAGE && prec != FG_PRECISION_DIFF)
 		return fg_fail(-EINVAL, "precision %u unknown (FG_PRECISION_PAGE "
@@ -478,11 +467,9 @@ static int check_range(uintptr_t a, size_t len)
 static void warn_shared(const fg_impl *t, uintptr_t a, size_t len)
 {
 	static atomic_bool said;
-	const char *quiet = getenv("FG_QUIET");
 	char what[128];
 
-	if (t->shared_ok || atomic_load(&said) ||
-	    (quiet && *quiet && *quiet != '0') ||
+	if (t->shared_ok || atomic_load(&said) || quiet() ||
 	    !fg_shared_writers(a, len, what, sizeof what) ||
 	    atomic_exchange(&said, true))
 		return;

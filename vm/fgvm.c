@@ -2,8 +2,9 @@
  *
  * `fgvm info` says what this machine offers: which tracking backends work
  * and why, which one auto-selection picks, what kind of KVM there is and
- * which of its capabilities the VM uses.  `fgvm -- PROG ARGS` runs PROG in
- * the process-level VM (vm.c and the files it names).
+ * which of its capabilities the VM uses, and every FG_* variable (the
+ * toolkit's table, env.c) with the values set.  `fgvm -- PROG ARGS` runs
+ * PROG in the process-level VM (vm.c and the files it names).
  */
 #include "fg.h"
 #include "vmm.h"
@@ -39,7 +40,9 @@ static void usage(FILE *f)
 	      "       fgvm [options] -- PROG [ARGS...]\n"
 	      "\n"
 	      "  info         what this machine offers: tracking backends, the\n"
-	      "               one auto-selection picks and why, KVM and its kind\n"
+	      "               one auto-selection picks and why, KVM and its kind,\n"
+	      "               and every FG_* environment variable: grammar,\n"
+	      "               default, reader, help, the value set\n"
 	      "  --json       print info as one JSON object\n"
 	      "  -- PROG ...  run PROG (found on PATH) in the process-level VM: its\n"
 	      "               code runs in a KVM guest, its writes are tracked by\n"
@@ -51,13 +54,14 @@ static void usage(FILE *f)
 	      "  -h, --help     this text\n"
 	      "  -V, --version  print the version\n"
 	      "\n"
-	      "environment:\n"
+	      "environment: `fgvm info` lists every FG_* variable, e.g.\n"
 	      "  FG_BACKEND     force a backend: auto",
 	      f);
 	for (int id = FG_BACKEND_UFFD_ASYNC; id < FG_BACKEND_COUNT; id++)
 		fprintf(f, ", %s", fg_backend_name(id));
 	fputs("\n"
-	      "  FG_CARD        card size in bytes\n"
+	      "  FG_CARD        card size: 64, 4k, ... (a power of two or page\n"
+	      "                 multiple)\n"
 	      "\n"
 	      "exit status of fgvm info and usage errors:\n"
 	      "  0   success\n"
@@ -189,6 +193,7 @@ static bool gather(struct info *in)
 {
 	bool ok = true;
 	fg_tracker *t;
+	fg_env_value v;
 	int err;
 
 	memset(in, 0, sizeof *in);
@@ -204,9 +209,8 @@ static bool gather(struct info *in)
 		b->available = fg_backend_probe(id, b->why, sizeof b->why) == 0;
 	}
 
-	in->forced = getenv("FG_BACKEND");
-	if (in->forced && !*in->forced)
-		in->forced = NULL;
+	if (fg_env_get("FG_BACKEND", &v) != 0)
+		in->forced = v.text; /* even a bad one: it is why we fail */
 	err = fg_tracker_create(NULL, &t);
 	if (err == 0) {
 		in->selected = fg_backend_name(fg_tracker_backend(t));
@@ -223,6 +227,123 @@ static bool gather(struct info *in)
 
 	probe_kvm(in);
 	return ok;
+}
+
+/* ---- the environment: the toolkit's table, and what is set ---------------- */
+
+/* An entry's grammar: its words for choices, else its type's. */
+static const char *grammar(const fg_env_var *e, char *buf, size_t len)
+{
+	size_t n;
+
+	if (e->type == FG_ENV_CHOICE) {
+		snprintf(buf, len, "one of %s", e->words);
+	} else if (e->type == FG_ENV_BACKEND) {
+		n = (size_t)snprintf(buf, len, "one of auto");
+		for (int id = FG_BACKEND_UFFD_ASYNC; id < FG_BACKEND_COUNT &&
+						     n < len; id++)
+			n += (size_t)snprintf(buf + n, len - n, "|%s",
+					      fg_backend_name(id));
+	} else {
+		snprintf(buf, len, "%s", fg_env_grammar(e->type));
+	}
+	return buf;
+}
+
+/* Calls fn for each variable of entry e that is set: the entry's own
+ * name, or a template's with each known prefix. */
+static void each_set(const fg_env_var *e,
+		     void (*fn)(const char *name, const char *val,
+				const char *err, bool first),
+		     bool *first)
+{
+	const char *gt = strchr(e->name, '>');
+	char name[128], err[512];
+	fg_env_value v;
+	const char *p;
+	int rc;
+
+	for (size_t i = 0; gt ? (p = fg_env_prefix(i)) != NULL : i == 0; i++) {
+		if (gt)
+			snprintf(name, sizeof name, "%s%s", p, gt + 1);
+		else
+			snprintf(name, sizeof name, "%s", e->name);
+		rc = fg_env_get(name, &v);
+		if (rc == 0)
+			continue;
+		snprintf(err, sizeof err, "%s", rc < 0 ? fg_last_error_detail() : "");
+		fn(name, v.text, rc < 0 ? err : NULL, *first);
+		*first = false;
+	}
+}
+
+/* Calls fn for each FG_* variable in the environment that no entry
+ * knows, with the closest known name ("" if none is close). */
+static void each_unknown(void (*fn)(const char *name, const char *suggest,
+				    bool adapter, bool first))
+{
+	char name[128], suggest[128];
+	bool first = true;
+
+	for (char **ep = environ; *ep; ep++) {
+		size_t n = strcspn(*ep, "=");
+
+		if (strncmp(*ep, "FG_", 3) || n >= sizeof name)
+			continue;
+		snprintf(name, sizeof name, "%.*s", (int)n, *ep);
+		if (fg_env_known(name, suggest, sizeof suggest))
+			continue;
+		fn(name, suggest, fg_env_find(name) != NULL, first);
+		first = false;
+	}
+}
+
+static void text_set(const char *name, const char *val, const char *err,
+		     bool first)
+{
+	(void)first;
+	if (err) /* err says name=val */
+		printf("      set, bad: %s; its reader keeps the default or "
+		       "fails\n",
+		       err);
+	else
+		printf("      set: %s=%s\n", name, val);
+}
+
+static void text_unknown(const char *name, const char *suggest, bool adapter,
+			 bool first)
+{
+	(void)first;
+	printf("  warning: %s is in no entry of the table", name);
+	if (adapter)
+		printf(" (an adapter's variable with an unlisted prefix?)");
+	if (*suggest)
+		printf("; did you mean %s?", suggest);
+	putchar('\n');
+}
+
+static void print_env_text(void)
+{
+	size_t n;
+	const fg_env_var *tab = fg_env_table(&n);
+	char g[256];
+	bool first = true;
+
+	printf("environment (every FG_* variable; the table is "
+	       "toolkit/env.c):\n");
+	for (size_t i = 0; i < n; i++) {
+		const fg_env_var *e = &tab[i];
+
+		printf("  %s: %s\n", e->name, grammar(e, g, sizeof g));
+		printf("      %s\n", e->help);
+		printf("      default: %s; read by %s\n", e->dflt, e->reader);
+		each_set(e, text_set, &first);
+	}
+	printf("  adapter prefixes (FG_<ADAPTER>):");
+	for (size_t i = 0; fg_env_prefix(i); i++)
+		printf(" %s", fg_env_prefix(i));
+	putchar('\n');
+	each_unknown(text_unknown);
 }
 
 static void print_text(const struct info *in)
@@ -255,6 +376,7 @@ static void print_text(const struct info *in)
 	} else {
 		printf("kvm: %s: %s\n", KVM_PATH, in->kvm_msg);
 	}
+	print_env_text();
 }
 
 static void json_str(const char *s)
@@ -283,6 +405,62 @@ static void json_key_str(const char *key, const char *val, bool last)
 	else
 		fputs("null", stdout);
 	fputs(last ? "" : ", ", stdout);
+}
+
+static void json_set(const char *name, const char *val, const char *err,
+		     bool first)
+{
+	fputs(first ? "{" : ", {", stdout);
+	json_key_str("name", name, false);
+	json_key_str("value", val, false);
+	printf("\"valid\": %s, ", err ? "false" : "true");
+	json_key_str("error", err, true);
+	fputs("}", stdout);
+}
+
+static void json_unknown(const char *name, const char *suggest, bool adapter,
+			 bool first)
+{
+	fputs(first ? "{" : ", {", stdout);
+	json_key_str("name", name, false);
+	printf("\"adapter_template\": %s, ", adapter ? "true" : "false");
+	json_key_str("suggest", *suggest ? suggest : NULL, true);
+	fputs("}", stdout);
+}
+
+static void print_env_json(void)
+{
+	size_t n;
+	const fg_env_var *tab = fg_env_table(&n);
+	char g[256];
+	bool first;
+
+	fputs("\"environment\": {\"table\": \"toolkit/env.c\", "
+	      "\"prefixes\": [",
+	      stdout);
+	for (size_t i = 0; fg_env_prefix(i); i++) {
+		fputs(i ? ", " : "", stdout);
+		json_str(fg_env_prefix(i));
+	}
+	fputs("], \"variables\": [", stdout);
+	for (size_t i = 0; i < n; i++) {
+		const fg_env_var *e = &tab[i];
+
+		fputs(i ? ", {" : "{", stdout);
+		json_key_str("name", e->name, false);
+		json_key_str("type", fg_env_type_name(e->type), false);
+		json_key_str("grammar", grammar(e, g, sizeof g), false);
+		json_key_str("default", e->dflt, false);
+		json_key_str("reader", e->reader, false);
+		json_key_str("help", e->help, false);
+		fputs("\"set\": [", stdout);
+		first = true;
+		each_set(e, json_set, &first);
+		fputs("]}", stdout);
+	}
+	fputs("], \"unknown\": [", stdout);
+	each_unknown(json_unknown);
+	fputs("]}", stdout);
 }
 
 static void print_json(const struct info *in)
@@ -323,7 +501,9 @@ static void print_json(const struct info *in)
 		       in->caps[i].value);
 	fputs("}, ", stdout);
 	json_key_str("message", *in->kvm_msg ? in->kvm_msg : NULL, true);
-	fputs("}}\n", stdout);
+	fputs("}, ", stdout);
+	print_env_json();
+	fputs("}\n", stdout);
 }
 
 static int cmd_info(int argc, char **argv)

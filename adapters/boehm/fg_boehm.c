@@ -186,8 +186,9 @@ static void print_check(void)
 
 __attribute__((constructor)) static void install(void)
 {
-	const char *e = getenv("FG_BOEHM_STATS");
 	fga_config c = FGA_CONFIG_INIT;
+	fg_env_value v;
+	int stats = fg_env_get("FG_BOEHM_STATS", &v);
 
 	c.name = NAME;
 	c.rescanned = rescanned;
@@ -198,7 +199,10 @@ __attribute__((constructor)) static void install(void)
 		fprintf(stderr, "%s: GC_set_external_vdb failed: this libgc "
 				"was not built with EXTERNAL_VDB\n",
 			NAME);
-	if (e && *e && strcmp(e, "0") != 0)
+	if (stats < 0)
+		fprintf(stderr, "%s: %s; no statistics\n", NAME,
+			fg_last_error_detail());
+	if (stats > 0 && v.index)
 		atexit(print_stats);
 	if (B.c.check)
 		atexit(print_check);

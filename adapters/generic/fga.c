@@ -292,58 +292,58 @@ static void mark_everything(fga *f)
 	f->prev_all = 1;
 }
 
-int fga_config_env(fga_config *c, const char *prefix)
+/* PREFIX_suffix through the toolkit's table (its template
+ * "FG_<ADAPTER>_suffix"): 1 and *v when set and valid; a bad value is
+ * said, with what the caller keeps, and reads as unset. */
+static int env(const fga_config *c, const char *prefix, const char *suffix,
+	       fg_env_value *v, const char *keep)
 {
 	char var[96];
-	const char *e;
-	const char *name;
+	int rc;
+
+	snprintf(var, sizeof var, "%s_%s", prefix, suffix);
+	rc = fg_env_get(var, v);
+	if (rc < 0)
+		fprintf(stderr, "%s: %s; %s it is\n",
+			c->name ? c->name : "fgvm adapter",
+			fg_last_error_detail(), keep);
+	return rc > 0;
+}
+
+int fga_config_env(fga_config *c, const char *prefix)
+{
+	/* The words' order in the table: sticky|adaptive|hot|none is
+	 * enum fga_twins, 0|1|abort is fga_config.check. */
+	static const char *const twins[] = {"sticky", "adaptive", "hot",
+					    "none"};
+	char keep[32];
+	fg_env_value v;
 
 	if (!c || !prefix)
 		return -EINVAL;
 	c->env_prefix = prefix;
-	name = c->name ? c->name : "fgvm adapter";
-#define ENV(suffix)                                                         \
-	(snprintf(var, sizeof var, "%s_%s", prefix, suffix), getenv(var))
-	if ((e = ENV("TWINS")) && *e) {
-		if (!strcmp(e, "sticky"))
-			c->twins = FGA_TWINS_STICKY;
-		else if (!strcmp(e, "adaptive"))
-			c->twins = FGA_TWINS_ADAPTIVE;
-		else if (!strcmp(e, "hot"))
-			c->twins = FGA_TWINS_HOT;
-		else if (!strcmp(e, "none"))
-			c->twins = FGA_TWINS_NONE;
+	if (env(c, prefix, "TWINS", &v,
+		(unsigned)c->twins < 4 ? twins[c->twins] : "the caller's policy"))
+		c->twins = (int)v.index;
+	snprintf(keep, sizeof keep, "%u%%",
+		 c->twin_cap_pct ? c->twin_cap_pct
+		 : c->twins == FGA_TWINS_ADAPTIVE ? 10 : 100);
+	if (env(c, prefix, "TWIN_CAP", &v,
+		c->twin_cap ? "the caller's cap" : keep)) {
+		if (v.pct)
+			c->twin_cap_pct = v.pct;
 		else
-			fprintf(stderr, "%s: %s=%s: use sticky, adaptive, hot "
-					"or none; sticky it is\n",
-				name, var, e);
+			c->twin_cap = v.bytes;
 	}
-	if ((e = ENV("TWIN_CAP")) && *e) {
-		char *end;
-		unsigned long v = strtoul(e, &end, 10);
-		size_t b;
-
-		if (*end == '%' && !end[1] && v >= 1 && v <= 100)
-			c->twin_cap_pct = (unsigned)v;
-		else if (!fg_parse_size(e, &b))
-			c->twin_cap = b;
-		else
-			fprintf(stderr, "%s: %s=%s: bytes (\"64M\") or a "
-					"percentage of the heap (1%% to 100%%); "
-					"%u%% it is\n",
-				name, var, e,
-				c->twin_cap_pct ? c->twin_cap_pct
-				: c->twins == FGA_TWINS_ADAPTIVE ? 10 : 100);
-	}
-	if ((e = ENV("EXEMPT")))
-		c->exempt = strcmp(e, "0") != 0;
-	if ((e = ENV("PRECLEAN")))
-		c->preclean = strcmp(e, "0") != 0;
-	if ((e = ENV("CHECK")))
-		c->check = !*e || !strcmp(e, "0") ? 0 : !strcmp(e, "abort") ? 2 : 1;
-	if ((e = ENV("AUTO_LOG")))
-		c->auto_log = *e == '1';
-#undef ENV
+	if (env(c, prefix, "EXEMPT", &v, c->exempt ? "1" : "0"))
+		c->exempt = (int)v.index;
+	if (env(c, prefix, "PRECLEAN", &v, c->preclean ? "1" : "0"))
+		c->preclean = (int)v.index;
+	if (env(c, prefix, "CHECK", &v,
+		c->check == 2 ? "abort" : c->check ? "1" : "0"))
+		c->check = (int)v.index;
+	if (env(c, prefix, "AUTO_LOG", &v, c->auto_log ? "1" : "0"))
+		c->auto_log = (int)v.index;
 	return 0;
 }
 
@@ -352,7 +352,7 @@ static int start_tracker(fga *f)
 {
 	fg_options o = FG_OPTIONS_INIT;
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-	const char *e;
+	fg_env_value v;
 	size_t card = f->c.card;
 	unsigned caps;
 	int rc;
@@ -366,15 +366,15 @@ static int start_tracker(fga *f)
 		}
 	}
 	/* FG_CARD=auto: 64-byte lines with sticky twins, turned off while
-	 * they do not pay (auto_judge).  Otherwise the tracker's own
-	 * grammar ("4k" is 4096 here too); a bad value makes
+	 * they do not pay (auto_judge).  Otherwise the table's grammar, the
+	 * tracker's too ("4k" is 4096 here as there); a bad value makes
 	 * fg_tracker_create fail and say so. */
-	e = getenv("FG_CARD");
-	if (card == FGA_CARD_AUTO || (!card && e && !strcmp(e, "auto"))) {
+	rc = card ? 0 : fg_env_get("FG_CARD", &v);
+	if (card == FGA_CARD_AUTO || (rc > 0 && !v.bytes)) {
 		card = 64;
 		f->autocard = 1;
-	} else if (!card && e && *e && fg_parse_size(e, &card)) {
-		card = 0;
+	} else if (rc > 0) {
+		card = v.bytes;
 	}
 	o.card_size = f->autocard ? 64 : f->c.card; /* 0: FG_CARD */
 	if (!card)

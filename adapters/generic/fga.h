@@ -116,8 +116,10 @@ typedef struct fga_config {
 /* Read the adapter's knobs from the environment, PREFIX being e.g.
  * "FG_BOEHM": PREFIX_TWINS=sticky|adaptive|hot|none,
  * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0,
- * PREFIX_CHECK=1|abort, PREFIX_AUTO_LOG=1.  A bad value is reported on
- * stderr and the default kept.  FG_BACKEND and FG_CARD are read by
+ * PREFIX_CHECK=1|abort, PREFIX_AUTO_LOG=1: the toolkit's table's
+ * templates FG_<ADAPTER>_*, with its grammars (fg.h: fg_env_get; a flag
+ * is 1/yes/on/true or 0/no/off/false).  A bad value is reported on
+ * stderr and c's value kept.  FG_BACKEND and FG_CARD are read by
  * fga_create (when c->backend and c->card leave them open).  Returns 0,
  * or -EINVAL for a NULL argument. */
 FGA_API int fga_config_env(fga_config *c, const char *prefix);
