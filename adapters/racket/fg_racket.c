@@ -343,18 +343,25 @@ static void at_exit(void)
 
 __attribute__((constructor)) static void install(void)
 {
-	const char *e = getenv("FG_RACKET");
 	fga_config c = FGA_CONFIG_INIT;
+	fg_env_value on, stats;
+	int rc = fg_env_get("FG_RACKET", &on);
+	int src = fg_env_get("FG_RACKET_STATS", &stats);
 
-	if (!e || strcmp(e, "1") != 0 || !GC_set_external_dirty)
+	if (rc < 0)
+		fprintf(stderr, "%s: %s; the stock barrier stays on\n", NAME,
+			fg_last_error_detail());
+	if (rc <= 0 || !on.index || !GC_set_external_dirty)
 		return;
 	c.name = NAME;
 	c.exempt = 0; /* no block states: regions come and go instead */
 	c.preclean = 0;
 	fga_config_env(&c, "FG_RACKET");
 	R.c = c;
-	e = getenv("FG_RACKET_STATS");
-	R.stats = e && *e && strcmp(e, "0") != 0;
+	if (src < 0)
+		fprintf(stderr, "%s: %s; no statistics\n", NAME,
+			fg_last_error_detail());
+	R.stats = src > 0 && stats.index;
 	if (GC_set_external_dirty(&table) != 0) {
 		fprintf(stderr, "%s: GC_set_external_dirty refused the table "
 				"(version %d); the stock barrier stays on\n",
