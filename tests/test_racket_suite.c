@@ -21,8 +21,14 @@
  *       (the GC's pages) and takes hundreds of SIGSEGVs on stock, and
  *       none of either with the port (the loader's read-only calls, on
  *       file mappings, are not the barrier's and are not counted);
+ *   raco_make_zo
+ *       `raco make` of the lazy language (184 modules: racket/base and
+ *       the rest of its dependencies, compiled anew under
+ *       PLTCOMPILEDROOTS) on the stock barrier and on the port: the
+ *       compiled trees are the same bytes;
  *   raco_test_<package>
- *       a package's own tests (raco test) pass on both.
+ *       a package's own tests (raco test) pass on both, with the same
+ *       count.
  *
  * Where things are (make's check-local sets them; the defaults are
  * relative to this binary, in the build tree):
@@ -291,4 +297,133 @@ Test(racket_suite, no_barrier)
 			     "calls",
 		     fwp);
 	cr_assert_eq(fsegv, 0, "the port took %lu SIGSEGVs", fsegv);
+}
+
+/* The last "N tests passed" or "N/M test failures" line of raco test. */
+static const char *raco_summary(const char *out, char *buf, size_t len)
+{
+	const char *p = NULL, *q;
+
+	for (q = out; (q = strstr(q, "test")) != NULL; q++)
+		if (!strncmp(q, "tests passed", 12) ||
+		    !strncmp(q, "test passed", 11) ||
+		    !strncmp(q, "test failure", 12))
+			p = q;
+	if (!p)
+		return "";
+	while (p > out && p[-1] != '\n')
+		p--;
+	snprintf(buf, len, "%.*s", (int)strcspn(p, "\n"), p);
+	return buf;
+}
+
+static void raco(const char *const *files, const char *what)
+{
+	char pkgs[PATH_MAX];
+	const char *argv[16] = {racket, "-l-", "raco", "test"};
+	const char *stock_env[] = {NULL};
+	const char *fg_env[] = {"FG_RACKET=1", "FG_BACKEND=uffd-async", NULL};
+	char sb[256], fb[256], paths[8][PATH_MAX + 64];
+	struct run st, fg;
+	int i = 4;
+
+	require_racket();
+	ORC_REQUIRE_BACKEND_NAMED("uffd-async");
+	snprintf(pkgs, sizeof pkgs, "%s", racket);
+	*strrchr(pkgs, '/') = 0; /* .../inst/bin */
+	*strrchr(pkgs, '/') = 0; /* .../inst */
+	for (int k = 0; files[k] && k < 8; k++) {
+		snprintf(paths[k], sizeof paths[k], "%s/share/pkgs/%s", pkgs,
+			 files[k]);
+		if (access(paths[k], R_OK) != 0)
+			cr_skip_test("no %s in this Racket", paths[k]);
+		argv[i++] = paths[k];
+	}
+	argv[i] = NULL;
+	/* The stock run first: it compiles what the tests need in place. */
+	st = run(argv, stock_env, "raco-stock");
+	assert_ok(st, "stock barrier: raco test");
+	fg = run(argv, fg_env, "raco-fg");
+	assert_ok(fg, "port: raco test");
+	raco_summary(st.out, sb, sizeof sb);
+	raco_summary(fg.out, fb, sizeof fb);
+	cr_assert(strstr(sb, "passed"), "%s: stock: no summary:\n%s", what,
+		  tail(st.out));
+	cr_assert_str_eq(fb, sb, "%s: the port: %s; stock: %s", what, fb, sb);
+	cr_log_info("%s: %s on both (stock %.1f s, port %.1f s)", what, sb,
+		    st.secs, fg.secs);
+	free(st.out);
+	free(st.err);
+	free(fg.out);
+	free(fg.err);
+}
+
+Test(racket_suite, raco_test_lazy)
+{
+	const char *const files[] = {"lazy/tests", NULL};
+
+	raco(files, "lazy");
+}
+
+Test(racket_suite, raco_test_algol60)
+{
+	const char *const files[] = {"algol60/tests/test.rkt",
+				     "algol60/tests/export.rkt", NULL};
+
+	raco(files, "algol60");
+}
+
+Test(racket_suite, raco_make_zo)
+{
+	char lazy[PATH_MAX], d1[PATH_MAX + 16], d2[PATH_MAX + 16];
+	char r1[PATH_MAX + 40], r2[PATH_MAX + 40];
+	const char *argv[] = {racket, "-l-", "raco", "make", "-j", "1", lazy,
+			      NULL};
+	const char *stock_env[] = {r1, NULL};
+	const char *fg_env[] = {"FG_RACKET=1", "FG_BACKEND=uffd-async", r2,
+				NULL};
+	const char *diff[] = {"/usr/bin/diff", "-r", "-q", d1, d2, NULL};
+	const char *count[] = {"/usr/bin/find", d1, "-name", "*.zo", NULL};
+	struct run st, fg, df, n;
+	char *inst;
+
+	require_racket();
+	ORC_REQUIRE_BACKEND_NAMED("uffd-async");
+	inst = strdup(racket);
+	*strrchr(inst, '/') = 0;
+	*strrchr(inst, '/') = 0;
+	snprintf(lazy, sizeof lazy, "%s/share/pkgs/lazy/lazy.rkt", inst);
+	free(inst);
+	if (access(lazy, R_OK) != 0)
+		cr_skip_test("no %s in this Racket", lazy);
+	snprintf(d1, sizeof d1, "%s/zo-stock", ch_dir);
+	snprintf(d2, sizeof d2, "%s/zo-fg", ch_dir);
+	snprintf(r1, sizeof r1, "PLTCOMPILEDROOTS=%s", d1);
+	snprintf(r2, sizeof r2, "PLTCOMPILEDROOTS=%s", d2);
+	st = run(argv, stock_env, "make-stock");
+	assert_ok(st, "stock barrier: raco make");
+	fg = run(argv, fg_env, "make-fg");
+	assert_ok(fg, "port: raco make");
+	df = run(diff, stock_env, "make-diff");
+	cr_assert(df.status == 0, "the compiled trees differ:\n%s",
+		  tail(df.out));
+	n = run(count, stock_env, "make-count");
+	{
+		size_t zo = 0;
+
+		for (const char *p = n.out; (p = strstr(p, ".zo")); p++)
+			zo++;
+		cr_assert_gt(zo, 100, "only %zu .zo files compiled", zo);
+		cr_log_info("raco make lazy.rkt: %zu .zo files, the same "
+			    "bytes on both (stock %.1f s, port %.1f s)",
+			    zo, st.secs, fg.secs);
+	}
+	free(st.out);
+	free(st.err);
+	free(fg.out);
+	free(fg.err);
+	free(df.out);
+	free(df.err);
+	free(n.out);
+	free(n.err);
 }

@@ -23,6 +23,10 @@
  *                                 (the collector's own writes in the
  *                                 pause are not reported: stock
  *                                 re-protects those pages unrecorded)
+ *   writable(p, len)              fga_blocks_reused(NEW): where stock
+ *                                 un-protects before the collector
+ *                                 writes, one call instead of a write
+ *                                 fault per page; new regions too
  *
  * Places run their collections on their own OS threads, and a region can
  * change owner (message pages adopted by another place) or be freed by
@@ -66,6 +70,7 @@ typedef struct GC_external_dirty {
 			      void (*visit)(void *arg, void *p, size_t len),
 			      void *arg);
 	void (*collect_end)(void *ctx);
+	void (*writable)(void *p, size_t len);
 } GC_external_dirty;
 
 /* Weak: racketcgc (built first, with the same link line) has none. */
@@ -235,6 +240,8 @@ static void region_add(void *ctx, void *p, size_t len)
 		rc = region_insert((uintptr_t)p, len, ctx);
 		if (rc)
 			(void)fga_remove_section(ctx, p, len);
+		else /* about to be filled: writable now, read dirty once */
+			fga_blocks_reused(ctx, p, len, FGA_BLOCK_NEW);
 	}
 	pthread_mutex_unlock(&R.lock);
 	/* A section the tracker refused is kept, reading dirty (sound);
@@ -311,6 +318,29 @@ static void collect_begin(void *ctx, void (*visit)(void *, void *, size_t),
 	pthread_mutex_unlock(&R.lock);
 }
 
+/* The collector is about to write into [p, p+len), which may span
+ * regions of several owners (merged ranges) or none (unwatched memory):
+ * each watched piece is made writable and reads dirty once. */
+static void writable(void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p, e = a + len;
+	int found;
+	size_t i;
+
+	pthread_mutex_lock(&R.lock);
+	for (i = region_at(a, &found); i < R.n && R.v[i].base < e; i++) {
+		uintptr_t s = R.v[i].base > a ? R.v[i].base : a;
+		uintptr_t t = R.v[i].base + R.v[i].len < e
+				      ? R.v[i].base + R.v[i].len
+				      : e;
+
+		if (s < t)
+			fga_blocks_reused(R.v[i].owner, (void *)s, t - s,
+					  FGA_BLOCK_NEW);
+	}
+	pthread_mutex_unlock(&R.lock);
+}
+
 static void collect_end(void *ctx)
 {
 	pthread_mutex_lock(&R.lock);
@@ -327,6 +357,7 @@ static const GC_external_dirty table = {
 	region_adopt,
 	collect_begin,
 	collect_end,
+	writable,
 };
 
 static void at_exit(void)
