@@ -1,0 +1,283 @@
+#!/usr/bin/python3
+"""Racket BC 3m: the stock mprotect barrier against the fgvm port.
+
+One racket3m binary (adapters/racket, `make racket`) runs each program
+with its stock write barrier and with FG_RACKET=1 (the port, page level:
+the toolkit's default backend and card), the repetitions interleaved with
+the order rotated:
+  binary-trees  short-lived trees and one long-lived tree;
+  gcbench       GCBench: top-down (mutating old nodes) and bottom-up trees,
+                a long-lived tree and array;
+  mutable-old   a large vector and hash table updated sparsely (the case
+                a card-marking barrier is for);
+  raco-make     `raco make` of the lazy language and its 184 modules,
+                compiled anew (PLTCOMPILEDROOTS) - the real workload
+                (full runs only).
+Per run: wall time, max RSS (wait4), each collection's pause from
+Racket's own log (-W debug@GC: the main place's minor and major
+collections, whole milliseconds), the output (must be the same bytes on
+both).  Once per program and variant, untimed, under strace -f: the
+write-protecting mprotect calls on anonymous memory and the SIGSEGVs,
+and from (dump-memory-stats) the old pages rescanned in minor
+collections.  Writes OUT/racket.json and OUT/racket.png; exit status 1
+if a run failed or an output differs.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench", "boehm"))
+import compare  # noqa: E402  (med, fmt)
+
+PROGS = {
+    # name: (full arguments, --quick arguments)
+    "binary-trees": (["18"], ["15"]),
+    "gcbench": (["0"], ["2"]),
+    "mutable-old": (["400000", "200"], ["200000", "60"]),
+    "raco-make": ([], None),
+}
+VARIANTS = {"stock": {}, "fg-page": {"FG_RACKET": "1"}}
+RE_GC = re.compile(r"GC: 0:(min|MAJ)\b.* (\d+)ms @")
+RE_OLD = re.compile(r"old regions scanned during minor GCs: (\d+)/(\d+)")
+
+
+def env_for(variant, extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FG_") and not k.startswith("PLT")}
+    env.update(VARIANTS[variant])
+    env.update(extra)
+    return env
+
+
+def command(racket, prog, args, tmp):
+    if prog == "raco-make":
+        lazy = os.path.join(os.path.dirname(os.path.dirname(racket)),
+                            "share", "pkgs", "lazy", "lazy.rkt")
+        return [racket, "-l-", "raco", "make", "-j", "1", lazy], \
+            {"PLTCOMPILEDROOTS": tempfile.mkdtemp(dir=tmp)}
+    path = os.path.join(ROOT, "bench", "racket", prog + ".rkt")
+    return [racket, path] + args, {}
+
+
+def run(racket, prog, args, variant, tmp, timeout):
+    cmd, extra = command(racket, prog, args, tmp)
+    cmd = cmd[:1] + ["-W", "debug@GC"] + cmd[1:]
+    rec = {"prog": prog, "variant": variant, "cmd": cmd}
+    t0 = time.monotonic()
+    with tempfile.TemporaryFile("w+") as fo, \
+            tempfile.TemporaryFile("w+") as fe:
+        p = subprocess.Popen(cmd, env=env_for(variant, extra), stdout=fo,
+                             stderr=fe)
+        deadline = t0 + timeout
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                p.kill()
+                os.wait4(p.pid, 0)
+                rec["error"] = "timeout after %d s" % timeout
+                return rec
+            time.sleep(0.01)
+        rec["wall_s"] = time.monotonic() - t0
+        rec["maxrss_kib"] = ru.ru_maxrss
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read(), fe.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        rec["error"] = "exit %d: %s" % (os.waitstatus_to_exitcode(status),
+                                       err[-500:])
+        return rec
+    rec["out"] = out
+    minor, major = [], []
+    for m in RE_GC.finditer(err):
+        (minor if m.group(1) == "min" else major).append(int(m.group(2)))
+    rec["minor_ms"], rec["major_ms"] = minor, major
+    return rec
+
+
+def barrier(racket, prog, args, variant, tmp):
+    """Untimed: strace's mprotect/SIGSEGV counts, rescanned old pages."""
+    cmd, extra = command(racket, prog, args, tmp)
+    if prog != "raco-make":
+        # (dump-memory-stats) after the program, in the same process.
+        cmd = [racket, "-e",
+               "(parameterize ([current-command-line-arguments (vector %s)])"
+               " (dynamic-require (string->path %s) #f))"
+               " (dump-memory-stats)" % (" ".join(json.dumps(a) for a in args),
+                                         json.dumps(cmd[1]))]
+    res = {}
+    if shutil.which("strace"):
+        trace = os.path.join(tmp, "trace")
+        p = subprocess.run(["strace", "-f", "-qq", "-o", trace, "-e",
+                            "trace=mprotect,mmap", "-e", "signal=SIGSEGV"]
+                           + cmd, env=env_for(variant, extra),
+                           capture_output=True, text=True)
+        anon, wp, segv = [], 0, 0
+        with open(trace) as f:
+            for line in f:
+                m = re.search(r"mmap\(NULL, (\d+),.*MAP_ANONYMOUS.*\) = "
+                              r"(0x[0-9a-f]+)", line)
+                if m:
+                    a = int(m.group(2), 16)
+                    anon.append((a, a + int(m.group(1))))
+                m = re.search(r"mprotect\((0x[0-9a-f]+), (\d+), ([A-Z_|]+)",
+                              line)
+                if m and "PROT_WRITE" not in m.group(3) and \
+                        "PROT_READ" in m.group(3):
+                    a, n = int(m.group(1), 16), int(m.group(2))
+                    if any(s <= a and a + n <= e for s, e in reversed(anon)):
+                        wp += 1
+                if "--- SIGSEGV" in line:
+                    segv += 1
+        res["wp_mprotect"], res["sigsegv"] = wp, segv
+        err = p.stderr
+    else:
+        err = subprocess.run(cmd, env=env_for(variant, extra),
+                             capture_output=True, text=True).stderr
+    m = RE_OLD.search(err)
+    if m:
+        res["old_pages_rescanned"] = int(m.group(1))
+    return res
+
+
+def mean(v):
+    return sum(v) / len(v) if v else 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--racket", default=os.path.join(
+        ROOT, "adapters", "racket", "inst", "bin", "racket"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--quick", action="store_true",
+                    help="smaller sizes, no raco-make (make bench)")
+    ap.add_argument("--progs", default=None)
+    ap.add_argument("--out", default="bench/out")
+    ap.add_argument("--timeout", type=int, default=600)
+    a = ap.parse_args()
+    if not os.access(a.racket, os.X_OK):
+        sys.exit("bench/racket: no racket3m at %s (make racket)" % a.racket)
+    progs = a.progs.split(",") if a.progs else \
+        [p for p in PROGS if not (a.quick and PROGS[p][1] is None)]
+    tmp = tempfile.mkdtemp(prefix="fgvm-racket-bench.")
+    runs, failed = [], False
+    try:
+        for prog in progs:
+            args = PROGS[prog][1 if a.quick else 0]
+            # warm-up: compiles the program (raco make's compiled/)
+            run(a.racket, prog, args, "stock", tmp, a.timeout)
+            order = list(VARIANTS)
+            for rep in range(a.reps):
+                for v in order[rep % 2:] + order[:rep % 2]:
+                    r = run(a.racket, prog, args, v, tmp, a.timeout)
+                    r["rep"] = rep
+                    runs.append(r)
+                    if "error" in r:
+                        failed = True
+                        print("%s %s: %s" % (prog, v, r["error"]))
+            for v in VARIANTS:
+                runs.append(dict(prog=prog, variant=v, counts=barrier(
+                    a.racket, prog, args, v, tmp)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows = []
+    for prog in progs:
+        rs = {v: [r for r in runs if r["prog"] == prog and r["variant"] == v
+                  and "wall_s" in r] for v in VARIANTS}
+        outs = {r["out"] for v in VARIANTS for r in rs[v]
+                if prog != "raco-make"}
+        same = len(outs) <= 1
+        failed = failed or not same
+        cnt = {v: next((r["counts"] for r in runs if r["prog"] == prog and
+                        r["variant"] == v and "counts" in r), {})
+               for v in VARIANTS}
+        for v in VARIANTS:
+            if not rs[v]:
+                continue
+            rows.append({
+                "prog": prog, "variant": v, "n": len(rs[v]),
+                "wall_s": compare.med([r["wall_s"] for r in rs[v]]),
+                "maxrss_kib": compare.med([r["maxrss_kib"] for r in rs[v]]),
+                "minor_mean_ms": compare.med(
+                    [mean(r["minor_ms"]) for r in rs[v]]),
+                "minor_max_ms": compare.med(
+                    [max(r["minor_ms"] or [0]) for r in rs[v]]),
+                "major_mean_ms": compare.med(
+                    [mean(r["major_ms"]) for r in rs[v]]),
+                "minors": compare.med([len(r["minor_ms"]) for r in rs[v]]),
+                "majors": compare.med([len(r["major_ms"]) for r in rs[v]]),
+                "same_output": same,
+                **cnt[v]})
+    os.makedirs(a.out, exist_ok=True)
+    jpath = os.path.join(a.out, "racket.json")
+    with open(jpath, "w") as f:
+        json.dump({"racket": a.racket, "reps": a.reps, "quick": a.quick,
+                   "rows": rows, "runs": runs}, f, indent=1)
+    print("%-13s %-8s %7s %9s %9s %9s %9s %8s %6s %9s" % (
+        "program", "variant", "time", "minor", "minor", "major",
+        "max RSS", "wp", "SEGV", "old pages"))
+    print("%-13s %-8s %7s %9s %9s %9s %9s %8s %6s %9s" % (
+        "", "", "s", "mean ms", "max ms", "mean ms", "MiB", "mprotect",
+        "", "rescanned"))
+    for r in rows:
+        base = next(x for x in rows if x["prog"] == r["prog"] and
+                    x["variant"] == "stock")
+
+        def rat(k):
+            return "" if r["variant"] == "stock" or not base[k] else \
+                " (%.2fx)" % (r[k] / base[k])
+        print("%-13s %-8s %7.2f %9.1f %9.0f %9.1f %9.1f %8s %6s %9s%s%s%s%s"
+              % (r["prog"], r["variant"], r["wall_s"], r["minor_mean_ms"],
+                 r["minor_max_ms"], r["major_mean_ms"],
+                 r["maxrss_kib"] / 1024.0, r.get("wp_mprotect", "-"),
+                 r.get("sigsegv", "-"), r.get("old_pages_rescanned", "-"),
+                 "" if r["same_output"] else "  OUTPUT DIFFERS",
+                 rat("wall_s"), rat("minor_mean_ms"), rat("maxrss_kib")))
+    print("wrote %s" % os.path.relpath(jpath, ROOT))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        keys = [("wall_s", "time"), ("minor_mean_ms", "mean minor pause"),
+                ("major_mean_ms", "mean major pause"),
+                ("maxrss_kib", "max RSS")]
+        fig, ax = plt.subplots(figsize=(8, 4))
+        width = 0.8 / len(keys)
+        for i, (k, label) in enumerate(keys):
+            vals = []
+            for prog in progs:
+                s = next((x for x in rows if x["prog"] == prog and
+                          x["variant"] == "stock"), None)
+                f = next((x for x in rows if x["prog"] == prog and
+                          x["variant"] == "fg-page"), None)
+                vals.append(f[k] / s[k] if s and f and s[k] else 0)
+            ax.bar([j + i * width for j in range(len(progs))], vals, width,
+                   label=label)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(progs))])
+        ax.set_xticklabels(progs)
+        ax.set_ylabel("port / stock (medians)")
+        ax.set_title("Racket BC 3m: the fgvm port (page level) vs the "
+                     "stock mprotect barrier")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        ppath = os.path.join(a.out, "racket.png")
+        fig.savefig(ppath, dpi=110)
+        print("wrote %s" % os.path.relpath(ppath, ROOT))
+    except ImportError:
+        print("matplotlib missing: no plot")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
