@@ -1,56 +1,7 @@
-/* alias.c - ALIAS, the sub-page allocator (VEE 2017): a memfd mapped as 64
- * views, objects placed so that each card is reached through its own view.
- *
- * Invariants kept here:
- *   - Layout: the memfd is twice the capacity.  Its lower half holds spans
- *     (1..16 pages carved for one size class, slots packed from the span's
- *     start, so a slot may cross into the next page); its upper half holds
- *     large objects (> SMALL_MAX), page runs reached through view 0 only.
- *   - Placement: a slot whose first byte is at byte o of its page, in a span
- *     carved with card size C, is handed out only as its address in view
- *     v = (o & ~(C-1)) / 64 (its "home view"), and no other address in the
- *     views is handed out for those bytes.  So a write through view v to
- *     page q can only come from a slot with home view v that overlaps page
- *     q: one that starts in card v of q, or the one slot (at most) that
- *     starts before q and reaches into it.  Collection reports both.
- *   - A span's layout (size class, card size) changes only while it holds
- *     no live and no cached slot, so a dirty (view, page) is translated
- *     with the layout current at collection time: a write to a live object
- *     was made through the live object's own view.
- *   - The allocator never writes heap memory except through the handed-out
- *     address of the object concerned (calloc's zeroing, realloc's copy).
- *     Its metadata lives in side tables outside the memfd.
- *   - A (view, segment) range is registered with the tracker, and the page
- *     prefaulted through the view, before any address of the view in it is
- *     handed out; `ready` of a page has bit v set only after both, and is
- *     cleared only while the page holds no object (its memory punched).
- *     Only the (view, page) pairs a span's slots are reached through are
- *     prefaulted: each costs a page-table entry, and a first write to it
- *     (a few microseconds under some hypervisors) when it is used.
- *   - A slot's live bit is set from malloc to free (atomic: other threads
- *     flip other bits of the word).  A slot is in exactly one of: live, in
- *     a thread cache, available (page's avail bitmap, class lock).
- *   - Lock order: heaps_lock > class lock > pages_lock; grow_lock > the
- *     tracker's lock.  Thread caches belong to their heap; a thread's TLS
- *     names (heap, uid) and is dereferenced only when that pair is still in
- *     the list of live heaps (under heaps_lock), or is the caller's heap.
- */
-#include "fg_alias.h"
-#include "fg_internal.h" /* fg_fail */
-
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <stdarg.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+/* alias.c - ALIAS, the sub-page allocator: the memfd's descriptor,
+ * physical pages, views, size classes, thread caches, objects, heaps and
+ * collection.  The design and its invariants: alias_internal.h. */
+#include "alias_internal.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
@@ -60,262 +11,19 @@
 #define FALLOC_FL_PUNCH_HOLE 0x02
 #endif
 
-#define PAGE 4096u
-#define PAGE_SHIFT 12
-#define NVIEWS FG_ALIAS_VIEWS_MAX
-#define BLOCK_SHIFT 21 /* 2 MiB: one page-table page per view */
-#define BLOCK_PAGES (1u << (BLOCK_SHIFT - PAGE_SHIFT))
-#define CHUNK_PAGES 16u /* most pages carved at once: little memory ahead
-			 * of use, few prefault calls */
-#define SMALL_MAX 16384
-#define MAX_SLOTS 256
-#define MAX_SPAN 16 /* pages */
-#define MAX_ALIGN ((size_t)1 << BLOCK_SHIFT)
-#define PUNCH_PAGES 32 /* free runs this long go back to the kernel at once */
-#define BIN_MAX 64
-#define SIG_LIVE 0x46476148u /* "FGaH" */
-#define SIG_DEAD 0x44656164u
-
-/* Size classes: multiples of 16 (malloc's alignment), 16 apart up to 256,
- * then about 12% apart, each chosen so that a span of 1, 2, 4, 8 or 16
- * pages wastes at most 1/32 of itself (classes_init picks the span). */
-static const uint16_t class_size[] = {
-	16,   32,   48,	  64,	80,   96,   112,  128,	144,   160,   176,
-	192,  208,  224,  240,	256,  288,  320,  352,	384,   432,   480,
-	528,  592,  656,  736,	816,  912,  1024, 1152, 1296,  1456,  1632,
-	1824, 2048, 2304, 2592, 2912, 3264, 3632, 4080, 4576,  5040,  5456,
-	5952, 6544, 7280, 8176, 9360, 10912, 13104, 16384,
-};
-#define NCLASS (sizeof class_size / sizeof *class_size)
-
-struct class_info {
-	uint32_t size, nslots, pages, recip, bin_lim;
-	/* By card size and page of a span: the home views of the slots that
-	 * overlap the page (the views it is written through). */
-	uint64_t pviews[FG_ALIAS_CARD_SIZES][MAX_SPAN];
-};
-static struct class_info classes[NCLASS];
-static uint8_t class_of_16[SMALL_MAX / 16 + 1]; /* (size + 15) / 16 -> class */
-static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
-
-enum { PK_FREE, PK_SMALL, PK_LARGE, PK_TAIL };
-
-/* info: kind | class << 2 | log2(card) << 8, published with release.  A
- * span's or large run's later pages are PK_TAIL, aux naming the first. */
-#define INFO(kind, cls, cl) ((uint32_t)(kind) | (uint32_t)(cls) << 2 | (uint32_t)(cl) << 8)
-#define INFO_KIND(i) ((i) & 3u)
-#define INFO_CLASS(i) (((i) >> 2) & 63u)
-#define INFO_CL(i) (((i) >> 8) & 15u)
-
-struct pdesc {
-	_Atomic uint32_t info;
-	_Atomic uint32_t aux; /* large head: pages; tail: head page */
-	int32_t next, prev;   /* class's partial list (class lock), heads */
-	uint32_t navail;      /* class lock; stats read a copy: */
-	_Atomic uint32_t navail_stat;
-	uint64_t avail[MAX_SLOTS / 64];	      /* class lock */
-	_Atomic uint64_t live[MAX_SLOTS / 64];
-};
-
-struct class_state {
-	pthread_mutex_t lock;
-	int32_t partial; /* heads of spans with available slots */
-	uint32_t npartial;
-	uint32_t nspans, nempty;
-} __attribute__((aligned(64)));
-
-struct bin {
-	uint32_t n;
-	void *v[BIN_MAX];
-};
-
-struct tcache {
-	struct tcache *next; /* heap's list (heaps_lock) */
-	bool in_use;
-	struct bin bins[NCLASS];
-};
-
-struct seg {
-	uint32_t first_block, nblocks;
-	uint64_t registered; /* views registered with the tracker */
-};
-
-/* Physical pages of one half of the memfd (pages_lock). */
-enum { POOL_SPANS, POOL_LARGE };
-struct pool {
-	size_t first, npages; /* absolute */
-	uint64_t *freebits;   /* pages below top that are free, relative */
-	size_t top, hint, nfree;
-	size_t seg_end;	      /* absolute block: segments cover up to it */
-};
-
-typedef struct heap {
-	uint64_t uid;
-	struct heap *next_live; /* heaps_lock */
-	fg_tracker *t;
-	fg_backend_id backend;
-	unsigned caps;	 /* its backend's, FG_CAPI_* too */
-	bool populate;
-	int fd;		 /* the memfd, re-homed high (fd_rehome) */
-	dev_t fd_dev;	 /* its identity: the program may close the */
-	ino_t fd_ino;	 /* descriptor and reuse the number */
-	_Atomic bool fd_warned;
-	uintptr_t base; /* view 0; view v at base + (v << vshift) */
-	size_t cap;	/* capacity: pages in use in both pools together */
-	size_t npages, nblocks; /* of the memfd, twice the capacity */
-	unsigned vshift;
-	void *resv;
-	size_t resv_len;
-	_Atomic size_t card;
-
-	struct pdesc *pd;
-	size_t pd_len;
-
-	pthread_mutex_t pages_lock;
-	struct pool pool[2];
-
-	pthread_mutex_t grow_lock;
-	_Atomic uint64_t *ready; /* per page: views registered + prefaulted */
-	uint32_t *seg_of;	 /* per block: segment + 1, 0 for none */
-	struct seg *segs;
-	size_t nsegs, segs_cap;
-	uint64_t regions, registered_bytes, prefaulted; /* (view, page) */
-
-	struct class_state cls[NCLASS];
-	struct tcache *caches; /* heaps_lock */
-
-	pthread_mutex_t collect_lock;
-	fg_range *runs;
-	size_t runs_cap;
-	_Atomic uint64_t collections, last_cards; /* read without the lock */
-} heap;
-
-struct fg_alias_heap {
-	uint32_t sig;
-	heap *impl;
-};
-
-/* Live heaps (the TLS cache check), and the per-thread cache. */
-static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
-static heap *heaps_live;
-static uint64_t heaps_uid;
-static pthread_key_t tls_key;
-
-static __thread struct {
-	heap *h;
-	uint64_t uid;
-	struct tcache *c;
-} tls __attribute__((tls_model("initial-exec")));
-
-static void tls_release(void *unused);
-
-/* The view a slot at span offset off is handed out through. */
-static inline unsigned home_view(uint32_t off, unsigned cl)
-{
-	return ((off & (PAGE - 1)) >> cl << cl) >> 6;
-}
-
-static void classes_init(void)
-{
-	for (size_t c = 0; c < NCLASS; c++) {
-		struct class_info *ci = &classes[c];
-
-		ci->size = class_size[c];
-		/* The smallest span that wastes at most 1/32 of itself. */
-		for (ci->pages = 1; ci->pages < MAX_SPAN; ci->pages *= 2) {
-			uint32_t bytes = ci->pages * PAGE;
-
-			if (bytes / ci->size >= 2 &&
-			    bytes % ci->size <= bytes / 32)
-				break;
-		}
-		ci->nslots = ci->pages * PAGE / ci->size;
-		if (ci->nslots > MAX_SLOTS)
-			ci->nslots = MAX_SLOTS;
-		ci->recip = (uint32_t)(((UINT64_C(1) << 32) + ci->size - 1) /
-				       ci->size);
-		ci->bin_lim = 16384 / ci->size;
-		if (ci->bin_lim > BIN_MAX)
-			ci->bin_lim = BIN_MAX;
-		if (ci->bin_lim < 2)
-			ci->bin_lim = 2;
-		for (unsigned k = 0; k < FG_ALIAS_CARD_SIZES; k++)
-			for (uint32_t i = 0; i < ci->nslots; i++)
-				for (uint32_t pg = i * ci->size / PAGE;
-				     pg <= ((i + 1) * ci->size - 1) / PAGE; pg++)
-					ci->pviews[k][pg] |=
-						UINT64_C(1)
-						<< home_view(i * ci->size, k + 6);
-	}
-	for (size_t s = 0, c = 0; s <= SMALL_MAX / 16; s++) {
-		while (class_size[c] < s * 16)
-			c++;
-		class_of_16[s] = (uint8_t)c;
-	}
-	pthread_key_create(&tls_key, tls_release);
-}
-
-static inline unsigned size_class(size_t size)
-{
-	return class_of_16[(size + 15) >> 4];
-}
-
-/* off / size, exact for span offsets (< 2^16) and sizes up to 2^16. */
-static inline uint32_t slot_of(const struct class_info *ci, uint32_t off)
-{
-	return (uint32_t)(((uint64_t)off * ci->recip) >> 32);
-}
-
-static inline uintptr_t view_addr(const heap *h, unsigned v, size_t page)
-{
-	return h->base + ((uintptr_t)v << h->vshift) + (page << PAGE_SHIFT);
-}
-
-/* A slot's handed-out address: span head page, span offset. */
-static inline void *slot_addr(const heap *h, size_t head, unsigned cl,
-			      uint32_t off)
-{
-	return (void *)(view_addr(h, home_view(off, cl), head) + off);
-}
-
-static heap *get_heap(const fg_alias_heap *hh)
-{
-	if (!hh) {
-		fg_fail(-FG_EBADTRACKER, "ALIAS heap handle is NULL");
-		return NULL;
-	}
-	if (hh->sig == SIG_DEAD) {
-		fg_fail(-FG_EDESTROYED, "ALIAS heap %p was destroyed",
-			(const void *)hh);
-		return NULL;
-	}
-	if (hh->sig != SIG_LIVE || !hh->impl) {
-		fg_fail(-FG_EBADTRACKER, "%p is not an ALIAS heap handle",
-			(const void *)hh);
-		return NULL;
-	}
-	return hh->impl;
-}
-
-static int heap_err(const fg_alias_heap *hh)
-{
-	return hh && hh->sig == SIG_DEAD ? -FG_EDESTROYED : -FG_EBADTRACKER;
-}
-
 /* ---- the memfd's descriptor -------------------------------------------- */
 
 /* A program under the preload shim knows nothing of the toolkit's
  * descriptors: it may close 3, 4, 5 ... or dup2 its own files over them.
  * So the memfd is moved up, out of the way (fd_rehome), and before each
  * call that would harm another file (ftruncate, mmap, fallocate, close) its
- * number is checked to still name the memfd (fd_is_ours).  When it does
+ * number is checked to still name the memfd (alias_fd_is_ours).  When it does
  * not, the call is skipped: the views, mapped at creation, keep the memfd
  * itself alive, so the heap goes on working; only freed memory stays
  * resident.  The check and the call are not atomic: a program that
  * replaces the descriptor between them is not caught. */
 
 #define FD_FLOOR FG_FD_FLOOR
-
 
 /* One line on stderr, without stdio (the preload shim's malloc may be
  * what is running). */
@@ -341,7 +49,7 @@ static void fd_say(const char *fmt, ...)
 
 /* Whether h->fd still names the heap's memfd; if not, says so once on
  * stderr (what follows from it: consequence). */
-static bool fd_is_ours(heap *h, const char *consequence)
+bool alias_fd_is_ours(heap *h, const char *consequence)
 {
 	struct stat st;
 
@@ -360,7 +68,7 @@ static bool fd_is_ours(heap *h, const char *consequence)
 /* First page (absolute) of a free run of n pages of a pool, aligned to
  * align pages, or -1.  The pages in use in both pools together are at
  * most the capacity. */
-static long pages_alloc(heap *h, unsigned which, size_t n, size_t align)
+long alias_pages_alloc(heap *h, unsigned which, size_t n, size_t align)
 {
 	struct pool *p = &h->pool[which];
 	size_t start;
@@ -427,7 +135,7 @@ out:
 	return r;
 }
 
-static void pages_free(heap *h, size_t first, size_t n)
+void alias_pages_free(heap *h, size_t first, size_t n)
 {
 	struct pool *p = &h->pool[first >= h->pool[1].first];
 
@@ -443,20 +151,20 @@ static void pages_free(heap *h, size_t first, size_t n)
 
 /* Give free pages' memory back (none of them holds an object).  They are
  * prefaulted again when next used. */
-static bool hole(heap *h, size_t first, size_t n)
+bool alias_hole(heap *h, size_t first, size_t n)
 {
 	/* Failure only leaves memory resident; so does a descriptor that
 	 * no longer names the memfd (the pages stay ready then). */
-	if (!fd_is_ours(h, "freed memory is no longer returned to the kernel"))
+	if (!alias_fd_is_ours(h, "freed memory is no longer returned to the kernel"))
 		return false;
 	(void)fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			(off_t)first << PAGE_SHIFT, (off_t)n << PAGE_SHIFT);
 	return true;
 }
 
-static void punch(heap *h, size_t first, size_t n)
+void alias_punch(heap *h, size_t first, size_t n)
 {
-	if (!hole(h, first, n))
+	if (!alias_hole(h, first, n))
 		return;
 	for (size_t pg = first; pg < first + n; pg++)
 		if (atomic_load_explicit(&h->ready[pg], memory_order_relaxed))
@@ -679,7 +387,7 @@ static int prepare_slow(heap *h, const struct need *nd)
 
 /* Make pages [first, first + n) usable through the views they need: page i
  * through views[i % period]. */
-static inline int prepare(heap *h, size_t first, size_t n,
+int alias_prepare(heap *h, size_t first, size_t n,
 			  const uint64_t *views, size_t period)
 {
 	struct need nd = {first, n, period, views};
@@ -688,6 +396,68 @@ static inline int prepare(heap *h, size_t first, size_t n,
 		if (missing(h, &nd, i))
 			return prepare_slow(h, &nd);
 	return 0;
+}
+
+struct class_info alias_classes[NCLASS];
+static uint8_t class_of_16[SMALL_MAX / 16 + 1]; /* (size + 15) / 16 -> class */
+pthread_once_t alias_classes_once = PTHREAD_ONCE_INIT;
+
+static pthread_key_t tls_key;
+
+__thread struct tls_cache alias_tls
+	__attribute__((tls_model("initial-exec")));
+
+static void tls_release(void *unused);
+
+void alias_classes_init(void)
+{
+	for (size_t c = 0; c < NCLASS; c++) {
+		struct class_info *ci = &alias_classes[c];
+
+		ci->size = class_size[c];
+		/* The smallest span that wastes at most 1/32 of itself. */
+		for (ci->pages = 1; ci->pages < MAX_SPAN; ci->pages *= 2) {
+			uint32_t bytes = ci->pages * PAGE;
+
+			if (bytes / ci->size >= 2 &&
+			    bytes % ci->size <= bytes / 32)
+				break;
+		}
+		ci->nslots = ci->pages * PAGE / ci->size;
+		if (ci->nslots > MAX_SLOTS)
+			ci->nslots = MAX_SLOTS;
+		ci->recip = (uint32_t)(((UINT64_C(1) << 32) + ci->size - 1) /
+				       ci->size);
+		ci->bin_lim = 16384 / ci->size;
+		if (ci->bin_lim > BIN_MAX)
+			ci->bin_lim = BIN_MAX;
+		if (ci->bin_lim < 2)
+			ci->bin_lim = 2;
+		for (unsigned k = 0; k < FG_ALIAS_CARD_SIZES; k++)
+			for (uint32_t i = 0; i < ci->nslots; i++)
+				for (uint32_t pg = i * ci->size / PAGE;
+				     pg <= ((i + 1) * ci->size - 1) / PAGE; pg++)
+					ci->pviews[k][pg] |=
+						UINT64_C(1)
+						<< home_view(i * ci->size, k + 6);
+	}
+	for (size_t s = 0, c = 0; s <= SMALL_MAX / 16; s++) {
+		while (class_size[c] < s * 16)
+			c++;
+		class_of_16[s] = (uint8_t)c;
+	}
+	pthread_key_create(&tls_key, tls_release);
+}
+
+static inline unsigned size_class(size_t size)
+{
+	return class_of_16[(size + 15) >> 4];
+}
+
+/* off / size, exact for span offsets (< 2^16) and sizes up to 2^16. */
+static inline uint32_t slot_of(const struct class_info *ci, uint32_t off)
+{
+	return (uint32_t)(((uint64_t)off * ci->recip) >> 32);
 }
 
 /* ---- size classes ------------------------------------------------------- */
@@ -704,7 +474,7 @@ static void partial_push(heap *h, struct class_state *cs, size_t pg)
 	cs->npartial++;
 }
 
-static void partial_unlink(heap *h, struct class_state *cs, size_t pg)
+void alias_partial_unlink(heap *h, struct class_state *cs, size_t pg)
 {
 	struct pdesc *d = &h->pd[pg];
 
@@ -717,16 +487,8 @@ static void partial_unlink(heap *h, struct class_state *cs, size_t pg)
 	cs->npartial--;
 }
 
-/* The ordering comes from info's release/acquire; aux is atomic only
- * because a collection may read a page's being rewritten (then it reads
- * info FREE or the new layout, and no live object is concerned). */
-static inline uint32_t aux_of(const heap *h, size_t pg)
-{
-	return atomic_load_explicit(&h->pd[pg].aux, memory_order_relaxed);
-}
-
 /* Publish the layout of a run: later pages first, the head last. */
-static void set_run(heap *h, size_t head, size_t n, uint32_t info)
+void alias_set_run(heap *h, size_t head, size_t n, uint32_t info)
 {
 	for (size_t i = 1; i < n; i++) {
 		atomic_store_explicit(&h->pd[head + i].aux, (uint32_t)head,
@@ -742,7 +504,7 @@ static void set_run(heap *h, size_t head, size_t n, uint32_t info)
  * class c at card size 1 << cl, all its slots available, and publish it. */
 static void layout(heap *h, unsigned c, size_t head, unsigned cl)
 {
-	const struct class_info *ci = &classes[c];
+	const struct class_info *ci = &alias_classes[c];
 	struct pdesc *d = &h->pd[head];
 
 	d->navail = ci->nslots;
@@ -750,7 +512,7 @@ static void layout(heap *h, unsigned c, size_t head, unsigned cl)
 	memset(d->avail, 0, sizeof d->avail);
 	for (uint32_t i = 0; i < ci->nslots; i++)
 		d->avail[i / 64] |= UINT64_C(1) << (i % 64);
-	set_run(h, head, ci->pages, INFO(PK_SMALL, c, cl));
+	alias_set_run(h, head, ci->pages, INFO(PK_SMALL, c, cl));
 }
 
 /* Spans to carve at once for class c: while the heap grows at its top (no
@@ -781,24 +543,24 @@ static size_t batch(heap *h, const struct class_info *ci,
 /* Carve fresh spans for class c at the current card size (class lock). */
 static int carve(heap *h, unsigned c)
 {
-	const struct class_info *ci = &classes[c];
+	const struct class_info *ci = &alias_classes[c];
 	struct class_state *cs = &h->cls[c];
 	unsigned cl = (unsigned)__builtin_ctzl(atomic_load(&h->card));
 	size_t k = batch(h, ci, cs);
-	long pg = pages_alloc(h, POOL_SPANS, k * ci->pages, 1);
+	long pg = alias_pages_alloc(h, POOL_SPANS, k * ci->pages, 1);
 	int rc;
 
 	if (pg < 0 && k > 1) {
 		k = 1;
-		pg = pages_alloc(h, POOL_SPANS, ci->pages, 1);
+		pg = alias_pages_alloc(h, POOL_SPANS, ci->pages, 1);
 	}
 	if (pg < 0)
 		return fg_fail(-ENOMEM, "ALIAS heap full (capacity %zu bytes)",
 			       h->cap);
-	rc = prepare(h, (size_t)pg, k * ci->pages, ci->pviews[cl - 6],
+	rc = alias_prepare(h, (size_t)pg, k * ci->pages, ci->pviews[cl - 6],
 		     ci->pages);
 	if (rc) {
-		pages_free(h, (size_t)pg, k * ci->pages);
+		alias_pages_free(h, (size_t)pg, k * ci->pages);
 		return rc;
 	}
 	/* The first span ends up first in the list: used in address order. */
@@ -815,14 +577,14 @@ static int carve(heap *h, unsigned c)
  * out afresh, so that new objects get the current cards (class lock). */
 static void recarve(heap *h, unsigned c, size_t head)
 {
-	const struct class_info *ci = &classes[c];
+	const struct class_info *ci = &alias_classes[c];
 	unsigned cl = (unsigned)__builtin_ctzl(atomic_load(&h->card));
 	uint32_t info = atomic_load_explicit(&h->pd[head].info,
 					     memory_order_relaxed);
 
 	if (INFO_CL(info) == cl || h->pd[head].navail != ci->nslots)
 		return;
-	if (prepare(h, head, ci->pages, ci->pviews[cl - 6], ci->pages))
+	if (alias_prepare(h, head, ci->pages, ci->pviews[cl - 6], ci->pages))
 		return; /* keeps its cards */
 	layout(h, c, head, cl);
 }
@@ -831,7 +593,7 @@ static void recarve(heap *h, unsigned c, size_t head)
 static int refill(heap *h, unsigned c, struct bin *b, uint32_t want)
 {
 	struct class_state *cs = &h->cls[c];
-	const struct class_info *ci = &classes[c];
+	const struct class_info *ci = &alias_classes[c];
 	int rc = 0;
 
 	pthread_mutex_lock(&cs->lock);
@@ -862,46 +624,17 @@ static int refill(heap *h, unsigned c, struct bin *b, uint32_t want)
 		atomic_store_explicit(&d->navail_stat, d->navail,
 				      memory_order_relaxed);
 		if (!d->navail)
-			partial_unlink(h, cs, head);
+			alias_partial_unlink(h, cs, head);
 	}
 	pthread_mutex_unlock(&cs->lock);
 	return b->n ? 0 : rc;
-}
-
-/* Where an address lies: view, page, offset in page; for a span, its head
- * page and the offset in the span. */
-struct where {
-	unsigned v;
-	size_t pg, head;
-	uint32_t off, soff, info;
-};
-
-static inline bool locate(const heap *h, const void *p, struct where *w)
-{
-	uintptr_t a = (uintptr_t)p - h->base;
-
-	*w = (struct where){0};
-	if (a >= (uintptr_t)NVIEWS << h->vshift)
-		return false;
-	w->v = (unsigned)(a >> h->vshift);
-	w->pg = (a & (((uintptr_t)1 << h->vshift) - 1)) >> PAGE_SHIFT;
-	w->off = (uint32_t)(a & (PAGE - 1));
-	w->head = w->pg;
-	w->info = atomic_load_explicit(&h->pd[w->pg].info, memory_order_acquire);
-	if (INFO_KIND(w->info) == PK_TAIL) {
-		w->head = aux_of(h, w->pg);
-		w->info = atomic_load_explicit(&h->pd[w->head].info,
-					       memory_order_acquire);
-	}
-	w->soff = (uint32_t)((w->pg - w->head) << PAGE_SHIFT) + w->off;
-	return true;
 }
 
 /* The slot p (located as w) is the start of, reached through its home
  * view; false if p is no slot's start. */
 static inline bool small_slot(const struct where *w, uint32_t *slot)
 {
-	const struct class_info *ci = &classes[INFO_CLASS(w->info)];
+	const struct class_info *ci = &alias_classes[INFO_CLASS(w->info)];
 	uint32_t i = slot_of(ci, w->soff);
 
 	*slot = i;
@@ -910,10 +643,10 @@ static inline bool small_slot(const struct where *w, uint32_t *slot)
 }
 
 /* Return n slots of class c (already not live) to their spans. */
-static void flush(heap *h, unsigned c, void *const *v, uint32_t n)
+void alias_flush(heap *h, unsigned c, void *const *v, uint32_t n)
 {
 	struct class_state *cs = &h->cls[c];
-	const struct class_info *ci = &classes[c];
+	const struct class_info *ci = &alias_classes[c];
 
 	pthread_mutex_lock(&cs->lock);
 	for (uint32_t k = 0; k < n; k++) {
@@ -933,11 +666,11 @@ static void flush(heap *h, unsigned c, void *const *v, uint32_t n)
 		 * class at the card size of its next carving.  A few stay:
 		 * their views' pages are mapped and warm already. */
 		if (d->navail == ci->nslots && ++cs->nempty > cs->nspans / 16 + 1) {
-			partial_unlink(h, cs, w.head);
+			alias_partial_unlink(h, cs, w.head);
 			cs->nempty--;
 			cs->nspans--;
-			set_run(h, w.head, ci->pages, INFO(PK_FREE, 0, 0));
-			pages_free(h, w.head, ci->pages);
+			alias_set_run(h, w.head, ci->pages, INFO(PK_FREE, 0, 0));
+			alias_pages_free(h, w.head, ci->pages);
 		}
 	}
 	pthread_mutex_unlock(&cs->lock);
@@ -947,43 +680,43 @@ static void flush(heap *h, unsigned c, void *const *v, uint32_t n)
 
 static bool heap_alive(const heap *h, uint64_t uid)
 {
-	for (heap *p = heaps_live; p; p = p->next_live)
+	for (heap *p = alias_heaps_live; p; p = p->next_live)
 		if (p == h && p->uid == uid)
 			return true;
 	return false;
 }
 
 /* Give the calling thread's cache back to its heap, if that still lives
- * (heaps_lock held). */
+ * (alias_heaps_lock held). */
 static void tls_drop(void)
 {
-	if (tls.h && heap_alive(tls.h, tls.uid)) {
+	if (alias_tls.h && heap_alive(alias_tls.h, alias_tls.uid)) {
 		for (unsigned c = 0; c < NCLASS; c++) {
-			struct bin *b = &tls.c->bins[c];
+			struct bin *b = &alias_tls.c->bins[c];
 
 			if (b->n)
-				flush(tls.h, c, b->v, b->n);
+				alias_flush(alias_tls.h, c, b->v, b->n);
 			b->n = 0;
 		}
-		tls.c->in_use = false;
+		alias_tls.c->in_use = false;
 	}
-	tls.h = NULL;
-	tls.c = NULL;
+	alias_tls.h = NULL;
+	alias_tls.c = NULL;
 }
 
 static void tls_release(void *unused)
 {
 	(void)unused;
-	pthread_mutex_lock(&heaps_lock);
+	pthread_mutex_lock(&alias_heaps_lock);
 	tls_drop();
-	pthread_mutex_unlock(&heaps_lock);
+	pthread_mutex_unlock(&alias_heaps_lock);
 }
 
 static struct tcache *cache_slow(heap *h)
 {
 	struct tcache *c;
 
-	pthread_mutex_lock(&heaps_lock);
+	pthread_mutex_lock(&alias_heaps_lock);
 	tls_drop();
 	for (c = h->caches; c && c->in_use; c = c->next)
 		;
@@ -996,19 +729,19 @@ static struct tcache *cache_slow(heap *h)
 	}
 	if (c) {
 		c->in_use = true;
-		tls.h = h;
-		tls.uid = h->uid;
-		tls.c = c;
+		alias_tls.h = h;
+		alias_tls.uid = h->uid;
+		alias_tls.c = c;
 		pthread_setspecific(tls_key, c); /* for tls_release at exit */
 	}
-	pthread_mutex_unlock(&heaps_lock);
+	pthread_mutex_unlock(&alias_heaps_lock);
 	return c;
 }
 
 static inline struct tcache *cache_of(heap *h)
 {
-	if (__builtin_expect(tls.h == h && tls.uid == h->uid, 1))
-		return tls.c;
+	if (__builtin_expect(alias_tls.h == h && alias_tls.uid == h->uid, 1))
+		return alias_tls.c;
 	return cache_slow(h);
 }
 
@@ -1024,7 +757,7 @@ static void *large_alloc(heap *h, size_t size, size_t align_pages)
 		errno = ENOMEM;
 		return NULL;
 	}
-	pg = pages_alloc(h, POOL_LARGE, n, align_pages);
+	pg = alias_pages_alloc(h, POOL_LARGE, n, align_pages);
 	if (pg < 0) {
 		fg_fail(-ENOMEM, "ALIAS heap full (capacity %zu bytes)", h->cap);
 		errno = ENOMEM;
@@ -1032,13 +765,13 @@ static void *large_alloc(heap *h, size_t size, size_t align_pages)
 	}
 	static const uint64_t view0 = 1;
 
-	if (prepare(h, (size_t)pg, n, &view0, 1)) {
-		pages_free(h, (size_t)pg, n);
+	if (alias_prepare(h, (size_t)pg, n, &view0, 1)) {
+		alias_pages_free(h, (size_t)pg, n);
 		errno = ENOMEM;
 		return NULL;
 	}
 	atomic_store_explicit(&h->pd[pg].aux, (uint32_t)n, memory_order_relaxed);
-	set_run(h, (size_t)pg, n, INFO(PK_LARGE, 0, 0));
+	alias_set_run(h, (size_t)pg, n, INFO(PK_LARGE, 0, 0));
 	return (void *)view_addr(h, 0, (size_t)pg);
 }
 
@@ -1055,13 +788,13 @@ static void *small_alloc(heap *h, unsigned c)
 		return NULL;
 	}
 	b = &tc->bins[c];
-	if (!b->n && refill(h, c, b, (classes[c].bin_lim + 1) / 2)) {
+	if (!b->n && refill(h, c, b, (alias_classes[c].bin_lim + 1) / 2)) {
 		errno = ENOMEM;
 		return NULL;
 	}
 	p = b->v[--b->n];
 	locate(h, p, &w);
-	i = slot_of(&classes[c], w.soff);
+	i = slot_of(&alias_classes[c], w.soff);
 	atomic_fetch_or_explicit(&h->pd[w.head].live[i / 64],
 				 UINT64_C(1) << (i % 64), memory_order_relaxed);
 	return p;
@@ -1126,10 +859,10 @@ static int free_large(heap *h, const struct where *w, const void *p)
 	    !atomic_compare_exchange_strong(&d->info, &info, INFO(PK_FREE, 0, 0)))
 		return fg_fail(-EINVAL, "ALIAS: %p is not a live object (freed "
 					"twice, or not an object's start)", p);
-	set_run(h, w->pg, n, INFO(PK_FREE, 0, 0));
+	alias_set_run(h, w->pg, n, INFO(PK_FREE, 0, 0));
 	if (n >= PUNCH_PAGES)
-		punch(h, w->pg, n);
-	pages_free(h, w->pg, n);
+		alias_punch(h, w->pg, n);
+	alias_pages_free(h, w->pg, n);
 	return 0;
 }
 
@@ -1164,14 +897,14 @@ int fg_alias_free(fg_alias_heap *hh, void *p)
 	c = INFO_CLASS(w.info);
 	tc = cache_of(h);
 	if (!tc) { /* no cache: straight back to its span */
-		flush(h, c, &p, 1);
+		alias_flush(h, c, &p, 1);
 		return 0;
 	}
 	b = &tc->bins[c];
-	if (b->n == classes[c].bin_lim) {
+	if (b->n == alias_classes[c].bin_lim) {
 		uint32_t half = (b->n + 1) / 2;
 
-		flush(h, c, b->v, half);
+		alias_flush(h, c, b->v, half);
 		memmove(b->v, b->v + half, (b->n - half) * sizeof *b->v);
 		b->n -= half;
 	}
@@ -1193,7 +926,7 @@ static size_t usable(heap *h, const void *p)
 	if (!small_slot(&w, &i) ||
 	    !(atomic_load(&h->pd[w.head].live[i / 64]) & (UINT64_C(1) << (i % 64))))
 		return 0;
-	return classes[INFO_CLASS(w.info)].size;
+	return alias_classes[INFO_CLASS(w.info)].size;
 }
 
 size_t fg_alias_usable_size(fg_alias_heap *hh, const void *p)
@@ -1236,6 +969,11 @@ void *fg_alias_realloc(fg_alias_heap *hh, void *p, size_t size)
 	fg_alias_free(hh, p);
 	return n;
 }
+
+/* Live heaps (the TLS cache check). */
+pthread_mutex_t alias_heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+heap *alias_heaps_live;
+static uint64_t heaps_uid;
 
 /* ---- heaps --------------------------------------------------------------- */
 
@@ -1306,7 +1044,7 @@ static int map_views(heap *h)
 	}
 	h->fd_dev = st.st_dev;
 	h->fd_ino = st.st_ino;
-	if (!fd_is_ours(h, "no heap"))
+	if (!alias_fd_is_ours(h, "no heap"))
 		return fg_fail(-EBADF, "ALIAS: the memfd's descriptor %d was "
 				       "replaced while the heap was created",
 			       h->fd);
@@ -1327,7 +1065,7 @@ static int map_views(heap *h)
 	r = (uintptr_t)h->resv;
 	a = (r + MAX_ALIGN - 1) & ~(MAX_ALIGN - 1);
 	h->base = a;
-	if (!fd_is_ours(h, "no heap"))
+	if (!alias_fd_is_ours(h, "no heap"))
 		return fg_fail(-EBADF, "ALIAS: the memfd's descriptor %d was "
 				       "replaced while the heap was created",
 			       h->fd);
@@ -1349,7 +1087,7 @@ static void heap_free(heap *h)
 		fg_tracker_destroy(h->t);
 	if (h->resv)
 		munmap(h->resv, h->resv_len);
-	if (h->fd >= 0 && fd_is_ours(h, "not closed"))
+	if (h->fd >= 0 && alias_fd_is_ours(h, "not closed"))
 		close(h->fd);
 	if (h->pd)
 		munmap(h->pd, h->pd_len);
@@ -1384,7 +1122,7 @@ int fg_alias_heap_create(const fg_alias_options *opt, fg_alias_heap **out)
 	heap *h;
 	int rc;
 
-	pthread_once(&classes_once, classes_init);
+	pthread_once(&alias_classes_once, alias_classes_init);
 	if (!out)
 		return fg_fail(-EINVAL, "fg_alias_heap_create: out is NULL");
 	if (opt)
@@ -1463,11 +1201,11 @@ int fg_alias_heap_create(const fg_alias_options *opt, fg_alias_heap **out)
 			     h->npages);
 		goto err;
 	}
-	pthread_mutex_lock(&heaps_lock);
+	pthread_mutex_lock(&alias_heaps_lock);
 	h->uid = ++heaps_uid;
-	h->next_live = heaps_live;
-	heaps_live = h;
-	pthread_mutex_unlock(&heaps_lock);
+	h->next_live = alias_heaps_live;
+	alias_heaps_live = h;
+	pthread_mutex_unlock(&alias_heaps_lock);
 	hh->impl = h;
 	hh->sig = SIG_LIVE;
 	*out = hh;
@@ -1490,18 +1228,18 @@ int fg_alias_heap_destroy(fg_alias_heap *hh)
 
 	if (!h)
 		return heap_err(hh);
-	pthread_mutex_lock(&heaps_lock);
-	for (heap **pp = &heaps_live; *pp; pp = &(*pp)->next_live) {
+	pthread_mutex_lock(&alias_heaps_lock);
+	for (heap **pp = &alias_heaps_live; *pp; pp = &(*pp)->next_live) {
 		if (*pp == h) {
 			*pp = h->next_live;
 			break;
 		}
 	}
-	if (tls.h == h) {
-		tls.h = NULL;
-		tls.c = NULL;
+	if (alias_tls.h == h) {
+		alias_tls.h = NULL;
+		alias_tls.c = NULL;
 	}
-	pthread_mutex_unlock(&heaps_lock);
+	pthread_mutex_unlock(&alias_heaps_lock);
 	hh->sig = SIG_DEAD; /* the handle's few bytes stay, as a tombstone */
 	hh->impl = NULL;
 	heap_free(h);
@@ -1571,7 +1309,7 @@ static int translate(heap *h, unsigned v, size_t pg, struct last *last,
 	}
 	if (INFO_KIND(info) != PK_SMALL) /* free: no live object written */
 		return 0;
-	ci = &classes[INFO_CLASS(info)];
+	ci = &alias_classes[INFO_CLASS(info)];
 	cl = INFO_CL(info);
 	pstart = (uint32_t)((pg - head) << PAGE_SHIFT);
 	k0 = v * 64;
@@ -1707,7 +1445,7 @@ int fg_alias_objects(fg_alias_heap *hh, const void *card, size_t len,
 			   (size_t)aux_of(h, x.head) * PAGE, arg);
 			count++;
 		} else if (INFO_KIND(x.info) == PK_SMALL) {
-			const struct class_info *ci = &classes[INFO_CLASS(x.info)];
+			const struct class_info *ci = &alias_classes[INFO_CLASS(x.info)];
 			unsigned cl = INFO_CL(x.info);
 			uint32_t lo = x.soff + s, hi = x.soff + e;
 
@@ -1811,29 +1549,29 @@ int fg_alias_trim(fg_alias_heap *hh, size_t *released)
 		return heap_err(hh);
 	/* The calling thread's cached slots go back to their spans, and every
 	 * span left empty (kept for reuse) to the pool. */
-	if (tls.h == h && tls.uid == h->uid) {
+	if (alias_tls.h == h && alias_tls.uid == h->uid) {
 		for (unsigned c = 0; c < NCLASS; c++) {
-			struct bin *b = &tls.c->bins[c];
+			struct bin *b = &alias_tls.c->bins[c];
 
 			if (b->n)
-				flush(h, c, b->v, b->n);
+				alias_flush(h, c, b->v, b->n);
 			b->n = 0;
 		}
 	}
 	for (unsigned c = 0; c < NCLASS; c++) {
 		struct class_state *cs = &h->cls[c];
-		const struct class_info *ci = &classes[c];
+		const struct class_info *ci = &alias_classes[c];
 
 		pthread_mutex_lock(&cs->lock);
 		for (int32_t pg = cs->partial, next; pg >= 0; pg = next) {
 			next = h->pd[pg].next;
 			if (h->pd[pg].navail != ci->nslots)
 				continue;
-			partial_unlink(h, cs, (size_t)pg);
+			alias_partial_unlink(h, cs, (size_t)pg);
 			cs->nempty--;
 			cs->nspans--;
-			set_run(h, (size_t)pg, ci->pages, INFO(PK_FREE, 0, 0));
-			pages_free(h, (size_t)pg, ci->pages);
+			alias_set_run(h, (size_t)pg, ci->pages, INFO(PK_FREE, 0, 0));
+			alias_pages_free(h, (size_t)pg, ci->pages);
 		}
 		pthread_mutex_unlock(&cs->lock);
 	}
@@ -1847,7 +1585,7 @@ int fg_alias_trim(fg_alias_heap *hh, size_t *released)
 			while (j < p->top && (p->freebits[j / 64] >> (j % 64) & 1))
 				j++;
 			if (j > i) {
-				punch(h, p->first + i, j - i);
+				alias_punch(h, p->first + i, j - i);
 				total += (j - i) * PAGE;
 				i = j;
 			} else {
@@ -1863,8 +1601,8 @@ int fg_alias_trim(fg_alias_heap *hh, size_t *released)
 
 			if (cend > end)
 				cend = end;
-			punch(h, top, cend - top);
-			hole(h, cend, end - cend);
+			alias_punch(h, top, cend - top);
+			alias_hole(h, cend, end - cend);
 		}
 	}
 	pthread_mutex_unlock(&h->pages_lock);
@@ -1907,7 +1645,7 @@ int fg_alias_get_stats(fg_alias_heap *hh, fg_alias_stats *out)
 				s.large_pages += aux_of(h, pg);
 				s.allocated_bytes += (uint64_t)aux_of(h, pg) * PAGE;
 			} else if (INFO_KIND(info) == PK_SMALL) {
-				const struct class_info *ci = &classes[INFO_CLASS(info)];
+				const struct class_info *ci = &alias_classes[INFO_CLASS(info)];
 
 				for (unsigned w = 0; w < MAX_SLOTS / 64; w++)
 					live += (uint64_t)__builtin_popcountll(
@@ -1947,10 +1685,10 @@ int fg_alias_get_stats(fg_alias_heap *hh, fg_alias_stats *out)
 	else
 		s.pte_bytes_estimate = ptes * PAGE;
 	s.pte_bytes_estimate += pmd_views * PAGE;
-	pthread_mutex_lock(&heaps_lock);
+	pthread_mutex_lock(&alias_heaps_lock);
 	for (struct tcache *c = h->caches; c; c = c->next)
 		ncaches++;
-	pthread_mutex_unlock(&heaps_lock);
+	pthread_mutex_unlock(&alias_heaps_lock);
 	s.metadata_bytes = table_len(top[0], sizeof *h->pd) +
 			   table_len(top[1], sizeof *h->pd) +
 			   table_len(h->npages / 64, 8) +
