@@ -12,7 +12,7 @@
  * Where a request goes:
  *   - before and during the heap's creation, and for allocations the
  *     toolkit itself makes while serving one (guard > 0 on this thread:
- *     alias.c's thread caches and segment tables, the tracker's regions),
+ *     ALIAS's thread caches and segment tables, the tracker's regions),
  *     to glibc (found with dlsym(RTLD_NEXT, ...)) or, until glibc is found,
  *     to a static bootstrap arena (a bump allocator; free is a no-op there,
  *     realloc copies out of it);
@@ -32,7 +32,7 @@
  * say), the shim says so once on stderr and serves everything from glibc.
  *
  * fork: the heap's views are shared mappings of a memfd, so a child would
- * share the heap's bytes with its parent, and alias.c's locks may be held
+ * share the heap's bytes with its parent, and ALIAS's locks may be held
  * by threads the child lacks.  So in a child (pthread_atfork) the shim
  * never calls into the heap's locks again: new requests go to glibc, free
  * of a heap object is a no-op, realloc copies it out to glibc.  And with
@@ -49,7 +49,7 @@
  * under which bash, for one, corrupts its parent and crashes).
  *
  * Descriptors: programs close or dup2 over low numbers (3, 4, 5 ...) they
- * think are free.  The heap's memfd (alias.c) and stats_fd here live at
+ * think are free.  The heap's memfd (alias_mem.c) and stats_fd here live at
  * FD_FLOOR and above, and each is checked by inode before a use that would
  * harm another file.
  *
@@ -612,7 +612,7 @@ static const char *copy_heap(void)
 {
 	size_t len = (heap_hi - heap_lo) / FG_ALIAS_VIEWS_MAX;
 	int src = mfd.fd, dst;
-	bool ours = true; /* src is the number alias.c holds */
+	bool ours = true; /* src is the number the ALIAS heap holds */
 	off_t off = 0;
 	struct stat st;
 
