@@ -218,3 +218,10 @@ char *ch_slurp(const char *path, size_t *len, bool must)
 		*len = n;
 	return buf;
 }
+
+const char *ch_tail(const char *s, size_t n)
+{
+	size_t len = strlen(s);
+
+	return len > n ? s + len - n : s;
+}

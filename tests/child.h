@@ -57,6 +57,10 @@ struct ch_run {
 struct ch_run ch_run(const char *const *argv, char **env,
 		     const struct ch_io *io, int limit);
 
+/* The last n bytes of s (all of it if shorter): a child's output in a
+ * failure message. */
+const char *ch_tail(const char *s, size_t n);
+
 /* How a wait status (or -1 from ch_run, limit as given it) reads, in buf. */
 const char *ch_how(int status, int limit, char *buf, size_t len);
 

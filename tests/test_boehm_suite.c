@@ -90,12 +90,6 @@ static void setup(void)
 TestSuite(boehm_suite, .init = setup, .fini = ch_rmdir,
 	  .timeout = TEST_TIMEOUT);
 
-static const char *tail(const char *s)
-{
-	size_t n = strlen(s);
-
-	return n > TAIL ? s + n - TAIL : s;
-}
 
 static int run_limit(void)
 {
@@ -185,7 +179,7 @@ static void assert_adapter_ran(const char *what, struct report rp,
 	cr_assert(rp.found,
 		  "%s: no report from the preloaded %s (did the program exit "
 		  "through exit()?)\n--- output (tail) ---\n%s",
-		  what, report_so, tail(out));
+		  what, report_so, ch_tail(out, TAIL));
 	cr_assert_str_eq(rp.lib, "adapter",
 			 "%s ran on a libgc without GC_fg_backend (stock "
 			 "Boehm?), not the adapter's",
@@ -193,12 +187,12 @@ static void assert_adapter_ran(const char *what, struct report rp,
 	cr_assert_eq(rp.incremental, 1,
 		     "%s: incremental mode was off at exit despite "
 		     "GC_ENABLE_INCREMENTAL=1\n--- output (tail) ---\n%s",
-		     what, tail(out));
+		     what, ch_tail(out, TAIL));
 	cr_assert_str_eq(rp.backend, backend,
 			 "%s: GC_fg_backend() = %s at exit, want %s (\"-\": "
 			 "the adapter was not supplying dirty bits)\n--- "
 			 "output (tail) ---\n%s",
-			 what, rp.backend, backend, tail(out));
+			 what, rp.backend, backend, ch_tail(out, TAIL));
 	cr_assert_eq(rp.card, card, "%s: GC_fg_get_card_size() = %zu, want %zu",
 		     what, rp.card, card);
 }
@@ -271,7 +265,7 @@ static void boehm_program(const char *prog, const char *backend, size_t card)
 				    "hang fixed in vm/run.c is back?): "
 				    "running it once more\n--- output (tail) "
 				    "---\n%s",
-				    what, run_limit() / 2, tail(r.out));
+				    what, run_limit() / 2, ch_tail(r.out, TAIL));
 			free(r.out);
 			unlink(report);
 			r = run(argv, env, ch_path("out"), NULL);
@@ -284,7 +278,7 @@ static void boehm_program(const char *prog, const char *backend, size_t card)
 	cr_log_info("%s: %s, %.2f s", what, how(r.status, st, sizeof st),
 		    r.secs);
 	cr_assert(r.status == 0, "%s: %s after %.1f s\n--- output (tail) ---\n%s",
-		  what, how(r.status, st, sizeof st), r.secs, tail(r.out));
+		  what, how(r.status, st, sizeof st), r.secs, ch_tail(r.out, TAIL));
 	rp = read_report(report, r.pid);
 	if (rp.found && !strcmp(rp.lib, "none"))
 		cr_skip_test("%s exited 0 without loading libgc (%s%.*s%s): "
@@ -541,7 +535,7 @@ static void guile(const char *backend, bool check, bool autocard)
 		    how(ref.status, st, sizeof st), ref.secs);
 	cr_assert(ref.status == 0, "guile on the stock libgc: %s\n--- stderr "
 		  "(tail) ---\n%s",
-		  how(ref.status, st, sizeof st), tail(ref.err));
+		  how(ref.status, st, sizeof st), ch_tail(ref.err, TAIL));
 	mapped_libgc(ref.err, mapped, sizeof mapped);
 	cr_assert(mapped[0] && strcmp(mapped, ours_real) != 0,
 		  "the reference run mapped \"%s\", not a stock libgc", mapped);
@@ -575,7 +569,7 @@ static void guile(const char *backend, bool check, bool autocard)
 		    how(r.status, st, sizeof st), r.secs);
 	cr_assert(r.status == 0, "guile on the adapter (FG_BACKEND=%s): %s "
 		  "after %.1f s\n--- stderr (tail) ---\n%s",
-		  backend, how(r.status, st, sizeof st), r.secs, tail(r.err));
+		  backend, how(r.status, st, sizeof st), r.secs, ch_tail(r.err, TAIL));
 	mapped_libgc(r.err, mapped, sizeof mapped);
 	cr_assert_str_eq(mapped, ours_real,
 			 "guile mapped %s, not the adapter's libgc",
@@ -584,7 +578,7 @@ static void guile(const char *backend, bool check, bool autocard)
 			 "gc-heavy.scm printed different output on the "
 			 "adapter (FG_BACKEND=%s)\n--- stock ---\n%s\n--- "
 			 "adapter ---\n%s\n--- adapter stderr (tail) ---\n%s",
-			 backend, ref.out, r.out, tail(r.err));
+			 backend, ref.out, r.out, ch_tail(r.err, TAIL));
 	rp = read_report(report, r.pid);
 	assert_adapter_ran("guile gc-heavy.scm", rp, backend, 64, r.err);
 	if (check) {
@@ -596,7 +590,7 @@ static void guile(const char *backend, bool check, bool autocard)
 				      &n, &missed) == 2,
 			  "no FG_BOEHM_CHECK verdict on stderr\n--- stderr "
 			  "(tail) ---\n%s",
-			  tail(r.err));
+			  ch_tail(r.err, TAIL));
 		cr_assert(n >= 10 && missed == 0,
 			  "FG_BOEHM_CHECK: %lu retrievals, %lu changed lines "
 			  "not reported",
@@ -614,7 +608,7 @@ static void guile(const char *backend, bool check, bool autocard)
 				      &off, &on) == 2,
 			  "no FG_CARD=auto summary on stderr (FG_BOEHM_CHECK "
 			  "prints it)\n--- stderr (tail) ---\n%s",
-			  tail(r.err));
+			  ch_tail(r.err, TAIL));
 		/* Both switches ran under the oracle. */
 		cr_assert(off >= 1 && on >= 1,
 			  "FG_CARD=auto turned the twins off %lu times and on "

@@ -72,12 +72,6 @@ static void setup(void)
 TestSuite(racket_suite, .init = setup, .fini = ch_rmdir,
 	  .timeout = TEST_TIMEOUT);
 
-static const char *tail(const char *s)
-{
-	size_t n = strlen(s);
-
-	return n > TAIL ? s + n - TAIL : s;
-}
 
 static void require_racket(void)
 {
@@ -120,8 +114,8 @@ static void assert_ok(struct run r, const char *what)
 	char how[128];
 
 	cr_assert(r.status == 0, "%s: %s\nstdout:\n%s\nstderr:\n%s", what,
-		  ch_how(r.status, RUN_LIMIT, how, sizeof how), tail(r.out),
-		  tail(r.err));
+		  ch_how(r.status, RUN_LIMIT, how, sizeof how), ch_tail(r.out, TAIL),
+		  ch_tail(r.err, TAIL));
 }
 
 /* The stock barrier's run, then the port's on BACKEND (optionally under
@@ -162,14 +156,14 @@ static void program(const char *prog, const char *args, const char *backend,
 	cr_assert(strstr(f.err, "GCs tracked") &&
 			  !strstr(f.err, " 0 GCs tracked"),
 		  "%s: the port did not track a collector:\n%s", prog,
-		  tail(f.err));
+		  ch_tail(f.err, TAIL));
 	if (check) {
 		const char *v = strstr(f.err, "changed lines not reported");
 
-		cr_assert(v, "%s: no check verdict:\n%s", prog, tail(f.err));
+		cr_assert(v, "%s: no check verdict:\n%s", prog, ch_tail(f.err, TAIL));
 		cr_assert(!strstr(f.err, " 1 changed lines") &&
 				  strstr(f.err, " 0 changed lines not reported"),
-			  "%s: misses:\n%s", prog, tail(f.err));
+			  "%s: misses:\n%s", prog, ch_tail(f.err, TAIL));
 	}
 	cr_log_info("%s on %s%s: %.*s (stock %.2f s, port %.2f s)", prog,
 		    backend, check ? " under the check" : "",
@@ -348,7 +342,7 @@ static void raco(const char *const *files, const char *what)
 	raco_summary(st.out, sb, sizeof sb);
 	raco_summary(fg.out, fb, sizeof fb);
 	cr_assert(strstr(sb, "passed"), "%s: stock: no summary:\n%s", what,
-		  tail(st.out));
+		  ch_tail(st.out, TAIL));
 	cr_assert_str_eq(fb, sb, "%s: the port: %s; stock: %s", what, fb, sb);
 	cr_log_info("%s: %s on both (stock %.1f s, port %.1f s)", what, sb,
 		    st.secs, fg.secs);
@@ -406,7 +400,7 @@ Test(racket_suite, raco_make_zo)
 	assert_ok(fg, "port: raco make");
 	df = run(diff, stock_env, "make-diff");
 	cr_assert(df.status == 0, "the compiled trees differ:\n%s",
-		  tail(df.out));
+		  ch_tail(df.out, TAIL));
 	n = run(count, stock_env, "make-count");
 	{
 		size_t zo = 0;
