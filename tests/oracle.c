@@ -281,7 +281,7 @@ static void form_error(char *form, size_t formlen, const char *fmt, ...)
 }
 
 static int collect_iter(fg_tracker *t, orc_region *r, size_t n, size_t card,
-			char *form, size_t formlen)
+			unsigned flags, char *form, size_t formlen)
 {
 	uintptr_t prev_end = 0;
 	const orc_region *prev_reg = NULL;
@@ -289,7 +289,7 @@ static int collect_iter(fg_tracker *t, orc_region *r, size_t n, size_t card,
 	fg_range rg;
 	int rc, count = 0, more;
 
-	rc = fg_collect(t, &it);
+	rc = flags ? fg_collect_flags(t, &it, flags) : fg_collect(t, &it);
 	if (rc < 0)
 		return rc;
 	while ((more = fg_iter_next(&it, &rg)) == 1) {
@@ -422,12 +422,14 @@ int orc_collect(fg_tracker *t, orc_region *r, size_t n, orc_method m,
 		form[0] = 0;
 	for (size_t i = 0; i < n; i++)
 		memset(r[i].reported, 0, words(r[i].nlines) * 8);
-	if (m == ORC_ITER) {
+	if (m == ORC_ITER || m == ORC_PEEK) {
 		/* A new card size takes effect at the collection: read the
 		 * size after it, when it is the one the ranges use. */
 		char tmp[512] = "";
 
-		rc = collect_iter(t, r, n, ORC_LINE, tmp, sizeof tmp);
+		rc = collect_iter(t, r, n, ORC_LINE,
+				  m == ORC_PEEK ? FG_COLLECT_PEEK : 0, tmp,
+				  sizeof tmp);
 		if (rc < 0)
 			return rc;
 		c = fg_card_size(t);
@@ -988,7 +990,7 @@ size_t orc_kernel_write(orc_sched *s, orc_kop m, bool mark, uint8_t *dst,
 
 static const char *method_name(orc_method m)
 {
-	return m == ORC_ITER ? "iterator" : "bitmap";
+	return m == ORC_ITER ? "iterator" : m == ORC_PEEK ? "peek" : "bitmap";
 }
 
 /* orc_collect, which must succeed (and use card size want, unless 0); its
@@ -1001,7 +1003,10 @@ static size_t collect_sized(fg_tracker *t, orc_region *r, size_t n,
 	int rc = orc_collect(t, r, n, m, &card, form, 512);
 
 	cr_assert_geq(rc, 0, "%s: %s failed: %d (%s): %s", ctx,
-		      m == ORC_ITER ? "fg_collect" : "fg_collect_bitmap", rc,
+		      m == ORC_ITER	 ? "fg_collect"
+		      : m == ORC_PEEK ? "fg_collect_flags(FG_COLLECT_PEEK)"
+				       : "fg_collect_bitmap",
+		      rc,
 		      fg_strerror(rc), fg_last_error_detail());
 	if (want)
 		cr_assert_eq(card, want,

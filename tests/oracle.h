@@ -128,10 +128,12 @@ void orc_log(orc_region *r, size_t n, const void *addr, size_t len);
 /* The region holding addr, or NULL. */
 orc_region *orc_find(orc_region *r, size_t n, const void *addr);
 
-typedef enum orc_method { ORC_ITER, ORC_BITMAP } orc_method;
+typedef enum orc_method { ORC_ITER, ORC_BITMAP, ORC_PEEK } orc_method;
 
 /* Collect through fg_collect + the iterator (ORC_ITER), or region by region
- * through fg_collect_bitmap (ORC_BITMAP); fill every region's reported
+ * through fg_collect_bitmap (ORC_BITMAP), or read without resetting
+ * through fg_collect_flags(FG_COLLECT_PEEK) (ORC_PEEK, the iterator's
+ * checks; the epoch goes on); fill every region's reported
  * lines.  The result's form is checked against fg.h: ranges in address
  * order, non-empty, card-aligned unless clipped at a region edge, each
  * within one region, maximal, the count equal to fg_collect's result; a

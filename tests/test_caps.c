@@ -75,15 +75,15 @@ static fg_tracker *start(fg_backend_id id, uint8_t **m)
 
 /* Collect; reported[p] = 1 for every page a reported range touches; the
  * reported bytes of page p in bytes[p] (bytes may be NULL). */
-static void collect(fg_tracker *t, const uint8_t *m, uint8_t *reported,
-		    size_t *bytes)
+static void collect_flags(fg_tracker *t, const uint8_t *m,
+			  uint8_t *reported, size_t *bytes, unsigned flags)
 {
 	fg_iter it;
 	fg_range r;
-	int n = fg_collect(t, &it);
+	int n = fg_collect_flags(t, &it, flags);
 
-	cr_assert_geq(n, 0, "fg_collect: %s (%s)", fg_strerror(n),
-		      fg_last_error_detail());
+	cr_assert_geq(n, 0, "fg_collect_flags(%#x): %s (%s)", flags,
+		      fg_strerror(n), fg_last_error_detail());
 	memset(reported, 0, NPAGES);
 	if (bytes)
 		memset(bytes, 0, NPAGES * sizeof *bytes);
@@ -102,6 +102,12 @@ static void collect(fg_tracker *t, const uint8_t *m, uint8_t *reported,
 				bytes[p] += (e < x ? e : x) - (a > s ? a : s);
 		}
 	}
+}
+
+static void collect(fg_tracker *t, const uint8_t *m, uint8_t *reported,
+		    size_t *bytes)
+{
+	collect_flags(t, m, reported, bytes, 0);
 }
 
 /* After filling the region: collect until the fill's writes are all
@@ -488,6 +494,43 @@ static void exempt(fg_backend_id id)
 	cr_assert_eq(fg_tracker_destroy(t), 0);
 }
 ORC_PER_BACKEND(caps, exempt, TIMEOUT)
+
+static void peek(fg_backend_id id)
+{
+	bool cap = has(id, FG_CAP_PEEK);
+	uint8_t rep[NPAGES];
+	uint8_t *m;
+	fg_tracker *t;
+
+	ORC_REQUIRE_BACKEND(id);
+	t = start(id, &m);
+	memset(m, 1, NPAGES * ps);
+	settle(t, m, rep, NULL);
+	m[7 * ps] = 2;
+	if (cap) {
+		collect_flags(t, m, rep, NULL, FG_COLLECT_PEEK);
+		cr_assert(rep[7], "%s claims FG_CAP_PEEK, yet a peek left out "
+				  "a written page",
+			  fg_backend_name(id));
+		m[9 * ps] = 2; /* after the peek */
+	} else {
+		int rc = fg_collect_flags(t, NULL, FG_COLLECT_PEEK);
+
+		cr_assert_eq(rc, -ENOTSUP,
+			     "%s does not claim FG_CAP_PEEK, yet a peek "
+			     "returned %d (%s)",
+			     fg_backend_name(id), rc, fg_strerror(rc));
+	}
+	collect(t, m, rep, NULL);
+	cr_assert(rep[7], "%s: a page written before a %s peek was not "
+			  "reported by the next collection: the peek reset it",
+		  fg_backend_name(id), cap ? "successful" : "refused");
+	cr_assert(!cap || rep[9], "%s: a page written after a peek was not "
+				  "reported",
+		  fg_backend_name(id));
+	cr_assert_eq(fg_tracker_destroy(t), 0);
+}
+ORC_PER_BACKEND(caps, peek, TIMEOUT)
 
 /* Registry-wide facts, without a tracker. */
 Test(caps, registry, .timeout = TIMEOUT)

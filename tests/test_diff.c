@@ -112,6 +112,7 @@ typedef struct dsched {
 	uint8_t *hot[NHOT];
 	uint8_t *recent[RECENT]; /* lines changed this epoch */
 	size_t nrecent;
+	uint64_t peeks; /* FG_COLLECT_PEEK calls made */
 	/* Counts over the whole test. */
 	uint64_t writes, by[D_COUNT];
 	precision all, card[NCARDS], steady;
@@ -482,9 +483,10 @@ static void check_diff_stats(const char *test, fg_backend_id id,
 	}
 }
 
-static dsched *dsched_start(fg_backend_id id, size_t card, size_t twin_cap,
-			    orc_region r[3], size_t scale, const char *test,
-			    fg_tracker **t)
+static dsched *dsched_start_policy(fg_backend_id id, size_t card,
+				   size_t twin_cap, orc_region r[3],
+				   size_t scale, const char *test,
+				   fg_tracker **t, unsigned policy)
 {
 	dsched *s;
 	size_t tracked = 4 * scale;
@@ -492,11 +494,19 @@ static dsched *dsched_start(fg_backend_id id, size_t card, size_t twin_cap,
 	ORC_REQUIRE_BACKEND(id);
 	s = calloc(1, sizeof *s);
 	cr_assert_not_null(s);
-	*t = orc_diff_tracker(id, card, twin_cap, FG_TWIN_HOT);
+	*t = orc_diff_tracker(id, card, twin_cap, policy);
 	orc_sched_start(&s->b, *t, r, scale, true, test);
 	s->twin_cap = twin_cap ? twin_cap : tracked / 2;
 	pick_hot(s, 0);
 	return s;
+}
+
+static dsched *dsched_start(fg_backend_id id, size_t card, size_t twin_cap,
+			    orc_region r[3], size_t scale, const char *test,
+			    fg_tracker **t)
+{
+	return dsched_start_policy(id, card, twin_cap, r, scale, test, t,
+				   FG_TWIN_HOT);
 }
 
 static const size_t all_cards[NCARDS] = {64, 128, 256, 512, 1024, 2048, 4096};
@@ -626,6 +636,103 @@ PER_BACKEND(random_c256)
 PER_BACKEND(random_c1k)
 PER_BACKEND(random_c4k)
 PER_BACKEND(random_cmix)
+
+/* ------------------------------------------------------------------ */
+/* FG_COLLECT_PEEK under DIFF: peeks between collections compare with the
+ * twins as a collection would, and take, refresh or drop none.  Each must
+ * report every line changed since the epoch began, and so must the
+ * collection after them; in a steady phase on hot pages (twinned) the
+ * peeks and the collections after them are as precise as collections
+ * alone: the peeks left the twins intact. */
+
+static void peek_check(dsched *s, precision *p)
+{
+	orc_result res;
+
+	orc_check(s->b.t, s->b.r, s->b.n, ORC_PEEK, 0, orc_where(&s->b),
+		  &res);
+	s->peeks++;
+	if (p)
+		add_precision(p, &res, 64);
+}
+
+static void peek_diff(fg_backend_id id, unsigned policy, const char *test)
+{
+	orc_region r[3];
+	fg_tracker *t;
+	dsched *s = dsched_start_policy(id, 64, 0, r, 256 * KiB, test, &t,
+					policy);
+	precision peeks = {0};
+
+	if (!(fg_tracker_caps(t) & FG_CAP_PEEK)) {
+		cr_assert_eq(fg_collect_flags(t, NULL, FG_COLLECT_PEEK),
+			     -ENOTSUP);
+		orc_sched_end(&s->b);
+		free(s);
+		cr_skip_test("%s: no FG_CAP_PEEK (-ENOTSUP checked; the "
+			     "page-precision case is oracle/random_peek)",
+			     orc_bname(id));
+	}
+	while (s->writes < 8000 || s->b.epoch < 60) {
+		unsigned nw = epoch_writes(s);
+		unsigned np = (unsigned)orc_below(&s->b.g, 4);
+
+		if (orc_below(&s->b.g, 3) == 0)
+			s->hot[orc_below(&s->b.g, NHOT)] =
+				orc_page_of(orc_anywhere(&s->b));
+		for (unsigned k = 0; k <= np; k++) {
+			for (unsigned i = 0; i < nw / (np + 1); i++)
+				do_write(s, pick_op(s));
+			if (k < np)
+				peek_check(s, NULL);
+		}
+		dsched_check(s, ORC_ITER, 0, false);
+	}
+	for (int e = 0; e < 12; e++) {
+		steady_epoch(s);
+		peek_check(s, e >= 3 ? &peeks : NULL);
+		peek_check(s, NULL);
+		dsched_check(s, ORC_ITER, 0, e >= 3);
+	}
+	if (orc_twinning(id)) {
+		double pr = orc_ratio(peeks.reported_lines, peeks.truth_lines);
+		double cr = orc_ratio(s->steady.reported_lines,
+				      s->steady.truth_lines);
+
+		cr_assert_leq(pr, 1.25,
+			      "%s %s seed=%" PRIu64 ": peeks on twinned hot "
+			      "pages reported %.2fx the changed lines: not "
+			      "compared with the twins",
+			      test, orc_bname(id), s->b.seed, pr);
+		cr_assert_leq(cr, 1.25,
+			      "%s %s seed=%" PRIu64 ": collections after "
+			      "peeks reported %.2fx the changed lines: the "
+			      "peeks lost the twins",
+			      test, orc_bname(id), s->b.seed, cr);
+		fprintf(stderr,
+			"%s %-10s: steady phase: peeks %.2fx, collections "
+			"%.2fx the changed lines\n",
+			test, orc_bname(id), pr, cr);
+	}
+	cr_assert_eq(orc_stats(t).peeks, s->peeks, "%s %s: stats.peeks %" PRIu64
+		     ", %" PRIu64 " peeks made", test, orc_bname(id),
+		     orc_stats(t).peeks, s->peeks);
+	orc_sched_end(&s->b);
+	free(s);
+}
+
+static void peek_hot(fg_backend_id id)
+{
+	peek_diff(id, FG_TWIN_HOT, "peek_hot");
+}
+
+static void peek_sticky(fg_backend_id id)
+{
+	peek_diff(id, FG_TWIN_STICKY, "peek_sticky");
+}
+
+PER_BACKEND(peek_hot)
+PER_BACKEND(peek_sticky)
 
 /* ------------------------------------------------------------------ */
 /* Twin cap: 4 pages of twins for 256 pages of regions. */

@@ -333,10 +333,66 @@ static void random_cardmix(fg_backend_id id)
 	random_schedule(id, 0, 20000, "random_cardmix");
 }
 
+/* FG_COLLECT_PEEK (fg.h): between two collections, up to three peeks,
+ * each with more writes before it.  Every peek must report everything
+ * written since the epoch began (the oracle's truth: a peek resets
+ * nothing), and so must the collection that ends the epoch, writes
+ * before the peeks included.  A backend without FG_CAP_PEEK refuses with
+ * -ENOTSUP, and resets nothing either. */
+static void random_peek(fg_backend_id id)
+{
+	orc_region r[3];
+	fg_tracker *t;
+	sched *s = sched_start(id, orc_page(), r, MiB, "random_peek", &t);
+	bool can = (fg_tracker_caps(t) & FG_CAP_PEEK) != 0;
+	uint64_t peeks = 0;
+
+	cr_assert_eq(can, (fg_backend_caps(id) & FG_CAP_PEEK) != 0);
+	while (s->writes < 20000) {
+		unsigned nw = epoch_writes(s);
+		unsigned np = (unsigned)orc_below(&s->b.g, 4);
+
+		for (unsigned k = 0; k <= np; k++) {
+			for (unsigned i = 0; i < nw / (np + 1); i++)
+				sched_write(s);
+			if (k == np)
+				break;
+			if (can) {
+				orc_result res;
+
+				orc_check(t, s->b.r, s->b.n, ORC_PEEK, 0,
+					  orc_where(&s->b), &res);
+				peeks++;
+			} else {
+				int rc = fg_collect_flags(t, NULL,
+							  FG_COLLECT_PEEK);
+
+				cr_assert_eq(rc, -ENOTSUP,
+					     "%s: a peek without FG_CAP_PEEK "
+					     "returned %d (%s), not -ENOTSUP",
+					     orc_where(&s->b), rc,
+					     fg_strerror(rc));
+			}
+		}
+		sched_check(s, ORC_ITER, 0);
+	}
+	if (can)
+		cr_assert_eq(orc_stats(t).peeks, peeks,
+			     "%s: stats.peeks %" PRIu64 ", %" PRIu64
+			     " peeks made",
+			     orc_where(&s->b), orc_stats(t).peeks, peeks);
+	fprintf(stderr, "random_peek %-10s: %" PRIu64 " peeks%s\n",
+		orc_bname(id), peeks, can ? "" : " (no FG_CAP_PEEK: -ENOTSUP)");
+	sched_summary(s, "random_peek");
+	orc_sched_end(&s->b);
+	free(s);
+}
+
 PER_BACKEND(random_page)
 PER_BACKEND(random_card64)
 PER_BACKEND(random_card16k)
 PER_BACKEND(random_cardmix)
+PER_BACKEND(random_peek)
 
 /* ------------------------------------------------------------------ */
 /* Threads: four writers, the main thread collecting.

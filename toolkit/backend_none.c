@@ -46,12 +46,13 @@ static int none_collect(fg_impl *t, fg_region *r, fg_runs *out)
 const fg_backend_ops fg_backend_none = {
 	.id = FG_BACKEND_NONE,
 	.name = "none",
-	.caps = FG_CAP_KERNEL_WRITES | FG_CAP_CONCURRENT,
+	.caps = FG_CAP_KERNEL_WRITES | FG_CAP_CONCURRENT | FG_CAP_PEEK,
 	.probe = none_probe,
 	.init = none_init,
 	.fini = none_fini,
 	.region_add = none_region_add,
 	.region_del = none_region_del,
 	.collect = none_collect,
+	.written = none_collect, /* everything, always: resets nothing */
 	.mark_dirty = NULL,
 };

@@ -585,7 +585,8 @@ const fg_backend_ops fg_backend_uffd_sync = {
 	.name = "uffd-sync",
 	.caps = FG_CAP_TRACKS | FG_CAP_KERNEL_WRITES | FG_CAP_PROTECTS |
 		FG_CAP_WRITE_HOOK | FG_CAP_HOOK_TWINS | FG_CAP_COLLECT_TWINS |
-		FG_CAP_EXEMPT | FG_CAP_CONCURRENT | FG_CAPI_PTE_MARKERS,
+		FG_CAP_EXEMPT | FG_CAP_CONCURRENT | FG_CAP_PEEK |
+		FG_CAPI_PTE_MARKERS,
 	.probe = sync_probe,
 	.init = sync_init,
 	.fini = sync_fini,

@@ -582,6 +582,24 @@ static bool sticky_pays(fg_impl *t, struct fg_twins *w, size_t p,
 	return pays;
 }
 
+/* The runs of the granules in mask of the page at a. */
+static int push_granules(fg_runs *out, uintptr_t a, uint64_t mask)
+{
+	while (mask) {
+		unsigned b = (unsigned)__builtin_ctzll(mask);
+		unsigned e = b;
+		int rc;
+
+		while (e < 64 && (mask >> e) & 1)
+			e++;
+		mask &= e < 64 ? ~((UINT64_C(1) << e) - 1) : 0;
+		rc = fg_runs_push(out, a + b * GRANULE, a + e * GRANULE);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 		   const fg_runs *pages, fg_runs *out, fg_runs *eager)
 {
@@ -605,7 +623,7 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 			unsigned held = twins_hold(t, w, p, closed);
 			unsigned changed = 0, s = 2;
 			bool sticky = false, kept = false;
-			uint64_t mask, m;
+			uint64_t mask;
 
 			if (held) {
 				s = twins_best(w, p, held);
@@ -645,16 +663,7 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 				if (hot || sticky)
 					t->diff.want_new++;
 			}
-			for (m = mask; m && !rc;) {
-				unsigned b = (unsigned)__builtin_ctzll(m);
-				unsigned e = b;
-
-				while (e < 64 && (m >> e) & 1)
-					e++;
-				m &= e < 64 ? ~((UINT64_C(1) << e) - 1) : 0;
-				rc = fg_runs_push(out, a + b * GRANULE,
-						  a + e * GRANULE);
-			}
+			rc = push_granules(out, a, mask);
 			if (rc)
 				break;
 			if (hot)
@@ -663,6 +672,43 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 				rc = fg_runs_push(kept ? &t->diff.kept_pages
 						       : &t->diff.sticky_pages,
 						  a, a + fg_page_size);
+		}
+	}
+	t->diff.diff_ns += fg_now_ns() - t0;
+	return rc;
+}
+
+int fg_diff_peek(fg_impl *t, fg_region *r, const fg_runs *pages,
+		 fg_runs *out)
+{
+	struct fg_twins *w = r->twins;
+	/* The epoch a collection now would close. */
+	uint32_t cur = atomic_load(&w->epoch);
+	uint64_t t0 = fg_now_ns();
+	int rc = 0;
+
+	out->n = 0;
+	for (size_t i = 0; i < pages->n && !rc; i++) {
+		for (uintptr_t a = pages->v[i].start; a < pages->v[i].end && !rc;
+		     a += fg_page_size) {
+			size_t p = (a - r->base) / fg_page_size;
+			unsigned held = twins_hold(t, w, p, cur);
+			uint64_t mask;
+
+			if (held) {
+				mask = changed_granules(
+					(const uint8_t *)a,
+					slot_addr(r, p, twins_best(w, p, held)));
+				/* Back as found: tags, states and counts. */
+				for (unsigned s = 0; s < 2; s++)
+					if ((held >> s) & 1)
+						atomic_store(&w->state[2 * p + s],
+							     TWIN_READY);
+			} else {
+				mask = ~UINT64_C(0) >>
+				       (64 - fg_page_size / GRANULE);
+			}
+			rc = push_granules(out, a, mask);
 		}
 	}
 	t->diff.diff_ns += fg_now_ns() - t0;

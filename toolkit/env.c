@@ -82,6 +82,10 @@ static const fg_env_var table[] = {
 	{"FG_RACKET_STATS", FG_ENV_FLAG, NULL, "0",
 	 "adapters/racket (racket3m)",
 	 "1: a summary of the adapter's work on stderr at exit"},
+	{"FG_RACKET_ARRAY_CARD", FG_ENV_SIZE, NULL, "64",
+	 "adapters/racket (racket3m)",
+	 "card of big objects (vectors, hash-table arrays), with hot twins; "
+	 "4k: page precision"},
 	/* The tests and their runner. */
 	{"FG_SEED", FG_ENV_COUNT, NULL, "random, printed by each test", TESTS,
 	 "replay a random schedule"},

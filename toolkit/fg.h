@@ -91,9 +91,9 @@ extern "C" {
 #endif
 
 #define FG_VERSION_MAJOR 0
-#define FG_VERSION_MINOR 5
+#define FG_VERSION_MINOR 6
 #define FG_VERSION_PATCH 0
-#define FG_VERSION_STRING "0.5.0"
+#define FG_VERSION_STRING "0.6.0"
 /* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
  * signature or a public struct's layout changes incompatibly; public structs
  * that may grow carry their own size as first member. */
@@ -269,6 +269,7 @@ FG_API int fg_backend_probe(fg_backend_id id, char *why, size_t whylen);
  *   EXEMPT               yes  yes  yes   -    -    -
  *   CONCURRENT           yes  yes  yes   -   yes  yes
  *   NEEDS_FGVM            -    -    -    -    -   yes
+ *   PEEK                 yes  yes   -    -   yes   -
  *
  * (sd: soft-dirty.)
  */
@@ -308,6 +309,9 @@ FG_API int fg_backend_probe(fg_backend_id id, char *why, size_t whylen);
  * fg_register (soft-dirty is not: its read-and-clear is not atomic, so it
  * wants the world stopped around them). */
 #define FG_CAP_CONCURRENT 0x0400u
+/* fg_collect_flags(FG_COLLECT_PEEK) works: the backend can read what was
+ * written without resetting it (since 0.6). */
+#define FG_CAP_PEEK 0x0800u
 
 /* The FG_CAP_* bits of a backend (FG_BACKEND_AUTO and invalid ids: 0),
  * whether or not it is available on this machine. */
@@ -523,6 +527,18 @@ FG_API int fg_collect(fg_tracker *t, fg_iter *it);
  * compares with the epoch start, not with what was scanned.  Twins are
  * still kept, so the next collection without the flag is precise again. */
 #define FG_COLLECT_WHOLE_PAGES 0x1
+/* Report what the next collection would report so far, without ending
+ * the epoch: nothing is re-protected, no twin is taken, refreshed or
+ * dropped, and forced ranges (fg_mark_dirty, I/O) stay forced, so the
+ * next collection reports these ranges again, with whatever is written
+ * meanwhile.  For a collector that reads the dirty set when its pause
+ * starts and writes into the heap during it: peeking then and collecting
+ * (and discarding the result) when the pause ends lets its own writes
+ * land without a fault.  Needs FG_CAP_PEEK (else -ENOTSUP, nothing done);
+ * with DIFF precision the ranges are compared with the twins as a
+ * collection would.  A region found unmapped reads whole, and is left
+ * for the next collection to drop.  Since 0.6. */
+#define FG_COLLECT_PEEK 0x2
 
 /* fg_collect() with FG_COLLECT_* flags (since 0.3). */
 FG_API int fg_collect_flags(fg_tracker *t, fg_iter *it, unsigned flags);
@@ -571,6 +587,9 @@ typedef struct fg_stats {
 	uint64_t twins_evicted;	  /* dropped for the cap */
 	uint64_t twins_aged;	  /* adaptive: dropped unused */
 	uint64_t twin_cap_bytes;  /* the cap now */
+	/* Since 0.6: */
+	uint64_t peeks;		  /* FG_COLLECT_PEEK calls (not counted in
+				     collections or the times above) */
 } fg_stats;
 
 FG_API int fg_get_stats(fg_tracker *t, fg_stats *out);

@@ -110,6 +110,7 @@ typedef struct fg_io_slot {
  *   WRITE_HOOK: calls t->hook before a first write lands.
  *   HOOK_TWINS: WRITE_HOOK and page_written.
  *   COLLECT_TWINS: written and mark_dirty.
+ *   PEEK: written.
  *   NEEDS_FGVM: auto-selection passes over it silently where it is
  *     unavailable. */
 typedef struct fg_backend_ops {
@@ -276,6 +277,9 @@ int fg_bitmap_take(_Atomic uint64_t *w, size_t npages, uintptr_t base,
 /* The same for pages [first, last) only. */
 int fg_bitmap_take_range(_Atomic uint64_t *w, size_t first, size_t last,
 			 uintptr_t base, fg_runs *out);
+/* The runs of a bitmap's set bits, leaving it as it is. */
+int fg_bitmap_read(const _Atomic uint64_t *w, size_t npages, uintptr_t base,
+		   fg_runs *out);
 
 /* Shared userfaultfd helpers (uffd_common.c). */
 int fg_uffd_open(uint64_t features, bool kernel_faults, int *fd_out,
@@ -303,6 +307,10 @@ uint32_t fg_diff_begin_epoch(fg_region *r);
  * protected (FG_TWIN_STICKY) in t->diff.sticky_pages. */
 int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 		   const fg_runs *pages, fg_runs *out, fg_runs *eager);
+/* FG_COLLECT_PEEK: fg_diff_refine of the epoch still open, leaving every
+ * twin as it was (none taken, refreshed or dropped). */
+int fg_diff_peek(fg_impl *t, fg_region *r, const fg_runs *pages,
+		 fg_runs *out);
 /* Twin the pages refine chose for epoch (the one just begun), validate,
  * leave the eager ones writable.  scratch: any vector, clobbered. */
 int fg_diff_take(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,

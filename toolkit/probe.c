@@ -56,7 +56,8 @@ static bool backend_check(const fg_backend_ops *ops)
 	       (!(c & FG_CAP_HOOK_TWINS) ||
 		((c & FG_CAP_WRITE_HOOK) && ops->page_written)) &&
 	       (!(c & FG_CAP_COLLECT_TWINS) ||
-		(ops->written && ops->mark_dirty));
+		(ops->written && ops->mark_dirty)) &&
+	       (!(c & FG_CAP_PEEK) || ops->written);
 }
 
 unsigned fg_backend_caps(fg_backend_id id)

@@ -1056,14 +1056,19 @@ static int cmp_run(const void *a, const void *b)
 /* Add to t->scratch (sorted, disjoint) r's forced pages, taking them, and
  * the parts of r under I/O in flight.  No malloc: run vectors are mmap'd
  * and qsort of runs sorts in place. */
-static int add_forced(fg_impl *t, fg_region *r)
+static int add_forced(fg_impl *t, fg_region *r, bool peek)
 {
 	uintptr_t end = r->base + r->len;
 	size_t i = 0, j = 0;
 	int rc = 0;
 
 	t->extra.n = 0;
-	if (r->nforced) {
+	if (r->nforced && peek) {
+		rc = fg_bitmap_read((const _Atomic uint64_t *)r->forced,
+				    r->npages, r->base, &t->extra);
+		if (rc)
+			return rc;
+	} else if (r->nforced) {
 		rc = fg_bitmap_take((_Atomic uint64_t *)r->forced, r->npages,
 				    r->base, &t->extra);
 		r->nforced = 0;
@@ -1085,7 +1090,7 @@ static int add_forced(fg_impl *t, fg_region *r)
 			if (io_keeps_writable(t)) {
 				a &= ~(fg_page_size - 1);
 				b = (b + fg_page_size - 1) & ~(fg_page_size - 1);
-				if (t->io_unmasked)
+				if (t->io_unmasked && !peek)
 					rc = t->ops->mark_dirty(t, r, a, b);
 			}
 			if (!rc)
@@ -1159,7 +1164,7 @@ static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
 				rc = refine(t, r, closed);
 		}
 		if (!rc)
-			rc = add_forced(t, r);
+			rc = add_forced(t, r, false);
 		/* Whatever the backend had taken is covered by reporting
 		 * the whole region, now and from now on. */
 		if (rc)
@@ -1172,6 +1177,43 @@ static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
 		return fg_runs_push(&t->scratch, r->base, r->base + r->len);
 	}
 	return 0;
+}
+
+/* FG_COLLECT_PEEK: collect_region, resetting nothing.  A region found
+ * unmapped reads whole now and is lost at the next collection. */
+static int peek_region(fg_impl *t, fg_region *r, uint64_t *pages)
+{
+	int rc = 0;
+
+	t->scratch.n = 0;
+	*pages = 0;
+	if (!r->lost && !forked(t)) {
+		if (!fg_has_cap(t, FG_CAPI_SEES_UNMAP) &&
+		    !fg_range_mapped(r->base, r->len))
+			rc = -FG_EUNMAPPED;
+		else
+			rc = t->ops->written(t, r, &t->scratch);
+		if (!rc) {
+			*pages = runs_pages(&t->scratch);
+			if (r->twins && !t->whole_pages) {
+				rc = fg_diff_peek(
+					t, r, &t->scratch, &t->scratch2);
+				if (!rc) {
+					fg_runs tmp = t->scratch;
+
+					t->scratch = t->scratch2;
+					t->scratch2 = tmp;
+				}
+			}
+		}
+		if (!rc)
+			rc = add_forced(t, r, true);
+		if (!rc)
+			return 0;
+	}
+	t->scratch.n = 0;
+	*pages = r->npages;
+	return fg_runs_push(&t->scratch, r->base, r->base + r->len);
 }
 
 static uint64_t runs_pages(const fg_runs *runs)
@@ -1221,12 +1263,23 @@ int fg_collect_flags(fg_tracker *h, fg_iter *it, unsigned flags)
 	fg_impl *t;
 	int rc;
 
-	if (flags & ~(unsigned)FG_COLLECT_WHOLE_PAGES)
+	const unsigned known = FG_COLLECT_WHOLE_PAGES | FG_COLLECT_PEEK;
+	bool peek = (flags & FG_COLLECT_PEEK) != 0;
+
+	if (flags & ~known)
 		return fg_fail(-EINVAL, "fg_collect_flags: unknown flags %#x",
-			       flags & ~(unsigned)FG_COLLECT_WHOLE_PAGES);
+			       flags & ~known);
 	rc = enter(h, &t);
 	if (rc)
 		return rc;
+	if (peek && !fg_has_cap(t, FG_CAP_PEEK)) {
+		rc = fg_fail(-ENOTSUP,
+			     "FG_COLLECT_PEEK: backend %s cannot read what was "
+			     "written without resetting it (no FG_CAP_PEEK)",
+			     t->ops->name);
+		leave(t);
+		return rc;
+	}
 	t->whole_pages = (flags & FG_COLLECT_WHOLE_PAGES) != 0;
 	t->gen++;
 	t->result.n = 0;
@@ -1237,7 +1290,7 @@ int fg_collect_flags(fg_tracker *h, fg_iter *it, unsigned flags)
 
 		uint64_t rp;
 
-		rc = collect_region(t, r, &rp);
+		rc = peek ? peek_region(t, r, &rp) : collect_region(t, r, &rp);
 		pages += rp;
 		for (size_t j = 0; j < t->scratch.n && !rc; j++) {
 			uintptr_t s, e;
@@ -1253,14 +1306,19 @@ int fg_collect_flags(fg_tracker *h, fg_iter *it, unsigned flags)
 			rc = fg_runs_append(&t->result, s, e);
 		}
 	}
-	if (rc) {
+	if (rc && !peek) {
 		/* The caller gets no ranges, yet regions 0..i-1 were reset:
 		 * report them wholly dirty from now on rather than lose them. */
 		for (size_t k = 0; k < i; k++)
 			lose(t, t->regions[k]);
 		t->result.n = 0;
+	} else if (rc) {
+		t->result.n = 0; /* nothing was reset */
 	}
-	account(t, pages, t0);
+	if (peek)
+		t->st.peeks++;
+	else
+		account(t, pages, t0);
 	if (it) {
 		it->tracker = h;
 		it->gen = t->gen;
@@ -1387,6 +1445,7 @@ int fg_get_stats(fg_tracker *h, fg_stats *out)
 	s.twins_evicted = t->diff.twins_evicted;
 	s.twins_aged = t->diff.twins_aged;
 	s.twin_cap_bytes = t->diff.on ? t->diff.cap_pages * fg_page_size : 0;
+	s.peeks = t->st.peeks;
 	leave(t);
 	s.size = out->size && out->size < sizeof s ? out->size : sizeof s;
 	memcpy(out, &s, s.size);

@@ -212,11 +212,31 @@ int fg_bitmap_take(_Atomic uint64_t *w, size_t npages, uintptr_t base,
 	return fg_bitmap_take_range(w, 0, npages, base, out);
 }
 
+/* The page runs of word i's bits into out. */
+static int push_bits(fg_runs *out, uintptr_t base, size_t i, uint64_t bits)
+{
+	while (bits) {
+		unsigned b = (unsigned)__builtin_ctzll(bits);
+		unsigned e = b;
+		int rc;
+
+		while (e < 64 && (bits >> e) & 1)
+			e++;
+		bits &= e < 64 ? ~((UINT64_C(1) << e) - 1) : 0;
+		rc = fg_runs_push(out, base + (i * 64 + b) * fg_page_size,
+				  base + (i * 64 + e) * fg_page_size);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 int fg_bitmap_take_range(_Atomic uint64_t *w, size_t first, size_t last,
 			 uintptr_t base, fg_runs *out)
 {
 	for (size_t i = first / 64; i * 64 < last; i++) {
 		uint64_t bits, mask = ~UINT64_C(0);
+		int rc;
 
 		if (i * 64 < first)
 			mask &= ~UINT64_C(0) << (first % 64);
@@ -231,19 +251,25 @@ int fg_bitmap_take_range(_Atomic uint64_t *w, size_t first, size_t last,
 			       : atomic_fetch_and_explicit(&w[i], ~mask,
 							   memory_order_seq_cst) &
 					 mask;
-		while (bits) {
-			unsigned b = (unsigned)__builtin_ctzll(bits);
-			unsigned e = b;
+		rc = push_bits(out, base, i, bits);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
 
-			while (e < 64 && (bits >> e) & 1)
-				e++;
-			bits &= e < 64 ? ~((UINT64_C(1) << e) - 1) : 0;
-			int rc = fg_runs_push(out,
-					      base + (i * 64 + b) * fg_page_size,
-					      base + (i * 64 + e) * fg_page_size);
-			if (rc)
-				return rc;
-		}
+int fg_bitmap_read(const _Atomic uint64_t *w, size_t npages, uintptr_t base,
+		   fg_runs *out)
+{
+	for (size_t i = 0; i * 64 < npages; i++) {
+		uint64_t bits = atomic_load(&w[i]);
+		int rc;
+
+		if ((i + 1) * 64 > npages)
+			bits &= (UINT64_C(1) << (npages % 64)) - 1;
+		rc = push_bits(out, base, i, bits);
+		if (rc)
+			return rc;
 	}
 	return 0;
 }
