@@ -11,9 +11,11 @@
  *                each over its own two-section heap, driven by a random
  *                schedule of writes (runs of bytes, whole blocks, bytes
  *                written back to their old value), block frees and
- *                reuses, prefetches (fga_preclean), collections done with
- *                and without writes after the retrieval, concurrent
- *                marks.  The oracle is a byte copy of each heap taken at
+ *                reuses, prefetches (fga_preclean), peeks (fga_peek,
+ *                checked like a retrieval but the interval goes on: then
+ *                more writes, as Racket's collector makes in its pause),
+ *                collections done with and without writes after the
+ *                retrieval, concurrent marks.  The oracle is a byte copy of each heap taken at
  *                every retrieval; a changed line that reads clean fails.
  *                A write into one instance's heap never makes the other's
  *                lines dirty (asserted: the other heap is quiet for
@@ -60,6 +62,8 @@ struct heap {
 	uint8_t *sect[2];
 	uint8_t *copy[2]; /* the heap at the last retrieval */
 	unsigned long checked, missed, lines_dirty, lines_changed;
+	unsigned long peeks, fallbacks; /* fga_peek calls, and those that
+					   retrieved */
 	int quiet;	  /* no write this round: unchanged blocks must
 			     read clean (or whole) */
 };
@@ -108,10 +112,17 @@ static void heap_free(struct heap *h)
 	}
 }
 
-/* Retrieve, check every changed line reads dirty, take the new copy. */
-static void retrieve_check(struct heap *h, unsigned round, const char *tag)
+/* Retrieve (or peek), check every changed line reads dirty, take the new
+ * copy (not after a peek: the interval goes on). */
+static void check_lines(struct heap *h, unsigned round, const char *tag,
+			int peek)
 {
-	fga_retrieve(h->f);
+	if (!peek) {
+		fga_retrieve(h->f);
+	} else if (!fga_peek(h->f)) {
+		h->fallbacks++; /* no FG_CAP_PEEK: fga_peek retrieved */
+		peek = 0;
+	}
 	for (int s = 0; s < 2; s++) {
 		if (!h->sect[s])
 			continue; /* removed (test sections) */
@@ -146,8 +157,15 @@ static void retrieve_check(struct heap *h, unsigned round, const char *tag)
 				  "%zu reads %#llx",
 				  tag, round, b, (unsigned long long)l);
 		}
-		memcpy(h->copy[s], h->sect[s], SECT_BLOCKS * BLOCK);
+		if (!peek)
+			memcpy(h->copy[s], h->sect[s], SECT_BLOCKS * BLOCK);
 	}
+	h->peeks += peek;
+}
+
+static void retrieve_check(struct heap *h, unsigned round, const char *tag)
+{
+	check_lines(h, round, tag, 0);
 }
 
 /* One random mutation of the heap (the program or the collector). */
@@ -221,6 +239,12 @@ static void contract(fg_backend_id id, size_t card)
 				fga_preclean(p->f);
 				for (unsigned k = 0; k < n / 2; k++)
 					mutate(p, &g);
+			} else if (orc_below(&g, 2)) {
+				/* Racket's order: peek, the collector's
+				 * writes, retrieve. */
+				check_lines(p, r, tag, 1);
+				for (unsigned k = 0; k < n / 2; k++)
+					mutate(p, &g);
 			}
 			if (orc_below(&g, 6) == 0)
 				fga_concurrent_mark(p->f);
@@ -243,15 +267,17 @@ static void contract(fg_backend_id id, size_t card)
 		fga_stats st = {.size = sizeof st};
 
 		cr_assert_eq(fga_get_stats(h[i].f, &st), 0);
-		cr_log_info("%s, instance %c (seed %#llx): %lu retrievals, "
+		cr_log_info("%s, instance %c (seed %#llx): %lu retrievals "
+			    "(%lu peeks), "
 			    "%lu lines checked, %lu changed, %lu read dirty, "
 			    "%lu missed; %lu blocks exempted, %lu watched "
 			    "again",
 			    tag, 'A' + i, (unsigned long long)seed,
-			    st.collections, h[i].checked, h[i].lines_changed,
+			    st.collections, st.peeks, h[i].checked, h[i].lines_changed,
 			    h[i].lines_dirty, h[i].missed, st.exempted_blocks,
 			    st.watched_blocks);
-		cr_expect_eq(st.collections, ROUNDS);
+		cr_expect_eq(st.peeks, h[i].peeks);
+		cr_expect_eq(st.collections, ROUNDS + h[i].fallbacks);
 		cr_expect_eq(h[i].missed, 0, "%s: %lu changed lines read clean "
 					     "(seed %#llx: FG_SEED replays)",
 			     tag, h[i].missed, (unsigned long long)seed);

@@ -183,6 +183,8 @@ static void scenario(fg_backend_id id, unsigned prec, unsigned tw)
 	cr_assert_eq(rc, 0, "fg_set_exempt [%s]: %s", cfg,
 		     fg_last_error_detail());
 	memset(m + 32 * ps, 0x5a, 4 * ps);
+	if (fg_tracker_caps(t) & FG_CAP_PEEK) /* forced and exempt pages */
+		(void)drain(t, cfg, FG_COLLECT_PEEK);
 	(void)drain(t, cfg, FG_COLLECT_WHOLE_PAGES);
 	WATCH("fg_set_exempt", rc = fg_set_exempt(t, m + 16 * ps, 8 * ps, 0));
 	cr_assert_eq(rc, 0);
@@ -262,7 +264,12 @@ static void fga_scenario(fg_backend_id id, size_t card, int check)
 								(b & 4 ? FGA_BLOCK_PTRFREE
 								       : 0)));
 			}
-		WATCH("fga_preclean", fga_preclean(f));
+		/* Boehm's order (preclean, retrieve) and Racket's (peek,
+		 * the collector's writes, retrieve). */
+		if (e % 2)
+			WATCH("fga_preclean", fga_preclean(f));
+		else
+			WATCH("fga_peek", (void)fga_peek(f));
 		m[e % 24][7 * block + 64] ^= 1;
 		if (e == 3)
 			WATCH("fga_concurrent_mark", fga_concurrent_mark(f));

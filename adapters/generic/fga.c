@@ -655,7 +655,7 @@ static void check_miss(fga *f, uintptr_t line, struct sect *s, uintptr_t h)
 		abort();
 }
 
-static void check_lines(fga *f)
+static void check_lines(fga *f, int peek)
 {
 	const size_t chunk = (size_t)1 << 20;
 
@@ -708,7 +708,8 @@ static void check_lines(fga *f)
 							   s, h);
 				}
 			}
-			memcpy(old, buf, n);
+			if (!peek)
+				memcpy(old, buf, n);
 		}
 	}
 }
@@ -826,7 +827,7 @@ void fga_retrieve(fga *f)
 			for (size_t b = 0; b < f->s[i].nblocks; b++)
 				f->s[i].lines[b] = FGA_LINES_ALL;
 	if (f->check > 0)
-		check_lines(f);
+		check_lines(f, 0);
 	f->st.collections++;
 	if (f->autocard)
 		auto_judge(f);
@@ -834,6 +835,61 @@ void fga_retrieve(fga *f)
 	f->st.retrieve_ms_total += dt;
 	if (dt > f->st.retrieve_ms_max)
 		f->st.retrieve_ms_max = dt;
+}
+
+int fga_peek(fga *f)
+{
+	double t0 = now_ms(), dt;
+	unsigned flags = FG_COLLECT_PEEK;
+	fg_iter it;
+	fg_range r;
+	int n;
+
+	if (!f || !f->t)
+		return 0;
+	if (f->concurrent)
+		flags |= FG_COLLECT_WHOLE_PAGES;
+	n = (fg_tracker_caps(f->t) & FG_CAP_PEEK) && !f->precleaned
+		    ? fg_collect_flags(f->t, &it, flags)
+		    : -ENOTSUP;
+	if (n == -ENOTSUP) {
+		fga_retrieve(f);
+		return 0;
+	}
+	/* As start_lines and fga_retrieve, consuming nothing: the carried
+	 * ranges and all_dirty stay for the retrieval that ends the
+	 * interval, which clears these lines first (prev). */
+	clear_prev(f);
+	for (size_t i = 0; i < f->ncarry; i++) {
+		set_lines(f, (uintptr_t)f->carry[i].addr, f->carry[i].len);
+		remember(f, &f->prev, &f->nprev, &f->capprev, f->carry[i]);
+	}
+	if (n < 0) {
+		say(f, "peek failed (%s: %s); everything reads dirty",
+		    fg_strerror(n), fg_last_error_detail());
+		mark_everything(f);
+	} else {
+		while (fg_iter_next(&it, &r) == 1) {
+			set_lines(f, (uintptr_t)r.addr, r.len);
+			if (!f->prev_all)
+				remember(f, &f->prev, &f->nprev, &f->capprev,
+					 r);
+		}
+	}
+	if (f->all_dirty)
+		mark_everything(f);
+	for (size_t i = 0; i < f->ns; i++)
+		if (!f->s[i].tracked)
+			for (size_t b = 0; b < f->s[i].nblocks; b++)
+				f->s[i].lines[b] = FGA_LINES_ALL;
+	if (f->check > 0)
+		check_lines(f, 1);
+	f->st.peeks++;
+	dt = now_ms() - t0;
+	f->st.retrieve_ms_total += dt;
+	if (dt > f->st.retrieve_ms_max)
+		f->st.retrieve_ms_max = dt;
+	return 1;
 }
 
 fga_lines fga_block_lines(fga *f, const void *h)
@@ -1221,7 +1277,7 @@ void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
 		fg_get_stats(f->t, &fs);
 	fprintf(out,
 		"%s: backend %s, card %zu: %lu retrievals "
-		"(%.3f ms total, %.3f ms max in pauses; %.3f ms before, "
+		"(+%lu peeks; %.3f ms total, %.3f ms max in pauses; %.3f ms before, "
 		"%.3f ms after: %lu bytes carried whole), "
 		"%lu blocks exempted, %lu watched again, "
 		"%lu whole-page, %lu dirty pages, "
@@ -1231,7 +1287,7 @@ void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
 		"comparing; %llu bytes rescanned; %llu heap sections lost "
 		"(unmapped: read dirty)\n",
 		f->name, f->backend ? f->backend : "(off)", fga_card_size(f),
-		st.collections, st.retrieve_ms_total, st.retrieve_ms_max,
+		st.collections, st.peeks, st.retrieve_ms_total, st.retrieve_ms_max,
 		st.preclean_ms_total, st.finish_ms_total, st.finish_bytes,
 		st.exempted_blocks, st.watched_blocks, st.whole_epochs,
 		st.dirty_pages, st.dirty_bytes, st.faults,

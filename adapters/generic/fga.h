@@ -150,6 +150,16 @@ FGA_API void fga_preclean(fga *f);
  * preclean's) become the lines fga_block_lines returns, until the next
  * retrieval.  A new epoch starts. */
 FGA_API void fga_retrieve(fga *f);
+/* World stopped, for a collector that writes into the heap in its pause
+ * and wants those writes left out (Racket: the pause ends with
+ * fga_retrieve, whose lines it ignores): the lines written since the last
+ * retrieval, read as fga_retrieve would read them, but without starting a
+ * new interval.  Nothing is re-protected, so the collector's own writes
+ * until that fga_retrieve cost no fault; that retrieval reports these
+ * lines again.  Returns 1, or 0 where the backend cannot read without
+ * resetting (no FG_CAP_PEEK: mprotect, soft-dirty), or after
+ * fga_preclean: then it did an fga_retrieve. */
+FGA_API int fga_peek(fga *f);
 /* The lines of the block at BLOCK (any address inside a block). */
 FGA_API fga_lines fga_block_lines(fga *f, const void *block);
 
@@ -223,6 +233,8 @@ typedef struct fga_stats {
 	unsigned long auto_off;	     /* FGA_CARD_AUTO: twins turned off */
 	unsigned long auto_on;	     /* ... and on again */
 	unsigned long missed;	     /* check: changed lines not reported */
+	unsigned long peeks;	     /* fga_peek calls that peeked (their
+					time is in retrieve_ms_*) */
 } fga_stats;
 FGA_API int fga_get_stats(const fga *f, fga_stats *out);
 
