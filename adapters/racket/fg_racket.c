@@ -18,7 +18,10 @@
  *   gc_created(gc, page, first)   fga_create, block = Racket's APAGE
  *   region_add / region_remove    fga_add_section / fga_remove_section
  *   region_adopt                  the region moves to the adopting GC
- *   collect_begin(visit)          fga_retrieve + fga_for_each_dirty
+ *   collect_begin(visit)          fga_peek + fga_for_each_dirty: each
+ *                                 run of dirty lines as a range (the
+ *                                 collector keeps sub-page ranges for big
+ *                                 arrays and vectors)
  *   collect_end                   fga_retrieve: the next interval starts
  *                                 (the collector's own writes in the
  *                                 pause are not reported: stock
@@ -55,15 +58,17 @@
 #include "fga.h"
 
 #define NAME "racket (fgvm adapter)"
+#define NAME_ARRAYS "racket (fgvm adapter, big objects)"
 
 /* As in Racket's gc2.h after patch 0001 (the glue is built without
  * Racket's headers). */
-#define GC_EXTERNAL_DIRTY_VERSION 1
+#define GC_EXTERNAL_DIRTY_VERSION 2
+#define GC_EXT_REGION_BIG 2
 typedef struct GC_external_dirty {
 	int version;
 	void *(*gc_created)(void *gc, size_t page_size, int first);
 	void (*gc_destroyed)(void *ctx);
-	void (*region_add)(void *ctx, void *p, size_t len);
+	void (*region_add)(void *ctx, void *p, size_t len, int kind);
 	void (*region_remove)(void *ctx, void *p, size_t len);
 	void (*region_adopt)(void *ctx, void *p, size_t len);
 	void (*collect_begin)(void *ctx,
@@ -77,23 +82,42 @@ typedef struct GC_external_dirty {
 extern int GC_set_external_dirty(const GC_external_dirty *)
 	__attribute__((weak));
 
+/* A place's GC: two adapter instances.  Big pages (one object each,
+ * larger than the collector's page: long vectors, hash-table arrays) go
+ * to arrays, with cards of FG_RACKET_ARRAY_CARD bytes (64 by default)
+ * and hot twins: the collector rescans such an object only inside its
+ * dirty cards, and a page written at every collection is left writable
+ * and compared instead of faulting.  Small-page blocks and medium pages
+ * go to pages, at the toolkit's card (FG_CARD; a page by default): the
+ * collector rescans those pages whole, so finer cards would only cost. */
+struct gcx {
+	fga *pages, *arrays; /* arrays may be NULL: pages takes all */
+};
+
 struct region {
 	uintptr_t base;
 	size_t len;
-	fga *owner;
+	struct gcx *owner;
+	fga *f; /* owner->pages or owner->arrays */
 };
 
 #define MAX_GCS 256
 
 static struct {
 	pthread_mutex_t lock;
-	fga_config c;
+	fga_config c, ca; /* pages', arrays' */
 	struct region *v; /* sorted by base, mmap'd */
 	size_t n, cap;
-	fga *gcs[MAX_GCS]; /* live instances, for the summary at exit */
+	struct gcx *gcs[MAX_GCS]; /* live, for the summary at exit */
 	int stats;
 	unsigned long made, refused, stale;
 } R = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* The instance for a region of kind GC_EXT_REGION_*. */
+static fga *instance_for(struct gcx *x, int kind)
+{
+	return kind == GC_EXT_REGION_BIG && x->arrays ? x->arrays : x->pages;
+}
 
 static void die(const char *what, void *p, size_t len, int rc)
 {
@@ -125,7 +149,8 @@ static size_t region_at(uintptr_t a, int *found)
 	return lo;
 }
 
-static int region_insert(uintptr_t base, size_t len, fga *owner)
+static int region_insert(uintptr_t base, size_t len, struct gcx *owner,
+			 fga *f)
 {
 	int found;
 	size_t i = region_at(base, &found);
@@ -146,63 +171,80 @@ static int region_insert(uintptr_t base, size_t len, fga *owner)
 		R.cap = cap;
 	}
 	memmove(&R.v[i + 1], &R.v[i], (R.n - i) * sizeof *R.v);
-	R.v[i] = (struct region){base, len, owner};
+	R.v[i] = (struct region){base, len, owner, f};
 	R.n++;
 	return 0;
 }
 
-static void print_stats(fga *f)
+static void print_stats(struct gcx *x)
 {
-	if (R.stats)
-		fga_print_stats(f, stderr, 0, 0);
-	if (R.c.check)
-		fga_print_check(f, stderr);
+	for (int k = 0; k < 2; k++) {
+		fga *f = k ? x->arrays : x->pages;
+
+		if (!f)
+			continue;
+		if (R.stats)
+			fga_print_stats(f, stderr, 0, 0);
+		if (R.c.check)
+			fga_print_check(f, stderr);
+	}
 }
 
 static void *gc_created(void *gc, size_t page_size, int first)
 {
-	fga_config c = R.c;
-	fga *f = NULL;
-	int rc;
+	fga_config c = R.c, ca = R.ca;
+	struct gcx *x = calloc(1, sizeof *x);
+	int rc = x ? 0 : -ENOMEM;
 
 	(void)gc;
 	pthread_mutex_lock(&R.lock);
 	c.block = page_size;
-	rc = fga_create(&c, &f);
+	if (!rc)
+		rc = fga_create(&c, &x->pages);
+	if (!rc && ca.card != fga_card_size(x->pages) &&
+	    fga_create(&ca, &x->arrays) != 0) {
+		fprintf(stderr, "%s: no instance for big objects (%s); "
+				"they are tracked with the rest\n",
+			NAME, fga_last_error(NULL));
+		x->arrays = NULL;
+	}
 	if (rc) {
 		R.refused++;
 		fprintf(stderr,
 			"%s: %s\n", NAME,
 			first ? "the stock mprotect barrier stays on"
 			      : "this place's collections are all major");
-		f = NULL;
+		free(x);
+		x = NULL;
 	} else {
 		R.made++;
 		for (int i = 0; i < MAX_GCS; i++)
 			if (!R.gcs[i]) {
-				R.gcs[i] = f;
+				R.gcs[i] = x;
 				break;
 			}
 	}
 	pthread_mutex_unlock(&R.lock);
-	return f;
+	return x;
 }
 
 static void gc_destroyed(void *ctx)
 {
-	fga *f = ctx;
+	struct gcx *x = ctx;
 	size_t j = 0;
 
 	pthread_mutex_lock(&R.lock);
 	for (size_t i = 0; i < R.n; i++)
-		if (R.v[i].owner != f)
+		if (R.v[i].owner != x)
 			R.v[j++] = R.v[i];
 	R.n = j;
 	for (int i = 0; i < MAX_GCS; i++)
-		if (R.gcs[i] == f)
+		if (R.gcs[i] == x)
 			R.gcs[i] = NULL;
-	print_stats(f);
-	fga_destroy(f);
+	print_stats(x);
+	fga_destroy(x->arrays);
+	fga_destroy(x->pages);
+	free(x);
 	pthread_mutex_unlock(&R.lock);
 }
 
@@ -216,7 +258,7 @@ static void drop_overlapping(uintptr_t p, size_t len)
 
 	while (i < R.n && R.v[i].base < p + len) {
 		if (R.v[i].base + R.v[i].len > p) {
-			(void)fga_remove_section(R.v[i].owner,
+			(void)fga_remove_section(R.v[i].f,
 						 (void *)R.v[i].base,
 						 R.v[i].len);
 			memmove(&R.v[i], &R.v[i + 1],
@@ -229,19 +271,20 @@ static void drop_overlapping(uintptr_t p, size_t len)
 	}
 }
 
-static void region_add(void *ctx, void *p, size_t len)
+static void region_add(void *ctx, void *p, size_t len, int kind)
 {
+	fga *f = instance_for(ctx, kind);
 	int rc;
 
 	pthread_mutex_lock(&R.lock);
 	drop_overlapping((uintptr_t)p, len);
-	rc = fga_add_section(ctx, p, len);
+	rc = fga_add_section(f, p, len);
 	if (rc == 0) {
-		rc = region_insert((uintptr_t)p, len, ctx);
+		rc = region_insert((uintptr_t)p, len, ctx, f);
 		if (rc)
-			(void)fga_remove_section(ctx, p, len);
+			(void)fga_remove_section(f, p, len);
 		else /* about to be filled: writable now, read dirty once */
-			fga_blocks_reused(ctx, p, len, FGA_BLOCK_NEW);
+			fga_blocks_reused(f, p, len, FGA_BLOCK_NEW);
 	}
 	pthread_mutex_unlock(&R.lock);
 	/* A section the tracker refused is kept, reading dirty (sound);
@@ -263,7 +306,7 @@ static void region_remove(void *ctx, void *p, size_t len)
 	pthread_mutex_lock(&R.lock);
 	i = region_at((uintptr_t)p, &found);
 	if (found && R.v[i].base == (uintptr_t)p) {
-		(void)fga_remove_section(R.v[i].owner, p, R.v[i].len);
+		(void)fga_remove_section(R.v[i].f, p, R.v[i].len);
 		memmove(&R.v[i], &R.v[i + 1], (R.n - i - 1) * sizeof *R.v);
 		R.n--;
 	}
@@ -281,10 +324,16 @@ static void region_adopt(void *ctx, void *p, size_t len)
 	pthread_mutex_lock(&R.lock);
 	i = region_at((uintptr_t)p, &found);
 	if (found && R.v[i].owner != ctx) {
-		(void)fga_remove_section(R.v[i].owner, (void *)R.v[i].base,
+		struct gcx *x = ctx;
+		fga *f = R.v[i].f == R.v[i].owner->arrays && x->arrays
+				 ? x->arrays
+				 : x->pages;
+
+		(void)fga_remove_section(R.v[i].f, (void *)R.v[i].base,
 					 R.v[i].len);
-		rc = fga_add_section(ctx, (void *)R.v[i].base, R.v[i].len);
+		rc = fga_add_section(f, (void *)R.v[i].base, R.v[i].len);
 		R.v[i].owner = ctx;
+		R.v[i].f = f;
 	}
 	pthread_mutex_unlock(&R.lock);
 	if (rc)
@@ -297,24 +346,50 @@ struct visit_arg {
 	size_t block;
 };
 
+/* Each run of dirty lines as one range: the collector rescans a big
+ * array or vector only there, and any other page whole. */
 static void visit_block(void *arg, void *block, fga_lines lines)
 {
 	struct visit_arg *v = arg;
+	size_t line = v->block / 64;
+	int i = 0;
 
-	(void)lines; /* page level: the collector rescans the page */
-	v->visit(v->arg, block, v->block);
+	if (lines == FGA_LINES_ALL) {
+		v->visit(v->arg, block, v->block);
+		return;
+	}
+	while (lines >> i) {
+		int n;
+
+		i += __builtin_ctzll(lines >> i);
+		n = i < 63 ? __builtin_ctzll(~(lines >> i)) : 1;
+		v->visit(v->arg, (char *)block + (size_t)i * line,
+			 (size_t)n * line);
+		i += n;
+		if (i >= 64)
+			break;
+	}
 }
 
 static void collect_begin(void *ctx, void (*visit)(void *, void *, size_t),
 			  void *arg)
 {
-	struct visit_arg v = {visit, arg, 0};
-	fga *f = ctx;
+	struct gcx *x = ctx;
 
 	pthread_mutex_lock(&R.lock);
-	fga_retrieve(f);
-	v.block = fga_block_size(f);
-	(void)fga_for_each_dirty(f, visit_block, &v);
+	for (int k = 0; k < 2; k++) {
+		fga *f = k ? x->arrays : x->pages;
+		struct visit_arg v = {visit, arg, 0};
+
+		if (!f)
+			continue;
+		/* Without re-protecting: the collector writes into these
+		 * pages now, and collect_end's retrieval ends the
+		 * interval. */
+		(void)fga_peek(f);
+		v.block = fga_block_size(f);
+		(void)fga_for_each_dirty(f, visit_block, &v);
+	}
 	pthread_mutex_unlock(&R.lock);
 }
 
@@ -335,7 +410,7 @@ static void writable(void *p, size_t len)
 				      : e;
 
 		if (s < t)
-			fga_blocks_reused(R.v[i].owner, (void *)s, t - s,
+			fga_blocks_reused(R.v[i].f, (void *)s, t - s,
 					  FGA_BLOCK_NEW);
 	}
 	pthread_mutex_unlock(&R.lock);
@@ -343,8 +418,12 @@ static void writable(void *p, size_t len)
 
 static void collect_end(void *ctx)
 {
+	struct gcx *x = ctx;
+
 	pthread_mutex_lock(&R.lock);
-	fga_retrieve(ctx);
+	fga_retrieve(x->pages);
+	if (x->arrays)
+		fga_retrieve(x->arrays);
 	pthread_mutex_unlock(&R.lock);
 }
 
@@ -375,9 +454,10 @@ static void at_exit(void)
 __attribute__((constructor)) static void install(void)
 {
 	fga_config c = FGA_CONFIG_INIT;
-	fg_env_value on, stats;
+	fg_env_value on, stats, acard;
 	int rc = fg_env_get("FG_RACKET", &on);
 	int src = fg_env_get("FG_RACKET_STATS", &stats);
+	int arc = fg_env_get("FG_RACKET_ARRAY_CARD", &acard);
 
 	if (rc < 0)
 		fprintf(stderr, "%s: %s; the stock barrier stays on\n", NAME,
@@ -389,6 +469,17 @@ __attribute__((constructor)) static void install(void)
 	c.preclean = 0;
 	fga_config_env(&c, "FG_RACKET");
 	R.c = c;
+	/* Big objects: a block per OS page, so that a line is 64 bytes. */
+	c.name = NAME_ARRAYS;
+	c.block = 4096;
+	c.card = 64;
+	c.twins = FGA_TWINS_STICKY;
+	if (arc < 0)
+		fprintf(stderr, "%s: %s; 64-byte cards for big objects\n", NAME,
+			fg_last_error_detail());
+	else if (arc > 0)
+		c.card = acard.bytes;
+	R.ca = c;
 	if (src < 0)
 		fprintf(stderr, "%s: %s; no statistics\n", NAME,
 			fg_last_error_detail());
