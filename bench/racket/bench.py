@@ -2,14 +2,17 @@
 """Racket BC 3m: the stock mprotect barrier against the fgvm port.
 
 One racket3m binary (adapters/racket, `make racket`) runs each program
-with its stock write barrier and with FG_RACKET=1 (the port, page level:
-the toolkit's default backend and card), the repetitions interleaved with
-the order rotated:
+with its stock write barrier (stock), with FG_RACKET=1 (port: the
+toolkit's default backend, page cards for small and medium pages, 64-byte
+cards for big objects) and with FG_RACKET=1 FG_RACKET_ARRAY_CARD=4k
+(port-page: page cards everywhere), the repetitions interleaved with the
+order rotated:
   binary-trees  short-lived trees and one long-lived tree;
   gcbench       GCBench: top-down (mutating old nodes) and bottom-up trees,
                 a long-lived tree and array;
-  mutable-old   a large vector and hash table updated sparsely (the case
-                a card-marking barrier is for);
+  mutable-old   a large vector and hash table updated sparsely, 100
+                random slots and keys per round between short-lived
+                garbage (the case a card-marking barrier is for);
   raco-make     `raco make` of the lazy language and its 184 modules,
                 compiled anew (PLTCOMPILEDROOTS) - the real workload
                 (full runs only).
@@ -18,7 +21,7 @@ Racket's own log (-W debug@GC: the main place's minor and major
 collections, whole milliseconds), the output (must be the same bytes on
 both).  Once per program and variant, untimed, under strace -f: the
 write-protecting mprotect calls on anonymous memory and the SIGSEGVs,
-and from (dump-memory-stats) the old pages rescanned in minor
+and from (dump-memory-stats) the old pages and bytes rescanned in minor
 collections.  Writes OUT/racket.json and OUT/racket.png; exit status 1
 if a run failed or an output differs.
 """
@@ -42,12 +45,14 @@ PROGS = {
     # name: (full arguments, --quick arguments)
     "binary-trees": (["18"], ["15"]),
     "gcbench": (["0"], ["2"]),
-    "mutable-old": (["400000", "200"], ["200000", "60"]),
+    "mutable-old": (["400000", "3000", "100"], ["200000", "600", "100"]),
     "raco-make": ([], None),
 }
-VARIANTS = {"stock": {}, "fg-page": {"FG_RACKET": "1"}}
+VARIANTS = {"stock": {}, "port": {"FG_RACKET": "1"},
+            "port-page": {"FG_RACKET": "1", "FG_RACKET_ARRAY_CARD": "4k"}}
 RE_GC = re.compile(r"GC: 0:(min|MAJ)\b.* (\d+)ms @")
 RE_OLD = re.compile(r"old regions scanned during minor GCs: (\d+)/(\d+)")
+RE_BYTES = re.compile(r"old bytes scanned during minor GCs: (\d+)")
 
 
 def env_for(variant, extra):
@@ -147,6 +152,9 @@ def barrier(racket, prog, args, variant, tmp):
     m = RE_OLD.search(err)
     if m:
         res["old_pages_rescanned"] = int(m.group(1))
+    m = RE_BYTES.search(err)
+    if m:
+        res["old_bytes_rescanned"] = int(m.group(1))
     return res
 
 
@@ -178,7 +186,8 @@ def main():
             run(a.racket, prog, args, "stock", tmp, a.timeout)
             order = list(VARIANTS)
             for rep in range(a.reps):
-                for v in order[rep % 2:] + order[:rep % 2]:
+                k = rep % len(order)
+                for v in order[k:] + order[:k]:
                     r = run(a.racket, prog, args, v, tmp, a.timeout)
                     r["rep"] = rep
                     runs.append(r)
@@ -223,12 +232,12 @@ def main():
     with open(jpath, "w") as f:
         json.dump({"racket": a.racket, "reps": a.reps, "quick": a.quick,
                    "rows": rows, "runs": runs}, f, indent=1)
-    print("%-13s %-8s %7s %9s %9s %9s %9s %8s %6s %9s" % (
+    print("%-13s %-9s %7s %9s %9s %9s %9s %8s %6s %9s %9s" % (
         "program", "variant", "time", "minor", "minor", "major",
-        "max RSS", "wp", "SEGV", "old pages"))
-    print("%-13s %-8s %7s %9s %9s %9s %9s %8s %6s %9s" % (
+        "max RSS", "wp", "SEGV", "old pages", "old MiB"))
+    print("%-13s %-9s %7s %9s %9s %9s %9s %8s %6s %9s %9s" % (
         "", "", "s", "mean ms", "max ms", "mean ms", "MiB", "mprotect",
-        "", "rescanned"))
+        "", "rescanned", "rescanned"))
     for r in rows:
         base = next(x for x in rows if x["prog"] == r["prog"] and
                     x["variant"] == "stock")
@@ -236,11 +245,14 @@ def main():
         def rat(k):
             return "" if r["variant"] == "stock" or not base[k] else \
                 " (%.2fx)" % (r[k] / base[k])
-        print("%-13s %-8s %7.2f %9.1f %9.0f %9.1f %9.1f %8s %6s %9s%s%s%s%s"
+        ob = r.get("old_bytes_rescanned")
+        print("%-13s %-9s %7.2f %9.1f %9.0f %9.1f %9.1f %8s %6s %9s %9s"
+              "%s%s%s%s"
               % (r["prog"], r["variant"], r["wall_s"], r["minor_mean_ms"],
                  r["minor_max_ms"], r["major_mean_ms"],
                  r["maxrss_kib"] / 1024.0, r.get("wp_mprotect", "-"),
                  r.get("sigsegv", "-"), r.get("old_pages_rescanned", "-"),
+                 "-" if ob is None else "%.1f" % (ob / 1048576.0),
                  "" if r["same_output"] else "  OUTPUT DIFFERS",
                  rat("wall_s"), rat("minor_mean_ms"), rat("maxrss_kib")))
     print("wrote %s" % os.path.relpath(jpath, ROOT))
@@ -251,25 +263,30 @@ def main():
         keys = [("wall_s", "time"), ("minor_mean_ms", "mean minor pause"),
                 ("major_mean_ms", "mean major pause"),
                 ("maxrss_kib", "max RSS")]
-        fig, ax = plt.subplots(figsize=(8, 4))
+        keys.append(("old_bytes_rescanned", "old bytes rescanned"))
+        ports = [v for v in VARIANTS if v != "stock"]
+        fig, axes = plt.subplots(1, len(ports), figsize=(5 * len(ports), 4),
+                                 sharey=True, squeeze=False)
         width = 0.8 / len(keys)
-        for i, (k, label) in enumerate(keys):
-            vals = []
-            for prog in progs:
-                s = next((x for x in rows if x["prog"] == prog and
-                          x["variant"] == "stock"), None)
-                f = next((x for x in rows if x["prog"] == prog and
-                          x["variant"] == "fg-page"), None)
-                vals.append(f[k] / s[k] if s and f and s[k] else 0)
-            ax.bar([j + i * width for j in range(len(progs))], vals, width,
-                   label=label)
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(progs))])
-        ax.set_xticklabels(progs)
-        ax.set_ylabel("port / stock (medians)")
-        ax.set_title("Racket BC 3m: the fgvm port (page level) vs the "
-                     "stock mprotect barrier")
-        ax.legend(fontsize=8)
+        for ax, v in zip(axes[0], ports):
+            for i, (k, label) in enumerate(keys):
+                vals = []
+                for prog in progs:
+                    s = next((x for x in rows if x["prog"] == prog and
+                              x["variant"] == "stock"), None)
+                    f = next((x for x in rows if x["prog"] == prog and
+                              x["variant"] == v), None)
+                    vals.append(f.get(k, 0) / s[k]
+                                if s and f and s.get(k) else 0)
+                ax.bar([j + i * width for j in range(len(progs))], vals,
+                       width, label=label)
+            ax.axhline(1.0, color="black", linewidth=0.8)
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(progs))])
+            ax.set_xticklabels(progs, fontsize=8)
+            ax.set_title("%s / stock (medians)" % v, fontsize=10)
+        axes[0][0].set_ylabel("ratio to the stock mprotect barrier")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle("Racket BC 3m: the fgvm port vs the stock barrier")
         fig.tight_layout()
         ppath = os.path.join(a.out, "racket.png")
         fig.savefig(ppath, dpi=110)
