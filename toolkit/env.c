@@ -84,8 +84,11 @@ static const fg_env_var table[] = {
 	 "1: a summary of the adapter's work on stderr at exit"},
 	{"FG_RACKET_ARRAY_CARD", FG_ENV_SIZE, NULL, "64",
 	 "adapters/racket (racket3m)",
-	 "card of big objects (vectors, hash-table arrays), with hot twins; "
-	 "4k: page precision"},
+	 "card of big objects (vectors, hash-table arrays), with sticky "
+	 "twins; 4k: page precision"},
+	{"FG_RACKET_ARRAY_MIN", FG_ENV_SIZE, NULL, "256k",
+	 "adapters/racket (racket3m)",
+	 "big objects from this size up get FG_RACKET_ARRAY_CARD's cards"},
 	/* The tests and their runner. */
 	{"FG_SEED", FG_ENV_COUNT, NULL, "random, printed by each test", TESTS,
 	 "replay a random schedule"},

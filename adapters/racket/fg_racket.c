@@ -83,8 +83,8 @@ extern int GC_set_external_dirty(const GC_external_dirty *)
 	__attribute__((weak));
 
 /* A place's GC: two adapter instances.  Big pages (one object each,
- * larger than the collector's page: long vectors, hash-table arrays) go
- * to arrays, with cards of FG_RACKET_ARRAY_CARD bytes (64 by default)
+ * larger than the collector's page) of FG_RACKET_ARRAY_MIN bytes or
+ * more (256 KiB: long vectors, big hash tables' arrays) go to arrays, with cards of FG_RACKET_ARRAY_CARD bytes (64 by default)
  * and hot twins: the collector rescans such an object only inside its
  * dirty cards, and a page written at every collection is left writable
  * and compared instead of faulting.  Small-page blocks and medium pages
@@ -106,6 +106,7 @@ struct region {
 static struct {
 	pthread_mutex_t lock;
 	fga_config c, ca; /* pages', arrays' */
+	size_t array_min; /* FG_RACKET_ARRAY_MIN */
 	struct region *v; /* sorted by base, mmap'd */
 	size_t n, cap;
 	struct gcx *gcs[MAX_GCS]; /* live, for the summary at exit */
@@ -113,10 +114,15 @@ static struct {
 	unsigned long made, refused, stale;
 } R = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* The instance for a region of kind GC_EXT_REGION_*. */
-static fga *instance_for(struct gcx *x, int kind)
+/* The instance for a region of kind GC_EXT_REGION_* and len bytes: big
+ * objects of FG_RACKET_ARRAY_MIN bytes or more go to arrays.  Smaller ones
+ * come and go too often (each region costs the tracker a registration,
+ * twin memory and a scan per retrieval) for their cards to pay. */
+static fga *instance_for(struct gcx *x, int kind, size_t len)
 {
-	return kind == GC_EXT_REGION_BIG && x->arrays ? x->arrays : x->pages;
+	return kind == GC_EXT_REGION_BIG && len >= R.array_min && x->arrays
+		       ? x->arrays
+		       : x->pages;
 }
 
 static void die(const char *what, void *p, size_t len, int rc)
@@ -273,7 +279,7 @@ static void drop_overlapping(uintptr_t p, size_t len)
 
 static void region_add(void *ctx, void *p, size_t len, int kind)
 {
-	fga *f = instance_for(ctx, kind);
+	fga *f = instance_for(ctx, kind, len);
 	int rc;
 
 	pthread_mutex_lock(&R.lock);
@@ -454,10 +460,11 @@ static void at_exit(void)
 __attribute__((constructor)) static void install(void)
 {
 	fga_config c = FGA_CONFIG_INIT;
-	fg_env_value on, stats, acard;
+	fg_env_value on, stats, acard, amin;
 	int rc = fg_env_get("FG_RACKET", &on);
 	int src = fg_env_get("FG_RACKET_STATS", &stats);
 	int arc = fg_env_get("FG_RACKET_ARRAY_CARD", &acard);
+	int amc = fg_env_get("FG_RACKET_ARRAY_MIN", &amin);
 
 	if (rc < 0)
 		fprintf(stderr, "%s: %s; the stock barrier stays on\n", NAME,
@@ -480,6 +487,13 @@ __attribute__((constructor)) static void install(void)
 	else if (arc > 0)
 		c.card = acard.bytes;
 	R.ca = c;
+	R.array_min = 256 * 1024;
+	if (amc < 0)
+		fprintf(stderr, "%s: %s; big objects from 256 KiB up get "
+				"their own cards\n",
+			NAME, fg_last_error_detail());
+	else if (amc > 0)
+		R.array_min = amin.bytes;
 	if (src < 0)
 		fprintf(stderr, "%s: %s; no statistics\n", NAME,
 			fg_last_error_detail());
