@@ -162,6 +162,95 @@ def mean(v):
     return sum(v) / len(v) if v else 0.0
 
 
+def paired(runs, prog, variant, key):
+    """The median over repetitions of variant's key / stock's key in the
+    same repetition (adjacent runs): steadier than a ratio of medians on
+    a machine whose speed drifts."""
+    by = {}
+    for r in runs:
+        if r.get("prog") == prog and key in r and "rep" in r:
+            by.setdefault(r["rep"], {})[r["variant"]] = r[key]
+    v = [d[variant] / d["stock"] for d in by.values()
+         if d.get("stock") and variant in d]
+    return compare.med(v) if v else None
+
+
+def report(out, meta, rows, runs, progs):
+    """JSON, the table and the plot of rows (and the runs behind them)."""
+    for r in rows:
+        if r["variant"] != "stock":
+            r["wall_paired"] = paired(runs, r["prog"], r["variant"],
+                                      "wall_s")
+    os.makedirs(out, exist_ok=True)
+    jpath = os.path.join(out, "racket.json")
+    with open(jpath, "w") as f:
+        json.dump(dict(meta, rows=rows, runs=runs), f, indent=1)
+    print("%-13s %-9s %7s %9s %9s %9s %9s %8s %6s %9s %9s" % (
+        "program", "variant", "time", "minor", "minor", "major",
+        "max RSS", "wp", "SEGV", "old pages", "old MiB"))
+    print("%-13s %-9s %7s %9s %9s %9s %9s %8s %6s %9s %9s" % (
+        "", "", "s", "mean ms", "max ms", "mean ms", "MiB", "mprotect",
+        "", "rescanned", "rescanned"))
+    for r in rows:
+        base = next(x for x in rows if x["prog"] == r["prog"] and
+                    x["variant"] == "stock")
+
+        def rat(k):
+            return "" if r["variant"] == "stock" or not base[k] else \
+                " (%.2fx)" % (r[k] / base[k])
+        pr = "" if r.get("wall_paired") is None else \
+            " [time paired %.2fx]" % r["wall_paired"]
+        ob = r.get("old_bytes_rescanned")
+        print("%-13s %-9s %7.2f %9.1f %9.0f %9.1f %9.1f %8s %6s %9s %9s"
+              "%s%s%s%s%s"
+              % (r["prog"], r["variant"], r["wall_s"], r["minor_mean_ms"],
+                 r["minor_max_ms"], r["major_mean_ms"],
+                 r["maxrss_kib"] / 1024.0, r.get("wp_mprotect", "-"),
+                 r.get("sigsegv", "-"), r.get("old_pages_rescanned", "-"),
+                 "-" if ob is None else "%.1f" % (ob / 1048576.0),
+                 "" if r["same_output"] else "  OUTPUT DIFFERS",
+                 rat("wall_s"), rat("minor_mean_ms"), rat("maxrss_kib"),
+                 pr))
+    print("wrote %s" % os.path.relpath(jpath, ROOT))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        keys = [("wall_s", "time"), ("minor_mean_ms", "mean minor pause"),
+                ("major_mean_ms", "mean major pause"),
+                ("maxrss_kib", "max RSS")]
+        keys.append(("old_bytes_rescanned", "old bytes rescanned"))
+        ports = [v for v in VARIANTS if v != "stock"]
+        fig, axes = plt.subplots(1, len(ports), figsize=(5 * len(ports), 4),
+                                 sharey=True, squeeze=False)
+        width = 0.8 / len(keys)
+        for ax, v in zip(axes[0], ports):
+            for i, (k, label) in enumerate(keys):
+                vals = []
+                for prog in progs:
+                    s = next((x for x in rows if x["prog"] == prog and
+                              x["variant"] == "stock"), None)
+                    f = next((x for x in rows if x["prog"] == prog and
+                              x["variant"] == v), None)
+                    vals.append(f.get(k, 0) / s[k]
+                                if s and f and s.get(k) else 0)
+                ax.bar([j + i * width for j in range(len(progs))], vals,
+                       width, label=label)
+            ax.axhline(1.0, color="black", linewidth=0.8)
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(progs))])
+            ax.set_xticklabels(progs, fontsize=8)
+            ax.set_title("%s / stock (medians)" % v, fontsize=10)
+        axes[0][0].set_ylabel("ratio to the stock mprotect barrier")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle("Racket BC 3m: the fgvm port vs the stock barrier")
+        fig.tight_layout()
+        ppath = os.path.join(out, "racket.png")
+        fig.savefig(ppath, dpi=110)
+        print("wrote %s" % os.path.relpath(ppath, ROOT))
+    except ImportError:
+        print("matplotlib missing: no plot")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--racket", default=os.path.join(
@@ -172,7 +261,24 @@ def main():
     ap.add_argument("--progs", default=None)
     ap.add_argument("--out", default="bench/out")
     ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="no runs: one table, JSON and plot from earlier "
+                    "racket.json files (e.g. the short programs and "
+                    "raco-make run apart)")
     a = ap.parse_args()
+    if a.merge:
+        meta, rows, runs, progs = {"merged": a.merge}, [], [], []
+        for path in a.merge:
+            with open(path) as f:
+                d = json.load(f)
+            meta.setdefault("racket", d.get("racket"))
+            rows += d["rows"]
+            runs += d["runs"]
+            for r in d["rows"]:
+                if r["prog"] not in progs:
+                    progs.append(r["prog"])
+        report(a.out, meta, rows, runs, progs)
+        return
     if not os.access(a.racket, os.X_OK):
         sys.exit("bench/racket: no racket3m at %s (make racket)" % a.racket)
     progs = a.progs.split(",") if a.progs else \
@@ -227,72 +333,8 @@ def main():
                 "majors": compare.med([len(r["major_ms"]) for r in rs[v]]),
                 "same_output": same,
                 **cnt[v]})
-    os.makedirs(a.out, exist_ok=True)
-    jpath = os.path.join(a.out, "racket.json")
-    with open(jpath, "w") as f:
-        json.dump({"racket": a.racket, "reps": a.reps, "quick": a.quick,
-                   "rows": rows, "runs": runs}, f, indent=1)
-    print("%-13s %-9s %7s %9s %9s %9s %9s %8s %6s %9s %9s" % (
-        "program", "variant", "time", "minor", "minor", "major",
-        "max RSS", "wp", "SEGV", "old pages", "old MiB"))
-    print("%-13s %-9s %7s %9s %9s %9s %9s %8s %6s %9s %9s" % (
-        "", "", "s", "mean ms", "max ms", "mean ms", "MiB", "mprotect",
-        "", "rescanned", "rescanned"))
-    for r in rows:
-        base = next(x for x in rows if x["prog"] == r["prog"] and
-                    x["variant"] == "stock")
-
-        def rat(k):
-            return "" if r["variant"] == "stock" or not base[k] else \
-                " (%.2fx)" % (r[k] / base[k])
-        ob = r.get("old_bytes_rescanned")
-        print("%-13s %-9s %7.2f %9.1f %9.0f %9.1f %9.1f %8s %6s %9s %9s"
-              "%s%s%s%s"
-              % (r["prog"], r["variant"], r["wall_s"], r["minor_mean_ms"],
-                 r["minor_max_ms"], r["major_mean_ms"],
-                 r["maxrss_kib"] / 1024.0, r.get("wp_mprotect", "-"),
-                 r.get("sigsegv", "-"), r.get("old_pages_rescanned", "-"),
-                 "-" if ob is None else "%.1f" % (ob / 1048576.0),
-                 "" if r["same_output"] else "  OUTPUT DIFFERS",
-                 rat("wall_s"), rat("minor_mean_ms"), rat("maxrss_kib")))
-    print("wrote %s" % os.path.relpath(jpath, ROOT))
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        keys = [("wall_s", "time"), ("minor_mean_ms", "mean minor pause"),
-                ("major_mean_ms", "mean major pause"),
-                ("maxrss_kib", "max RSS")]
-        keys.append(("old_bytes_rescanned", "old bytes rescanned"))
-        ports = [v for v in VARIANTS if v != "stock"]
-        fig, axes = plt.subplots(1, len(ports), figsize=(5 * len(ports), 4),
-                                 sharey=True, squeeze=False)
-        width = 0.8 / len(keys)
-        for ax, v in zip(axes[0], ports):
-            for i, (k, label) in enumerate(keys):
-                vals = []
-                for prog in progs:
-                    s = next((x for x in rows if x["prog"] == prog and
-                              x["variant"] == "stock"), None)
-                    f = next((x for x in rows if x["prog"] == prog and
-                              x["variant"] == v), None)
-                    vals.append(f.get(k, 0) / s[k]
-                                if s and f and s.get(k) else 0)
-                ax.bar([j + i * width for j in range(len(progs))], vals,
-                       width, label=label)
-            ax.axhline(1.0, color="black", linewidth=0.8)
-            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(progs))])
-            ax.set_xticklabels(progs, fontsize=8)
-            ax.set_title("%s / stock (medians)" % v, fontsize=10)
-        axes[0][0].set_ylabel("ratio to the stock mprotect barrier")
-        axes[0][0].legend(fontsize=7)
-        fig.suptitle("Racket BC 3m: the fgvm port vs the stock barrier")
-        fig.tight_layout()
-        ppath = os.path.join(a.out, "racket.png")
-        fig.savefig(ppath, dpi=110)
-        print("wrote %s" % os.path.relpath(ppath, ROOT))
-    except ImportError:
-        print("matplotlib missing: no plot")
+    report(a.out, {"racket": a.racket, "reps": a.reps, "quick": a.quick},
+           rows, runs, progs)
     sys.exit(1 if failed else 0)
 
 
