@@ -15,7 +15,9 @@
  *
  * The mapping to the generic adapter's calls:
  *
- *   gc_created(gc, page, first)   fga_create, block = Racket's APAGE
+ *   gc_created(gc, page, first)   two fga_create: pages (block =
+ *                                 Racket's APAGE) and arrays (big
+ *                                 objects, block = 4 KiB; struct gcx)
  *   region_add / region_remove    fga_add_section / fga_remove_section
  *   region_adopt                  the region moves to the adopting GC
  *   collect_begin(visit)          fga_peek + fga_for_each_dirty: each
@@ -83,13 +85,15 @@ extern int GC_set_external_dirty(const GC_external_dirty *)
 	__attribute__((weak));
 
 /* A place's GC: two adapter instances.  Big pages (one object each,
- * larger than the collector's page) of FG_RACKET_ARRAY_MIN bytes or
- * more (256 KiB: long vectors, big hash tables' arrays) go to arrays, with cards of FG_RACKET_ARRAY_CARD bytes (64 by default)
- * and hot twins: the collector rescans such an object only inside its
- * dirty cards, and a page written at every collection is left writable
- * and compared instead of faulting.  Small-page blocks and medium pages
- * go to pages, at the toolkit's card (FG_CARD; a page by default): the
- * collector rescans those pages whole, so finer cards would only cost. */
+ * larger than the collector's page) of FG_RACKET_ARRAY_MIN bytes or more
+ * (256 KiB: long vectors, big hash tables' arrays) go to arrays, with
+ * cards of FG_RACKET_ARRAY_CARD bytes (64 by default) and sticky twins:
+ * the collector rescans such an object only inside its dirty cards, and
+ * a page written at every collection is left writable and compared
+ * instead of faulting.  Small-page blocks, medium pages and smaller big
+ * pages go to pages, at the toolkit's card (FG_CARD; a page by default):
+ * the collector rescans small and medium pages whole, so finer cards
+ * would only cost there. */
 struct gcx {
 	fga *pages, *arrays; /* arrays may be NULL: pages takes all */
 };
