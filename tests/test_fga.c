@@ -20,6 +20,11 @@
  *                A write into one instance's heap never makes the other's
  *                lines dirty (asserted: the other heap is quiet for
  *                whole stretches).
+ *   contract_page_hot  the same at page cards with fga_config.hot = 3,
+ *                and a few blocks written at most retrievals: they go
+ *                hot (unwatched, read whole), are watched again every
+ *                third retrieval, and must still never read clean
+ *                when changed.
  *   precise_64   sticky DIFF through the adapter: after a warm-up, sparse
  *                single-line writes to an old heap read as at most four
  *                times the changed lines (1.4-2.4x seen; page cards: 62x;
@@ -68,6 +73,10 @@ struct heap {
 			     read clean (or whole) */
 };
 
+/* contract_page_hot: fga_config.hot for the instances made; 0 else. */
+static unsigned hot_cfg;
+#define HOT_BLOCKS 6 /* blocks 0.. of section 0, written most rounds */
+
 static fga *make(fg_backend_id id, size_t card, const char *name)
 {
 	fga_config c = FGA_CONFIG_INIT;
@@ -75,6 +84,7 @@ static fga *make(fg_backend_id id, size_t card, const char *name)
 	int rc;
 
 	c.name = name;
+	c.hot = hot_cfg;
 	c.block = BLOCK;
 	c.backend = fg_backend_name(id);
 	c.card = card;
@@ -235,6 +245,18 @@ static void contract(fg_backend_id id, size_t card)
 				continue;
 			for (unsigned k = 0; k < n; k++)
 				mutate(p, &g);
+			/* Hot blocks: written at most retrievals, then
+			 * left alone for stretches (they cool down and are
+			 * watched again), sometimes only half of them. */
+			for (unsigned b = 0; hot_cfg && r % 24 < 16 &&
+					     b < HOT_BLOCKS;
+			     b++)
+				if (orc_below(&g, 8))
+					orc_fill_random(
+						&g,
+						p->sect[0] + b * BLOCK +
+							orc_below(&g, BLOCK - 8),
+						8);
 			if (orc_below(&g, 2)) {
 				fga_preclean(p->f);
 				for (unsigned k = 0; k < n / 2; k++)
@@ -271,13 +293,19 @@ static void contract(fg_backend_id id, size_t card)
 			    "(%lu peeks), "
 			    "%lu lines checked, %lu changed, %lu read dirty, "
 			    "%lu missed; %lu blocks exempted, %lu watched "
-			    "again",
+			    "again, %lu hot",
 			    tag, 'A' + i, (unsigned long long)seed,
 			    st.collections, st.peeks, h[i].checked, h[i].lines_changed,
 			    h[i].lines_dirty, h[i].missed, st.exempted_blocks,
-			    st.watched_blocks);
+			    st.watched_blocks, st.hot_blocks);
 		cr_expect_eq(st.peeks, h[i].peeks);
 		cr_expect_eq(st.collections, ROUNDS + h[i].fallbacks);
+		/* config.hot applies at page cards, where the backend can
+		 * leave blocks out: then blocks were found hot. */
+		if (hot_cfg && card >= (size_t)sysconf(_SC_PAGESIZE) &&
+		    (fg_backend_caps(id) & FG_CAP_EXEMPT))
+			cr_expect_gt(st.hot_blocks, 0, "%s: no hot block",
+				     tag);
 		cr_expect_eq(h[i].missed, 0, "%s: %lu changed lines read clean "
 					     "(seed %#llx: FG_SEED replays)",
 			     tag, h[i].missed, (unsigned long long)seed);
@@ -296,6 +324,12 @@ static void contract_page(fg_backend_id id)
 	contract(id, (size_t)sysconf(_SC_PAGESIZE));
 }
 
+static void contract_page_hot(fg_backend_id id)
+{
+	hot_cfg = 3;
+	contract(id, (size_t)sysconf(_SC_PAGESIZE));
+}
+
 #ifndef ORC_KVM_ONLY
 #define FGA_BACKENDS(suite, scn, secs)                                       \
 	ORC_TEST_FOR(suite, scn, uffd_async, FG_BACKEND_UFFD_ASYNC, secs)    \
@@ -303,6 +337,7 @@ static void contract_page(fg_backend_id id)
 	ORC_TEST_FOR(suite, scn, mprotect, FG_BACKEND_MPROTECT, secs)
 FGA_BACKENDS(fga, contract_64, 120)
 FGA_BACKENDS(fga, contract_page, 120)
+FGA_BACKENDS(fga, contract_page_hot, 120)
 #endif
 
 /* Sparse writes to an old heap: one line in each of a few random blocks

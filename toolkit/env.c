@@ -68,6 +68,10 @@ static const fg_env_var table[] = {
 	 "0: watch free and young heap blocks too"},
 	{"FG_<ADAPTER>_PRECLEAN", FG_ENV_FLAG, NULL, "1", ADAPTER,
 	 "0: retrieve dirty cards only in the pause, not also before it"},
+	{"FG_<ADAPTER>_HOT", FG_ENV_COUNT, NULL, "0 (the adapter's own)",
+	 ADAPTER,
+	 "page cards: a block written at two retrievals in a row stays "
+	 "unwatched, read whole, for N retrievals; 0: never"},
 	{"FG_<ADAPTER>_CHECK", FG_ENV_CHOICE, "0|1|abort", "0", ADAPTER,
 	 "an oracle: count changed lines read clean (1), or abort at the "
 	 "first; slow"},

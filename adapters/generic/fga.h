@@ -94,6 +94,9 @@ typedef struct fga_config {
 	int exempt;	    /* leave free and young blocks unwatched where
 			       the backend can (FG_CAP_EXEMPT) */
 	int preclean;	    /* fga_preclean retrieves (else a no-op) */
+	unsigned hot;	    /* page precision: a block reported written at
+			       two retrievals in a row is left unwatched
+			       (read whole) for this many; 0: never */
 	int check;	    /* the oracle: 0 off, 1 count misses, 2 abort */
 	int auto_log;	    /* FGA_CARD_AUTO: print each judgement */
 	const char *env_prefix; /* set by fga_config_env: names the check
@@ -115,7 +118,7 @@ typedef struct fga_config {
 
 /* Read the adapter's knobs from the environment, PREFIX being e.g.
  * "FG_BOEHM": PREFIX_TWINS=sticky|adaptive|hot|none,
- * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0,
+ * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0, PREFIX_HOT=N,
  * PREFIX_CHECK=1|abort, PREFIX_AUTO_LOG=1: the toolkit's table's
  * templates FG_<ADAPTER>_*, with its grammars (fg.h: fg_env_get; a flag
  * is 1/yes/on/true or 0/no/off/false).  A bad value is reported on
@@ -230,6 +233,7 @@ typedef struct fga_stats {
 					wrote_after: read whole next time */
 	unsigned long exempted_blocks;
 	unsigned long watched_blocks; /* young blocks watched again */
+	unsigned long hot_blocks;    /* blocks found hot (config.hot) */
 	unsigned long auto_off;	     /* FGA_CARD_AUTO: twins turned off */
 	unsigned long auto_on;	     /* ... and on again */
 	unsigned long missed;	     /* check: changed lines not reported */
