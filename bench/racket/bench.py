@@ -10,9 +10,15 @@ order rotated:
   binary-trees  short-lived trees and one long-lived tree;
   gcbench       GCBench: top-down (mutating old nodes) and bottom-up trees,
                 a long-lived tree and array;
-  mutable-old   a large vector and hash table updated sparsely, 100
-                random slots and keys per round between short-lived
-                garbage (the case a card-marking barrier is for);
+  mutable-old   a vector (400000 slots, 3 MiB) and a hash table updated
+                100 random slots and keys per round between short-lived
+                garbage: about 5000 writes between two collections, so
+                nearly every page of them is written every time (dense
+                at page level);
+  mutable-old-large  the same program with a large old generation
+                updated sparsely: 2000000 slots (16 MiB) and 5 writes a
+                round, about 235 between two collections (the case a
+                card-marking barrier is for);
   raco-make     `raco make` of the lazy language and its 184 modules,
                 compiled anew (PLTCOMPILEDROOTS) - the real workload
                 (full runs only).
@@ -46,10 +52,18 @@ PROGS = {
     "binary-trees": (["18"], ["15"]),
     "gcbench": (["0"], ["2"]),
     "mutable-old": (["400000", "3000", "100"], ["200000", "600", "100"]),
+    "mutable-old-large": (["2000000", "6000", "5"],
+                          ["1000000", "1500", "5"]),
     "raco-make": ([], None),
 }
+FILES = {"mutable-old-large": "mutable-old"}  # else PROG.rkt
 VARIANTS = {"stock": {}, "port": {"FG_RACKET": "1"},
-            "port-page": {"FG_RACKET": "1", "FG_RACKET_ARRAY_CARD": "4k"}}
+            "port-page": {"FG_RACKET": "1", "FG_RACKET_ARRAY_CARD": "4k"},
+            # page cards, blocks written 3 retrievals in a row unwatched
+            # for 8 (fga_config.hot); --variants only
+            "port-hot": {"FG_RACKET": "1", "FG_RACKET_ARRAY_CARD": "4k",
+                         "FG_RACKET_HOT": "8"}}
+DEFAULT_VARIANTS = ["stock", "port", "port-page"]
 RE_GC = re.compile(r"GC: 0:(min|MAJ)\b.* (\d+)ms @")
 RE_OLD = re.compile(r"old regions scanned during minor GCs: (\d+)/(\d+)")
 RE_BYTES = re.compile(r"old bytes scanned during minor GCs: (\d+)")
@@ -69,7 +83,8 @@ def command(racket, prog, args, tmp):
                             "share", "pkgs", "lazy", "lazy.rkt")
         return [racket, "-l-", "raco", "make", "-j", "1", lazy], \
             {"PLTCOMPILEDROOTS": tempfile.mkdtemp(dir=tmp)}
-    path = os.path.join(ROOT, "bench", "racket", prog + ".rkt")
+    path = os.path.join(ROOT, "bench", "racket",
+                        FILES.get(prog, prog) + ".rkt")
     return [racket, path] + args, {}
 
 
@@ -220,7 +235,8 @@ def report(out, meta, rows, runs, progs):
                 ("major_mean_ms", "mean major pause"),
                 ("maxrss_kib", "max RSS")]
         keys.append(("old_bytes_rescanned", "old bytes rescanned"))
-        ports = [v for v in VARIANTS if v != "stock"]
+        ports = [v for v in VARIANTS if v != "stock" and
+                 any(x["variant"] == v for x in rows)]
         fig, axes = plt.subplots(1, len(ports), figsize=(5 * len(ports), 4),
                                  sharey=True, squeeze=False)
         width = 0.8 / len(keys)
@@ -259,6 +275,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="smaller sizes, no raco-make (make bench)")
     ap.add_argument("--progs", default=None)
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                    help="of " + ",".join(VARIANTS) + " (stock first)")
     ap.add_argument("--out", default="bench/out")
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--merge", nargs="+", metavar="JSON",
@@ -281,6 +299,12 @@ def main():
         return
     if not os.access(a.racket, os.X_OK):
         sys.exit("bench/racket: no racket3m at %s (make racket)" % a.racket)
+    variants = a.variants.split(",")
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants or variants[0] != "stock":
+        sys.exit("bench/racket: --variants: %s (of %s, stock first)"
+                 % (",".join(bad) or "stock must come first",
+                    ",".join(VARIANTS)))
     progs = a.progs.split(",") if a.progs else \
         [p for p in PROGS if not (a.quick and PROGS[p][1] is None)]
     tmp = tempfile.mkdtemp(prefix="fgvm-racket-bench.")
@@ -290,7 +314,7 @@ def main():
             args = PROGS[prog][1 if a.quick else 0]
             # warm-up: compiles the program (raco make's compiled/)
             run(a.racket, prog, args, "stock", tmp, a.timeout)
-            order = list(VARIANTS)
+            order = list(variants)
             for rep in range(a.reps):
                 k = rep % len(order)
                 for v in order[k:] + order[:k]:
@@ -300,7 +324,7 @@ def main():
                     if "error" in r:
                         failed = True
                         print("%s %s: %s" % (prog, v, r["error"]))
-            for v in VARIANTS:
+            for v in variants:
                 runs.append(dict(prog=prog, variant=v, counts=barrier(
                     a.racket, prog, args, v, tmp)))
     finally:
@@ -308,15 +332,15 @@ def main():
     rows = []
     for prog in progs:
         rs = {v: [r for r in runs if r["prog"] == prog and r["variant"] == v
-                  and "wall_s" in r] for v in VARIANTS}
-        outs = {r["out"] for v in VARIANTS for r in rs[v]
+                  and "wall_s" in r] for v in variants}
+        outs = {r["out"] for v in variants for r in rs[v]
                 if prog != "raco-make"}
         same = len(outs) <= 1
         failed = failed or not same
         cnt = {v: next((r["counts"] for r in runs if r["prog"] == prog and
                         r["variant"] == v and "counts" in r), {})
-               for v in VARIANTS}
-        for v in VARIANTS:
+               for v in variants}
+        for v in variants:
             if not rs[v]:
                 continue
             rows.append({
