@@ -59,10 +59,12 @@ PROGS = {
 FILES = {"mutable-old-large": "mutable-old"}  # else PROG.rkt
 VARIANTS = {"stock": {}, "port": {"FG_RACKET": "1"},
             "port-page": {"FG_RACKET": "1", "FG_RACKET_ARRAY_CARD": "4k"},
-            # page cards, blocks written 3 retrievals in a row unwatched
-            # for 8 (fga_config.hot); --variants only
-            "port-hot": {"FG_RACKET": "1", "FG_RACKET_ARRAY_CARD": "4k",
-                         "FG_RACKET_HOT": "8"}}
+            # --variants only: blocks written 3 retrievals in a row left
+            # unwatched for 8 (fga_config.hot; page cards only: with
+            # port, the small and medium pages)
+            "port-hot": {"FG_RACKET": "1", "FG_RACKET_HOT": "8"},
+            "port-page-hot": {"FG_RACKET": "1", "FG_RACKET_ARRAY_CARD": "4k",
+                              "FG_RACKET_HOT": "8"}}
 DEFAULT_VARIANTS = ["stock", "port", "port-page"]
 RE_GC = re.compile(r"GC: 0:(min|MAJ)\b.* (\d+)ms @")
 RE_OLD = re.compile(r"old regions scanned during minor GCs: (\d+)/(\d+)")
