@@ -121,9 +121,15 @@ def run(racket, prog, args, variant, tmp, timeout):
         return rec
     rec["out"] = out
     minor, major = [], []
-    for m in RE_GC.finditer(err):
+    late = []  # minors after the last major: the steady state of
+    for m in RE_GC.finditer(err):  # a program that builds, then runs
         (minor if m.group(1) == "min" else major).append(int(m.group(2)))
+        if m.group(1) == "min":
+            late.append(int(m.group(2)))
+        else:
+            late = []
     rec["minor_ms"], rec["major_ms"] = minor, major
+    rec["minor_late_ms"] = late
     return rec
 
 
@@ -192,6 +198,16 @@ def paired(runs, prog, variant, key):
     return compare.med(v) if v else None
 
 
+def late(r, base):
+    """' [steady X ms (Rx)]' for rows that have minors after a major."""
+    v = r.get("minor_late_mean_ms")
+    if not v:
+        return ""
+    b = base.get("minor_late_mean_ms")
+    return " [steady %.1f ms%s]" % (
+        v, " (%.2fx)" % (v / b) if b and r is not base else "")
+
+
 def report(out, meta, rows, runs, progs):
     """JSON, the table and the plot of rows (and the runs behind them)."""
     for r in rows:
@@ -219,7 +235,7 @@ def report(out, meta, rows, runs, progs):
             " [time paired %.2fx]" % r["wall_paired"]
         ob = r.get("old_bytes_rescanned")
         print("%-13s %-9s %7.2f %9.1f %9.0f %9.1f %9.1f %8s %6s %9s %9s"
-              "%s%s%s%s%s"
+              "%s%s%s%s%s%s"
               % (r["prog"], r["variant"], r["wall_s"], r["minor_mean_ms"],
                  r["minor_max_ms"], r["major_mean_ms"],
                  r["maxrss_kib"] / 1024.0, r.get("wp_mprotect", "-"),
@@ -227,7 +243,9 @@ def report(out, meta, rows, runs, progs):
                  "-" if ob is None else "%.1f" % (ob / 1048576.0),
                  "" if r["same_output"] else "  OUTPUT DIFFERS",
                  rat("wall_s"), rat("minor_mean_ms"), rat("maxrss_kib"),
-                 pr))
+                 pr, late(r, base)))
+    print("(steady: the mean minor pause after the last major "
+          "collection, median over runs)")
     print("wrote %s" % os.path.relpath(jpath, ROOT))
     try:
         import matplotlib
@@ -356,6 +374,10 @@ def main():
                 "major_mean_ms": compare.med(
                     [mean(r["major_ms"]) for r in rs[v]]),
                 "minors": compare.med([len(r["minor_ms"]) for r in rs[v]]),
+                # mean of the minor pauses after the last major collection
+                # (mutable-old*: after the build's explicit collect-garbage)
+                "minor_late_mean_ms": compare.med(
+                    [mean(r.get("minor_late_ms") or [0]) for r in rs[v]]),
                 "majors": compare.med([len(r["major_ms"]) for r in rs[v]]),
                 "same_output": same,
                 **cnt[v]})
