@@ -585,19 +585,7 @@ static bool sticky_pays(fg_impl *t, struct fg_twins *w, size_t p,
 /* The runs of the granules in mask of the page at a. */
 static int push_granules(fg_runs *out, uintptr_t a, uint64_t mask)
 {
-	while (mask) {
-		unsigned b = (unsigned)__builtin_ctzll(mask);
-		unsigned e = b;
-		int rc;
-
-		while (e < 64 && (mask >> e) & 1)
-			e++;
-		mask &= e < 64 ? ~((UINT64_C(1) << e) - 1) : 0;
-		rc = fg_runs_push(out, a + b * GRANULE, a + e * GRANULE);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	return fg_runs_push_mask(out, a, GRANULE, mask);
 }
 
 int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,

@@ -59,6 +59,9 @@ typedef struct fg_runs {
 } fg_runs;
 
 int fg_runs_push(fg_runs *r, uintptr_t start, uintptr_t end);
+/* The runs of set bits of mask, bit k standing for [base + k * unit,
+ * base + (k + 1) * unit): a bitmap word of pages, a page's granules. */
+int fg_runs_push_mask(fg_runs *r, uintptr_t base, size_t unit, uint64_t mask);
 int fg_runs_append(fg_runs *r, uintptr_t start, uintptr_t end); /* no merge */
 void fg_runs_free(fg_runs *r);
 

@@ -212,23 +212,29 @@ int fg_bitmap_take(_Atomic uint64_t *w, size_t npages, uintptr_t base,
 	return fg_bitmap_take_range(w, 0, npages, base, out);
 }
 
+int fg_runs_push_mask(fg_runs *out, uintptr_t base, size_t unit,
+		      uint64_t mask)
+{
+	while (mask) {
+		unsigned b = (unsigned)__builtin_ctzll(mask);
+		/* The run's length: the ones from b up (64 - b if all). */
+		unsigned n = (~mask >> b) ? (unsigned)__builtin_ctzll(~mask >> b)
+					  : 64 - b;
+		int rc;
+
+		rc = fg_runs_push(out, base + b * unit, base + (b + n) * unit);
+		if (rc)
+			return rc;
+		mask = b + n < 64 ? mask & ~((UINT64_C(1) << (b + n)) - 1) : 0;
+	}
+	return 0;
+}
+
 /* The page runs of word i's bits into out. */
 static int push_bits(fg_runs *out, uintptr_t base, size_t i, uint64_t bits)
 {
-	while (bits) {
-		unsigned b = (unsigned)__builtin_ctzll(bits);
-		unsigned e = b;
-		int rc;
-
-		while (e < 64 && (bits >> e) & 1)
-			e++;
-		bits &= e < 64 ? ~((UINT64_C(1) << e) - 1) : 0;
-		rc = fg_runs_push(out, base + (i * 64 + b) * fg_page_size,
-				  base + (i * 64 + e) * fg_page_size);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	return fg_runs_push_mask(out, base + i * 64 * fg_page_size,
+				 fg_page_size, bits);
 }
 
 int fg_bitmap_take_range(_Atomic uint64_t *w, size_t first, size_t last,
