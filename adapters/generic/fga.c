@@ -921,9 +921,28 @@ static void auto_judge(fga *f)
 
 static void unprotect_ptrfree(fga *f);
 
+/* Untracked sections read dirty (after a retrieval or a peek). */
+static void untracked_dirty(fga *f)
+{
+	for (size_t i = 0; i < f->ns; i++)
+		if (!f->s[i].tracked)
+			for (size_t b = 0; b < f->s[i].nblocks; b++)
+				f->s[i].lines[b] = FGA_LINES_ALL;
+}
+
+/* A retrieval or peek that began at t0 (ms) is over: its time. */
+static void retrieve_took(fga *f, double t0)
+{
+	double dt = now_ms() - t0;
+
+	f->st.retrieve_ms_total += dt;
+	if (dt > f->st.retrieve_ms_max)
+		f->st.retrieve_ms_max = dt;
+}
+
 void fga_retrieve(fga *f)
 {
-	double t0 = now_ms(), dt;
+	double t0 = now_ms();
 
 	if (!f || !f->t)
 		return;
@@ -941,11 +960,7 @@ void fga_retrieve(fga *f)
 	}
 	if (f->kernel_faults)
 		unprotect_ptrfree(f);
-	/* Untracked sections read dirty. */
-	for (size_t i = 0; i < f->ns; i++)
-		if (!f->s[i].tracked)
-			for (size_t b = 0; b < f->s[i].nblocks; b++)
-				f->s[i].lines[b] = FGA_LINES_ALL;
+	untracked_dirty(f);
 	if (f->check > 0)
 		check_lines(f, 0);
 	f->st.collections++;
@@ -953,15 +968,12 @@ void fga_retrieve(fga *f)
 		rejoin_hot(f);
 	if (f->autocard)
 		auto_judge(f);
-	dt = now_ms() - t0;
-	f->st.retrieve_ms_total += dt;
-	if (dt > f->st.retrieve_ms_max)
-		f->st.retrieve_ms_max = dt;
+	retrieve_took(f, t0);
 }
 
 int fga_peek(fga *f)
 {
-	double t0 = now_ms(), dt;
+	double t0 = now_ms();
 	unsigned flags = FG_COLLECT_PEEK;
 	fg_iter it;
 	fg_range r;
@@ -1000,17 +1012,11 @@ int fga_peek(fga *f)
 	}
 	if (f->all_dirty)
 		mark_everything(f);
-	for (size_t i = 0; i < f->ns; i++)
-		if (!f->s[i].tracked)
-			for (size_t b = 0; b < f->s[i].nblocks; b++)
-				f->s[i].lines[b] = FGA_LINES_ALL;
+	untracked_dirty(f);
 	if (f->check > 0)
 		check_lines(f, 1);
 	f->st.peeks++;
-	dt = now_ms() - t0;
-	f->st.retrieve_ms_total += dt;
-	if (dt > f->st.retrieve_ms_max)
-		f->st.retrieve_ms_max = dt;
+	retrieve_took(f, t0);
 	return 1;
 }
 

@@ -372,7 +372,9 @@ static void visit_block(void *arg, void *block, fga_lines lines)
 		int n;
 
 		i += __builtin_ctzll(lines >> i);
-		n = i < 63 ? __builtin_ctzll(~(lines >> i)) : 1;
+		/* ~(lines >> i) != 0: lines is not FGA_LINES_ALL (above),
+		 * and the shift brings in zeros. */
+		n = __builtin_ctzll(~(lines >> i));
 		v->visit(v->arg, (char *)block + (size_t)i * line,
 			 (size_t)n * line);
 		i += n;
