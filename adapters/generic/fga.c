@@ -79,7 +79,9 @@ struct sect {
 	uint8_t *ptrfree; /* kernel_faults: blocks kept writable (no pointers) */
 	uint8_t *ex;	  /* exempting: EX_* per block, or NULL */
 	uint32_t *seen;	  /* hot: the last retrieval that reported the
-			     block written (0: none), or NULL */
+			     block written (high 24 bits) and the streak of
+			     retrievals in a row up to it (low 8); 0: none.
+			     NULL without config.hot */
 	uint8_t *snap;	  /* check: the heap at the last retrieval */
 	int tracked;	  /* registered with the tracker */
 };
@@ -602,18 +604,19 @@ int fga_remove_section(fga *f, void *start, size_t bytes)
 	return 0;
 }
 
-/* config.hot: a block the toolkit reported written at HOT_STREAK
- * retrievals in a row (n-2, n-1 and n) is written at every collection, and watching it costs a fault
- * each time for a block the collector rescans anyway: it is exempted
- * (left writable, neither re-protected nor reported by the tracker) and
- * reads whole at every retrieval and peek.  Every config.hot retrievals
- * the hot blocks are watched again (rejoin_hot): they read whole once
- * more (carried: they were writable until then), and only a block then
- * reported written at HOT_STREAK retrievals in a row again is hot again
- * (the first report of a block starts no streak: after watching again,
- * a block left writable reads written whether or not it was).  Two in a row happen by chance
- * too often: at 21 % of a vector's 16 KiB blocks written per collection
- * (bench/racket/mutable-old.rkt, sparse), about 4 % a time.
+/* config.hot: a block the tracker reported written at HOT_STREAK
+ * retrievals in a row is written at every collection, and watching it
+ * costs a fault each time for a block the collector rescans anyway: it
+ * is exempted (left writable, neither re-protected nor reported by the
+ * tracker) and reads whole at every retrieval and peek.  Every
+ * config.hot retrievals the hot blocks are watched again (rejoin_hot):
+ * they read whole in that retrieval and, carried, in the next (they
+ * were writable until then).  Only a block then reported at HOT_STREAK
+ * retrievals in a row again is hot again; the first report of a block
+ * starts no streak (after watching again, a block left writable reads
+ * written whether or not it was).  Two in a row happen by chance too
+ * often: with 21 % of a vector's 16 KiB blocks written per collection
+ * (bench/racket/mutable-old.rkt, large), 4 % of them each time.
  * Sound: an exempt block reads whole; a block watched again reads whole
  * until the tracker watches it (fg_set_exempt's contract).  The reports
  * that count are the tracker's, not the carried ranges: a block read
