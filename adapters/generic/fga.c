@@ -621,25 +621,17 @@ int fga_remove_section(fga *f, void *start, size_t bytes)
  * until the tracker watches it (fg_set_exempt's contract).  The reports
  * that count are the tracker's, not the carried ranges: a block read
  * whole because it was hot is no evidence that it was written. */
-static void for_block_runs(fga *f, uintptr_t a, size_t bytes, uint8_t mask,
-			   uint8_t want,
-			   void (*fn)(fga *, struct sect *, size_t b0,
-				      size_t b1));
+typedef void (*run_fn)(fga *, struct sect *, size_t b0, size_t b1);
 
-static void hot_run(fga *f, struct sect *s, size_t b0, size_t b1)
+/* The blocks of [a, a+bytes), clipped to sections, in address order:
+ * in(f, s, b, arg) is asked once for each, and fn gets each run of
+ * blocks it said yes to (never across sections). */
+static void walk_block_runs(fga *f, uintptr_t a, size_t bytes,
+			    int (*in)(fga *, struct sect *, size_t b,
+				      const void *arg),
+			    const void *arg, run_fn fn)
 {
-	for (size_t b = b0; b < b1; b++)
-		s->ex[b] = EX_EXEMPT | EX_HOT;
-	if (s->tracked)
-		(void)fg_set_exempt(f->t, (void *)(s->base + b0 * f->block),
-				    (b1 - b0) * f->block, 1);
-	f->st.hot_blocks += b1 - b0;
-}
-
-static void note_written(fga *f, uintptr_t a, size_t len)
-{
-	uint32_t n = (uint32_t)f->st.collections + 1;
-	uintptr_t e = a + len;
+	uintptr_t e = a + bytes;
 
 	while (a < e) {
 		struct sect *s = find(f, a);
@@ -654,30 +646,78 @@ static void note_written(fga *f, uintptr_t a, size_t len)
 		if (end > s->nblocks)
 			end = s->nblocks;
 		for (; b <= end; b++) {
-			int hot = 0;
+			int yes = b < end && in(f, s, b, arg);
 
-			if (b < end && s->seen && !s->ex[b]) {
-				/* seen: the retrieval (high 24 bits) and
-				 * the streak up to it (low 8). */
-				uint32_t was = s->seen[b];
-				uint32_t k = !was ? 0
-					     : (was >> 8) == ((n - 1) & 0xffffff)
-						     ? (was & 0xff) + 1
-						     : 1;
-
-				hot = k >= HOT_STREAK;
-				s->seen[b] = (n & 0xffffff) << 8 |
-					     (k < 255 ? k : 255);
-			}
-			if (hot && run == SIZE_MAX)
+			if (yes && run == SIZE_MAX)
 				run = b;
-			if (!hot && run != SIZE_MAX) {
-				hot_run(f, s, run, b);
+			if (!yes && run != SIZE_MAX) {
+				fn(f, s, run, b);
 				run = SIZE_MAX;
 			}
 		}
 		a = s->base + end * f->block;
 	}
+}
+
+struct ex_match {
+	uint8_t mask, want;
+};
+
+static int ex_matches(fga *f, struct sect *s, size_t b, const void *arg)
+{
+	const struct ex_match *m = arg;
+
+	(void)f;
+	return s->ex && (s->ex[b] & m->mask) == m->want;
+}
+
+/* fn on the runs of blocks of [a, a+bytes) whose state matches
+ * (ex & mask) == want. */
+static void for_block_runs(fga *f, uintptr_t a, size_t bytes, uint8_t mask,
+			   uint8_t want, run_fn fn)
+{
+	struct ex_match m = {mask, want};
+
+	walk_block_runs(f, a, bytes, ex_matches, &m, fn);
+}
+
+static void hot_run(fga *f, struct sect *s, size_t b0, size_t b1)
+{
+	for (size_t b = b0; b < b1; b++)
+		s->ex[b] = EX_EXEMPT | EX_HOT;
+	if (s->tracked)
+		(void)fg_set_exempt(f->t, (void *)(s->base + b0 * f->block),
+				    (b1 - b0) * f->block, 1);
+	f->st.hot_blocks += b1 - b0;
+}
+
+/* Block b was reported at retrieval *(uint32_t *)arg: lengthen or
+ * start its streak (seen: the retrieval in the high 24 bits, the streak
+ * up to it in the low 8); whether it is now hot.  Exempt blocks are not
+ * reported by the tracker and keep no streak. */
+static int streak_hot(fga *f, struct sect *s, size_t b, const void *arg)
+{
+	uint32_t n = *(const uint32_t *)arg, was, k;
+
+	(void)f;
+	if (!s->seen || s->ex[b])
+		return 0;
+	was = s->seen[b];
+	if (!was)
+		k = 0;
+	else if ((was >> 8) == ((n - 1) & 0xffffff))
+		k = (was & 0xff) + 1;
+	else
+		k = 1;
+	s->seen[b] = (n & 0xffffff) << 8 | (k < 255 ? k : 255);
+	return k >= HOT_STREAK;
+}
+
+static void note_written(fga *f, uintptr_t a, size_t len)
+{
+	uint32_t n = (uint32_t)f->st.collections + 1;
+
+	walk_block_runs(f, a, len, streak_hot, &n, hot_run);
 }
 
 static void rejoin_run(fga *f, struct sect *s, size_t b0, size_t b1)
@@ -1059,42 +1099,6 @@ size_t fga_for_each_dirty(fga *f,
 		}
 	}
 	return n;
-}
-
-/* Apply fn to the runs of blocks of [a, a+bytes) (clipped to sections)
- * whose state matches (ex & mask) == want; fn gets the section too. */
-static void for_block_runs(fga *f, uintptr_t a, size_t bytes, uint8_t mask,
-			   uint8_t want,
-			   void (*fn)(fga *, struct sect *, size_t b0,
-				      size_t b1))
-{
-	uintptr_t e = a + bytes;
-
-	while (a < e) {
-		struct sect *s = find(f, a);
-		size_t b, end, run = SIZE_MAX;
-
-		if (!s) {
-			a += f->block;
-			continue;
-		}
-		b = (a - s->base) / f->block;
-		end = (e - s->base + f->block - 1) / f->block;
-		if (end > s->nblocks)
-			end = s->nblocks;
-		for (; b <= end; b++) {
-			int ok = b < end && s->ex &&
-				 (s->ex[b] & mask) == want;
-
-			if (ok && run == SIZE_MAX)
-				run = b;
-			if (!ok && run != SIZE_MAX) {
-				fn(f, s, run, b);
-				run = SIZE_MAX;
-			}
-		}
-		a = s->base + end * f->block;
-	}
 }
 
 static void exempt_run(fga *f, struct sect *s, size_t b0, size_t b1)
