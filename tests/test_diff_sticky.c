@@ -50,6 +50,10 @@
  *   cap_change
  *       fg_set_twin_cap to under a page and back (FG_CARD=auto's
  *       switch): twins dropped, pages whole, twins again; exact.
+ *   cap_decline
+ *       fg_set_twin_full: declining, a sample twinned before the cap
+ *       filled keeps its twins while newer pages read whole; evicting,
+ *       it loses them to the newer pages.
  *   options (once)
  *       FG_TWINS=sticky|hot|adaptive, FG_OPT_NO_ENV, bad values, an
  *       options struct from before twin_policy existed, twin_cap_pct.
@@ -722,6 +726,125 @@ static void cap_change(fg_backend_id id)
 }
 
 PER_BACKEND(cap_change)
+
+/* FG_TWIN_FULL_DECLINE (fg_set_twin_full; FG_CARD=auto's trial): a cap of
+ * 32 pages for 256.  A sample of SAMPLE pages is written first (twinned:
+ * the cap has room), then 24 other random pages an epoch, more than the
+ * cap holds; the sample is written again only every 8th epoch.
+ * Declining, the sample keeps its twins and its lines are exact while
+ * the cap is full; evicting (FG_TWIN_FULL_EVICT, switched back at epoch
+ * 80), the cap makes room for the newest pages and the sample, written
+ * least recently, loses its twins and reads whole.  The oracle and the
+ * cap hold throughout. */
+#define SAMPLE 12
+
+static bool in_sample(uint8_t *const *sample, const uint8_t *pg)
+{
+	for (int i = 0; i < SAMPLE; i++)
+		if (sample[i] == pg)
+			return true;
+	return false;
+}
+
+/* The sample's changed and reported lines in the last collection. */
+static void sample_lines(ssched *s, uint8_t *const *sample, uint64_t *truth,
+			 uint64_t *rep)
+{
+	size_t lpp = orc_page() / ORC_LINE;
+
+	for (size_t i = 0; i < s->b.n; i++) {
+		orc_region *g = &s->b.r[i];
+
+		for (size_t l = 0; l < g->nlines; l++) {
+			if (!in_sample(sample, g->base + l / lpp * orc_page()))
+				continue;
+			*truth += (g->changed[l / 64] >> (l % 64)) & 1;
+			*rep += (g->reported[l / 64] >> (l % 64)) & 1;
+		}
+	}
+}
+
+static void cap_decline(fg_backend_id id)
+{
+	const size_t cap = 32 * orc_page();
+	orc_region r[3];
+	fg_tracker *t;
+	ssched *s = ssched_start(id, 64, cap, r, 64 * KiB, "cap_decline", &t);
+	uint8_t *sample[SAMPLE] = {0};
+	uint64_t dtruth = 0, drep = 0, etruth = 0, erep = 0;
+	fg_stats st;
+
+	cr_assert_eq(fg_set_twin_full(t, FG_TWIN_FULL_DECLINE), 0,
+		     "fg_set_twin_full: %s", fg_last_error_detail());
+	for (int i = 0; i < SAMPLE; i++)
+		while (!sample[i]) {
+			uint8_t *pg = orc_page_of(orc_anywhere(&s->b));
+
+			if (!in_sample(sample, pg))
+				sample[i] = pg;
+		}
+	for (int i = 0; i < SAMPLE; i++)
+		store8(s, sample[i] + orc_below(&s->b.g, orc_page() / 8) * 8);
+	ssched_check(s, ORC_ITER, 0);
+	while (s->b.epoch < 160) {
+		bool again = s->b.epoch % 8 == 0;
+
+		if (s->b.epoch == 80)
+			cr_assert_eq(fg_set_twin_full(t, FG_TWIN_FULL_EVICT), 0);
+		for (int k = 0; k < 24; k++) {
+			uint8_t *p = random_slot(s);
+
+			if (!in_sample(sample, orc_page_of(p)))
+				store8(s, p);
+		}
+		if (again)
+			for (int i = 0; i < SAMPLE; i++)
+				store8(s, sample[i] +
+						  orc_below(&s->b.g,
+							    orc_page() / 8) *
+							  8);
+		ssched_check(s, s->b.epoch % 2 ? ORC_BITMAP : ORC_ITER, 0);
+		/* From the second round on (the first evicting one has the
+		 * twins of the declining rounds still in place). */
+		if (again && s->b.epoch > 8 && s->b.epoch <= 80)
+			sample_lines(s, sample, &dtruth, &drep);
+		else if (again && s->b.epoch > 96)
+			sample_lines(s, sample, &etruth, &erep);
+	}
+	st = orc_stats(t);
+	fprintf(stderr,
+		"cap_decline %-10s: seed=%" PRIu64 " cap %zu pages: sample "
+		"(%d pages, every 8th epoch) declining: changed-line "
+		"bytes=%" PRIu64 " reported=%" PRIu64 " (%.2fx); evicting: "
+		"changed=%" PRIu64 " reported=%" PRIu64 " (%.2fx) | "
+		"diffed=%" PRIu64 " whole=%" PRIu64 " evicted=%" PRIu64
+		" twin_bytes=%" PRIu64 "\n",
+		orc_bname(id), s->b.seed, cap / orc_page(), SAMPLE,
+		dtruth * ORC_LINE, drep * ORC_LINE, orc_ratio(drep, dtruth),
+		etruth * ORC_LINE, erep * ORC_LINE, orc_ratio(erep, etruth),
+		st.pages_diffed, st.pages_whole, st.twins_evicted,
+		st.twin_bytes);
+	cr_assert_gt(dtruth, 0);
+	cr_assert_gt(etruth, 0);
+	if (orc_twinning(id)) {
+		cr_assert_eq(drep, dtruth,
+			     "cap_decline %s seed=%" PRIu64 ": declining, the "
+			     "sample reported %" PRIu64 " lines for %" PRIu64
+			     " changed: its twins were not kept",
+			     orc_bname(id), s->b.seed, drep, dtruth);
+		cr_assert_gt(erep, etruth,
+			     "cap_decline %s seed=%" PRIu64 ": evicting, the "
+			     "sample kept its twins (%" PRIu64 " lines for %"
+			     PRIu64 " changed): FG_TWIN_FULL_EVICT did not "
+			     "take effect",
+			     orc_bname(id), s->b.seed, erep, etruth);
+	}
+	/* Bad calls. */
+	cr_assert_eq(fg_set_twin_full(t, 2), -EINVAL);
+	ssched_end(s);
+}
+
+PER_BACKEND(cap_decline)
 
 /* ------------------------------------------------------------------ */
 /* Threads: writers store unique values to sparse pages while the main

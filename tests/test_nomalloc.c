@@ -2,8 +2,9 @@
  * stopped do not allocate from malloc.
  *
  * A garbage collector calls fg_collect (and the iterator, fg_mark_dirty,
- * fg_set_exempt, fg_set_twin_cap) with the world stopped, so another thread may be stopped
- * inside malloc with its arena's lock held: a malloc there can deadlock.
+ * fg_set_exempt, fg_set_twin_cap, fg_set_twin_full) with the world
+ * stopped, so another thread may be stopped inside malloc with its
+ * arena's lock held: a malloc there can deadlock.
  * fg.h promises these calls make no malloc.  This binary defines malloc,
  * calloc, realloc and the aligned allocators itself (the dynamic linker
  * binds the toolkit's calls to them) and counts the calls the current
@@ -195,7 +196,14 @@ static void scenario(fg_backend_id id, unsigned prec, unsigned tw)
 		cr_assert_eq(rc, 0, "fg_set_twin_cap [%s]: %s", cfg,
 			     fg_last_error_detail());
 		(void)drain(t, cfg, 0);
+		WATCH("fg_set_twin_full",
+		      rc = fg_set_twin_full(t, FG_TWIN_FULL_DECLINE));
+		cr_assert_eq(rc, 0);
 		WATCH("fg_set_twin_cap", rc = fg_set_twin_cap(t, 0, 10));
+		cr_assert_eq(rc, 0);
+		(void)drain(t, cfg, 0);
+		WATCH("fg_set_twin_full",
+		      rc = fg_set_twin_full(t, FG_TWIN_FULL_EVICT));
 		cr_assert_eq(rc, 0);
 		(void)drain(t, cfg, 0);
 	}

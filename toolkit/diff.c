@@ -745,8 +745,10 @@ static void sticky_make_room(fg_impl *t, uint64_t want)
 {
 	struct fg_sticky_fifo **fs = t->diff.fifo;
 
-	while (atomic_load(&t->diff.twins_ready) + (int64_t)want >
-	       (int64_t)t->diff.cap_pages) {
+	/* FG_TWIN_FULL_DECLINE: twin_take declines past the cap. */
+	while (!t->diff.decline_full &&
+	       atomic_load(&t->diff.twins_ready) + (int64_t)want >
+		       (int64_t)t->diff.cap_pages) {
 		unsigned k = 2;
 
 		if (t->diff.adaptive) {
@@ -881,7 +883,10 @@ int fg_diff_take(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
 	size_t kept = 0;
 	int rc;
 
-	if (!eager->n && !sticky->n && !t->diff.kept_pages.n)
+	/* Nothing to take (a cap under a page takes none: FG_CARD=auto's
+	 * "off"), so nothing to validate either. */
+	if ((!eager->n && !sticky->n && !t->diff.kept_pages.n) ||
+	    !t->diff.cap_pages)
 		return 0;
 	if (t->diff.adaptive)
 		sticky_age_out(t);

@@ -434,6 +434,18 @@ FG_API size_t fg_card_size(const fg_tracker *t);
  * call it with its other threads stopped. */
 FG_API int fg_set_twin_cap(fg_tracker *t, size_t bytes, unsigned pct);
 
+/* Since 0.6, DIFF precision: what a collection does when the sticky
+ * twins it wants do not fit under the cap.  FG_TWIN_FULL_EVICT (the
+ * default) drops the twins of the pages left unwritten longest to make
+ * room; FG_TWIN_FULL_DECLINE keeps the twins it has and gives the new
+ * pages none (they read whole until a twin is dropped): a fixed sample,
+ * to learn how many lines a program changes per page without copying
+ * twins that the cap evicts before they are used.  Either is sound.
+ * -EINVAL without DIFF precision or for another value.  No malloc. */
+#define FG_TWIN_FULL_EVICT 0
+#define FG_TWIN_FULL_DECLINE 1
+FG_API int fg_set_twin_full(fg_tracker *t, unsigned how);
+
 /* Treat [addr, addr+len) of a registered region as written: the next
  * collection reports every card of the pages it touches, whatever their
  * bytes (with DIFF precision too: they are not compared), and the range

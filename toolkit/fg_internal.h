@@ -174,6 +174,7 @@ typedef struct fg_diff {
 	size_t cap_bytes;	  /* 0: cap_pct of the tracked bytes */
 	unsigned cap_pct;	  /* 1..100 */
 	uint64_t cap_pages;
+	bool decline_full;	  /* FG_TWIN_FULL_DECLINE: no eviction */
 	uint64_t twins_refreshed; /* sticky twins updated in place */
 	uint64_t want_new;	  /* this collection: pages wanting a new twin */
 	_Atomic int64_t twins_ready;

@@ -676,6 +676,27 @@ int fg_set_twin_cap(fg_tracker *h, size_t bytes, unsigned pct)
 	return rc;
 }
 
+int fg_set_twin_full(fg_tracker *h, unsigned how)
+{
+	fg_impl *t;
+	int rc = enter(h, &t);
+
+	if (rc)
+		return rc;
+	if (!t->diff.on)
+		rc = fg_fail(-EINVAL, "fg_set_twin_full: the tracker has no "
+				      "DIFF precision");
+	else if (how != FG_TWIN_FULL_EVICT && how != FG_TWIN_FULL_DECLINE)
+		rc = fg_fail(-EINVAL, "fg_set_twin_full: %u is neither "
+				      "FG_TWIN_FULL_EVICT nor "
+				      "FG_TWIN_FULL_DECLINE",
+			     how);
+	else
+		t->diff.decline_full = how == FG_TWIN_FULL_DECLINE;
+	leave(t);
+	return rc;
+}
+
 size_t fg_card_size(const fg_tracker *h)
 {
 	return h && h->sig == FG_SIG_LIVE ? h->impl->card : 0;
