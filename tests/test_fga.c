@@ -25,6 +25,12 @@
  *                hot (unwatched, read whole), are watched again every
  *                third retrieval, and must still never read clean
  *                when changed.
+ *   contract_auto  the same with FGA_CARD_AUTO, the test's collector
+ *                counting what it would push at these lines and at page
+ *                cards: 20 rounds of the schedule, 20 with whole blocks
+ *                written (twins do not pay: off), then only a few bytes
+ *                in every block (they pay: on trial, then the full
+ *                cap); every switch must have run under the oracle.
  *   precise_64   sticky DIFF through the adapter: after a warm-up, sparse
  *                single-line writes to an old heap read as at most four
  *                times the changed lines (1.4-2.4x seen; page cards: 62x;
@@ -69,6 +75,9 @@ struct heap {
 	unsigned long checked, missed, lines_dirty, lines_changed;
 	unsigned long peeks, fallbacks; /* fga_peek calls, and those that
 					   retrieved */
+	/* contract_auto: what a collector rescanning the dirty lines
+	 * would push, and what it would push at page cards. */
+	unsigned long long pushed, pushed_page;
 	int quiet;	  /* no write this round: unchanged blocks must
 			     read clean (or whole) */
 };
@@ -77,7 +86,18 @@ struct heap {
 static unsigned hot_cfg;
 #define HOT_BLOCKS 6 /* blocks 0.. of section 0, written most rounds */
 
-static fga *make(fg_backend_id id, size_t card, const char *name)
+static unsigned long long pushed(void *ctx)
+{
+	return ((struct heap *)ctx)->pushed;
+}
+
+static unsigned long long pushed_page(void *ctx)
+{
+	return ((struct heap *)ctx)->pushed_page;
+}
+
+static fga *make(fg_backend_id id, size_t card, const char *name,
+		 struct heap *h)
 {
 	fga_config c = FGA_CONFIG_INIT;
 	fga *f;
@@ -88,6 +108,9 @@ static fga *make(fg_backend_id id, size_t card, const char *name)
 	c.block = BLOCK;
 	c.backend = fg_backend_name(id);
 	c.card = card;
+	c.rescanned = pushed;
+	c.rescanned_page = pushed_page;
+	c.ctx = h;
 	rc = fga_create(&c, &f);
 	cr_assert_eq(rc, 0, "fga_create(%s, card %zu): %s (%s)", c.backend,
 		     card, fg_strerror(rc), fga_last_error(NULL));
@@ -98,7 +121,7 @@ static void heap_init(struct heap *h, fg_backend_id id, size_t card,
 		      const char *name)
 {
 	memset(h, 0, sizeof *h);
-	h->f = make(id, card, name);
+	h->f = make(id, card, name, h);
 	for (int s = 0; s < 2; s++) {
 		h->sect[s] = mmap(NULL, SECT_BLOCKS * BLOCK,
 				  PROT_READ | PROT_WRITE,
@@ -143,6 +166,12 @@ static void check_lines(struct heap *h, unsigned round, const char *tag,
 			int any = 0;
 
 			h->lines_dirty += (unsigned long)__builtin_popcountll(l);
+			if (!peek) {
+				h->pushed += (unsigned long long)
+						     __builtin_popcountll(l) *
+					     (BLOCK / 64);
+				h->pushed_page += l ? BLOCK : 0;
+			}
 			for (int i = 0; i < 64; i++) {
 				size_t o = (size_t)i * (BLOCK / 64);
 				int changed = memcmp(blk + o, old + o,
@@ -229,7 +258,11 @@ static void contract(fg_backend_id id, size_t card)
 	orc_rng g;
 
 	ORC_REQUIRE_BACKEND(id);
-	snprintf(tag, sizeof tag, "%s card %zu", fg_backend_name(id), card);
+	if (card == FGA_CARD_AUTO)
+		snprintf(tag, sizeof tag, "%s card auto", fg_backend_name(id));
+	else
+		snprintf(tag, sizeof tag, "%s card %zu", fg_backend_name(id),
+			 card);
 	seed = orc_seed(tag);
 	orc_rng_init(&g, seed);
 	heap_init(&h[0], id, card, "fga A");
@@ -243,8 +276,32 @@ static void contract(fg_backend_id id, size_t card)
 			p->quiet = r % 5 == (unsigned)(i + 1);
 			if (p->quiet)
 				continue;
+			/* FG_CARD=auto: a dense stretch (whole blocks),
+			 * where twins do not pay, then a sparse one (a few
+			 * bytes in every block, nothing else), where they
+			 * do. */
+			if (card == FGA_CARD_AUTO && r >= 40)
+				n = 0;
 			for (unsigned k = 0; k < n; k++)
 				mutate(p, &g);
+			for (unsigned k = 0; card == FGA_CARD_AUTO &&
+					     r >= 20 && r < 40 && k < 16;
+			     k++)
+				orc_fill_random(
+					&g,
+					p->sect[orc_below(&g, 2)] +
+						orc_below(&g, SECT_BLOCKS) *
+							BLOCK,
+					BLOCK);
+			for (size_t b = 0; card == FGA_CARD_AUTO && r >= 40 &&
+					   b < 2 * SECT_BLOCKS;
+			     b++)
+				orc_fill_random(
+					&g,
+					p->sect[b % 2] +
+						b / 2 * BLOCK +
+						orc_below(&g, BLOCK - 8),
+					8);
 			/* Hot blocks: written at most retrievals, then
 			 * left alone for stretches (they cool down and are
 			 * watched again), sometimes only half of them. */
@@ -285,19 +342,26 @@ static void contract(fg_backend_id id, size_t card)
 			fga_collection_done(p->f, (int)orc_below(&g, 2));
 		}
 	}
+	unsigned long auto_off = 0, auto_on = 0, auto_full = 0;
+
 	for (int i = 0; i < 2; i++) {
 		fga_stats st = {.size = sizeof st};
 
 		cr_assert_eq(fga_get_stats(h[i].f, &st), 0);
+		auto_off += st.auto_off;
+		auto_on += st.auto_on;
+		auto_full += st.auto_full;
 		cr_log_info("%s, instance %c (seed %#llx): %lu retrievals "
 			    "(%lu peeks), "
 			    "%lu lines checked, %lu changed, %lu read dirty, "
 			    "%lu missed; %lu blocks exempted, %lu watched "
-			    "again, %lu hot",
+			    "again, %lu hot; auto: twins off %lu times, on "
+			    "%lu, full cap %lu",
 			    tag, 'A' + i, (unsigned long long)seed,
 			    st.collections, st.peeks, h[i].checked, h[i].lines_changed,
 			    h[i].lines_dirty, h[i].missed, st.exempted_blocks,
-			    st.watched_blocks, st.hot_blocks);
+			    st.watched_blocks, st.hot_blocks, st.auto_off,
+			    st.auto_on, st.auto_full);
 		cr_expect_eq(st.peeks, h[i].peeks);
 		cr_expect_eq(st.collections, ROUNDS + h[i].fallbacks);
 		/* config.hot applies at page cards, where the backend can
@@ -310,6 +374,14 @@ static void contract(fg_backend_id id, size_t card)
 					     "(seed %#llx: FG_SEED replays)",
 			     tag, h[i].missed, (unsigned long long)seed);
 	}
+	/* FG_CARD=auto: every switch ran under the oracle (twins off in
+	 * the first and the dense stretches, on trial again, the full cap
+	 * in the sparse stretch). */
+	if (card == FGA_CARD_AUTO && orc_twinning(id))
+		cr_expect(auto_off >= 1 && auto_on >= 1 && auto_full >= 1,
+			  "%s: twins off %lu times, on %lu, given the full "
+			  "cap %lu: a switch was not exercised",
+			  tag, auto_off, auto_on, auto_full);
 	heap_free(&h[0]);
 	heap_free(&h[1]);
 }
@@ -330,6 +402,11 @@ static void contract_page_hot(fg_backend_id id)
 	contract(id, (size_t)sysconf(_SC_PAGESIZE));
 }
 
+static void contract_auto(fg_backend_id id)
+{
+	contract(id, FGA_CARD_AUTO);
+}
+
 #ifndef ORC_KVM_ONLY
 #define FGA_BACKENDS(suite, scn, secs)                                       \
 	ORC_TEST_FOR(suite, scn, uffd_async, FG_BACKEND_UFFD_ASYNC, secs)    \
@@ -338,6 +415,7 @@ static void contract_page_hot(fg_backend_id id)
 FGA_BACKENDS(fga, contract_64, 120)
 FGA_BACKENDS(fga, contract_page, 120)
 FGA_BACKENDS(fga, contract_page_hot, 120)
+FGA_BACKENDS(fga, contract_auto, 120)
 #endif
 
 /* Sparse writes to an old heap: one line in each of a few random blocks

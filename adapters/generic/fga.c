@@ -61,6 +61,9 @@
 #define AUTO_WINDOW 3
 #define AUTO_NS_PER_BYTE 1.0
 #define AUTO_TRIAL_PCT 10
+#define AUTO_SPARSE 0.5	       /* of the compared pages' bytes saved */
+#define AUTO_MIN_COMPARED 256  /* pages (or as many as the cap holds),
+				  for AUTO_SPARSE to count */
 #define AUTO_UNJUDGED_MAX 8
 #define AUTO_WAIT0 32
 #define AUTO_WAIT_MAX 1024
@@ -122,10 +125,12 @@ struct fga {
 	int autocard;		  /* on */
 	int auto_off;		  /* twins off (page precision) */
 	int auto_warm;		  /* this window is the first after on */
+	int auto_full;		  /* the cap raised past AUTO_TRIAL_PCT */
 	unsigned long auto_next;  /* retrieval of the next judgement */
 	unsigned long auto_wait;  /* retrievals the next off period lasts */
 	unsigned long long auto_ns, auto_res, auto_page; /* window start */
 	unsigned long long auto_diffed, auto_copied;
+	unsigned long long auto_compared; /* pages_diffed at window start */
 	unsigned auto_unjudged;	  /* windows in a row not judged */
 	char err[256];
 };
@@ -142,6 +147,8 @@ static void say(fga *f, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "%s: %s\n", f->name, f->err);
 }
+
+static int auto_cap(fga *f, int full);
 
 /* mmap-backed growth: no malloc while the world is stopped. */
 static void *grow(void *v, size_t *cap, size_t elem, size_t need)
@@ -407,7 +414,8 @@ static int start_tracker(fga *f)
 			      ? FG_PRECISION_DIFF
 			      : FG_PRECISION_PAGE;
 	o.twin_policy = FG_TWIN_STICKY;
-	o.twin_cap_pct = 100;
+	/* auto starts on trial (auto_judge). */
+	o.twin_cap_pct = f->autocard ? AUTO_TRIAL_PCT : 100;
 	if (!f->autocard && f->c.twins == FGA_TWINS_ADAPTIVE) {
 		o.twin_policy = FG_TWIN_ADAPTIVE;
 		o.twin_cap_pct = 10;
@@ -433,6 +441,11 @@ static int start_tracker(fga *f)
 	f->autocard = f->autocard && f->diff;
 	f->auto_wait = AUTO_WAIT0;
 	f->auto_warm = 1;
+	f->auto_full = 0;
+	if (f->autocard && auto_cap(f, 0) != 0)
+		say(f, "FG_CARD=auto: cannot start the twins on trial (%s); "
+		       "they start under the full cap",
+		    fg_last_error_detail());
 	/* Backends that can leave pages out of a collection. */
 	f->exempt = (caps & FG_CAP_EXEMPT) && f->c.exempt;
 	f->hot = (caps & FG_CAP_EXEMPT) && !f->diff && !f->autocard
@@ -877,39 +890,103 @@ static void check_lines(fga *f, int peek)
 	}
 }
 
-/* FGA_CARD_AUTO: every AUTO_WINDOW retrievals, weigh what the twins cost
- * (the toolkit's time comparing and taking them) against what their
- * lines saved (the bytes page precision would have pushed again, less
- * those pushed, at AUTO_NS_PER_BYTE of marking each).  A window with
- * more new twins than comparisons is not judged (up to AUTO_UNJUDGED_MAX
- * in a row): the program is filling memory, and its twins pay, if ever,
- * when it writes there again; the next judgement covers both.  When they
- * cost more, they are turned off (a cap under a page: written pages read
- * whole) for auto_wait retrievals, then on again under a cap of
- * AUTO_TRIAL_PCT of the heap: a program whose twins did not pay once
- * does not get twins for its whole heap again.  Each failed trial
- * doubles the wait (up to AUTO_WAIT_MAX), a paying window resets it.
+/* FGA_CARD_AUTO: every AUTO_WINDOW retrievals, judge the twins.  They
+ * start on trial, under a cap of AUTO_TRIAL_PCT of the heap.
+ *  - Sparse writes: when the window compared AUTO_MIN_COMPARED pages or
+ *    more and their lines saved at least AUTO_SPARSE of those pages'
+ *    bytes (page precision would have pushed again, less what was
+ *    pushed), the twins stay on and the cap goes up to the full one
+ *    (100 %, or the configured cap).  A comparison costs about what
+ *    rescanning a page costs, so only pages nearly unchanged pay; and
+ *    one window tells, before a program that writes sparsely over a
+ *    large heap has made many collections.
+ *  - Otherwise weigh what the twins cost (the toolkit's time comparing
+ *    and taking them) against what their lines saved, at
+ *    AUTO_NS_PER_BYTE of marking each.  A window with more new twins
+ *    than comparisons is not judged this way (up to AUTO_UNJUDGED_MAX in
+ *    a row): the program is filling memory, and its twins pay, if ever,
+ *    when it writes there again; the next judgement covers both.  When
+ *    they cost more, they are turned off (a cap under a page: written
+ *    pages read whole) for auto_wait retrievals, then on again on trial.
+ *    Each failed trial doubles the wait (up to AUTO_WAIT_MAX), a paying
+ *    window resets it.
  * The first window after turning on is a warm-up (new twins, nothing
  * compared yet) and is not judged.  Called with the world stopped: the
  * toolkit calls do not allocate. */
+static int auto_cap(fga *f, int full)
+{
+	unsigned pct = f->c.twin_cap_pct >= 1 && f->c.twin_cap_pct <= 100
+			       ? f->c.twin_cap_pct
+			       : 100;
+
+	int rc;
+
+	if (!full)
+		pct = pct < AUTO_TRIAL_PCT ? pct : AUTO_TRIAL_PCT;
+	rc = fg_set_twin_full(f->t, full ? FG_TWIN_FULL_EVICT
+					 : FG_TWIN_FULL_DECLINE);
+	return rc ? rc : fg_set_twin_cap(f->t, full ? f->c.twin_cap : 0, pct);
+}
+
+static void auto_log(fga *f, unsigned long n, double saved,
+		     unsigned long long compared, double cost_ms,
+		     const char *verdict)
+{
+	char msg[300];
+	int k;
+
+	if (!f->c.auto_log)
+		return;
+	k = snprintf(msg, sizeof msg,
+		     "%s: FG_CARD=auto: retrieval %lu: lines saved %.0f "
+		     "bytes, %llu pages compared, twins cost %.3f ms: %s\n",
+		     f->name, n, saved, compared, cost_ms, verdict);
+	if (k > 0)
+		(void)!write(2, msg, (size_t)k);
+}
+
 static void auto_judge(fga *f)
 {
 	fg_stats fs = {.size = sizeof fs};
-	unsigned long long res, page;
+	unsigned long long res, page, compared, enough;
 	unsigned long n = f->st.collections;
-	int judge = 0, restart = 0;
+	int restart = 0, sparse, trial = !f->auto_off && !f->auto_full;
+	long ps = sysconf(_SC_PAGESIZE);
+	double saved, cost;
 
-	if (!f->c.rescanned || !f->c.rescanned_page || n < f->auto_next ||
-	    fg_get_stats(f->t, &fs))
+	/* On trial the sparse test runs at every retrieval. */
+	if (!f->c.rescanned || !f->c.rescanned_page ||
+	    (n < f->auto_next && !trial) || fg_get_stats(f->t, &fs))
 		return;
 	res = f->c.rescanned(f->c.ctx);
 	page = f->c.rescanned_page(f->c.ctx);
+	saved = (double)(page - f->auto_page) - (double)(res - f->auto_res);
+	cost = (double)(fs.diff_ns - f->auto_ns);
+	compared = fs.pages_diffed - f->auto_compared;
+	enough = fs.twin_cap_bytes / (unsigned long)ps + 1;
+	if (enough > AUTO_MIN_COMPARED)
+		enough = AUTO_MIN_COMPARED;
+	sparse = compared >= enough &&
+		 saved >= AUTO_SPARSE * (double)compared * (double)ps;
+	if (n < f->auto_next && !sparse)
+		return;
 	if (f->auto_off) {
-		if (fg_set_twin_cap(f->t, 0, AUTO_TRIAL_PCT) == 0) {
+		if (auto_cap(f, 0) == 0) {
 			f->auto_off = 0;
+			f->auto_full = 0;
 			f->auto_warm = 1;
 			f->st.auto_on++;
 		}
+		restart = 1;
+	} else if (sparse) {
+		f->auto_warm = 0;
+		auto_log(f, n, saved, compared, cost / 1e6,
+			 f->auto_full ? "sparse, on" : "sparse, full cap");
+		if (!f->auto_full && auto_cap(f, 1) == 0) {
+			f->auto_full = 1;
+			f->st.auto_full++;
+		}
+		f->auto_wait = AUTO_WAIT0;
 		restart = 1;
 	} else if (f->auto_warm) {
 		f->auto_warm = 0;
@@ -917,26 +994,11 @@ static void auto_judge(fga *f)
 	} else if (fs.pages_diffed - f->auto_diffed >=
 			   fs.twins_sticky - f->auto_copied ||
 		   ++f->auto_unjudged >= AUTO_UNJUDGED_MAX) {
-		judge = 1;
-	}
-	/* else more new twins than comparisons: memory being filled, the
-	 * copies an investment not used yet; the window grows. */
-	if (judge) {
-		double saved = (double)(page - f->auto_page - (res - f->auto_res));
-
-		if (f->c.auto_log) {
-			char msg[300];
-			int k = snprintf(msg, sizeof msg,
-					 "%s: FG_CARD=auto: retrieval %lu: "
-					 "lines saved %.0f bytes, twins cost "
-					 "%.3f ms\n",
-					 f->name, n, saved,
-					 (fs.diff_ns - f->auto_ns) / 1e6);
-
-			if (k > 0)
-				(void)!write(2, msg, (size_t)k);
-		}
-		if (saved * AUTO_NS_PER_BYTE < (double)(fs.diff_ns - f->auto_ns)) {
+		/* else more new twins than comparisons: memory being
+		 * filled, the copies an investment not used yet; the
+		 * window grows. */
+		if (saved * AUTO_NS_PER_BYTE < cost) {
+			auto_log(f, n, saved, compared, cost / 1e6, "off");
 			if (fg_set_twin_cap(f->t, 1, 0) == 0) {
 				f->auto_off = 1;
 				f->st.auto_off++;
@@ -946,6 +1008,7 @@ static void auto_judge(fga *f)
 						       : AUTO_WAIT_MAX;
 			}
 		} else {
+			auto_log(f, n, saved, compared, cost / 1e6, "on");
 			f->auto_wait = AUTO_WAIT0;
 		}
 		restart = 1;
@@ -955,6 +1018,7 @@ static void auto_judge(fga *f)
 		f->auto_ns = fs.diff_ns;
 		f->auto_res = res;
 		f->auto_page = page;
+		f->auto_compared = fs.pages_diffed;
 	}
 	if (!f->auto_off)
 		f->auto_next = n + AUTO_WINDOW;
@@ -1398,9 +1462,11 @@ static void print_auto(const fga *f, FILE *out)
 {
 	if (f->autocard)
 		fprintf(out, "%s: FG_CARD=auto: twins turned off %lu times, "
-			     "on again %lu times, %s at exit\n",
+			     "on again %lu times, given the full cap %lu "
+			     "times, %s at exit\n",
 			f->name, f->st.auto_off, f->st.auto_on,
-			f->auto_off ? "off" : "on");
+			f->st.auto_full,
+			f->auto_off ? "off" : f->auto_full ? "on" : "on trial");
 }
 
 void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,

@@ -239,6 +239,8 @@ typedef struct fga_stats {
 	unsigned long missed;	     /* check: changed lines not reported */
 	unsigned long peeks;	     /* fga_peek calls that peeked (their
 					time is in retrieve_ms_*) */
+	unsigned long auto_full;     /* FGA_CARD_AUTO: twins found to pay
+					(sparse writes), the cap raised */
 } fga_stats;
 FGA_API int fga_get_stats(const fga *f, fga_stats *out);
 
