@@ -1291,24 +1291,27 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 void fga_collection_done(fga *f, int wrote_after)
 {
 	double t0 = now_ms();
+	fg_stats fs = {.size = sizeof fs};
 	fg_iter it;
 	fg_range r;
-	int n;
+	int n, twins;
 
 	if (!f || !f->t)
 		return;
 	/* Page precision reports every page written until the next
 	 * retrieval, whatever its bytes; when the collector neither wrote
 	 * into the heap nor scanned since the retrieval (it marked with the
-	 * world stopped), no retrieval is needed. */
-	n = f->diff && wrote_after
-		    ? fg_collect_flags(f->t, &it, FG_COLLECT_WHOLE_PAGES)
-		    : 0;
+	 * world stopped), no retrieval is needed.  Nor is one when there is
+	 * no twin to compare with (FG_CARD=auto with its twins off). */
+	twins = f->diff && wrote_after &&
+		(!f->autocard || !f->auto_off || fg_get_stats(f->t, &fs) ||
+		 fs.twin_bytes);
+	n = twins ? fg_collect_flags(f->t, &it, FG_COLLECT_WHOLE_PAGES) : 0;
 	if (n < 0) {
 		say(f, "collection failed (%s: %s); everything reads dirty",
 		    fg_strerror(n), fg_last_error_detail());
 		f->all_dirty = 1;
-	} else if (f->diff && wrote_after) {
+	} else if (twins) {
 		while (fg_iter_next(&it, &r) == 1) {
 			remember(f, &f->carry, &f->ncarry, &f->capcarry, r);
 			f->st.finish_bytes += r.len;
