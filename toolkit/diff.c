@@ -622,6 +622,7 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 							   here */
 				t->diff.pages_diffed++;
 				changed = (unsigned)__builtin_popcountll(mask);
+				t->diff.lines_changed += changed;
 			} else {
 				mask = ~UINT64_C(0) >>
 				       (64 - fg_page_size / GRANULE);

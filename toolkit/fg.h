@@ -602,6 +602,8 @@ typedef struct fg_stats {
 	/* Since 0.6: */
 	uint64_t peeks;		  /* FG_COLLECT_PEEK calls (not counted in
 				     collections or the times above) */
+	uint64_t lines_changed;	  /* DIFF: 64-byte lines found changed on
+				     the pages compared (pages_diffed) */
 } fg_stats;
 
 FG_API int fg_get_stats(fg_tracker *t, fg_stats *out);

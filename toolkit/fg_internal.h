@@ -180,6 +180,7 @@ typedef struct fg_diff {
 	_Atomic int64_t twins_ready;
 	_Atomic uint64_t twins_hook, twins_hook_invalid;
 	uint64_t twins_eager, twins_invalid, pages_diffed, pages_whole;
+	uint64_t lines_changed;	  /* granules changed on pages_diffed */
 	uint64_t twins_sticky;	  /* sticky twins taken (and validated) */
 	uint64_t twins_evicted;	  /* sticky twins dropped for the cap */
 	uint64_t diff_ns;

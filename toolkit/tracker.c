@@ -1467,6 +1467,7 @@ int fg_get_stats(fg_tracker *h, fg_stats *out)
 	s.twins_aged = t->diff.twins_aged;
 	s.twin_cap_bytes = t->diff.on ? t->diff.cap_pages * fg_page_size : 0;
 	s.peeks = t->st.peeks;
+	s.lines_changed = t->diff.lines_changed;
 	leave(t);
 	s.size = out->size && out->size < sizeof s ? out->size : sizeof s;
 	memcpy(out, &s, s.size);

@@ -61,8 +61,8 @@
 #define AUTO_WINDOW 3
 #define AUTO_NS_PER_BYTE 1.0
 #define AUTO_TRIAL_PCT 10
-#define AUTO_SPARSE 0.6	       /* of the compared pages' bytes saved */
-#define AUTO_SPARSE_STAY 0.4   /* ... to keep the full cap */
+#define AUTO_SPARSE 0.9	       /* of the compared pages' lines unchanged */
+#define AUTO_SPARSE_STAY 0.8   /* ... to keep the full cap */
 #define AUTO_MIN_COMPARED 256  /* pages (or as many as the cap holds),
 				  for AUTO_SPARSE to count */
 #define AUTO_UNJUDGED_MAX 8
@@ -132,6 +132,7 @@ struct fga {
 	unsigned long long auto_ns, auto_res, auto_page; /* window start */
 	unsigned long long auto_diffed, auto_copied;
 	unsigned long long auto_compared; /* pages_diffed at window start */
+	unsigned long long auto_lines;	  /* lines_changed at window start */
 	unsigned auto_unjudged;	  /* windows in a row not judged */
 	char err[256];
 };
@@ -923,7 +924,6 @@ static int auto_cap(fga *f, int full)
 	unsigned pct = f->c.twin_cap_pct >= 1 && f->c.twin_cap_pct <= 100
 			       ? f->c.twin_cap_pct
 			       : 100;
-
 	int rc;
 
 	if (!full)
@@ -935,7 +935,7 @@ static int auto_cap(fga *f, int full)
 
 static void auto_log(fga *f, unsigned long n, double saved,
 		     unsigned long long page, unsigned long long compared,
-		     double cost_ms, const char *verdict)
+		     double unchanged, double cost_ms, const char *verdict)
 {
 	char msg[300];
 	int k;
@@ -944,9 +944,10 @@ static void auto_log(fga *f, unsigned long n, double saved,
 		return;
 	k = snprintf(msg, sizeof msg,
 		     "%s: FG_CARD=auto: retrieval %lu: lines saved %.0f "
-		     "of %llu bytes, %llu pages compared, twins cost %.3f "
-		     "ms: %s\n",
-		     f->name, n, saved, page, compared, cost_ms, verdict);
+		     "of %llu bytes, %llu pages compared (%.0f %% of their "
+		     "lines unchanged), twins cost %.3f ms: %s\n",
+		     f->name, n, saved, page, compared, 100 * unchanged,
+		     cost_ms, verdict);
 	if (k > 0)
 		(void)!write(2, msg, (size_t)k);
 }
@@ -958,7 +959,7 @@ static void auto_judge(fga *f)
 	unsigned long n = f->st.collections;
 	int restart = 0, sparse, trial = !f->auto_off && !f->auto_full;
 	long ps = sysconf(_SC_PAGESIZE);
-	double saved, cost;
+	double saved, cost, unchanged;
 
 	/* On trial the sparse test runs at every retrieval. */
 	if (!f->c.rescanned || !f->c.rescanned_page ||
@@ -972,9 +973,11 @@ static void auto_judge(fga *f)
 	enough = fs.twin_cap_bytes / (unsigned long)ps + 1;
 	if (enough > AUTO_MIN_COMPARED)
 		enough = AUTO_MIN_COMPARED;
+	unchanged = compared ? 1 - (double)(fs.lines_changed - f->auto_lines) /
+					   ((double)compared * (double)ps / 64)
+			     : 0;
 	sparse = compared >= enough &&
-		 saved >= (f->auto_full ? AUTO_SPARSE_STAY : AUTO_SPARSE) *
-				  (double)compared * (double)ps;
+		 unchanged >= (f->auto_full ? AUTO_SPARSE_STAY : AUTO_SPARSE);
 	if (n < f->auto_next && !sparse)
 		return;
 	if (f->auto_off) {
@@ -987,7 +990,7 @@ static void auto_judge(fga *f)
 		restart = 1;
 	} else if (sparse) {
 		f->auto_warm = 0;
-		auto_log(f, n, saved, page - f->auto_page, compared, cost / 1e6,
+		auto_log(f, n, saved, page - f->auto_page, compared, unchanged, cost / 1e6,
 			 f->auto_full ? "sparse, on" : "sparse, full cap");
 		if (!f->auto_full && auto_cap(f, 1) == 0) {
 			f->auto_full = 1;
@@ -1005,7 +1008,7 @@ static void auto_judge(fga *f)
 		 * filled, the copies an investment not used yet; the
 		 * window grows. */
 		if (saved * AUTO_NS_PER_BYTE < cost) {
-			auto_log(f, n, saved, page - f->auto_page, compared, cost / 1e6, "off");
+			auto_log(f, n, saved, page - f->auto_page, compared, unchanged, cost / 1e6, "off");
 			if (fg_set_twin_cap(f->t, 1, 0) == 0) {
 				f->auto_off = 1;
 				f->st.auto_off++;
@@ -1015,7 +1018,7 @@ static void auto_judge(fga *f)
 						       : AUTO_WAIT_MAX;
 			}
 		} else {
-			auto_log(f, n, saved, page - f->auto_page, compared, cost / 1e6, "on");
+			auto_log(f, n, saved, page - f->auto_page, compared, unchanged, cost / 1e6, "on");
 			f->auto_wait = AUTO_WAIT0;
 		}
 		restart = 1;
@@ -1026,6 +1029,7 @@ static void auto_judge(fga *f)
 		f->auto_res = res;
 		f->auto_page = page;
 		f->auto_compared = fs.pages_diffed;
+		f->auto_lines = fs.lines_changed;
 	}
 	if (!f->auto_off)
 		f->auto_next = n + AUTO_WINDOW;
