@@ -895,17 +895,16 @@ static void check_lines(fga *f, int peek)
 /* FGA_CARD_AUTO: every AUTO_WINDOW retrievals, judge the twins.  They
  * start on trial, under a cap of AUTO_TRIAL_PCT of the heap.
  *  - Sparse writes: when the window compared AUTO_MIN_COMPARED pages (or
- *    as many as the cap holds, if fewer) or more, and their lines saved
- *    at least AUTO_SPARSE of those pages' bytes (page precision would
- *    have pushed again, less what was pushed), the twins stay on and the
- *    cap goes up to the full one (100 %, or the configured cap); at
- *    AUTO_SPARSE_STAY or more they keep it, whatever the copies made
- *    since cost.  A comparison costs more than rescanning a page on
- *    some collectors, so only pages mostly unchanged are evidence (the
- *    Guile set saves at most about half, usually under a fifth;
- *    bench/boehm/sparse 56-78 %); and the test is made at every
- *    retrieval on trial, before a program that writes sparsely over a
- *    large heap has made many collections.
+ *    as many as the cap holds, if fewer) or more, and AUTO_SPARSE of
+ *    their 64-byte lines or more were unchanged (the toolkit's
+ *    lines_changed), the twins stay on and the cap goes up to the full
+ *    one (100 %, or the configured cap); at AUTO_SPARSE_STAY or more
+ *    they keep it, whatever the copies made since cost.  A comparison
+ *    costs about what rescanning a page costs some collectors, so only
+ *    pages nearly unchanged are evidence (the Guile set: 25-78 % of
+ *    their lines; bench/boehm/sparse: 98 %); and the test is made at
+ *    every retrieval on trial, before a program that writes sparsely
+ *    over a large heap has made many collections.
  *  - Otherwise weigh what the twins cost (the toolkit's time comparing
  *    and taking them) against what their lines saved, at
  *    AUTO_NS_PER_BYTE of marking each.  A window with more new twins
