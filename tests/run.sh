@@ -5,9 +5,10 @@
 #
 # Each binary runs its tests one process per test (Criterion), one at a
 # time (FG_TEST_JOBS to change), under a timeout (FG_TEST_TIMEOUT seconds,
-# default 600).  Its own output is shown as it runs, one [PASS]/[FAIL]/
-# [SKIP] line per test, skip reasons included; the counts come from its TAP
-# report.  A binary that exits non-zero without reporting a failure (a
+# default 600; twice that for test_racket_suite, which runs five of
+# Racket's own test suites four times each, 9-10 minutes here).  Its own
+# output is shown as it runs, one [PASS]/[FAIL]/[SKIP] line per test, skip
+# reasons included; the counts come from its TAP report.  A binary that exits non-zero without reporting a failure (a
 # crash of the runner, a timeout) counts as one failed test.  FG_SEED, if
 # set, reaches the tests through the environment.
 #
@@ -61,6 +62,7 @@ for arg in "$@"; do
 	fi
 	wrap=()
 	limit=$timeout_s
+	case $bin in */test_racket_suite) limit=$((timeout_s * 2)) ;; esac
 	if [ -n "$how" ]; then
 		check_kvm
 		[ "$how" = fgvm ] && wrap=("$FG_FGVM" --)
