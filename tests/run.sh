@@ -8,8 +8,9 @@
 # default 600; twice that for test_racket_suite, which runs five of
 # Racket's own test suites four times each, 9-10 minutes here).  Its own
 # output is shown as it runs, one [PASS]/[FAIL]/[SKIP] line per test, skip
-# reasons included; the counts come from its TAP report.  A binary that exits non-zero without reporting a failure (a
-# crash of the runner, a timeout) counts as one failed test.  FG_SEED, if
+# reasons included; the counts come from its TAP report.  A binary that
+# exits non-zero without reporting a failure (a crash of the runner, a
+# timeout) counts as one failed test.  FG_SEED, if
 # set, reaches the tests through the environment.
 #
 # BINARY@kvm needs /dev/kvm; BINARY@fgvm runs under fgvm ($FG_FGVM), which
