@@ -6,7 +6,8 @@
  * same bytes on stdout and the same exit status:
  *
  *   probe_<check>   tests/vm_probe: faults with si_addr, traps, sigaltstack,
- *                   FPU state across handlers, restarts, threads, sigwait,
+ *                   FPU state across handlers, restarts, threads, signals
+ *                   racing a blocking call, sigwait,
  *                   fork/exec/posix_spawn, mremap/brk/memfd, vDSO time,
  *                   CPUID, /proc/self/exe, kernel writes across pages
  *   exit_*          exit codes, deaths by signal
@@ -140,6 +141,7 @@ PROBE(altstack)
 PROBE(fpu)
 PROBE(restart)
 PROBE(threads)
+PROBE(sigrace)
 PROBE(sigwait)
 PROBE(fork)
 PROBE(mm)

@@ -134,8 +134,11 @@ static void do_syscall(struct vthread *t)
 	t->mode = MODE_STUB;
 	t->sys_nr = (long)t->u.rax;
 	vm_syscall(t);
-	/* Interrupted: signal.c decides whether it restarts. */
-	t->sys_intr = t->u.rax == (uint64_t)-EINTR ? t->sys_nr : -1;
+	/* Interrupted: signal.c decides whether it restarts.  Never
+	 * started (vsys_intr): it does. */
+	t->sys_nostart = t->u.rax == (uint64_t)-FGVM_ENOSTART;
+	t->sys_intr = t->u.rax == (uint64_t)-EINTR || t->sys_nostart ? t->sys_nr
+								      : -1;
 	t->sys_nr = -1;
 }
 

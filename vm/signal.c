@@ -86,6 +86,15 @@ kick:
 	atomic_store(&t->kick, true);
 	if (t->vcpu)
 		t->vcpu->run->immediate_exit = 1;
+	/* Caught on its way into a host call for the program: that call
+	 * does not start (vsys_intr). */
+	{
+		greg_t *pc = &((ucontext_t *)ucv)->uc_mcontext.gregs[REG_RIP];
+
+		if ((uint64_t)*pc >= (uint64_t)fgvm_isys_begin &&
+		    (uint64_t)*pc <= (uint64_t)fgvm_isys_call)
+			*pc = (greg_t)(uint64_t)fgvm_isys_bail;
+	}
 }
 
 static long host_action(int sig, const struct ksigaction *g)
@@ -344,7 +353,8 @@ void sig_deliver_pending(struct vthread *t)
 			continue;
 		}
 		if (!handled && t->sys_intr >= 0)
-			restart = (act.flags & SA_RESTART) && restartable(t->sys_intr);
+			restart = t->sys_nostart ||
+				  ((act.flags & SA_RESTART) && restartable(t->sys_intr));
 		deliver(t, sig, &si, blocked, t->tmp_mask_on ? t->orig_mask : blocked,
 			restart);
 		handled = true;
@@ -352,12 +362,15 @@ void sig_deliver_pending(struct vthread *t)
 		t->tmp_mask_on = false;
 	}
 	t->tmp_mask_on = false;
-	if (t->sys_intr >= 0 && took && restartable(t->sys_intr)) {
-		/* Interrupted for nothing the program sees: go again. */
+	if (t->sys_intr >= 0 &&
+	    (t->sys_nostart || (took && restartable(t->sys_intr)))) {
+		/* Interrupted for nothing the program sees, or never
+		 * started: go again. */
 		t->u.rip -= 2;
 		t->u.rax = (uint64_t)t->sys_intr;
 	}
 	t->sys_intr = -1;
+	t->sys_nostart = false;
 }
 
 void sig_fault(struct vthread *t, int sig, int code, uint64_t addr, int trapno,

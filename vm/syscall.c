@@ -16,7 +16,6 @@
 #include <asm/prctl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <linux/sched.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -100,22 +99,49 @@ static bool temp_mask(long nr, const uint64_t a[6], uint64_t *maskp)
 	}
 }
 
-/* A futex wait about to start with a signal already queued for the
- * guest: the signal came after the exit and before this call, so the
- * host handler took it and nothing would interrupt the wait, which may
- * be for the thread the signal's handler must answer (Boehm's stop-the-
- * world: gctest hung so).  Return -EINTR without waiting, as the kernel
- * does for a signal pending when a wait starts: the signal is delivered
- * and the call restarted (SA_RESTART), or the program sees EINTR, which
- * a futex wait may return.  One arriving between this check and the
- * call still waits for the wait to end: a window of a few instructions
- * (a program that resends, as Boehm does, gets through). */
-static bool wait_with_signal_queued(long nr, const uint64_t a[6])
-{
-	int op = (int)a[1] & FUTEX_CMD_MASK;
+/* vsys_intr (vmm.h).  A signal for the program that the host handler
+ * takes after the program's `syscall` exit and before the host call is in
+ * the kernel would otherwise wait for the call to end: for ever, when the
+ * call waits for what the signal's handler would do (Boehm's stop-the-
+ * world, a read that a timer is meant to interrupt).  The check of the
+ * queue and the `syscall` instruction form a window that host_sig leaves
+ * through fgvm_isys_bail; a signal that comes once the call is in the
+ * kernel interrupts it (the handlers have no SA_RESTART) and the call
+ * returns -EINTR, which signal.c restarts or not by the kernel's rules.
+ * A call the kernel restarts itself (-ERESTARTNOINTR) is back on the
+ * `syscall` instruction when the handler runs, in the window: it is then
+ * restarted from the program, to the same effect.
+ *
+ * fgvm_isys(nr, a, &head, &tail): the queue is empty when head == tail. */
+__asm__(".text\n"
+	".globl fgvm_isys_begin, fgvm_isys_call, fgvm_isys_bail\n"
+	".type fgvm_isys, @function\n"
+	"fgvm_isys:\n"
+	"fgvm_isys_begin:\n"
+	"	movl (%rdx), %eax\n"
+	"	cmpl (%rcx), %eax\n"
+	"	jne fgvm_isys_bail\n"
+	"	movq %rdi, %rax\n"
+	"	movq %rsi, %r11\n"
+	"	movq 0(%r11), %rdi\n"
+	"	movq 8(%r11), %rsi\n"
+	"	movq 16(%r11), %rdx\n"
+	"	movq 24(%r11), %r10\n"
+	"	movq 32(%r11), %r8\n"
+	"	movq 40(%r11), %r9\n"
+	"fgvm_isys_call:\n"
+	"	syscall\n"
+	"	ret\n"
+	"fgvm_isys_bail:\n"
+	"	movq $-513, %rax\n" /* -FGVM_ENOSTART */
+	"	ret\n"
+	".size fgvm_isys, .-fgvm_isys\n");
+long fgvm_isys(long nr, const uint64_t a[6], _Atomic unsigned *head,
+	       _Atomic unsigned *tail);
 
-	return nr == SYS_futex && (op == FUTEX_WAIT || op == FUTEX_WAIT_BITSET) &&
-	       sig_pending(vt_self());
+long vsys_intr(struct vthread *t, long nr, const uint64_t a[6])
+{
+	return fgvm_isys(nr, a, &t->sigq_head, &t->sigq_tail);
 }
 
 static long forward(long nr, const uint64_t a[6])
@@ -124,11 +150,9 @@ static long forward(long nr, const uint64_t a[6])
 
 	if (r)
 		return r;
-	if (wait_with_signal_queued(nr, a))
-		return -EINTR;
-	r = vsys6(nr, (long)a[0], (long)a[1], (long)a[2], (long)a[3], (long)a[4],
-		  (long)a[5]);
-	sysout_mark(nr, a, r);
+	r = vsys_intr(vt_self(), nr, a);
+	if (r != -FGVM_ENOSTART)
+		sysout_mark(nr, a, r);
 	return r;
 }
 

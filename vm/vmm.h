@@ -191,6 +191,7 @@ struct vthread {
 	int mode;		   /* MODE_* */
 	long sys_nr;		   /* the system call being handled, or -1 */
 	long sys_intr;		   /* the one that just returned EINTR, or -1 */
+	bool sys_nostart;	   /* ... -FGVM_ENOSTART: it never started */
 	/* sigsuspend/pselect/ppoll/epoll_pwait: the mask the call slept
 	 * with, which the kernel would deliver under, and the one it put
 	 * back (the frame saves that one). */
@@ -440,6 +441,18 @@ void sig_deliver_pending(struct vthread *t);
 void sig_fault(struct vthread *t, int sig, int code, uint64_t addr,
 	       int trapno, uint64_t err);
 bool sig_pending(struct vthread *t);
+
+/* A host system call made for the program that no signal for the program
+ * can overtake (syscall.c): with a signal queued for this thread, or one
+ * arriving before the call is in the kernel, it is not made and returns
+ * -FGVM_ENOSTART (the kernel's ERESTARTNOINTR, which no program sees).
+ * The signal is then delivered and the program's call restarted, as the
+ * kernel does for a signal that comes before a call.  host_sig moves a
+ * thread caught between fgvm_isys_begin and fgvm_isys_call to
+ * fgvm_isys_bail. */
+#define FGVM_ENOSTART 513
+long vsys_intr(struct vthread *t, long nr, const uint64_t a[6]);
+extern const char fgvm_isys_begin[], fgvm_isys_call[], fgvm_isys_bail[];
 void sig_reset_for_exec(struct vm *vm);
 void sig_after_fork_child(struct vm *vm);
 
