@@ -1413,6 +1413,12 @@ Test(sticky, options)
 	cr_assert_eq(fg_set_twin_cap(t, 0, 10), -EINVAL);
 	cr_assert(strstr(fg_last_error_detail(), "DIFF"),
 		  "fg_set_twin_cap without DIFF: %s", fg_last_error_detail());
+	cr_assert_eq(fg_set_twin_full(t, FG_TWIN_FULL_DECLINE), -EINVAL);
+	cr_assert(strstr(fg_last_error_detail(), "fg_set_twin_full: the "
+						 "tracker has no DIFF"),
+		  "fg_set_twin_full without DIFF: %s", fg_last_error_detail());
+	/* The tracker is usable after (its lock was given back). */
+	cr_assert_eq(fg_set_twin_cap(t, 0, 10), -EINVAL);
 	cr_assert_eq(fg_tracker_destroy(t), 0);
 	o.precision = FG_PRECISION_DIFF;
 	/* twin_cap_pct: a percentage. */

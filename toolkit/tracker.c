@@ -652,17 +652,29 @@ int fg_set_card_size(fg_tracker *h, size_t card)
 	return rc;
 }
 
-int fg_set_twin_cap(fg_tracker *h, size_t bytes, unsigned pct)
+/* enter(), for a call that only a DIFF tracker takes (what: its name). */
+static int enter_diff(fg_tracker *h, fg_impl **out, const char *what)
 {
-	fg_impl *t;
-	int rc = enter(h, &t);
+	int rc = enter(h, out);
 
 	if (rc)
 		return rc;
-	if (!t->diff.on)
-		rc = fg_fail(-EINVAL, "fg_set_twin_cap: the tracker has no "
-				      "DIFF precision");
-	else if (pct > 100)
+	if (!(*out)->diff.on) {
+		leave(*out);
+		return fg_fail(-EINVAL, "%s: the tracker has no DIFF precision",
+			       what);
+	}
+	return 0;
+}
+
+int fg_set_twin_cap(fg_tracker *h, size_t bytes, unsigned pct)
+{
+	fg_impl *t;
+	int rc = enter_diff(h, &t, "fg_set_twin_cap");
+
+	if (rc)
+		return rc;
+	if (pct > 100)
 		rc = fg_fail(-EINVAL, "fg_set_twin_cap: pct %u: a percentage "
 				      "of the tracked bytes, 1 to 100 (0: 50)",
 			     pct);
@@ -679,14 +691,11 @@ int fg_set_twin_cap(fg_tracker *h, size_t bytes, unsigned pct)
 int fg_set_twin_full(fg_tracker *h, unsigned how)
 {
 	fg_impl *t;
-	int rc = enter(h, &t);
+	int rc = enter_diff(h, &t, "fg_set_twin_full");
 
 	if (rc)
 		return rc;
-	if (!t->diff.on)
-		rc = fg_fail(-EINVAL, "fg_set_twin_full: the tracker has no "
-				      "DIFF precision");
-	else if (how != FG_TWIN_FULL_EVICT && how != FG_TWIN_FULL_DECLINE)
+	if (how != FG_TWIN_FULL_EVICT && how != FG_TWIN_FULL_DECLINE)
 		rc = fg_fail(-EINVAL, "fg_set_twin_full: %u is neither "
 				      "FG_TWIN_FULL_EVICT nor "
 				      "FG_TWIN_FULL_DECLINE",
