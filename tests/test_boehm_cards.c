@@ -3,7 +3,8 @@
  *
  * Linked with -lgc against the adapter's library.  Each scenario runs once
  * per backend (uffd-async, uffd-sync, mprotect) and card size (64, 256,
- * 4096), in incremental (generational) mode: a partial collection rescans
+ * 4096, and FG_CARD unset: the adapter's default, auto), in incremental
+ * (generational) mode: a partial collection rescans
  * only the marked objects that overlap dirty cards, so a write the adapter
  * misses, or a card it maps to the wrong part of an object, leaves a young
  * object referenced only from an old one unmarked, and it is freed.
@@ -115,6 +116,7 @@
 
 static const char *cur_backend;
 static size_t cur_card;
+static char cur_cardname[32]; /* "64", ..., or "auto" */
 static bool selftest; /* manual VDB, writes not reported */
 
 typedef const char *(*str_fn)(void);
@@ -136,11 +138,19 @@ static void start_gc(const char *backend, size_t card, unsigned markers)
 	cr_assert(!GC_is_init_called(),
 		  "the collector was started before the test chose its backend");
 	cur_backend = backend;
-	cur_card = card;
 	selftest = st && *st && strcmp(st, "0");
-	snprintf(cs, sizeof cs, "%zu", card);
 	setenv("FG_BACKEND", backend, 1);
-	setenv("FG_CARD", cs, 1);
+	if (card) {
+		snprintf(cs, sizeof cs, "%zu", card);
+		setenv("FG_CARD", cs, 1);
+	} else {
+		/* The adapter's default, auto: 64-byte cards while the
+		 * twins pay, page precision while they do not. */
+		unsetenv("FG_CARD");
+	}
+	snprintf(cur_cardname, sizeof cur_cardname, "%s", card ? cs : "auto");
+	card = card ? card : 64;
+	cur_card = card;
 	setenv("FG_QUIET", "1", 1);
 	setenv("GC_ENABLE_INCREMENTAL", "1", 1);
 	GC_set_handle_fork(1);
@@ -153,8 +163,8 @@ static void start_gc(const char *backend, size_t card, unsigned markers)
 	GC_allow_register_threads();
 	cr_assert(GC_is_incremental_mode(),
 		  "incremental mode is off after GC_enable_incremental() "
-		  "(FG_BACKEND=%s FG_CARD=%zu)",
-		  backend, card);
+		  "(FG_BACKEND=%s FG_CARD=%s)",
+		  backend, getenv("FG_CARD") ? getenv("FG_CARD") : "unset");
 	fg_backend = (str_fn)dlsym(RTLD_DEFAULT, "GC_fg_backend");
 	fg_card = (size_fn)dlsym(RTLD_DEFAULT, "GC_fg_get_card_size");
 	if (selftest) {
@@ -180,8 +190,10 @@ static void start_gc(const char *backend, size_t card, unsigned markers)
 			  b ? b : "NULL", backend);
 		cr_assert(fg_card, "the adapter has no GC_fg_get_card_size");
 		cr_assert_eq(fg_card(), card, "GC_fg_get_card_size() = %zu with "
-			     "FG_CARD=%zu",
-			     fg_card(), card);
+			     "FG_CARD=%s (want %zu)",
+			     fg_card(),
+			     getenv("FG_CARD") ? getenv("FG_CARD") : "unset",
+			     card);
 	}
 }
 
@@ -190,9 +202,9 @@ static void log_gc_stats(const char *what, GC_word gc0)
 	ulong_fn rescanned = (ulong_fn)dlsym(RTLD_DEFAULT,
 					     "GC_fg_get_bytes_rescanned");
 
-	cr_log_info("%s (%s, card %zu): %lu collections, %lu bytes rescanned, "
+	cr_log_info("%s (%s, card %s): %lu collections, %lu bytes rescanned, "
 		    "heap %zu KiB",
-		    what, cur_backend, cur_card,
+		    what, cur_backend, cur_cardname,
 		    (unsigned long)(GC_get_gc_no() - gc0),
 		    rescanned ? rescanned() : 0UL, GC_get_heap_size() / KiB);
 }
@@ -230,9 +242,9 @@ static void assert_no_failures(const char *what)
 		return;
 	for (unsigned long i = 0; i < n && i < SHOW; i++)
 		cr_log_error("%s", first_failures[i]);
-	cr_assert_fail("%s (%s, card %zu): %lu referenced objects lost or "
+	cr_assert_fail("%s (%s, card %s): %lu referenced objects lost or "
 		       "corrupted; first: %s",
-		       what, cur_backend, cur_card, n, first_failures[0]);
+		       what, cur_backend, cur_cardname, n, first_failures[0]);
 }
 
 static void on_finalize(void *obj, void *id)
@@ -346,8 +358,8 @@ static void seed_test(const char *name)
 {
 	char tag[160];
 
-	snprintf(tag, sizeof tag, "boehm_cards::%s_%s_%zu", name, cur_backend,
-		 cur_card);
+	snprintf(tag, sizeof tag, "boehm_cards::%s_%s_%s", name, cur_backend,
+		 cur_cardname);
 	seed = orc_seed(tag);
 	memset(&rng, 0, sizeof rng);
 }
@@ -1322,8 +1334,8 @@ static void fork_test(void)
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			cr_assert_fail("the forked child did not exit within 60 s "
-				       "(%s, card %zu)",
-				       cur_backend, cur_card);
+				       "(%s, card %s)",
+				       cur_backend, cur_cardname);
 		}
 	}
 	for (unsigned r = 12; r < 16 && !failures; r++)
@@ -1755,7 +1767,17 @@ static void offheap(void)
 		start_gc(backend, card, markers);                            \
 		fn();                                                        \
 	}
+/* FG_CARD unset: the adapter's default, auto. */
+#define AUTO_TEST(scn, fn, markers, tag, backend)                            \
+	Test(boehm_cards, scn##_##tag##_auto, .timeout = TIMEOUT)            \
+	{                                                                    \
+		start_gc(backend, 0, markers);                               \
+		fn();                                                        \
+	}
 #define PER_CONFIG_M(scn, fn, markers)                                       \
+	AUTO_TEST(scn, fn, markers, uffd_async, "uffd-async")                \
+	AUTO_TEST(scn, fn, markers, uffd_sync, "uffd-sync")                  \
+	AUTO_TEST(scn, fn, markers, mprotect, "mprotect")                    \
 	CARD_TEST(scn, fn, markers, uffd_async, "uffd-async", 64)            \
 	CARD_TEST(scn, fn, markers, uffd_async, "uffd-async", 256)           \
 	CARD_TEST(scn, fn, markers, uffd_async, "uffd-async", 4096)          \

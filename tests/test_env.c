@@ -310,6 +310,56 @@ Test(env, card_adapter, .timeout = TIMEOUT)
 	fga_destroy(f);
 }
 
+/* With neither the caller nor FG_CARD choosing, fga_config.card_default
+ * does (the Boehm adapter's: auto); FG_CARD and the caller's card come
+ * first, and a size set later ends auto's choice. */
+Test(env, card_default, .timeout = TIMEOUT)
+{
+	fga_config c = FGA_CONFIG_INIT;
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	fga *f;
+
+	unsetenv("FG_CARD");
+	f = adapter(&c);
+	cr_assert_eq(fga_card_size(f), ps, "no card_default: %zu",
+		     fga_card_size(f));
+	cr_assert_eq(fga_card_auto(f), 0);
+	fga_destroy(f);
+
+	c.card_default = FGA_CARD_AUTO;
+	f = adapter(&c);
+	cr_assert_eq(fga_card_size(f), 64, "card_default auto: %zu",
+		     fga_card_size(f));
+	cr_assert_eq(fga_card_auto(f), 1, "card_default auto: not auto");
+	cr_assert_eq(fga_set_card_size(f, ps), 0, "%s", fga_last_error(f));
+	cr_assert_eq(fga_card_auto(f), 0, "a size set: still auto");
+	cr_assert_eq(fga_card_size(f), ps);
+	fga_destroy(f);
+
+	c.card_default = 256;
+	f = adapter(&c);
+	cr_assert_eq(fga_card_size(f), 256, "card_default 256: %zu",
+		     fga_card_size(f));
+	cr_assert_eq(fga_card_auto(f), 0);
+	fga_destroy(f);
+
+	c.card_default = FGA_CARD_AUTO;
+	setenv("FG_CARD", "4k", 1);
+	f = adapter(&c);
+	cr_assert_eq(fga_card_size(f), 4096, "FG_CARD=4k over auto: %zu",
+		     fga_card_size(f));
+	cr_assert_eq(fga_card_auto(f), 0, "FG_CARD=4k over auto: auto");
+	fga_destroy(f);
+	unsetenv("FG_CARD");
+
+	c.card = 128;
+	f = adapter(&c);
+	cr_assert_eq(fga_card_size(f), 128, "card 128 over auto: %zu",
+		     fga_card_size(f));
+	cr_assert_eq(fga_card_auto(f), 0, "card 128 over auto: auto");
+	fga_destroy(f);
+}
+
 /* ALIAS takes its card size from FG_CARD through the tracker. */
 Test(env, card_alias, .timeout = TIMEOUT)
 {

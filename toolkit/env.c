@@ -31,10 +31,12 @@ static const fg_env_var table[] = {
 	 "toolkit (fg_tracker_create), fgvm, adapters",
 	 "force a tracking backend; one this machine lacks makes trackers "
 	 "fail"},
-	{"FG_CARD", FG_ENV_SIZE_AUTO, NULL, "the page size",
+	{"FG_CARD", FG_ENV_SIZE_AUTO, NULL,
+	 "the page size; auto in the Boehm adapter",
 	 "toolkit (fg_tracker_create, ALIAS), adapters (fga_create)",
 	 "card size: a power of two from 64, or a page multiple; auto "
-	 "(adapters only, experimental): 64-byte cards while twins pay"},
+	 "(adapters only): 64-byte cards while twins pay, page cards "
+	 "otherwise"},
 	{"FG_PRECISION", FG_ENV_CHOICE, "page|diff", "page",
 	 "toolkit (fg_tracker_create)",
 	 "sub-page precision where fg_options leaves it at page: diff "

@@ -191,6 +191,9 @@ __attribute__((constructor)) static void install(void)
 	int stats = fg_env_get("FG_BOEHM_STATS", &v);
 
 	c.name = NAME;
+	/* FG_CARD unset: 64-byte cards where the twins pay, page cards
+	 * where they do not (bench/RESULTS.md, 2026-12-05). */
+	c.card_default = FGA_CARD_AUTO;
 	c.rescanned = rescanned;
 	c.rescanned_page = rescanned_page;
 	fga_config_env(&c, "FG_BOEHM");

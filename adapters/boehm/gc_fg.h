@@ -27,7 +27,12 @@ int GC_fg_set_backend(const char *name);
  * multiple of the page size.  Before the incremental mode is on it sets
  * the initial size (overriding FG_CARD); after, it takes effect at the
  * next collection, and no write is lost around the change.  Returns 0 or
- * -1 (bad size: see GC_fg_last_error()). */
+ * -1 (bad size: see GC_fg_last_error()).
+ *
+ * With neither this call nor FG_CARD the adapter chooses (FG_CARD=auto):
+ * 64-byte cards while their twins pay for themselves, page precision
+ * while they do not; GC_fg_get_card_size() then says 64.  A size set
+ * after the start ends that choice. */
 int GC_fg_set_card_size(size_t bytes);
 size_t GC_fg_get_card_size(void);
 

@@ -390,13 +390,17 @@ static int start_tracker(fga *f)
 	 * tracker's too ("4k" is 4096 here as there); a bad value makes
 	 * fg_tracker_create fail and say so. */
 	rc = card ? 0 : fg_env_get("FG_CARD", &v);
+	if (!card && rc == 0)
+		card = f->c.card_default; /* FG_CARD unset */
 	if (card == FGA_CARD_AUTO || (rc > 0 && !v.bytes)) {
 		card = 64;
 		f->autocard = 1;
 	} else if (rc > 0) {
 		card = v.bytes;
 	}
-	o.card_size = f->autocard ? 64 : f->c.card; /* 0: FG_CARD */
+	/* FG_CARD set (rc != 0): the tracker reads it again, and says what
+	 * is wrong with a bad one. */
+	o.card_size = f->autocard ? 64 : rc ? 0 : card;
 	if (!card)
 		card = ps;
 	/* Below page-sized cards: DIFF precision, unless the twins are
@@ -1398,6 +1402,11 @@ size_t fga_card_size(const fga *f)
 	return f && f->t ? fg_card_size(f->t) : 0;
 }
 
+int fga_card_auto(const fga *f)
+{
+	return f && f->t && f->autocard;
+}
+
 size_t fga_block_size(const fga *f)
 {
 	return f ? f->block : 0;
@@ -1410,6 +1419,13 @@ int fga_set_card_size(fga *f, size_t bytes)
 	if (!f || !f->t)
 		return -EINVAL;
 	rc = fg_set_card_size(f->t, bytes);
+	if (!rc && f->autocard && f->diff) {
+		/* A size chosen: auto's judgement ends, and the twins are
+		 * as at that size from the start (sticky, the full cap). */
+		f->autocard = 0;
+		f->auto_off = 0;
+		rc = auto_cap(f, 1);
+	}
 	if (rc)
 		snprintf(f->err, sizeof f->err, "card size %zu: %s (%s)",
 			 bytes, fg_strerror(rc), fg_last_error_detail());

@@ -64,7 +64,7 @@ typedef struct fga fga;
 typedef uint64_t fga_lines;
 #define FGA_LINES_ALL (~(fga_lines)0)
 
-/* fga_config.card: the card size chosen per program (experimental):
+/* fga_config.card: the card size chosen per program:
  * 64-byte cards with sticky twins, on trial first (a sample of 10 % of
  * the heap), given the full cap where the compared pages were mostly
  * unchanged, turned off while they cost more than the rescanning they
@@ -89,7 +89,7 @@ typedef struct fga_config {
 	const char *backend; /* toolkit backend name; NULL: FG_BACKEND, or
 				the best the kernel has */
 	size_t card;	    /* card size; 0: FG_CARD (which may say
-			       "auto"), or the page size; FGA_CARD_AUTO */
+			       "auto"), or card_default; FGA_CARD_AUTO */
 	int twins;	    /* enum fga_twins */
 	size_t twin_cap;    /* bytes of twins at most; 0: twin_cap_pct */
 	unsigned twin_cap_pct; /* percent of the heap; 0: the policy's
@@ -111,6 +111,9 @@ typedef struct fga_config {
 	unsigned long long (*rescanned)(void *ctx);
 	unsigned long long (*rescanned_page)(void *ctx);
 	void *ctx;
+	/* The card size when neither card nor FG_CARD chooses one: 0 the
+	 * page size, or FGA_CARD_AUTO (the Boehm adapter's default). */
+	size_t card_default;
 } fga_config;
 
 #define FGA_CONFIG_INIT                                                     \
@@ -207,9 +210,14 @@ FGA_API void fga_fork_child(fga *f);
 FGA_API int fga_protects(const fga *f);
 FGA_API const char *fga_backend(const fga *f);
 FGA_API size_t fga_card_size(const fga *f);
+/* 1 while the card size is FGA_CARD_AUTO's to choose (fga_card_size then
+ * says 64, whether the twins are on or off); else 0. */
+FGA_API int fga_card_auto(const fga *f);
 /* fga_config.block, as created. */
 FGA_API size_t fga_block_size(const fga *f);
-/* Change the card size at the next retrieval; 0 or a negative errno. */
+/* Change the card size at the next retrieval; 0 or a negative errno.
+ * Under FGA_CARD_AUTO it ends auto's choice: the twins are then as at
+ * that size from the start. */
 FGA_API int fga_set_card_size(fga *f, size_t bytes);
 /* The instance's last error; NULL: why the calling thread's last
  * fga_create failed. */
