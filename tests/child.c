@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -139,6 +140,59 @@ static double since(const struct timespec *t0)
 	       (now.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* The first line of a /proc file, without its newline ("" if none). */
+static void proc_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+
+	buf[0] = 0;
+	if (f) {
+		if (!fgets(buf, (int)len, f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = 0;
+}
+
+/* Where each thread of pid is, on the test's log: its state, the system
+ * call it is in and the kernel function it sleeps in.  For a run about
+ * to be killed at its limit: a hang says where it hung. */
+static void log_threads(pid_t pid)
+{
+	char dir[64], path[64 + 256 + 16], stat[256], sys[256], wchan[128];
+	struct dirent *d;
+	DIR *dp;
+	int n = 0;
+
+	snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+	dp = opendir(dir);
+	if (!dp) {
+		cr_log_warn("pid %d at its limit: %s: %s", (int)pid, dir,
+			    strerror(errno));
+		return;
+	}
+	while ((d = readdir(dp)) && n < 64) {
+		const char *st;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "%s/%s/stat", dir, d->d_name);
+		proc_line(path, stat, sizeof stat);
+		snprintf(path, sizeof path, "%s/%s/syscall", dir, d->d_name);
+		proc_line(path, sys, sizeof sys);
+		snprintf(path, sizeof path, "%s/%s/wchan", dir, d->d_name);
+		proc_line(path, wchan, sizeof wchan);
+		st = strrchr(stat, ')');
+		cr_log_warn("pid %d at its limit: thread %.*s state %c, "
+			    "syscall %s, wchan %s",
+			    (int)pid, st ? (int)(st + 1 - stat) : 0, stat,
+			    st && st[1] && st[2] ? st[2] : '?',
+			    *sys ? sys : "?", *wchan ? wchan : "?");
+		n++;
+	}
+	closedir(dp);
+}
+
 struct ch_run ch_run(const char *const *argv, char **env,
 		     const struct ch_io *io, int limit)
 {
@@ -165,6 +219,7 @@ struct ch_run ch_run(const char *const *argv, char **env,
 		}
 		cr_assert(w == 0, "waitpid: %s", strerror(errno));
 		if (r.secs > limit) {
+			log_threads(pid);
 			kill(-pid, SIGKILL);
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);

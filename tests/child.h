@@ -51,8 +51,9 @@ struct ch_run {
 };
 
 /* Run argv (argv[0] a path, not looked up) with env in a process group of
- * its own, killed at limit seconds; when it has exited, whatever the group
- * left behind (a forked child) is killed too.  An exec that fails is exit
+ * its own, killed at limit seconds (first logging where each of its
+ * threads was: state, system call, wchan); when it has exited, whatever
+ * the group left behind (a forked child) is killed too.  An exec that fails is exit
  * status 127 with the reason on its stderr. */
 struct ch_run ch_run(const char *const *argv, char **env,
 		     const struct ch_io *io, int limit);
