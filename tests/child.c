@@ -140,26 +140,13 @@ static double since(const struct timespec *t0)
 	       (now.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* The first line of a /proc file, without its newline ("" if none). */
-static void proc_line(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "r");
-
-	buf[0] = 0;
-	if (f) {
-		if (!fgets(buf, (int)len, f))
-			buf[0] = 0;
-		fclose(f);
-	}
-	buf[strcspn(buf, "\n")] = 0;
-}
-
 /* Where each thread of pid is, on the test's log: its state, the system
  * call it is in and the kernel function it sleeps in.  For a run about
  * to be killed at its limit: a hang says where it hung. */
 static void log_threads(pid_t pid)
 {
-	char dir[64], path[64 + 256 + 16], stat[256], sys[256], wchan[128];
+	static const char *const file[] = {"stat", "syscall", "wchan"};
+	char dir[64], path[64 + 256 + 16];
 	struct dirent *d;
 	DIR *dp;
 	int n = 0;
@@ -172,22 +159,25 @@ static void log_threads(pid_t pid)
 		return;
 	}
 	while ((d = readdir(dp)) && n < 64) {
+		char *v[3];
 		const char *st;
 
 		if (d->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof path, "%s/%s/stat", dir, d->d_name);
-		proc_line(path, stat, sizeof stat);
-		snprintf(path, sizeof path, "%s/%s/syscall", dir, d->d_name);
-		proc_line(path, sys, sizeof sys);
-		snprintf(path, sizeof path, "%s/%s/wchan", dir, d->d_name);
-		proc_line(path, wchan, sizeof wchan);
-		st = strrchr(stat, ')');
+		for (int i = 0; i < 3; i++) {
+			snprintf(path, sizeof path, "%s/%s/%s", dir, d->d_name,
+				 file[i]);
+			v[i] = ch_slurp(path, NULL, false);
+			v[i][strcspn(v[i], "\n")] = 0;
+		}
+		st = strrchr(v[0], ')');
 		cr_log_warn("pid %d at its limit: thread %.*s state %c, "
 			    "syscall %s, wchan %s",
-			    (int)pid, st ? (int)(st + 1 - stat) : 0, stat,
+			    (int)pid, st ? (int)(st + 1 - v[0]) : 0, v[0],
 			    st && st[1] && st[2] ? st[2] : '?',
-			    *sys ? sys : "?", *wchan ? wchan : "?");
+			    *v[1] ? v[1] : "?", *v[2] ? v[2] : "?");
+		for (int i = 0; i < 3; i++)
+			free(v[i]);
 		n++;
 	}
 	closedir(dp);

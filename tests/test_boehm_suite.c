@@ -239,13 +239,11 @@ static void boehm_program(const char *prog, const char *backend, size_t card)
 
 	/* card 0: FG_CARD unset, the adapter's default (auto: 64-byte
 	 * cards while the twins pay). */
-	if (card)
-		snprintf(env_card, sizeof env_card, "FG_CARD=%zu", card);
-	else
-		snprintf(env_card, sizeof env_card, "FG_CARD unset");
+	snprintf(env_card, sizeof env_card, "FG_CARD=%zu", card);
 	snprintf(what, sizeof what, "%s%s%s (FG_BACKEND=%s %s)", prog,
 		 reduced_arg(prog) ? " " : "",
-		 reduced_arg(prog) ? reduced_arg(prog) : "", backend, env_card);
+		 reduced_arg(prog) ? reduced_arg(prog) : "", backend,
+		 card ? env_card : "FG_CARD unset");
 	snprintf(env_backend, sizeof env_backend, "FG_BACKEND=%s", backend);
 	snprintf(env_preload, sizeof env_preload, "LD_PRELOAD=%s%s%s",
 		 report_so, pre && *pre ? " " : "", pre ? pre : "");

@@ -936,9 +936,18 @@ static int auto_cap(fga *f, int full)
 	return rc ? rc : fg_set_twin_cap(f->t, full ? f->c.twin_cap : 0, pct);
 }
 
-static void auto_log(fga *f, unsigned long n, double saved,
-		     unsigned long long page, unsigned long long compared,
-		     double unchanged, double cost_ms, const char *verdict)
+/* One window of auto_judge, as FG_BOEHM_AUTO_LOG prints it. */
+struct auto_window {
+	unsigned long n;	     /* retrieval */
+	double saved;		     /* bytes the lines saved */
+	unsigned long long page;     /* bytes page precision would push */
+	unsigned long long compared; /* pages compared */
+	double unchanged;	     /* of their lines */
+	double cost_ms;		     /* the toolkit's twin work */
+};
+
+static void auto_log(fga *f, const struct auto_window *w,
+		     const char *verdict)
 {
 	char msg[300];
 	int k;
@@ -949,8 +958,8 @@ static void auto_log(fga *f, unsigned long n, double saved,
 		     "%s: FG_CARD=auto: retrieval %lu: lines saved %.0f "
 		     "of %llu bytes, %llu pages compared (%.0f %% of their "
 		     "lines unchanged), twins cost %.3f ms: %s\n",
-		     f->name, n, saved, page, compared, 100 * unchanged,
-		     cost_ms, verdict);
+		     f->name, w->n, w->saved, w->page, w->compared,
+		     100 * w->unchanged, w->cost_ms, verdict);
 	if (k > 0)
 		(void)!write(2, msg, (size_t)k);
 }
@@ -963,6 +972,7 @@ static void auto_judge(fga *f)
 	int restart = 0, sparse, trial = !f->auto_off && !f->auto_full;
 	long ps = sysconf(_SC_PAGESIZE);
 	double saved, cost, unchanged;
+	struct auto_window w;
 
 	/* On trial the sparse test runs at every retrieval. */
 	if (!f->c.rescanned || !f->c.rescanned_page ||
@@ -983,6 +993,8 @@ static void auto_judge(fga *f)
 		 unchanged >= (f->auto_full ? AUTO_SPARSE_STAY : AUTO_SPARSE);
 	if (n < f->auto_next && !sparse)
 		return;
+	w = (struct auto_window){n, saved, page - f->auto_page, compared,
+				 unchanged, cost / 1e6};
 	if (f->auto_off) {
 		if (auto_cap(f, 0) == 0) {
 			f->auto_off = 0;
@@ -993,8 +1005,7 @@ static void auto_judge(fga *f)
 		restart = 1;
 	} else if (sparse) {
 		f->auto_warm = 0;
-		auto_log(f, n, saved, page - f->auto_page, compared, unchanged, cost / 1e6,
-			 f->auto_full ? "sparse, on" : "sparse, full cap");
+		auto_log(f, &w, f->auto_full ? "sparse, on" : "sparse, full cap");
 		if (!f->auto_full && auto_cap(f, 1) == 0) {
 			f->auto_full = 1;
 			f->st.auto_full++;
@@ -1011,7 +1022,7 @@ static void auto_judge(fga *f)
 		 * filled, the copies an investment not used yet; the
 		 * window grows. */
 		if (saved * AUTO_NS_PER_BYTE < cost) {
-			auto_log(f, n, saved, page - f->auto_page, compared, unchanged, cost / 1e6, "off");
+			auto_log(f, &w, "off");
 			if (fg_set_twin_cap(f->t, 1, 0) == 0) {
 				f->auto_off = 1;
 				f->st.auto_off++;
@@ -1021,7 +1032,7 @@ static void auto_judge(fga *f)
 						       : AUTO_WAIT_MAX;
 			}
 		} else {
-			auto_log(f, n, saved, page - f->auto_page, compared, unchanged, cost / 1e6, "on");
+			auto_log(f, &w, "on");
 			f->auto_wait = AUTO_WAIT0;
 		}
 		restart = 1;
@@ -1419,7 +1430,7 @@ int fga_set_card_size(fga *f, size_t bytes)
 	if (!f || !f->t)
 		return -EINVAL;
 	rc = fg_set_card_size(f->t, bytes);
-	if (!rc && f->autocard && f->diff) {
+	if (!rc && f->autocard) { /* (auto runs only with DIFF) */
 		/* A size chosen: auto's judgement ends, and the twins are
 		 * as at that size from the start (sticky, the full cap). */
 		f->autocard = 0;
