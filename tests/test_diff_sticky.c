@@ -54,6 +54,13 @@
  *       fg_set_twin_full: declining, a sample twinned before the cap
  *       filled keeps its twins while newer pages read whole; evicting,
  *       it loses them to the newer pages.
+ *   huge
+ *       twins on transparent huge pages under a full cap (8 MiB tracked):
+ *       the oracle through a fill, sparse and dense epochs, the cap down
+ *       to 10% and back; where THP's mode is madvise, the first
+ *       collection adds huge pages, and none with FG_TWIN_HUGE=0 (on
+ *       backends whose twins are taken at collection: a hook's go to
+ *       either slot, and slot 1 stays on 4 KiB pages).
  *   options (once)
  *       FG_TWINS=sticky|hot|adaptive, FG_OPT_NO_ENV, bad values, an
  *       options struct from before twin_policy existed, twin_cap_pct.
@@ -726,6 +733,168 @@ static void cap_change(fg_backend_id id)
 }
 
 PER_BACKEND(cap_change)
+
+/* Twins on huge pages (FG_TWIN_HUGE, diff.c's slot_addr): under a cap
+ * that holds every tracked page, regions of 2 MiB and more keep their
+ * twins on transparent huge pages.  The oracle holds through a fill,
+ * sparse epochs, the cap taken down to 10% (twins dropped, their memory
+ * trimmed, huge pages split) and put back.  Where the kernel's THP mode
+ * is madvise, the fill's collection must add huge pages (the twins of
+ * 8 MiB) with FG_TWIN_HUGE at its default, and none with
+ * FG_TWIN_HUGE=0; in another mode that check is skipped, said so. */
+
+/* The process's AnonHugePages, in KiB (-1: unknown). */
+static long anon_huge_kib(void)
+{
+	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+	char line[256];
+	long kib = -1;
+
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "AnonHugePages: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* The bracketed word of the THP "enabled" setting, or "unknown". */
+static const char *thp_mode(char *buf, size_t len)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	char line[128] = "";
+	char *a, *b;
+
+	if (f) {
+		if (!fgets(line, sizeof line, f))
+			line[0] = 0;
+		fclose(f);
+	}
+	a = strchr(line, '[');
+	b = a ? strchr(a, ']') : NULL;
+	if (!a || !b || (size_t)(b - a) > len)
+		return "unknown";
+	memcpy(buf, a + 1, (size_t)(b - a - 1));
+	buf[b - a - 1] = 0;
+	return buf;
+}
+
+/* Huge pages the first collection of a full-cap sticky tracker over
+ * 8 MiB (every page written) adds; the tracker is built from the
+ * environment (FG_TWIN_HUGE), with the oracle's backend and card. */
+static long huge_added(fg_backend_id id)
+{
+	orc_region r[3];
+	orc_rng g;
+	fg_options o = orc_options(id, 64);
+	fg_tracker *t;
+	fg_iter it;
+	long before, after;
+
+	o.flags = 0; /* read FG_TWIN_HUGE */
+	o.precision = FG_PRECISION_DIFF;
+	o.twin_policy = FG_TWIN_STICKY;
+	o.twin_cap_pct = 100;
+	t = orc_tracker(&o);
+	orc_rng_init(&g, 1);
+	orc_make_regions(r, &g, 2 * MiB, false);
+	for (int i = 0; i < 3; i++)
+		orc_reg(t, &r[i]);
+	cr_assert_geq(fg_collect(t, &it), 0);
+	for (int i = 0; i < 3; i++)
+		for (size_t off = 0; off < r[i].len; off += orc_page())
+			r[i].base[off] ^= 1;
+	before = anon_huge_kib();
+	cr_assert_geq(fg_collect(t, &it), 0, "%s", fg_last_error_detail());
+	after = anon_huge_kib();
+	fg_tracker_destroy(t);
+	orc_free_regions(r, 3);
+	return before < 0 || after < 0 ? -1 : after - before;
+}
+
+static void huge(fg_backend_id id)
+{
+	orc_region r[3];
+	fg_tracker *t;
+	ssched *s;
+	char buf[32];
+	const char *mode = thp_mode(buf, sizeof buf);
+	fg_stats st;
+	uint64_t diffed_low = 0;
+	bool collect_only;
+
+	ORC_REQUIRE_BACKEND(id);
+	/* Hook twins (uffd-sync) go to slot E & 1, half of them to slot 1,
+	 * which stays on 4 KiB pages: the check is for twins taken at
+	 * collection only. */
+	collect_only = orc_twinning(id) &&
+		       !(fg_backend_caps(id) & FG_CAP_HOOK_TWINS);
+	if (collect_only && !strcmp(mode, "madvise")) {
+		long on, off;
+
+		cr_assert_eq(unsetenv("FG_TWIN_HUGE"), 0);
+		on = huge_added(id);
+		cr_assert_eq(setenv("FG_TWIN_HUGE", "0", 1), 0);
+		off = huge_added(id);
+		cr_assert_eq(unsetenv("FG_TWIN_HUGE"), 0);
+		fprintf(stderr,
+			"huge %-10s: twins of 8 MiB added %ld KiB of huge pages, "
+			"%ld with FG_TWIN_HUGE=0\n",
+			orc_bname(id), on, off);
+		cr_assert_geq(on, 4096,
+			      "huge %s: the twins of 8 MiB under a full cap added "
+			      "%ld KiB of huge pages (THP mode madvise)",
+			      orc_bname(id), on);
+		cr_assert_lt(off, 2048,
+			     "huge %s: FG_TWIN_HUGE=0 still put twins on huge "
+			     "pages (%ld KiB)",
+			     orc_bname(id), off);
+	} else {
+		fprintf(stderr, "huge %-10s: huge pages not checked: %s%s\n",
+			orc_bname(id),
+			collect_only ? "THP's mode here is "
+			: orc_twinning(id)
+				? "hook twins, half of them in slot 1"
+				: "no twins on this backend",
+			collect_only ? mode : "");
+	}
+	s = ssched_start(id, 64, 8 * MiB, r, 2 * MiB, "huge", &t);
+	fill_epoch(s);
+	while (s->b.epoch < 60) {
+		if (s->b.epoch == 20) {
+			cr_assert_eq(fg_set_twin_cap(t, 0, 10), 0, "%s",
+				     fg_last_error_detail());
+			diffed_low = orc_stats(t).pages_diffed;
+		}
+		if (s->b.epoch == 22)
+			s->cap = s->tracked / 10; /* the survivors compared */
+		if (s->b.epoch == 40) {
+			cr_assert_eq(fg_set_twin_cap(t, s->tracked, 0), 0);
+			s->cap = s->tracked;
+		}
+		/* Dense now and then: the cap evicts, the trim runs. */
+		sparse_epoch(s, s->b.epoch % 7 ? 1 + (unsigned)orc_below(
+							     &s->b.g, 60)
+					       : 3000);
+		ssched_check(s, s->b.epoch % 2 ? ORC_BITMAP : ORC_ITER, 0);
+	}
+	st = orc_stats(t);
+	fprintf(stderr,
+		"huge %-10s: seed=%" PRIu64 " %" PRIu64 " stores, pages "
+		"diffed %" PRIu64 " (%" PRIu64 " before the cap went down) "
+		"whole %" PRIu64 " evicted %" PRIu64 " twin_bytes %" PRIu64
+		" missed=0\n",
+		orc_bname(id), s->b.seed, s->writes, st.pages_diffed,
+		diffed_low, st.pages_whole, st.twins_evicted, st.twin_bytes);
+	if (orc_twinning(id))
+		cr_assert_gt(st.pages_diffed, diffed_low,
+			     "huge %s: no page compared after the cap came "
+			     "back",
+			     orc_bname(id));
+	ssched_end(s);
+}
+
+PER_BACKEND(huge)
 
 /* FG_TWIN_FULL_DECLINE (fg_set_twin_full; FG_CARD=auto's trial): a cap of
  * 32 pages for 256.  A sample of SAMPLE pages is written first (twinned:

@@ -109,8 +109,10 @@
  *     least every 65536 epochs of a region, drops twins older than 2^30.
  *   - The hook may be called from a SIGSEGV handler (mprotect, without
  *     twins): it takes no lock and allocates nothing; twin memory is a
- *     reserved mirror of the region (two pages of address space per page),
- *     faulted in on first use and given back by fg_diff_trim.
+ *     reserved mirror of the region (two pages of address space per page:
+ *     slot 0 of every page, then slot 1; see slot_addr), faulted in on
+ *     first use, on huge pages under a full cap, and given back by
+ *     fg_diff_trim.
  */
 #include "fg_internal.h"
 
@@ -126,7 +128,12 @@ enum { TWIN_NONE, TWIN_COPYING, TWIN_READY, TWIN_TRIMMING, TWIN_READING };
 #define TWIN_MAX_AGE (UINT32_C(1) << 30) /* epochs; see "Tags" above */
 
 struct fg_twins {
-	uint8_t *area;		 /* 2 * len: slot s of page p at (2p + s) */
+	uint8_t *map;		 /* the reservation, map_len bytes */
+	size_t map_len;
+	uint8_t *area;		 /* slot s of page p at s * half + p pages */
+	size_t half;		 /* the region's pages, in bytes, rounded up
+				    to THP_SIZE (regions of one or more) */
+	bool huge;		 /* slot 0 advised MADV_HUGEPAGE */
 	_Atomic uint8_t *state;	 /* per (page, slot) */
 	_Atomic uint32_t *tag;	 /* epoch the slot's twin belongs to */
 	uint32_t *last_dirty;	 /* last epoch the page was reported in */
@@ -153,28 +160,49 @@ struct fg_sticky_fifo {
 
 static uint8_t *slot_addr(const fg_region *r, size_t p, unsigned s)
 {
-	return r->twins->area + (2 * p + s) * fg_page_size;
+	const struct fg_twins *w = r->twins;
+
+	return w->area + s * w->half + p * fg_page_size;
 }
+
+/* Where the twins sit.  Slot 0 of every page is one run of memory, slot
+ * 1 another, each aligned to THP_SIZE in regions of 2 MiB and more
+ * (smaller ones have no whole huge page): sticky twins live in slot 0 (their
+ * home, unless a hook put the page's first twin in slot 1), so under a
+ * full cap slot 0 is as dense as the heap's written pages, and there it
+ * is advised MADV_HUGEPAGE (fg_diff_set_huge): one fault and one clear
+ * per 2 MiB instead of per page.  First touches are what twins cost most
+ * on virtual machines (bench/RESULTS.md, "Twins on huge pages").  Under
+ * a smaller cap the twins are scattered and a huge page would hold
+ * mostly slots never used, so then it is not advised. */
+#define THP_SIZE ((size_t)2 << 20)
 
 int fg_diff_region_init(fg_impl *t, fg_region *r)
 {
 	struct fg_twins *w = calloc(1, sizeof *w);
-	size_t slots;
+	size_t slots, align;
 
 	if (!w)
 		return -ENOMEM;
 	slots = 2 * r->npages;
-	w->area = mmap(NULL, slots * fg_page_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	/* Each half aligned to a huge page, from a reservation a huge page
+	 * longer; a region under a huge page gets none, nor padding. */
+	align = r->npages * fg_page_size >= THP_SIZE ? THP_SIZE : fg_page_size;
+	w->half = (r->npages * fg_page_size + align - 1) & ~(align - 1);
+	w->map_len = 2 * w->half + (align == THP_SIZE ? THP_SIZE : 0);
+	w->map = mmap(NULL, w->map_len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	w->area = (uint8_t *)(((uintptr_t)w->map + align - 1) &
+			      ~(uintptr_t)(align - 1));
 	w->state = calloc(slots, sizeof *w->state);
 	w->tag = calloc(slots, sizeof *w->tag);
 	w->last_dirty = calloc(r->npages, sizeof *w->last_dirty);
 	w->retry_at = calloc(r->npages, sizeof *w->retry_at);
 	w->home = calloc(r->npages, sizeof *w->home);
-	if (w->area == MAP_FAILED || !w->state || !w->tag || !w->last_dirty ||
+	if (w->map == MAP_FAILED || !w->state || !w->tag || !w->last_dirty ||
 	    !w->retry_at || !w->home) {
-		if (w->area != MAP_FAILED)
-			munmap(w->area, slots * fg_page_size);
+		if (w->map != MAP_FAILED)
+			munmap(w->map, w->map_len);
 		free(w->state);
 		free(w->tag);
 		free(w->last_dirty);
@@ -189,6 +217,24 @@ int fg_diff_region_init(fg_impl *t, fg_region *r)
 	r->twins = w;
 	t->diff.nregions++;
 	return 0;
+}
+
+/* Advise huge pages for slot 0 of region r's twins when on, or stop
+ * advising them (huge pages already there stay until trimmed). */
+void fg_diff_set_huge(fg_region *r, bool on)
+{
+	struct fg_twins *w = r->twins;
+
+	/* Only the whole huge pages of the region: the twins of its tail
+	 * share no huge page with memory beyond it. */
+	size_t len = r->npages * fg_page_size & ~(THP_SIZE - 1);
+
+	if (w->huge == on || !len)
+		return;
+	/* Advice only: without THP (or with it off) twins fault a page at
+	 * a time, as before. */
+	if (!madvise(w->area, len, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE))
+		w->huge = on;
 }
 
 /* Whether the FIFO entry e still names a READY twin. */
@@ -243,7 +289,7 @@ void fg_diff_region_fini(fg_impl *t, fg_region *r)
 	for (size_t i = 0; i < 2 * r->npages; i++)
 		used += atomic_load(&w->state[i]) == TWIN_READY;
 	atomic_fetch_sub(&t->diff.twins_ready, used);
-	munmap(w->area, 2 * r->npages * fg_page_size);
+	munmap(w->map, w->map_len);
 	free(w->state);
 	free(w->tag);
 	free(w->last_dirty);
@@ -975,28 +1021,34 @@ void fg_diff_trim(fg_impl *t, fg_region *r)
 {
 	struct fg_twins *w = r->twins;
 	uint32_t now = atomic_load(&w->epoch);
-	size_t run = SIZE_MAX;
 
 	w->freed = 0;
-	for (size_t i = 0; i <= 2 * r->npages; i++) {
-		uint8_t none = TWIN_NONE;
-		bool held;
+	for (unsigned s = 0; s < 2; s++) {
+		size_t run = SIZE_MAX;
 
-		if (i < 2 * r->npages &&
-		    atomic_load(&w->state[i]) == TWIN_READY &&
-		    now - atomic_load(&w->tag[i]) > TWIN_MAX_AGE)
-			twin_drop(t, r, i / 2, i % 2);
-		held = i < 2 * r->npages &&
-		       atomic_compare_exchange_strong(&w->state[i], &none,
-						      TWIN_TRIMMING);
-		if (held && run == SIZE_MAX)
-			run = i;
-		if (!held && run != SIZE_MAX) {
-			madvise(w->area + run * fg_page_size,
-				(i - run) * fg_page_size, MADV_DONTNEED);
-			for (size_t k = run; k < i; k++)
-				atomic_store(&w->state[k], TWIN_NONE);
-			run = SIZE_MAX;
+		for (size_t p = 0; p <= r->npages; p++) {
+			size_t i = 2 * p + s;
+			uint8_t none = TWIN_NONE;
+			bool held;
+
+			if (p < r->npages &&
+			    atomic_load(&w->state[i]) == TWIN_READY &&
+			    now - atomic_load(&w->tag[i]) > TWIN_MAX_AGE)
+				twin_drop(t, r, p, s);
+			held = p < r->npages &&
+			       atomic_compare_exchange_strong(
+				       &w->state[i], &none, TWIN_TRIMMING);
+			if (held && run == SIZE_MAX)
+				run = p;
+			if (!held && run != SIZE_MAX) {
+				madvise(slot_addr(r, run, s),
+					(p - run) * fg_page_size,
+					MADV_DONTNEED);
+				for (size_t k = run; k < p; k++)
+					atomic_store(&w->state[2 * k + s],
+						     TWIN_NONE);
+				run = SIZE_MAX;
+			}
 		}
 	}
 }

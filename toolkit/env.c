@@ -44,6 +44,10 @@ static const fg_env_var table[] = {
 	{"FG_TWINS", FG_ENV_CHOICE, "hot|sticky|adaptive", "hot",
 	 "toolkit (fg_tracker_create)",
 	 "DIFF's twin policy where fg_options leaves it at hot (fg.h)"},
+	{"FG_TWIN_HUGE", FG_ENV_FLAG, NULL, "1",
+	 "toolkit (fg_tracker_create)",
+	 "DIFF: 1: under a cap that holds every tracked page, twins go on "
+	 "transparent huge pages (fewer first-touch faults); 0: 4 KiB pages"},
 	{"FG_QUIET", FG_ENV_FLAG, NULL, "0",
 	 "toolkit (fg_tracker_create, fg_register)",
 	 "1: no warning when auto-selection passes over a better backend or "

@@ -169,6 +169,8 @@ typedef struct fg_diff {
 				     collection */
 	bool adaptive;		  /* FG_TWIN_ADAPTIVE: sticky twins only
 				     where they pay (diff.c) */
+	bool huge;		  /* FG_TWIN_HUGE: twins on huge pages
+				     under a full cap (diff.c, slot_addr) */
 	uint64_t twins_declined;  /* adaptive: sticky twins not taken */
 	uint64_t twins_aged;	  /* adaptive: sticky twins dropped unused */
 	size_t cap_bytes;	  /* 0: cap_pct of the tracked bytes */
@@ -323,6 +325,7 @@ int fg_diff_take(fg_impl *t, fg_region *r, uint32_t epoch, fg_runs *eager,
 /* Return the memory of unused twin slots; drop twins too old for their
  * epoch tags to be compared (see diff.c). */
 void fg_diff_trim(fg_impl *t, fg_region *r);
+void fg_diff_set_huge(fg_region *r, bool on);
 void fg_diff_maybe_trim(fg_impl *t, fg_region *r, bool due);
 void fg_diff_shrink(fg_impl *t);
 

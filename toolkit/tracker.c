@@ -220,6 +220,14 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 		if (rc > 0)
 			twins = v.index;
 	}
+	t->diff.huge = true;
+	if (env_ok) {
+		rc = fg_env_get("FG_TWIN_HUGE", &v);
+		if (rc < 0)
+			return rc;
+		if (rc > 0)
+			t->diff.huge = v.index;
+	}
 	if (prec != FG_PRECISION_PAGE && prec != FG_PRECISION_DIFF)
 		return fg_fail(-EINVAL, "precision %u unknown (FG_PRECISION_PAGE "
 					"or FG_PRECISION_DIFF)",
@@ -258,8 +266,16 @@ static void update_twin_cap(fg_impl *t)
 	size_t cap = t->diff.cap_bytes
 			     ? t->diff.cap_bytes
 			     : t->st.tracked_bytes / 100 * t->diff.cap_pct;
+	/* A cap that holds every tracked page: the twins will be as dense as
+	 * the written pages, so they go on huge pages (diff.c, slot_addr). */
+	bool huge = t->diff.huge && (t->diff.cap_bytes
+					     ? cap >= t->st.tracked_bytes
+					     : t->diff.cap_pct >= 100);
 
 	t->diff.cap_pages = cap / fg_page_size;
+	for (size_t i = 0; i < t->nregions; i++)
+		if (t->regions[i]->twins)
+			fg_diff_set_huge(t->regions[i], huge);
 }
 
 int fg_tracker_create(const fg_options *opt, fg_tracker **out)
