@@ -1294,10 +1294,15 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 	 * un-protect them at once, one system call instead of a fault per
 	 * page, and let them read dirty (their objects are unmarked, so
 	 * this costs the collector nothing).  A block that holds live
-	 * objects (a free list being rebuilt) stays protected with the
+	 * objects (a free list being rebuilt: Boehm's sweep writes a link
+	 * into every free object) is written anyway, so it is un-protected
+	 * at once too, unless twins may see which of its lines change
+	 * (DIFF with the twins on): then it stays protected with the
 	 * userfaultfd backends, which see the collector's writes line by
-	 * line; mprotect un-protects it for this epoch, as Boehm's own
-	 * MPROTECT_VDB does, so that the kernel can write into it. */
+	 * line.  A fault per page costs more than the system call (0.73-
+	 * 0.99x the Guile programs' time at page cards, bench/RESULTS.md).
+	 * mprotect un-protects every such block for this epoch, as Boehm's
+	 * own MPROTECT_VDB does, so that the kernel can write into it. */
 	if ((flags & FGA_BLOCK_NEW) && f->exempt) {
 		/* Exempt (free) blocks become young, the others are
 		 * un-protected as below. */
@@ -1306,7 +1311,8 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 							 : young_run);
 		for_block_runs(f, (uintptr_t)h, bytes, EX_EXEMPT, 0,
 			       mark_dirty_run);
-	} else if ((flags & FGA_BLOCK_NEW) || f->kernel_faults) {
+	} else if ((flags & FGA_BLOCK_NEW) || f->kernel_faults ||
+		   !f->diff || (f->autocard && f->auto_off)) {
 		(void)fg_mark_dirty(f->t, h, bytes);
 	}
 	if (f->kernel_faults)
