@@ -342,6 +342,9 @@ static void notreg(fg_backend_id id)
 	EXPECT_ERR(FG_ENOTREG, fg_unregister(t, p, 5 * ps));
 	EXPECT_ERR(FG_ENOTREG, fg_unregister(t, p + ps, ps));
 	EXPECT_ERR(FG_ENOTREG, fg_mark_dirty(t, q, 8));
+	EXPECT_ERR(FG_ENOTREG, fg_expect_writes(t, q, 8));
+	EXPECT_ERR(FG_ENOTREG, fg_expect_writes(t, p + 3 * ps, 2 * ps));
+	EXPECT_ERR(FG_ENOTREG, fg_expect_writes(t, p, 0));
 	/* The wrongly unregistered region is still registered and tracked. */
 	assert_write_seen(t, p, 4 * ps, p + 3 * ps + 1,
 			  "a region kept after wrong-length unregisters");
@@ -378,6 +381,7 @@ static void destroyed(fg_backend_id id)
 	EXPECT_ERR(FG_EDESTROYED, fg_set_card_size(t, 4096));
 	EXPECT_ERR(FG_EDESTROYED, fg_get_stats(t, &st));
 	EXPECT_ERR(FG_EDESTROYED, fg_mark_dirty(t, p, 8));
+	EXPECT_ERR(FG_EDESTROYED, fg_expect_writes(t, p, 8));
 	EXPECT_ERR(FG_EDESTROYED, fg_region_alloc(t, ps, &out));
 	cr_assert_null(out, "fg_region_alloc on a destroyed tracker wrote *out");
 	EXPECT_ERR(FG_EDESTROYED, fg_region_free(t, p, ps));
@@ -626,6 +630,7 @@ Test(badinput, null_tracker, .timeout = TIMEOUT)
 		EXPECT_ERR(FG_EBADTRACKER, fg_set_card_size(t, 4096));
 		EXPECT_ERR(FG_EBADTRACKER, fg_get_stats(t, &st));
 		EXPECT_ERR(FG_EBADTRACKER, fg_mark_dirty(t, page, 8));
+		EXPECT_ERR(FG_EBADTRACKER, fg_expect_writes(t, page, 8));
 		EXPECT_ERR(FG_EBADTRACKER, fg_region_alloc(t, 4096, &out));
 		cr_assert_null(out);
 		EXPECT_ERR(FG_EBADTRACKER, fg_region_free(t, page, 4096));

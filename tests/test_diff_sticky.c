@@ -61,6 +61,10 @@
  *       collection adds huge pages, and none with FG_TWIN_HUGE=0 (on
  *       backends whose twins are taken at collection: a hook's go to
  *       either slot, and slot 1 stays on 4 KiB pages).
+ *   expect
+ *       fg_expect_writes: announced pages, written or not, by stores or
+ *       by the kernel unannounced, read as written and are compared with
+ *       their twins (no page whole after the first epoch).
  *   options (once)
  *       FG_TWINS=sticky|hot|adaptive, FG_OPT_NO_ENV, bad values, an
  *       options struct from before twin_policy existed, twin_cap_pct.
@@ -895,6 +899,122 @@ static void huge(fg_backend_id id)
 }
 
 PER_BACKEND(huge)
+
+/* fg_expect_writes: pages un-protected ahead of the program's own writes
+ * (the Boehm adapter's swept blocks) read as written at the next
+ * collection and are compared with their twins, as if they had faulted.
+ * Every epoch some random runs of 1-3 pages are announced, then some of
+ * their lines are stored to, restored, stored with the bytes already
+ * there, or written by the kernel without fg_mark_dirty (which must not
+ * fail with EFAULT even on mprotect: the range is writable until the next
+ * collection), and some announced pages are not written at all, or only
+ * in the next epoch (after the collection re-protected them).  Sparse
+ * stores elsewhere as usual.  0 misses; on the backends whose twins are
+ * taken at collection no page may read whole after the first epoch and
+ * the precision must hold (check_exact): with fg_mark_dirty's semantics,
+ * every announced page would read whole. */
+
+#define EXPECT_RUNS 6
+
+static void expect(fg_backend_id id)
+{
+	orc_region r[3];
+	fg_tracker *t;
+	ssched *s = ssched_start(id, 64, 1 * MiB, r, 256 * KiB, "expect", &t);
+	uint8_t *late[EXPECT_RUNS];
+	size_t nlate = 0;
+	uint64_t announced = 0, unwritten = 0, kwrites = 0;
+	uint64_t efault0;
+
+	fill_epoch(s);
+	efault0 = s->b.kw.efault;
+	while (s->b.epoch < 80) {
+		uint8_t *next_late[EXPECT_RUNS];
+		size_t nnext = 0;
+
+		/* Announced in the last epoch, written only now. */
+		for (size_t i = 0; i < nlate; i++)
+			store8(s, late[i] + orc_below(&s->b.g, orc_page() / 8) * 8);
+		nlate = 0;
+		for (unsigned k = 0; k < EXPECT_RUNS; k++) {
+			uint8_t *p = orc_page_of(orc_anywhere(&s->b));
+			orc_region *g = orc_find(s->b.r, s->b.n, p);
+			size_t np = 1 + orc_below(&s->b.g, 3);
+			unsigned x = (unsigned)orc_below(&s->b.g, 100);
+			int rc;
+
+			if (p + np * orc_page() > g->base + g->len)
+				np = (size_t)(g->base + g->len - p) / orc_page();
+			/* Any bytes of the run: the pages it touches. */
+			rc = fg_expect_writes(t, p + 8, np * orc_page() - 16);
+			cr_assert_eq(rc, 0, "%s: fg_expect_writes: %s (%s)",
+				     orc_where(&s->b), fg_strerror(rc),
+				     fg_last_error_detail());
+			announced += np;
+			if (x < 15) {
+				unwritten += np;
+				continue;
+			}
+			if (x < 25) {
+				next_late[nnext++] = p;
+				unwritten += np;
+				continue;
+			}
+			for (size_t q = 0; q < np; q++) {
+				uint8_t *pg = p + q * orc_page();
+				unsigned y = (unsigned)orc_below(&s->b.g, 100);
+
+				if (y < 20) {
+					/* The kernel, unannounced. */
+					size_t len = 8 + orc_below(&s->b.g, 200);
+					uint8_t *d = pg + orc_below(&s->b.g,
+						orc_page() - len);
+
+					orc_kernel_write(&s->b,
+						(orc_kop)orc_below(&s->b.g,
+							ORC_K_COUNT),
+						false, d, len);
+					kwrites++;
+				} else if (y < 30) {
+					/* The bytes already there. */
+					uint8_t *d = pg + orc_below(&s->b.g,
+						orc_page() / 8) * 8;
+
+					*(volatile uint64_t *)d =
+						*(volatile uint64_t *)d;
+					orc_log(s->b.r, s->b.n, d, 8);
+				} else {
+					unsigned m = 1 + (unsigned)orc_below(
+						&s->b.g, 8);
+
+					for (unsigned j = 0; j < m; j++)
+						store8(s, pg + orc_below(&s->b.g,
+							orc_page() / 8) * 8);
+					if (y < 40)
+						restore_line(s, pg + orc_below(
+							&s->b.g, orc_page() / 8) * 8);
+				}
+			}
+		}
+		sparse_epoch(s, (unsigned)orc_below(&s->b.g, 30));
+		ssched_check(s, s->b.epoch % 2 ? ORC_BITMAP : ORC_ITER, 0);
+		memcpy(late, next_late, nnext * sizeof *late);
+		nlate = nnext;
+	}
+	cr_assert_eq(s->b.kw.efault, efault0,
+		     "expect %s seed=%" PRIu64 ": %" PRIu64 " kernel writes "
+		     "into announced pages failed with EFAULT",
+		     orc_bname(id), s->b.seed, s->b.kw.efault - efault0);
+	fprintf(stderr,
+		"expect %-10s: seed=%" PRIu64 " %" PRIu64 " pages announced, "
+		"%" PRIu64 " of them not written in their epoch, %" PRIu64
+		" kernel writes into them\n",
+		orc_bname(id), s->b.seed, announced, unwritten, kwrites);
+	check_exact(s, "pages announced with fg_expect_writes");
+	ssched_end(s);
+}
+
+PER_BACKEND(expect)
 
 /* FG_TWIN_FULL_DECLINE (fg_set_twin_full; FG_CARD=auto's trial): a cap of
  * 32 pages for 256.  A sample of SAMPLE pages is written first (twinned:

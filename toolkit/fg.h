@@ -91,9 +91,9 @@ extern "C" {
 #endif
 
 #define FG_VERSION_MAJOR 0
-#define FG_VERSION_MINOR 6
+#define FG_VERSION_MINOR 7
 #define FG_VERSION_PATCH 0
-#define FG_VERSION_STRING "0.6.0"
+#define FG_VERSION_STRING "0.7.0"
 /* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
  * signature or a public struct's layout changes incompatibly; public structs
  * that may grow carry their own size as first member. */
@@ -455,6 +455,23 @@ FG_API int fg_set_twin_full(fg_tracker *t, unsigned how);
  * for I/O that may still write after the next collection, use
  * fg_io_begin.  Makes no allocation; not signal-safe (takes the lock). */
 FG_API int fg_mark_dirty(fg_tracker *t, void *addr, size_t len);
+
+/* The program is about to write [addr, addr+len) of a registered region
+ * itself (a collector rebuilding a free list in a block it swept, filling
+ * a buffer): un-protect its pages now, in one system call, instead of a
+ * write fault on each (since 0.7).  The pages read as written at the next
+ * collection, exactly as if each had faulted: with DIFF precision they are
+ * compared with their twins where they have one, so lines whose bytes did
+ * not change read clean - unlike fg_mark_dirty, which reports every card
+ * of its pages.  The range is writable by the kernel without EFAULT until
+ * then, as with fg_mark_dirty.  Writes after the next collection are
+ * watched as usual (it re-protects the pages).  Writes that bypass the
+ * page tables still need fg_mark_dirty or fg_io_begin.  A page not
+ * written after all costs a comparison (or reads whole without a twin);
+ * nothing is lost either way.  In a forked child whose backend cannot act
+ * there, or in a lost region, the pages are reported whole.  Returns 0,
+ * -FG_ENOTREG, or the backend's error; no allocation; takes the lock. */
+FG_API int fg_expect_writes(fg_tracker *t, void *addr, size_t len);
 
 /* I/O the tracker cannot see: announce it.  Some writes reach memory
  * without passing through the page tables that a backend watches: the

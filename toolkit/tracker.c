@@ -786,6 +786,33 @@ int fg_mark_dirty(fg_tracker *h, void *addr, size_t len)
 	return rc;
 }
 
+int fg_expect_writes(fg_tracker *h, void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, s, e;
+	fg_impl *t;
+	fg_region *r;
+	int rc = enter_range(h, a, len, &t, &r);
+
+	if (rc)
+		return rc;
+	s = a & ~(fg_page_size - 1);
+	e = (a + len + fg_page_size - 1) & ~(fg_page_size - 1);
+	/* The backend's mark_dirty un-protects the pages and records them
+	 * the way a write fault would (uffd: the uffd-wp bit cleared, which
+	 * PAGEMAP_SCAN reads as written; mprotect, soft-dirty, kvm: their
+	 * own bits), so the next collection's report holds them and DIFF
+	 * compares them with their twins like any written page.  Where the
+	 * backend may not act (a forked child of a backend whose protection
+	 * is not the process's own) or the region is lost, nothing would
+	 * record them: report them whole, as fg_mark_dirty does. */
+	if (r->lost || (forked(t) && !fg_has_cap(t, FG_CAPI_PROCESS_LOCAL)))
+		force_pages(r, s, e);
+	else if (t->ops->mark_dirty)
+		rc = t->ops->mark_dirty(t, r, s, e);
+	leave(t);
+	return rc;
+}
+
 /* Make the pages of [a, b) (any bytes) in every region kernel-writable
  * through the backend (mprotect), and with force, report them at the
  * next collection.  Tracker lock held. */
