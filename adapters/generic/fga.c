@@ -125,6 +125,10 @@ struct fga {
 	/* FGA_CARD_AUTO (see auto_judge). */
 	int autocard;		  /* on */
 	int auto_off;		  /* twins off (page precision) */
+	int sweep_expect;	  /* DIFF with sticky twins taken at
+				     collection: a swept block is
+				     un-protected and compared as written
+				     (fg_expect_writes) */
 	int auto_warm;		  /* this window is the first after on */
 	int auto_full;		  /* the cap raised past AUTO_TRIAL_PCT */
 	unsigned long auto_next;  /* retrieval of the next judgement */
@@ -445,6 +449,12 @@ static int start_tracker(fga *f)
 			   !(caps & FG_CAP_KERNEL_WRITES);
 	f->diff = o.precision == FG_PRECISION_DIFF;
 	f->autocard = f->autocard && f->diff;
+	/* Where the twins a swept page is compared with are sticky ones,
+	 * taken at collection, a fault adds nothing to an un-protection.
+	 * With hook twins (uffd-sync under the hot or adaptive policy) the
+	 * fault is what takes the twin: such blocks stay protected. */
+	f->sweep_expect = f->diff && o.twin_policy == FG_TWIN_STICKY &&
+			  (caps & FG_CAP_COLLECT_TWINS);
 	f->auto_wait = AUTO_WAIT0;
 	f->auto_warm = 1;
 	f->auto_full = 0;
@@ -1296,13 +1306,15 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 	 * this costs the collector nothing).  A block that holds live
 	 * objects (a free list being rebuilt: Boehm's sweep writes a link
 	 * into every free object) is written anyway, so it is un-protected
-	 * at once too, unless twins may see which of its lines change
-	 * (DIFF with the twins on): then it stays protected with the
-	 * userfaultfd backends, which see the collector's writes line by
-	 * line.  A fault per page costs more than the system call (0.73-
-	 * 0.99x the Guile programs' time at page cards, bench/RESULTS.md).
-	 * mprotect un-protects every such block for this epoch, as Boehm's
-	 * own MPROTECT_VDB does, so that the kernel can write into it. */
+	 * at once too: at page precision it reads dirty (fg_mark_dirty);
+	 * where twins may see which of its lines change (DIFF with the
+	 * twins on) it reads as written, compared with its twins as if it
+	 * had faulted (fg_expect_writes; with hook twins it stays
+	 * protected, so that its fault takes one).  A fault per page costs more than
+	 * the system call (0.73-0.99x the Guile programs' time at page
+	 * cards, bench/RESULTS.md).  mprotect un-protects every such block
+	 * for this epoch, as Boehm's own MPROTECT_VDB does, so that the
+	 * kernel can write into it. */
 	if ((flags & FGA_BLOCK_NEW) && f->exempt) {
 		/* Exempt (free) blocks become young, the others are
 		 * un-protected as below. */
@@ -1314,6 +1326,8 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 	} else if ((flags & FGA_BLOCK_NEW) || f->kernel_faults ||
 		   !f->diff || (f->autocard && f->auto_off)) {
 		(void)fg_mark_dirty(f->t, h, bytes);
+	} else if (f->sweep_expect) {
+		(void)fg_expect_writes(f->t, h, bytes);
 	}
 	if (f->kernel_faults)
 		note_ptrfree(f, (uintptr_t)h, bytes, flags & FGA_BLOCK_PTRFREE);
