@@ -10,6 +10,10 @@
  *                watched again, random writes, a collection per round;
  *                every pending write of a watched page must be reported
  *                (the test's own record, not the library's);
+ *   concurrent_* two writer threads store to random pages while the main
+ *                thread changes scattered exemptions and collects: every
+ *                watched page written before a collection began is
+ *                reported by it or by the one before;
  *   no_faults    uffd-async: after a collection, writing exempt pages
  *                costs no page fault (getrusage minor faults), writing
  *                watched ones one per page;
@@ -20,6 +24,10 @@
 #endif
 #include <criterion/criterion.h>
 
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -138,6 +146,140 @@ static long minflt(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return ru.ru_minflt;
 }
+
+/* Writers race the collections.  Two threads store to random pages,
+ * exempt or watched, and after each store mark the page pending; before
+ * each collection the main thread takes the pending marks, and every
+ * watched page among them must be reported by that collection or by the
+ * one before (a store that landed while the one before ran may have been
+ * reported, and the page re-protected, then).  Exemption changes between
+ * collections in scattered ranges, so that on uffd-async the written
+ * exempt pages split the re-protecting scans into many groups, which
+ * span unwritten exempt pages that a writer may store to meanwhile. */
+#define CPAGES 1024
+
+struct cwriter {
+	uint8_t *m;
+	size_t ps;
+	_Atomic uint8_t *pending;
+	_Atomic int stop;
+	uint64_t seed, stores;
+};
+
+static void *cwriter_main(void *arg)
+{
+	struct cwriter *w = arg;
+	orc_rng g;
+
+	orc_rng_init(&g, w->seed);
+	while (!atomic_load(&w->stop)) {
+		size_t p = orc_below(&g, CPAGES);
+
+		((volatile uint8_t *)w->m)[p * w->ps + orc_below(&g, w->ps)] =
+			(uint8_t)orc_next(&g);
+		atomic_store(&w->pending[p], 1);
+		w->stores++;
+		if (orc_below(&g, 64) == 0)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static void concurrent(fg_backend_id id)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	static _Atomic uint8_t pending[CPAGES];
+	uint8_t exempt[CPAGES] = {0}, fresh[CPAGES] = {0}, due[CPAGES];
+	uint8_t rep[CPAGES], prev[CPAGES] = {0};
+	struct cwriter w[2];
+	pthread_t th[2];
+	unsigned long checked = 0;
+	uint64_t seed;
+	char tag[64];
+	orc_rng g;
+	fg_options o = FG_OPTIONS_INIT;
+	fg_tracker *t;
+	fg_iter it;
+	fg_range r;
+	uint8_t *m;
+
+	ORC_REQUIRE_BACKEND(id);
+	snprintf(tag, sizeof tag, "exempt::concurrent_%s", fg_backend_name(id));
+	seed = orc_seed(tag);
+	orc_rng_init(&g, seed);
+	o.backend = id;
+	o.flags = FG_OPT_NO_ENV;
+	cr_assert_eq(fg_tracker_create(&o, &t), 0, "%s", fg_last_error_detail());
+	cr_assert_eq(fg_region_alloc(t, CPAGES * ps, (void **)&m), 0, "%s",
+		     fg_last_error_detail());
+	memset(m, 1, CPAGES * ps);
+	for (size_t p = 0; p < CPAGES; p++)
+		atomic_store(&pending[p], 0);
+	cr_assert_geq(fg_collect(t, &it), 0);
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct cwriter){m, ps, pending, 0, orc_next(&g), 0};
+		cr_assert_eq(pthread_create(&th[i], NULL, cwriter_main, &w[i]),
+			     0);
+	}
+	for (unsigned round = 0; round < 600; round++) {
+		int n;
+
+		/* Scattered exemption: runs of 1-8 pages. */
+		for (int k = (int)orc_below(&g, 16); k > 0; k--) {
+			size_t a = orc_below(&g, CPAGES);
+			size_t len = 1 + orc_below(&g, 8);
+			int on = orc_below(&g, 3) != 0;
+
+			if (a + len > CPAGES)
+				len = CPAGES - a;
+			cr_assert_eq(fg_set_exempt(t, m + a * ps, len * ps, on),
+				     0, "%s", fg_last_error_detail());
+			for (size_t p = a; p < a + len; p++) {
+				/* Watched again: dirty to the caller at
+				 * the next collection anyway. */
+				if (exempt[p] && !on)
+					fresh[p] = 1;
+				exempt[p] = (uint8_t)on;
+			}
+		}
+		orc_spin_us((unsigned)orc_below(&g, 200));
+		for (size_t p = 0; p < CPAGES; p++)
+			due[p] = atomic_exchange(&pending[p], 0);
+		n = fg_collect(t, &it);
+		cr_assert_geq(n, 0, "fg_collect: %s (%s)", fg_strerror(n),
+			      fg_last_error_detail());
+		memset(rep, 0, sizeof rep);
+		while (fg_iter_next(&it, &r) == 1)
+			for (uintptr_t a = (uintptr_t)r.addr;
+			     a < (uintptr_t)r.addr + r.len; a += ps)
+				rep[(a - (uintptr_t)m) / ps] = 1;
+		for (size_t p = 0; p < CPAGES; p++) {
+			if (!due[p] || exempt[p] || fresh[p])
+				continue;
+			checked++;
+			cr_assert(rep[p] || prev[p],
+				  "concurrent %s seed=%" PRIu64 " round %u: "
+				  "page %zu, watched, was written before the "
+				  "collection began, and neither it nor the "
+				  "one before reported it",
+				  fg_backend_name(id), seed, round, p);
+		}
+		memcpy(prev, rep, sizeof prev);
+		memset(fresh, 0, sizeof fresh);
+	}
+	for (int i = 0; i < 2; i++) {
+		atomic_store(&w[i].stop, 1);
+		pthread_join(th[i], NULL);
+	}
+	fprintf(stderr,
+		"concurrent %-10s: seed=%" PRIu64 " %" PRIu64 " stores, %lu "
+		"pending watched pages checked, missed=0\n",
+		fg_backend_name(id), seed, w[0].stores + w[1].stores, checked);
+	cr_assert_gt(checked, 1000, "the schedule checked too little");
+	cr_assert_eq(fg_tracker_destroy(t), 0);
+}
+
+ORC_PER_BACKEND(exempt, concurrent, TIMEOUT)
 
 Test(exempt, no_faults_uffd_async, .timeout = TIMEOUT)
 {

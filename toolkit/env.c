@@ -48,6 +48,11 @@ static const fg_env_var table[] = {
 	 "toolkit (fg_tracker_create)",
 	 "DIFF: 1: under a cap that holds every tracked page, twins go on "
 	 "transparent huge pages (fewer first-touch faults); 0: 4 KiB pages"},
+	{"FG_EXEMPT_GROUPED", FG_ENV_FLAG, NULL, "1",
+	 "toolkit (fg_tracker_create)",
+	 "uffd-async with exempt pages: 1: one scan for the written pages, "
+	 "then one re-protecting collection per group of them; 0: one per "
+	 "run of watched pages between exempt ones"},
 	{"FG_QUIET", FG_ENV_FLAG, NULL, "0",
 	 "toolkit (fg_tracker_create, fg_register)",
 	 "1: no warning when auto-selection passes over a better backend or "

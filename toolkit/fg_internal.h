@@ -217,6 +217,9 @@ struct fg_impl {
 	fg_diff diff;
 	fg_runs scratch;  /* page runs of one region */
 	fg_runs scratch2, eager; /* DIFF: byte ranges, pages to twin eagerly */
+	fg_runs wscan;	  /* backend_collect: written pages, unprotected */
+	bool plain_exempt; /* FG_EXEMPT_GROUPED=0: a collection per run of
+			      watched pages between exempt ones */
 	bool whole_pages; /* this collection: FG_COLLECT_WHOLE_PAGES */
 	fg_runs result;   /* card ranges of the last collection */
 	fg_runs extra, merged; /* forced and announced ranges of a region */

@@ -227,6 +227,11 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 			return rc;
 		if (rc > 0)
 			t->diff.huge = v.index;
+		rc = fg_env_get("FG_EXEMPT_GROUPED", &v);
+		if (rc < 0)
+			return rc;
+		if (rc > 0)
+			t->plain_exempt = !v.index;
 	}
 	if (prec != FG_PRECISION_PAGE && prec != FG_PRECISION_DIFF)
 		return fg_fail(-EINVAL, "precision %u unknown (FG_PRECISION_PAGE "
@@ -382,6 +387,7 @@ int fg_tracker_destroy(fg_tracker *h)
 	free(t->regions);
 	fg_runs_free(&t->scratch);
 	fg_runs_free(&t->scratch2);
+	fg_runs_free(&t->wscan);
 	fg_runs_free(&t->eager);
 	fg_runs_free(&t->result);
 	fg_runs_free(&t->extra);
@@ -1027,6 +1033,87 @@ static const uint64_t *left_out(fg_impl *t, fg_region *r)
 	return t->mask;
 }
 
+/* Drop the pages of mask from out's runs from first on. */
+static int drop_masked(fg_impl *t, fg_region *r, const uint64_t *mask,
+		       fg_runs *out, size_t first)
+{
+	fg_runs *w = &t->wscan;
+	bool any = false;
+	int rc = 0;
+
+	for (size_t k = first; k < out->n && !any; k++)
+		for (uintptr_t a = out->v[k].start; a < out->v[k].end && !any;
+		     a += fg_page_size)
+			any = page_in(mask, (a - r->base) / fg_page_size);
+	if (!any)
+		return 0;
+	w->n = 0;
+	for (size_t k = first; k < out->n && !rc; k++)
+		rc = fg_runs_append(w, out->v[k].start, out->v[k].end);
+	out->n = first;
+	for (size_t k = 0; k < w->n && !rc; k++)
+		for (uintptr_t a = w->v[k].start; a < w->v[k].end && !rc;
+		     a += fg_page_size)
+			if (!page_in(mask, (a - r->base) / fg_page_size))
+				rc = fg_runs_push(out, a, a + fg_page_size);
+	return rc;
+}
+
+/* backend_collect for exempt pages only, on a backend that can read the
+ * written pages without re-protecting them and never makes a kernel
+ * write fail (uffd-async).  Collecting each run of watched pages between
+ * exempt ones costs a system call and, where a page in it was written, a
+ * TLB flush for every 2 MiB it spans; exempt blocks are scattered through
+ * a collector's heap, so that was hundreds of each per collection.
+ * Instead: one scan that re-protects nothing (the written pages, exempt
+ * or not), then one collection per group of written watched pages that
+ * no written exempt page separates.  A group may span exempt pages that
+ * were not written at the scan: protected, they stay so unless written
+ * meanwhile, and then they are re-protected (one more fault) and dropped
+ * from the report, as exempt pages are.  A watched page written only
+ * after the scan, outside every group, stays unprotected and is reported
+ * by the next collection: nothing is lost. */
+static int collect_grouped(fg_impl *t, fg_region *r, const uint64_t *mask,
+			   fg_runs *out)
+{
+	fg_runs *w = &t->wscan;
+	size_t first = out->n, nw, gs = SIZE_MAX, ge = 0;
+	int rc;
+
+	w->n = 0;
+	rc = t->ops->written(t, r, w);
+	nw = w->n;
+	for (size_t k = 0; k <= nw && !rc; k++) {
+		size_t p0 = k < nw ? (w->v[k].start - r->base) / fg_page_size
+				   : r->npages;
+		size_t p1 = k < nw ? (w->v[k].end - r->base) / fg_page_size
+				   : r->npages + 1;
+
+		for (size_t p = p0; p < p1 && !rc; p++) {
+			bool barrier = p >= r->npages || page_in(mask, p);
+
+			if (!barrier) {
+				if (gs == SIZE_MAX)
+					gs = p;
+				ge = p + 1;
+				continue;
+			}
+			if (gs == SIZE_MAX)
+				continue;
+			/* w is not read again after the last group's
+			 * start: collect_range may not clobber it, but
+			 * drop_masked below reuses it. */
+			rc = t->ops->collect_range(
+				t, r, r->base + gs * fg_page_size,
+				r->base + ge * fg_page_size, out);
+			gs = SIZE_MAX;
+		}
+	}
+	if (!rc)
+		rc = drop_masked(t, r, mask, out, first);
+	return rc;
+}
+
 /* The backend's collection of r, leaving the pages of mask out (NULL:
  * none).  (Without memory for the mask, I/O pages are collected and
  * re-protected: the kernel's next write into them may fail with EFAULT,
@@ -1039,6 +1126,9 @@ static int backend_collect(fg_impl *t, fg_region *r, const uint64_t *mask,
 
 	if (!mask)
 		return t->ops->collect(t, r, out);
+	if (mask == r->exempt && t->ops->written && t->ops->collect_range &&
+	    !fg_has_cap(t, FG_CAP_PROTECTS) && !t->plain_exempt)
+		return collect_grouped(t, r, mask, out);
 	while (p < r->npages && !rc) {
 		size_t q;
 
