@@ -1100,9 +1100,8 @@ static int collect_grouped(fg_impl *t, fg_region *r, const uint64_t *mask,
 			}
 			if (gs == SIZE_MAX)
 				continue;
-			/* w is not read again after the last group's
-			 * start: collect_range may not clobber it, but
-			 * drop_masked below reuses it. */
+			/* collect_range appends to out only; w is reused
+			 * by drop_masked after the loop. */
 			rc = t->ops->collect_range(
 				t, r, r->base + gs * fg_page_size,
 				r->base + ge * fg_page_size, out);
