@@ -2,7 +2,7 @@
  * stopped do not allocate from malloc.
  *
  * A garbage collector calls fg_collect (and the iterator, fg_mark_dirty,
- * fg_set_exempt, fg_set_twin_cap, fg_set_twin_full) with the world
+ * fg_expect_writes, fg_set_exempt, fg_set_twin_cap, fg_set_twin_full) with the world
  * stopped, so another thread may be stopped inside malloc with its
  * arena's lock held: a malloc there can deadlock.
  * fg.h promises these calls make no malloc.  This binary defines malloc,
@@ -179,6 +179,9 @@ static void scenario(fg_backend_id id, unsigned prec, unsigned tw)
 	}
 	WATCH("fg_mark_dirty", rc = fg_mark_dirty(t, m, 8 * ps));
 	cr_assert_eq(rc, 0, "fg_mark_dirty [%s]: %s", cfg,
+		     fg_last_error_detail());
+	WATCH("fg_expect_writes", rc = fg_expect_writes(t, m + 8 * ps, 8 * ps));
+	cr_assert_eq(rc, 0, "fg_expect_writes [%s]: %s", cfg,
 		     fg_last_error_detail());
 	WATCH("fg_set_exempt", rc = fg_set_exempt(t, m + 16 * ps, 8 * ps, 1));
 	cr_assert_eq(rc, 0, "fg_set_exempt [%s]: %s", cfg,

@@ -540,8 +540,9 @@ typedef struct fg_iter {
  * dirty ranges (>= 0), in address order, maximal (adjacent dirty cards are
  * merged), readable through it until the next collection on this tracker.
  *
- * No malloc: fg_collect, fg_collect_flags, fg_iter_next, fg_mark_dirty
- * and fg_set_exempt take their memory from mmap, never from malloc, so a
+ * No malloc: fg_collect, fg_collect_flags, fg_iter_next, fg_mark_dirty,
+ * fg_expect_writes and fg_set_exempt take their memory from mmap, never
+ * from malloc, so a
  * collector may call them while its other threads are stopped (one of
  * them may hold malloc's lock).  tests/test_nomalloc.c checks it for
  * every backend, at page and DIFF precision.  They take the tracker's
