@@ -768,55 +768,45 @@ static void force_pages(fg_region *r, uintptr_t s, uintptr_t e)
 	}
 }
 
-int fg_mark_dirty(fg_tracker *h, void *addr, size_t len)
+/* fg_mark_dirty (force) and fg_expect_writes: un-protect the pages of
+ * [addr, addr+len) through the backend, which records them the way a
+ * write fault would (uffd: the uffd-wp bit cleared, which PAGEMAP_SCAN
+ * reads as written; mprotect, soft-dirty, kvm: their own bits), so that
+ * the next collection's report holds them and DIFF compares them with
+ * their twins like any written page.  With force they are also reported
+ * by the core, whatever the comparison finds: bytes written back to
+ * their old values would read clean otherwise.  Where the backend may
+ * not act (in a forked child, unless its protection is the process's
+ * own) or the region is lost, nothing would record them: forced. */
+static int announce(fg_tracker *h, void *addr, size_t len, bool force)
 {
 	uintptr_t a = (uintptr_t)addr, s, e;
 	fg_impl *t;
 	fg_region *r;
 	int rc = enter_range(h, a, len, &t, &r);
+	bool acts;
 
 	if (rc)
 		return rc;
 	s = a & ~(fg_page_size - 1);
 	e = (a + len + fg_page_size - 1) & ~(fg_page_size - 1);
-	/* Reported by the core, not only by the backend: with DIFF
-	 * precision the backend's report alone is compared with the twin,
-	 * and bytes written back to their old values would read clean. */
-	force_pages(r, s, e);
-	/* A lost region is reported wholly dirty anyway; in a child only a
-	 * backend whose protection is the process's own may act. */
-	if (!r->lost && (!forked(t) || fg_has_cap(t, FG_CAPI_PROCESS_LOCAL)) &&
-	    t->ops->mark_dirty)
+	acts = !r->lost && (!forked(t) || fg_has_cap(t, FG_CAPI_PROCESS_LOCAL));
+	if (force || !acts)
+		force_pages(r, s, e);
+	if (acts && t->ops->mark_dirty)
 		rc = t->ops->mark_dirty(t, r, s, e);
 	leave(t);
 	return rc;
 }
 
+int fg_mark_dirty(fg_tracker *h, void *addr, size_t len)
+{
+	return announce(h, addr, len, true);
+}
+
 int fg_expect_writes(fg_tracker *h, void *addr, size_t len)
 {
-	uintptr_t a = (uintptr_t)addr, s, e;
-	fg_impl *t;
-	fg_region *r;
-	int rc = enter_range(h, a, len, &t, &r);
-
-	if (rc)
-		return rc;
-	s = a & ~(fg_page_size - 1);
-	e = (a + len + fg_page_size - 1) & ~(fg_page_size - 1);
-	/* The backend's mark_dirty un-protects the pages and records them
-	 * the way a write fault would (uffd: the uffd-wp bit cleared, which
-	 * PAGEMAP_SCAN reads as written; mprotect, soft-dirty, kvm: their
-	 * own bits), so the next collection's report holds them and DIFF
-	 * compares them with their twins like any written page.  Where the
-	 * backend may not act (a forked child of a backend whose protection
-	 * is not the process's own) or the region is lost, nothing would
-	 * record them: report them whole, as fg_mark_dirty does. */
-	if (r->lost || (forked(t) && !fg_has_cap(t, FG_CAPI_PROCESS_LOCAL)))
-		force_pages(r, s, e);
-	else if (t->ops->mark_dirty)
-		rc = t->ops->mark_dirty(t, r, s, e);
-	leave(t);
-	return rc;
+	return announce(h, addr, len, false);
 }
 
 /* Make the pages of [a, b) (any bytes) in every region kernel-writable
