@@ -218,6 +218,7 @@ struct fg_impl {
 	fg_runs scratch;  /* page runs of one region */
 	fg_runs scratch2, eager; /* DIFF: byte ranges, pages to twin eagerly */
 	fg_runs wscan;	  /* backend_collect: written pages, unprotected */
+	fg_runs wdrop;	  /* ... and a group's report, exempt pages out */
 	bool plain_exempt; /* FG_EXEMPT_GROUPED=0: a collection per run of
 			      watched pages between exempt ones */
 	bool whole_pages; /* this collection: FG_COLLECT_WHOLE_PAGES */

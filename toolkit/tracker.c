@@ -388,6 +388,7 @@ int fg_tracker_destroy(fg_tracker *h)
 	fg_runs_free(&t->scratch);
 	fg_runs_free(&t->scratch2);
 	fg_runs_free(&t->wscan);
+	fg_runs_free(&t->wdrop);
 	fg_runs_free(&t->eager);
 	fg_runs_free(&t->result);
 	fg_runs_free(&t->extra);
@@ -1023,20 +1024,28 @@ static const uint64_t *left_out(fg_impl *t, fg_region *r)
 	return t->mask;
 }
 
+/* Whether any page of [lo, hi) is in mask (whole words at a time). */
+static bool any_in(const uint64_t *mask, size_t lo, size_t hi)
+{
+	for (; lo < hi && lo % 64; lo++)
+		if (page_in(mask, lo))
+			return true;
+	for (; lo + 64 <= hi; lo += 64)
+		if (mask[lo / 64])
+			return true;
+	for (; lo < hi; lo++)
+		if (page_in(mask, lo))
+			return true;
+	return false;
+}
+
 /* Drop the pages of mask from out's runs from first on. */
 static int drop_masked(fg_impl *t, fg_region *r, const uint64_t *mask,
 		       fg_runs *out, size_t first)
 {
-	fg_runs *w = &t->wscan;
-	bool any = false;
+	fg_runs *w = &t->wdrop;
 	int rc = 0;
 
-	for (size_t k = first; k < out->n && !any; k++)
-		for (uintptr_t a = out->v[k].start; a < out->v[k].end && !any;
-		     a += fg_page_size)
-			any = page_in(mask, (a - r->base) / fg_page_size);
-	if (!any)
-		return 0;
 	w->n = 0;
 	for (size_t k = first; k < out->n && !rc; k++)
 		rc = fg_runs_append(w, out->v[k].start, out->v[k].end);
@@ -1046,6 +1055,23 @@ static int drop_masked(fg_impl *t, fg_region *r, const uint64_t *mask,
 		     a += fg_page_size)
 			if (!page_in(mask, (a - r->base) / fg_page_size))
 				rc = fg_runs_push(out, a, a + fg_page_size);
+	return rc;
+}
+
+/* collect_grouped: one group, [gs, ge) pages of r. */
+static int collect_grouped_one(fg_impl *t, fg_region *r,
+			       const uint64_t *mask, size_t gs, size_t ge,
+			       fg_runs *out)
+{
+	/* A run may merge into the one before it in out: check that too. */
+	size_t first = out->n ? out->n - 1 : 0;
+	int rc = t->ops->collect_range(t, r, r->base + gs * fg_page_size,
+				       r->base + ge * fg_page_size, out);
+
+	/* Only a group that spans exempt pages can report one (a store
+	 * that raced the collection): the others need no filtering. */
+	if (!rc && any_in(mask, gs, ge))
+		rc = drop_masked(t, r, mask, out, first);
 	return rc;
 }
 
@@ -1067,7 +1093,7 @@ static int collect_grouped(fg_impl *t, fg_region *r, const uint64_t *mask,
 			   fg_runs *out)
 {
 	fg_runs *w = &t->wscan;
-	size_t first = out->n, nw, gs = SIZE_MAX, ge = 0;
+	size_t nw, gs = SIZE_MAX, ge = 0;
 	int rc;
 
 	w->n = 0;
@@ -1090,16 +1116,10 @@ static int collect_grouped(fg_impl *t, fg_region *r, const uint64_t *mask,
 			}
 			if (gs == SIZE_MAX)
 				continue;
-			/* collect_range appends to out only; w is reused
-			 * by drop_masked after the loop. */
-			rc = t->ops->collect_range(
-				t, r, r->base + gs * fg_page_size,
-				r->base + ge * fg_page_size, out);
+			rc = collect_grouped_one(t, r, mask, gs, ge, out);
 			gs = SIZE_MAX;
 		}
 	}
-	if (!rc)
-		rc = drop_masked(t, r, mask, out, first);
 	return rc;
 }
 
