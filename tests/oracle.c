@@ -698,6 +698,8 @@ fg_tracker *orc_tracker(const fg_options *o)
 	return t;
 }
 
+unsigned orc_twin_form;
+
 fg_tracker *orc_diff_tracker(fg_backend_id id, size_t card, size_t twin_cap,
 			     unsigned policy)
 {
@@ -705,7 +707,7 @@ fg_tracker *orc_diff_tracker(fg_backend_id id, size_t card, size_t twin_cap,
 
 	o.precision = FG_PRECISION_DIFF;
 	o.twin_cap = twin_cap;
-	o.twin_policy = policy;
+	o.twin_policy = policy | orc_twin_form;
 	return orc_tracker(&o);
 }
 

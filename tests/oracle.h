@@ -223,6 +223,23 @@ fg_tracker *orc_tracker(const fg_options *o);
  * twin_cap bytes (0: the library's) and twin policy policy (FG_TWIN_*). */
 fg_tracker *orc_diff_tracker(fg_backend_id id, size_t card, size_t twin_cap,
 			     unsigned policy);
+/* ORed into the policy of every orc_diff_tracker: 0 (twins are page
+ * copies), or FG_TWIN_DIGEST in the *_digest scenarios. */
+extern unsigned orc_twin_form;
+/* Define scn_digest, scenario scn with FG_TWIN_DIGEST, for each backend
+ * through per_backend (a test file's PER_BACKEND); skipped, with the
+ * reason, where the backend takes no twins. */
+#define ORC_DIGEST(per_backend, scn)                                          \
+	static void scn##_digest(fg_backend_id id)                            \
+	{                                                                     \
+		if (!orc_twinning(id) && !orc_twin_hook(id))                  \
+			cr_skip_test("no twins on %s: digests change nothing " \
+				     "(" #scn " covers it)",                   \
+				     orc_bname(id));                           \
+		orc_twin_form = FG_TWIN_DIGEST;                               \
+		scn(id);                                                      \
+	}                                                                     \
+	per_backend(scn##_digest)
 /* fg_register of the region, which must succeed. */
 void orc_reg(fg_tracker *t, orc_region *r);
 /* fg_get_stats, which must succeed. */

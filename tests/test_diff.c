@@ -42,6 +42,11 @@
  *       write to it faults (a twin copied from a page already writable).
  *   expect_race
  *       the same with fg_expect_writes (no page forced whole).
+ *   random_c64, random_cmix, peek_hot, peek_sticky, threads, fork,
+ *   zero_during_collect, expect_race _digest
+ *       the same with FG_TWIN_DIGEST: twins are line digests, taken by
+ *       uffd-sync's first-write hook and at collection; the same checks
+ *       (skipped on backends that take no twins).
  * The "none" backend runs every scenario too: it has no hook and nothing
  * to validate eager twins with, so every page must read whole.
  *
@@ -634,10 +639,12 @@ static void random_cmix(fg_backend_id id)
 }
 
 PER_BACKEND(random_c64)
+ORC_DIGEST(PER_BACKEND, random_c64)
 PER_BACKEND(random_c256)
 PER_BACKEND(random_c1k)
 PER_BACKEND(random_c4k)
 PER_BACKEND(random_cmix)
+ORC_DIGEST(PER_BACKEND, random_cmix)
 
 /* ------------------------------------------------------------------ */
 /* FG_COLLECT_PEEK under DIFF: peeks between collections compare with the
@@ -734,7 +741,9 @@ static void peek_sticky(fg_backend_id id)
 }
 
 PER_BACKEND(peek_hot)
+ORC_DIGEST(PER_BACKEND, peek_hot)
 PER_BACKEND(peek_sticky)
+ORC_DIGEST(PER_BACKEND, peek_sticky)
 
 /* ------------------------------------------------------------------ */
 /* Twin cap: 4 pages of twins for 256 pages of regions. */
@@ -1180,6 +1189,7 @@ static void threads(fg_backend_id id)
 }
 
 PER_BACKEND(threads)
+ORC_DIGEST(PER_BACKEND, threads)
 
 /* ------------------------------------------------------------------ */
 /* fork: the child writes, collects and destroys; the parent's oracle must
@@ -1227,6 +1237,7 @@ static void fork_scenario(fg_backend_id id)
 }
 
 PER_BACKEND(fork_scenario)
+ORC_DIGEST(PER_BACKEND, fork_scenario)
 
 /* ------------------------------------------------------------------ */
 /* Targeted races, each a thread C racing the main thread on one page Q,
@@ -1390,6 +1401,7 @@ static void zero_during_collect(fg_backend_id id)
 }
 
 PER_BACKEND(zero_during_collect)
+ORC_DIGEST(PER_BACKEND, zero_during_collect)
 
 /* Thread C stores to the last line of a protected page Q (a first-write
  * fault) while the main thread calls fg_mark_dirty on Q's first slot and
@@ -1497,3 +1509,4 @@ static void expect_race(fg_backend_id id)
 
 PER_BACKEND(mark_dirty_race)
 PER_BACKEND(expect_race)
+ORC_DIGEST(PER_BACKEND, expect_race)

@@ -68,6 +68,10 @@
  *   options (once)
  *       FG_TWINS=sticky|hot|adaptive, FG_OPT_NO_ENV, bad values, an
  *       options struct from before twin_policy existed, twin_cap_pct.
+ *   sparse, sparse_cmix, dormant, fork_scenario, threads, hooks, expect
+ *   _digest
+ *       the same with FG_TWIN_DIGEST (twins are line digests): the same
+ *       checks, exactness included; skipped where no twins are taken.
  *   sparse, dormant, fork_scenario, threads, hooks _adaptive
  *       the same with FG_TWIN_ADAPTIVE (twins declined and aged out):
  *       soundness against the oracle, and twins still used; on the uffd
@@ -349,7 +353,9 @@ static void sparse_cmix(fg_backend_id id)
 }
 
 PER_BACKEND(sparse)
+ORC_DIGEST(PER_BACKEND, sparse)
 PER_BACKEND(sparse_cmix)
+ORC_DIGEST(PER_BACKEND, sparse_cmix)
 ADAPTIVE(sparse)
 
 /* ------------------------------------------------------------------ */
@@ -426,6 +432,7 @@ static void dormant(fg_backend_id id)
 }
 
 PER_BACKEND(dormant)
+ORC_DIGEST(PER_BACKEND, dormant)
 ADAPTIVE(dormant)
 
 /* ------------------------------------------------------------------ */
@@ -464,6 +471,7 @@ static void fork_scenario(fg_backend_id id)
 }
 
 PER_BACKEND(fork_scenario)
+ORC_DIGEST(PER_BACKEND, fork_scenario)
 ADAPTIVE(fork_scenario)
 
 /* ------------------------------------------------------------------ */
@@ -1015,6 +1023,7 @@ static void expect(fg_backend_id id)
 }
 
 PER_BACKEND(expect)
+ORC_DIGEST(PER_BACKEND, expect)
 
 /* FG_TWIN_FULL_DECLINE (fg_set_twin_full; FG_CARD=auto's trial): a cap of
  * 32 pages for 256.  A sample of SAMPLE pages is written first (twinned:
@@ -1383,6 +1392,7 @@ static void threads(fg_backend_id id)
 }
 
 PER_BACKEND(threads)
+ORC_DIGEST(PER_BACKEND, threads)
 ADAPTIVE(threads)
 
 /* ------------------------------------------------------------------ */
@@ -1614,6 +1624,7 @@ static void hooks(fg_backend_id id)
 }
 
 PER_BACKEND(hooks)
+ORC_DIGEST(PER_BACKEND, hooks)
 ADAPTIVE(hooks)
 
 /* ------------------------------------------------------------------ */

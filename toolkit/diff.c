@@ -130,9 +130,11 @@ enum { TWIN_NONE, TWIN_COPYING, TWIN_READY, TWIN_TRIMMING, TWIN_READING };
 struct fg_twins {
 	uint8_t *map;		 /* the reservation, map_len bytes */
 	size_t map_len;
-	uint8_t *area;		 /* slot s of page p at s * half + p pages */
-	size_t half;		 /* the region's pages, in bytes, rounded up
-				    to THP_SIZE (regions of one or more) */
+	uint8_t *area;		 /* slot s of page p at s * half + p slots */
+	size_t slot;		 /* bytes of a twin: a page, or its lines'
+				    digests (t->diff.twin_size) */
+	size_t half;		 /* the region's slots, in bytes, rounded up
+				    to THP_SIZE (when one or more) */
 	bool huge;		 /* slot 0 advised MADV_HUGEPAGE */
 	_Atomic uint8_t *state;	 /* per (page, slot) */
 	_Atomic uint32_t *tag;	 /* epoch the slot's twin belongs to */
@@ -162,7 +164,16 @@ static uint8_t *slot_addr(const fg_region *r, size_t p, unsigned s)
 {
 	const struct fg_twins *w = r->twins;
 
-	return w->area + s * w->half + p * fg_page_size;
+	return w->area + s * w->half + p * w->slot;
+}
+
+/* A twin of the page at a: a copy, or its lines' digests. */
+static void twin_fill(const fg_impl *t, void *twin, const void *a)
+{
+	if (t->diff.digest)
+		fg_digest_page(&t->diff.key, twin, a, fg_page_size / GRANULE);
+	else
+		memcpy(twin, a, fg_page_size);
 }
 
 /* Where the twins sit.  Slot 0 of every page is one run of memory, slot
@@ -185,10 +196,11 @@ int fg_diff_region_init(fg_impl *t, fg_region *r)
 	if (!w)
 		return -ENOMEM;
 	slots = 2 * r->npages;
+	w->slot = t->diff.twin_size;
 	/* Each half aligned to a huge page, from a reservation a huge page
-	 * longer; a region under a huge page gets none, nor padding. */
-	align = r->npages * fg_page_size >= THP_SIZE ? THP_SIZE : fg_page_size;
-	w->half = (r->npages * fg_page_size + align - 1) & ~(align - 1);
+	 * longer; a half under a huge page gets none, nor padding. */
+	align = r->npages * w->slot >= THP_SIZE ? THP_SIZE : fg_page_size;
+	w->half = (r->npages * w->slot + align - 1) & ~(align - 1);
 	w->map_len = 2 * w->half + (align == THP_SIZE ? THP_SIZE : 0);
 	w->map = mmap(NULL, w->map_len, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -225,9 +237,9 @@ void fg_diff_set_huge(fg_region *r, bool on)
 {
 	struct fg_twins *w = r->twins;
 
-	/* Only the whole huge pages of the region: the twins of its tail
-	 * share no huge page with memory beyond it. */
-	size_t len = r->npages * fg_page_size & ~(THP_SIZE - 1);
+	/* Only the whole huge pages of slot 0: the twins of the region's
+	 * tail share no huge page with memory beyond it. */
+	size_t len = r->npages * w->slot & ~(THP_SIZE - 1);
 
 	if (w->huge == on || !len)
 		return;
@@ -358,7 +370,7 @@ static bool twin_take(fg_impl *t, fg_region *r, size_t p, unsigned s,
 		}
 		if (!atomic_compare_exchange_weak(st, &cur, TWIN_COPYING))
 			continue;
-		memcpy(slot_addr(r, p, s), (void *)page, fg_page_size);
+		twin_fill(t, slot_addr(r, p, s), (const void *)page);
 		/* Valid only if the page stayed protected through the copy
 		 * and no collection began meanwhile: a collection re-protects,
 		 * so "protected now" alone could hide an un-protection that
@@ -470,11 +482,16 @@ uint32_t fg_diff_begin_epoch(fg_region *r)
 }
 
 /* Changed 64-byte granules of a page as a bit mask (SSE2, in x86-64's
- * baseline; glibc's memcmp first, which is AVX2 and stops early). */
-static uint64_t changed_granules(const uint8_t *a, const uint8_t *b)
+ * baseline; glibc's memcmp first, which is AVX2 and stops early), or of
+ * its digests. */
+static uint64_t changed_granules(const fg_impl *t, const uint8_t *a,
+				 const uint8_t *b)
 {
 	uint64_t mask = 0;
 
+	if (t->diff.digest)
+		return fg_digest_changed(&t->diff.key, a, (const uint64_t *)b,
+					 fg_page_size / GRANULE);
 	if (!memcmp(a, b, fg_page_size))
 		return 0;
 	for (size_t g = 0; g < fg_page_size / GRANULE; g++) {
@@ -579,7 +596,10 @@ static void twins_refresh(fg_impl *t, fg_region *r, size_t p, uintptr_t a,
 	struct fg_twins *w = r->twins;
 	uint8_t *tw = slot_addr(r, p, s);
 
-	while (mask) {
+	if (t->diff.digest)
+		fg_digest_lines(&t->diff.key, (uint64_t *)tw, (const void *)a,
+				mask);
+	while (mask && !t->diff.digest) {
 		unsigned b = (unsigned)__builtin_ctzll(mask);
 
 		memcpy(tw + b * GRANULE, (const uint8_t *)a + b * GRANULE,
@@ -661,7 +681,7 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 
 			if (held) {
 				s = twins_best(w, p, held);
-				mask = changed_granules((const uint8_t *)a,
+				mask = changed_granules(t, (const uint8_t *)a,
 							slot_addr(r, p, s));
 				w->home[p] = (uint8_t)s; /* resident: the next
 							   sticky twin goes
@@ -732,7 +752,7 @@ int fg_diff_peek(fg_impl *t, fg_region *r, const fg_runs *pages,
 
 			if (held) {
 				mask = changed_granules(
-					(const uint8_t *)a,
+					t, (const uint8_t *)a,
 					slot_addr(r, p, twins_best(w, p, held)));
 				/* Back as found: tags, states and counts. */
 				for (unsigned s = 0; s < 2; s++)
@@ -1041,9 +1061,16 @@ void fg_diff_trim(fg_impl *t, fg_region *r)
 			if (held && run == SIZE_MAX)
 				run = p;
 			if (!held && run != SIZE_MAX) {
-				madvise(slot_addr(r, run, s),
-					(p - run) * fg_page_size,
-					MADV_DONTNEED);
+				/* The whole pages of the run's slots: digest
+				 * slots share pages with their neighbours. */
+				uintptr_t lo = (uintptr_t)slot_addr(r, run, s);
+				uintptr_t hi = lo + (p - run) * w->slot;
+
+				lo = (lo + fg_page_size - 1) & ~(fg_page_size - 1);
+				hi &= ~(fg_page_size - 1);
+				if (lo < hi)
+					madvise((void *)lo, hi - lo,
+						MADV_DONTNEED);
 				for (size_t k = run; k < p; k++)
 					atomic_store(&w->state[2 * k + s],
 						     TWIN_NONE);

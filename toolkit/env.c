@@ -44,6 +44,12 @@ static const fg_env_var table[] = {
 	{"FG_TWINS", FG_ENV_CHOICE, "hot|sticky|adaptive", "hot",
 	 "toolkit (fg_tracker_create)",
 	 "DIFF's twin policy where fg_options leaves it at hot (fg.h)"},
+	{"FG_TWIN_FORM", FG_ENV_CHOICE, "copy|digest", "copy",
+	 "toolkit (fg_tracker_create)",
+	 "DIFF: what a twin is where fg_options does not ask for digests: "
+	 "copy: the page (exact); digest: 8 bytes per 64-byte line, an "
+	 "eighth of the memory, a changed line missed with probability "
+	 "7/2^64 (fg.h, FG_TWIN_DIGEST)"},
 	{"FG_TWIN_HUGE", FG_ENV_FLAG, NULL, "1",
 	 "toolkit (fg_tracker_create)",
 	 "DIFF: 1: under a cap that holds every tracked page, twins go on "
@@ -72,6 +78,11 @@ static const fg_env_var table[] = {
 	 "sticky", ADAPTER,
 	 "below page-sized cards: DIFF's twin policy, or none for page "
 	 "precision"},
+	{"FG_<ADAPTER>_TWIN_FORM", FG_ENV_CHOICE, "copy|digest", "digest",
+	 "adapters (fga_config_env)",
+	 "below page-sized cards: twins as line digests (an eighth of the "
+	 "memory; the Boehm and Racket adapters' default) or page copies "
+	 "(exact; fg.h, FG_TWIN_DIGEST)"},
 	{"FG_<ADAPTER>_TWIN_CAP", FG_ENV_SIZE_PCT, NULL,
 	 "100% with sticky, 10% with adaptive", ADAPTER,
 	 "cap on the twins' memory, in bytes or percent of the heap"},

@@ -91,9 +91,9 @@ extern "C" {
 #endif
 
 #define FG_VERSION_MAJOR 0
-#define FG_VERSION_MINOR 7
+#define FG_VERSION_MINOR 8
 #define FG_VERSION_PATCH 0
-#define FG_VERSION_STRING "0.7.0"
+#define FG_VERSION_STRING "0.8.0"
 /* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
  * signature or a public struct's layout changes incompatibly; public structs
  * that may grow carry their own size as first member. */
@@ -357,6 +357,18 @@ typedef void (*fg_write_hook)(void *page, void *arg);
 			    12 collections (64 once compared) are dropped,
 			    and the cap evicts only twins unused for a
 			    while.  Meant with a budget (twin_cap_pct 10) */
+/* Since 0.8, ORed into any of the policies above: a twin is a 64-bit
+ * digest of each 64-byte line (512 bytes a 4 KiB page) instead of a copy
+ * of the page, so the same twin_cap holds eight times the twins.  The
+ * digest is a polynomial in a secret random key over GF(2^64)
+ * (toolkit/digest.c): a line whose bytes changed reads unchanged with
+ * probability at most 7 in 2^64 per comparison, whatever the data (the
+ * program never sees the key), and a change confined to one aligned
+ * 8-byte word is always seen.  Copies (the default) are exact.  Needs
+ * the PCLMULQDQ instruction (fg_tracker_create fails with -FG_EUNAVAIL
+ * without it).  Where twin_policy leaves it unset, FG_TWIN_FORM=digest
+ * sets it. */
+#define FG_TWIN_DIGEST 0x100
 
 typedef struct fg_options {
 	size_t size;	       /* sizeof(fg_options) */
@@ -371,7 +383,7 @@ typedef struct fg_options {
 				  twin_cap_pct.  Past it pages read whole. */
 	/* Since 0.3: */
 	unsigned twin_policy;  /* FG_TWIN_*; HOT: FG_TWINS env (hot, sticky,
-				  adaptive) */
+				  adaptive); | FG_TWIN_DIGEST */
 	/* Since 0.4: */
 	unsigned twin_cap_pct; /* DIFF, twin_cap 0: the cap is this percent
 				  of the tracked bytes (1..100; 0: 50) */

@@ -160,6 +160,29 @@ typedef struct fg_counters {
 
 #define FG_DIFF_SLOTS 1024
 
+/* Line digests (digest.c): a key's powers k^1..k^8 in GF(2^64), and
+ * which version computes them (both give the same digests). */
+enum { FG_DIGEST_ANY, FG_DIGEST_128, FG_DIGEST_512 };
+typedef struct fg_digest_key {
+	uint64_t pow[8];
+	int impl;
+} fg_digest_key;
+
+/* A random key (getrandom), the fastest version the CPU has. */
+int fg_digest_init(fg_digest_key *k);
+/* A given key (nonzero) and version: for tests. */
+int fg_digest_set_key(fg_digest_key *k, uint64_t key, int impl);
+uint64_t fg_digest_gf_mul(uint64_t a, uint64_t b);
+/* d[0..lines) = the digests of the page's first lines 64-byte lines. */
+void fg_digest_page(const fg_digest_key *k, uint64_t *d, const void *page,
+		    size_t lines);
+/* Bit g set where line g's digest differs from d[g]. */
+uint64_t fg_digest_changed(const fg_digest_key *k, const void *page,
+			   const uint64_t *d, size_t lines);
+/* d[g] = line g's digest, for the lines g in mask. */
+void fg_digest_lines(const fg_digest_key *k, uint64_t *d, const void *page,
+		     uint64_t mask);
+
 /* DIFF precision state of a tracker (diff.c). */
 typedef struct fg_diff {
 	bool on;
@@ -171,11 +194,16 @@ typedef struct fg_diff {
 				     where they pay (diff.c) */
 	bool huge;		  /* FG_TWIN_HUGE: twins on huge pages
 				     under a full cap (diff.c, slot_addr) */
+	bool digest;		  /* FG_TWIN_DIGEST: a twin is a digest
+				     per line (digest.c), not a copy */
+	size_t twin_size;	  /* bytes a twin takes: a page, or 8 per
+				     64-byte line */
+	fg_digest_key key;	  /* FG_TWIN_DIGEST */
 	uint64_t twins_declined;  /* adaptive: sticky twins not taken */
 	uint64_t twins_aged;	  /* adaptive: sticky twins dropped unused */
 	size_t cap_bytes;	  /* 0: cap_pct of the tracked bytes */
 	unsigned cap_pct;	  /* 1..100 */
-	uint64_t cap_pages;
+	uint64_t cap_pages;	  /* the cap, in twins */
 	bool decline_full;	  /* FG_TWIN_FULL_DECLINE: no eviction */
 	uint64_t twins_refreshed; /* sticky twins updated in place */
 	uint64_t want_new;	  /* this collection: pages wanting a new twin */

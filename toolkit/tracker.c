@@ -213,6 +213,17 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 		if (rc > 0)
 			prec = v.index ? FG_PRECISION_DIFF : FG_PRECISION_PAGE;
 	}
+	bool digest = twins & FG_TWIN_DIGEST;
+
+	t->diff.twin_size = fg_page_size; /* update_twin_cap divides by it */
+	twins &= ~FG_TWIN_DIGEST;
+	if (env_ok && !digest) {
+		rc = fg_env_get("FG_TWIN_FORM", &v);
+		if (rc < 0)
+			return rc;
+		if (rc > 0)
+			digest = v.index == 1;
+	}
 	if (env_ok && twins == FG_TWIN_HOT) {
 		rc = fg_env_get("FG_TWINS", &v);
 		if (rc < 0)
@@ -245,6 +256,13 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 	if (prec != FG_PRECISION_DIFF)
 		return 0;
 	t->diff.on = true;
+	t->diff.digest = digest;
+	if (digest) {
+		rc = fg_digest_init(&t->diff.key);
+		if (rc)
+			return rc;
+		t->diff.twin_size = fg_page_size / 64 * sizeof(uint64_t);
+	}
 	t->diff.cap_bytes = o->twin_cap;
 	if (o->twin_cap_pct > 100)
 		return fg_fail(-EINVAL, "twin_cap_pct %u: a percentage of the "
@@ -277,7 +295,7 @@ static void update_twin_cap(fg_impl *t)
 					     ? cap >= t->st.tracked_bytes
 					     : t->diff.cap_pct >= 100);
 
-	t->diff.cap_pages = cap / fg_page_size;
+	t->diff.cap_pages = cap / t->diff.twin_size;
 	for (size_t i = 0; i < t->nregions; i++)
 		if (t->regions[i]->twins)
 			fg_diff_set_huge(t->regions[i], huge);
@@ -1609,14 +1627,16 @@ int fg_get_stats(fg_tracker *h, fg_stats *out)
 			  atomic_load(&t->diff.twins_hook_invalid);
 	s.pages_diffed = t->diff.pages_diffed;
 	s.pages_whole = t->diff.pages_whole;
-	s.twin_bytes = (uint64_t)atomic_load(&t->diff.twins_ready) * fg_page_size;
+	s.twin_bytes =
+		(uint64_t)atomic_load(&t->diff.twins_ready) * t->diff.twin_size;
 	s.diff_ns = t->diff.diff_ns;
 	s.twins_sticky = t->diff.twins_sticky;
 	s.twins_refreshed = t->diff.twins_refreshed;
 	s.twins_declined = t->diff.twins_declined;
 	s.twins_evicted = t->diff.twins_evicted;
 	s.twins_aged = t->diff.twins_aged;
-	s.twin_cap_bytes = t->diff.on ? t->diff.cap_pages * fg_page_size : 0;
+	s.twin_cap_bytes =
+		t->diff.on ? t->diff.cap_pages * t->diff.twin_size : 0;
 	s.peeks = t->st.peeks;
 	s.lines_changed = t->diff.lines_changed;
 	leave(t);
