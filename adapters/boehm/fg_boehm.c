@@ -194,6 +194,10 @@ __attribute__((constructor)) static void install(void)
 	/* FG_CARD unset: 64-byte cards where the twins pay, page cards
 	 * where they do not (bench/RESULTS.md, 2026-12-05). */
 	c.card_default = FGA_CARD_AUTO;
+	/* Below page-sized cards, twins are line digests: an eighth of the
+	 * memory of page copies (bench/RESULTS.md, 2026-12-06, "Twins as
+	 * line digests"); FG_BOEHM_TWIN_FORM=copy for exact copies. */
+	c.twin_form = FGA_TWIN_DIGEST;
 	c.rescanned = rescanned;
 	c.rescanned_page = rescanned_page;
 	fga_config_env(&c, "FG_BOEHM");

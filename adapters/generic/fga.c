@@ -356,6 +356,9 @@ int fga_config_env(fga_config *c, const char *prefix)
 		else
 			c->twin_cap = v.bytes;
 	}
+	if (env(c, prefix, "TWIN_FORM", &v,
+		c->twin_form == FGA_TWIN_DIGEST ? "digest" : "copy"))
+		c->twin_form = (int)v.index;
 	if (env(c, prefix, "EXEMPT", &v, c->exempt ? "1" : "0"))
 		c->exempt = (int)v.index;
 	if (env(c, prefix, "PRECLEAN", &v, c->preclean ? "1" : "0"))
@@ -432,11 +435,24 @@ static int start_tracker(fga *f)
 	} else if (!f->autocard && f->c.twins == FGA_TWINS_HOT) {
 		o.twin_policy = FG_TWIN_HOT;
 	}
+	if (f->c.twin_form == FGA_TWIN_DIGEST)
+		o.twin_policy |= FG_TWIN_DIGEST;
 	if (f->c.twin_cap_pct >= 1 && f->c.twin_cap_pct <= 100)
 		o.twin_cap_pct = f->c.twin_cap_pct;
 	if (f->c.twin_cap)
 		o.twin_cap = f->c.twin_cap;
 	rc = fg_tracker_create(&o, &f->t);
+	if (rc == -FG_EUNAVAIL && (o.twin_policy & FG_TWIN_DIGEST)) {
+		/* No PCLMULQDQ (or a forced backend missing, which the
+		 * second try reports): exact copies instead. */
+		char why[256];
+
+		snprintf(why, sizeof why, "%s", fg_last_error_detail());
+		o.twin_policy &= ~FG_TWIN_DIGEST;
+		rc = fg_tracker_create(&o, &f->t);
+		if (!rc)
+			say(f, "%s; twins are page copies", why);
+	}
 	if (rc) {
 		say(f, "cannot track the heap (%s: %s)", fg_strerror(rc),
 		    fg_last_error_detail());
@@ -453,7 +469,8 @@ static int start_tracker(fga *f)
 	 * taken at collection, a fault adds nothing to an un-protection.
 	 * With hook twins (uffd-sync under the hot or adaptive policy) the
 	 * fault is what takes the twin: such blocks stay protected. */
-	f->sweep_expect = f->diff && o.twin_policy == FG_TWIN_STICKY &&
+	f->sweep_expect = f->diff &&
+			  (o.twin_policy & ~FG_TWIN_DIGEST) == FG_TWIN_STICKY &&
 			  (caps & FG_CAP_COLLECT_TWINS);
 	f->auto_wait = AUTO_WAIT0;
 	f->auto_warm = 1;

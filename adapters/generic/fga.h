@@ -114,7 +114,14 @@ typedef struct fga_config {
 	/* The card size when neither card nor FG_CARD chooses one: 0 the
 	 * page size, or FGA_CARD_AUTO (the Boehm adapter's default). */
 	size_t card_default;
+	/* Below page-sized cards: what a twin is (toolkit/fg.h,
+	 * FG_TWIN_DIGEST): FGA_TWIN_COPY, exact, or FGA_TWIN_DIGEST, an
+	 * eighth of the memory, a changed line missed with probability at
+	 * most 7 in 2^64 per comparison. */
+	int twin_form;
 } fga_config;
+
+enum fga_twin_form { FGA_TWIN_COPY = 0, FGA_TWIN_DIGEST };
 
 #define FGA_CONFIG_INIT                                                     \
 	{                                                                   \
@@ -124,7 +131,7 @@ typedef struct fga_config {
 
 /* Read the adapter's knobs from the environment, PREFIX being e.g.
  * "FG_BOEHM": PREFIX_TWINS=sticky|adaptive|hot|none,
- * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0, PREFIX_HOT=N,
+ * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_TWIN_FORM=copy|digest, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0, PREFIX_HOT=N,
  * PREFIX_CHECK=1|abort, PREFIX_AUTO_LOG=1: the toolkit's table's
  * templates FG_<ADAPTER>_*, with its grammars (fg.h: fg_env_get; a flag
  * is 1/yes/on/true or 0/no/off/false).  A bad value is reported on

@@ -480,6 +480,10 @@ __attribute__((constructor)) static void install(void)
 	c.name = NAME;
 	c.exempt = 0; /* no block states: regions come and go instead */
 	c.preclean = 0;
+	/* Below page-sized cards, twins are line digests: an eighth of the
+	 * memory of page copies (bench/RESULTS.md, 2026-12-06, "Twins as
+	 * line digests"); FG_RACKET_TWIN_FORM=copy for exact copies. */
+	c.twin_form = FGA_TWIN_DIGEST;
 	fga_config_env(&c, "FG_RACKET");
 	R.c = c;
 	/* Big objects: a block per OS page, so that a line is 64 bytes. */

@@ -9,9 +9,10 @@ counts ("Marked from N dirty pages", "World-stopped marking took N ms").
 Variants:
   stock    LD_LIBRARY_PATH unset: Debian's libgc.so.1 (mprotect VDB)
   fg-page  LD_LIBRARY_PATH=adapters/boehm/lib, FG_CARD=4096
-  fg-64    same, FG_CARD=64 (DIFF precision with sticky twins)
-  fg-auto  same, FG_CARD=auto (experimental)
-and, only when named with --variants, fg-256 (FG_CARD=256), fg-page-sync and fg-64-sync (the same
+  fg-64    same, FG_CARD=64 (DIFF precision with sticky twins, line digests)
+  fg-auto  same, FG_CARD=auto (the adapter's default)
+and, only when named with --variants, fg-64-copy (twins as page copies:
+FG_BOEHM_TWIN_FORM=copy), fg-256 (FG_CARD=256), fg-page-sync and fg-64-sync (the same
 with FG_BACKEND=uffd-sync) and fg-page-noexempt and fg-64-noexempt (the same
 with FG_BOEHM_EXEMPT=0: free and young blocks watched). The fg-* variants run only when
 adapters/boehm/lib/libgc.so.1 exists.
@@ -53,6 +54,9 @@ VARIANTS = {
     "fg-64-sticky": {"FG_CARD": "64", "FG_BOEHM_TWINS": "sticky"},
     "fg-64-hot": {"FG_CARD": "64", "FG_BOEHM_TWINS": "hot"},
     "fg-64-page": {"FG_CARD": "64", "FG_BOEHM_TWINS": "none"},
+    # Twins as exact page copies instead of line digests (the default).
+    "fg-64-copy": {"FG_CARD": "64", "FG_BOEHM_TWIN_FORM": "copy"},
+    "fg-auto-copy": {"FG_CARD": "auto", "FG_BOEHM_TWIN_FORM": "copy"},
     # Not run unless named with --variants: the uffd-sync backend takes a
     # twin at the first write, so sub-page cards are exact from the first
     # epoch (uffd-async twins only pages written in two epochs in a row).
