@@ -1042,6 +1042,12 @@ static void auto_judge(fga *f)
 	} else if (f->auto_warm) {
 		f->auto_warm = 0;
 		restart = 1;
+	} else if (page == f->auto_page) {
+		/* Nothing rescanned in the window, at any precision (the
+		 * collector has not used the dirty lines yet: a program
+		 * building its heap): no evidence either way, the window
+		 * grows.  Judged on it, twins went off for good in
+		 * sparse-old's build. */
 	} else if (fs.pages_diffed - f->auto_diffed >=
 			   fs.twins_sticky - f->auto_copied ||
 		   ++f->auto_unjudged >= AUTO_UNJUDGED_MAX) {
