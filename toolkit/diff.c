@@ -122,6 +122,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
 enum { TWIN_NONE, TWIN_COPYING, TWIN_READY, TWIN_TRIMMING, TWIN_READING };
 
 #define GRANULE 64
@@ -924,12 +928,41 @@ static void sticky_age_out(fg_impl *t)
  * their home slot (FG_TWIN_STICKY: resident, so no fault, and a page keeps
  * one slot; either slot will do, see "Sharing slots") unless a hook
  * already took this epoch's twin. */
+/* Fault in, with one call, the slot memory that the twins of the pages
+ * [a, e) in slot s will fill, as far as the cap leaves room: a page of
+ * digests serves eight twins, and taking each of its first touches as a
+ * fault cost about 3 us a twin on this machine's hypervisor, ten times
+ * the digest (bench/RESULTS.md, 2026-12-06, "Twins as line digests").
+ * Huge pages advised stay huge.  Advice only: where MADV_POPULATE_WRITE
+ * (Linux 5.14) is missing the twins fault one page at a time. */
+static void populate_slots(fg_impl *t, fg_region *r, uintptr_t a,
+			   uintptr_t e, unsigned s)
+{
+	int64_t room = (int64_t)t->diff.cap_pages -
+		       atomic_load(&t->diff.twins_ready);
+	size_t p = (a - r->base) / fg_page_size;
+	size_t n = (e - a) / fg_page_size;
+	uintptr_t lo, hi;
+
+	if (room <= 0)
+		return;
+	if ((int64_t)n > room)
+		n = (size_t)room;
+	lo = (uintptr_t)slot_addr(r, p, s) & ~(uintptr_t)(fg_page_size - 1);
+	hi = ((uintptr_t)slot_addr(r, p + n - 1, s) + r->twins->slot +
+	      fg_page_size - 1) & ~(uintptr_t)(fg_page_size - 1);
+	madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+}
+
 static void take_runs(fg_impl *t, fg_region *r, const fg_runs *runs,
 		      uint32_t epoch, bool home)
 {
 	struct fg_twins *w = r->twins;
 
 	for (size_t i = 0; i < runs->n; i++) {
+		/* Sticky twins go to their home slot, nearly always 0. */
+		populate_slots(t, r, runs->v[i].start, runs->v[i].end,
+			       home ? 0 : epoch & 1);
 		for (uintptr_t a = runs->v[i].start; a < runs->v[i].end;
 		     a += fg_page_size) {
 			size_t p = (a - r->base) / fg_page_size;

@@ -634,6 +634,9 @@ typedef struct fg_stats {
 				     collections or the times above) */
 	uint64_t lines_changed;	  /* DIFF: 64-byte lines found changed on
 				     the pages compared (pages_diffed) */
+	/* Since 0.8: */
+	uint64_t take_ns;	  /* DIFF: of diff_ns, the time taking twins
+				     at collection (and validating them) */
 } fg_stats;
 
 FG_API int fg_get_stats(fg_tracker *t, fg_stats *out);

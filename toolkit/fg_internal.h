@@ -214,6 +214,7 @@ typedef struct fg_diff {
 	uint64_t twins_sticky;	  /* sticky twins taken (and validated) */
 	uint64_t twins_evicted;	  /* sticky twins dropped for the cap */
 	uint64_t diff_ns;
+	uint64_t take_ns;	  /* of diff_ns, in fg_diff_take */
 	fg_write_hook user_hook;
 	void *user_hook_arg;
 	/* Collector-side buffers (tracker lock), freed with the last region

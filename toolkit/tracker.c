@@ -1225,7 +1225,9 @@ static int refine(fg_impl *t, fg_region *r, uint32_t closed)
 	}
 	t0 = fg_now_ns();
 	rc = fg_diff_take(t, r, closed + 1, &t->eager, &t->scratch2);
-	t->diff.diff_ns += fg_now_ns() - t0;
+	t0 = fg_now_ns() - t0;
+	t->diff.diff_ns += t0;
+	t->diff.take_ns += t0;
 	/* Dropped twins stay resident until trimmed: every 64 collections
 	 * (a scan of two bytes per page), or sooner when the region dropped
 	 * many (diff.c).  Every 65536 epochs of the region at least,
@@ -1639,6 +1641,7 @@ int fg_get_stats(fg_tracker *h, fg_stats *out)
 		t->diff.on ? t->diff.cap_pages * t->diff.twin_size : 0;
 	s.peeks = t->st.peeks;
 	s.lines_changed = t->diff.lines_changed;
+	s.take_ns = t->diff.take_ns;
 	leave(t);
 	s.size = out->size && out->size < sizeof s ? out->size : sizeof s;
 	memcpy(out, &s, s.size);

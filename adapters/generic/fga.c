@@ -1592,16 +1592,16 @@ void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
 		fprintf(out,
 			"%s: twins: %llu copied, %llu refreshed in place, "
 			"%llu declined, %llu evicted for the cap, %llu aged "
-			"out; cap %llu bytes; %.3f ms comparing and copying; "
-			"%llu bytes at page precision would have been "
-			"rescanned\n",
+			"out; cap %llu bytes; %.3f ms comparing and taking "
+			"them (%.3f ms taking); %llu bytes at page precision "
+			"would have been rescanned\n",
 			f->name, (unsigned long long)fs.twins_sticky,
 			(unsigned long long)fs.twins_refreshed,
 			(unsigned long long)fs.twins_declined,
 			(unsigned long long)fs.twins_evicted,
 			(unsigned long long)fs.twins_aged,
 			(unsigned long long)fs.twin_cap_bytes, fs.diff_ns / 1e6,
-			rescanned_page);
+			fs.take_ns / 1e6, rescanned_page);
 	print_auto(f, out);
 }
 
