@@ -145,6 +145,8 @@ struct fg_twins {
 	uint32_t *last_dirty;	 /* last epoch the page was reported in */
 	uint32_t *retry_at;	 /* adaptive: no sticky twin before it */
 	uint8_t *home;		 /* sticky: the slot its last twin used */
+	uint8_t *filled;	 /* per page of the twin memory: populated
+				    by populate_slots, not trimmed since */
 	_Atomic uint32_t epoch;	 /* the region's current epoch, from 2 */
 	size_t freed;		 /* collector: twins dropped since trimmed */
 };
@@ -215,8 +217,9 @@ int fg_diff_region_init(fg_impl *t, fg_region *r)
 	w->last_dirty = calloc(r->npages, sizeof *w->last_dirty);
 	w->retry_at = calloc(r->npages, sizeof *w->retry_at);
 	w->home = calloc(r->npages, sizeof *w->home);
+	w->filled = calloc(w->map_len / fg_page_size, 1);
 	if (w->map == MAP_FAILED || !w->state || !w->tag || !w->last_dirty ||
-	    !w->retry_at || !w->home) {
+	    !w->retry_at || !w->home || !w->filled) {
 		if (w->map != MAP_FAILED)
 			munmap(w->map, w->map_len);
 		free(w->state);
@@ -224,6 +227,7 @@ int fg_diff_region_init(fg_impl *t, fg_region *r)
 		free(w->last_dirty);
 		free(w->retry_at);
 		free(w->home);
+		free(w->filled);
 		free(w);
 		return fg_fail(-ENOMEM, "no memory for the twins of a %zu-byte "
 					"region",
@@ -311,6 +315,7 @@ void fg_diff_region_fini(fg_impl *t, fg_region *r)
 	free(w->last_dirty);
 	free(w->retry_at);
 	free(w->home);
+	free(w->filled);
 	free(w);
 	r->twins = NULL;
 }
@@ -942,16 +947,32 @@ static void populate_slots(fg_impl *t, fg_region *r, uintptr_t a,
 		       atomic_load(&t->diff.twins_ready);
 	size_t p = (a - r->base) / fg_page_size;
 	size_t n = (e - a) / fg_page_size;
-	uintptr_t lo, hi;
+	struct fg_twins *w = r->twins;
+	uintptr_t lo, hi, from = 0;
 
 	if (room <= 0)
 		return;
 	if ((int64_t)n > room)
 		n = (size_t)room;
 	lo = (uintptr_t)slot_addr(r, p, s) & ~(uintptr_t)(fg_page_size - 1);
-	hi = ((uintptr_t)slot_addr(r, p + n - 1, s) + r->twins->slot +
+	hi = ((uintptr_t)slot_addr(r, p + n - 1, s) + w->slot +
 	      fg_page_size - 1) & ~(uintptr_t)(fg_page_size - 1);
-	madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+	/* Only what this did not fill before (and no trim gave back):
+	 * in a program's steady state its slots are resident, and a call
+	 * per run would be a system call per collection for nothing. */
+	for (uintptr_t x = lo; x <= hi; x += fg_page_size) {
+		size_t k = (x - (uintptr_t)w->map) / fg_page_size;
+		bool want = x < hi && !w->filled[k];
+
+		if (want && !from)
+			from = x;
+		if (!want && from) {
+			madvise((void *)from, x - from, MADV_POPULATE_WRITE);
+			from = 0;
+		}
+		if (want)
+			w->filled[k] = 1;
+	}
 }
 
 static void take_runs(fg_impl *t, fg_region *r, const fg_runs *runs,
@@ -1104,6 +1125,10 @@ void fg_diff_trim(fg_impl *t, fg_region *r)
 				if (lo < hi)
 					madvise((void *)lo, hi - lo,
 						MADV_DONTNEED);
+				for (uintptr_t x = lo; x < hi;
+				     x += fg_page_size)
+					w->filled[(x - (uintptr_t)w->map) /
+						  fg_page_size] = 0;
 				for (size_t k = run; k < p; k++)
 					atomic_store(&w->state[2 * k + s],
 						     TWIN_NONE);
