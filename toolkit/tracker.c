@@ -201,6 +201,7 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 {
 	bool env_ok = !(o->flags & FG_OPT_NO_ENV);
 	unsigned prec = o->precision, twins = o->twin_policy;
+	bool digest = twins & FG_TWIN_DIGEST;
 	fg_env_value v;
 	int rc;
 
@@ -213,8 +214,6 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 		if (rc > 0)
 			prec = v.index ? FG_PRECISION_DIFF : FG_PRECISION_PAGE;
 	}
-	bool digest = twins & FG_TWIN_DIGEST;
-
 	t->diff.twin_size = fg_page_size; /* update_twin_cap divides by it */
 	twins &= ~FG_TWIN_DIGEST;
 	if (env_ok && !digest) {
