@@ -605,15 +605,16 @@ static void twins_refresh(fg_impl *t, fg_region *r, size_t p, uintptr_t a,
 	struct fg_twins *w = r->twins;
 	uint8_t *tw = slot_addr(r, p, s);
 
-	if (t->diff.digest)
+	if (t->diff.digest) {
 		fg_digest_lines(&t->diff.key, (uint64_t *)tw, (const void *)a,
 				mask);
-	while (mask && !t->diff.digest) {
-		unsigned b = (unsigned)__builtin_ctzll(mask);
+	} else {
+		for (; mask; mask &= mask - 1) {
+			unsigned b = (unsigned)__builtin_ctzll(mask);
 
-		memcpy(tw + b * GRANULE, (const uint8_t *)a + b * GRANULE,
-		       GRANULE);
-		mask &= mask - 1;
+			memcpy(tw + b * GRANULE,
+			       (const uint8_t *)a + b * GRANULE, GRANULE);
+		}
 	}
 	atomic_store(&w->tag[2 * p + s], next);
 	atomic_store(&w->state[2 * p + s], TWIN_READY);
@@ -929,10 +930,6 @@ static void sticky_age_out(fg_impl *t)
 	}
 }
 
-/* Twin the pages of runs for epoch in slot epoch & 1 (FG_TWIN_HOT), or in
- * their home slot (FG_TWIN_STICKY: resident, so no fault, and a page keeps
- * one slot; either slot will do, see "Sharing slots") unless a hook
- * already took this epoch's twin. */
 /* Fault in, with one call, the slot memory that the twins of the pages
  * [a, e) in slot s will fill, as far as the cap leaves room: a page of
  * digests serves eight twins, and taking each of its first touches as a
@@ -961,20 +958,23 @@ static void populate_slots(fg_impl *t, fg_region *r, uintptr_t a,
 	 * in a program's steady state its slots are resident, and a call
 	 * per run would be a system call per collection for nothing. */
 	for (uintptr_t x = lo; x <= hi; x += fg_page_size) {
-		size_t k = (x - (uintptr_t)w->map) / fg_page_size;
-		bool want = x < hi && !w->filled[k];
+		uint8_t *f = &w->filled[(x - (uintptr_t)w->map) / fg_page_size];
 
-		if (want && !from)
-			from = x;
-		if (!want && from) {
+		if (x < hi && !*f) {
+			*f = 1;
+			if (!from)
+				from = x;
+		} else if (from) {
 			madvise((void *)from, x - from, MADV_POPULATE_WRITE);
 			from = 0;
 		}
-		if (want)
-			w->filled[k] = 1;
 	}
 }
 
+/* Twin the pages of runs for epoch in slot epoch & 1 (FG_TWIN_HOT), or in
+ * their home slot (FG_TWIN_STICKY: resident, so no fault, and a page keeps
+ * one slot; either slot will do, see "Sharing slots") unless a hook
+ * already took this epoch's twin. */
 static void take_runs(fg_impl *t, fg_region *r, const fg_runs *runs,
 		      uint32_t epoch, bool home)
 {
