@@ -570,9 +570,17 @@ bool orc_reported_all(orc_region *r, size_t n, const void *addr, size_t len)
 void orc_exact_pages(orc_region *r, size_t n, size_t card, uint64_t *extra,
 		     uint64_t *missing)
 {
+	orc_exact_pages_at(r, n, card, extra, missing, NULL);
+}
+
+void orc_exact_pages_at(orc_region *r, size_t n, size_t card,
+			uint64_t *extra, uint64_t *missing, uintptr_t *first)
+{
 	size_t ps = orc_page(), lpp = ps / ORC_LINE;
 
 	*extra = *missing = 0;
+	if (first)
+		*first = 0;
 	for (size_t i = 0; i < n; i++) {
 		orc_region *g = &r[i];
 		uintptr_t base = (uintptr_t)g->base, end = base + g->len;
@@ -593,8 +601,11 @@ void orc_exact_pages(orc_region *r, size_t n, size_t card, uint64_t *extra,
 					       bits_any(g->changed, lo, hi);
 			}
 			line_span(g, cs, ce, &lo, &hi);
-			if (bits_any(g->reported, lo, hi) != want)
+			if (bits_any(g->reported, lo, hi) != want) {
 				*(want ? missing : extra) += 1;
+				if (first && !*first)
+					*first = cs;
+			}
 		}
 	}
 }
@@ -1067,19 +1078,51 @@ void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
 		     orc_result *res, size_t *card)
 {
 	fg_backend_id id = fg_tracker_backend(t);
+	unsigned caps = fg_backend_caps(id);
+	char form[512], drain[256];
+	int k, rc = 0, peeked = -1;
+	fg_stats s0, s1;
 
-	char form[512];
-
-	for (int k = 0; k < 20; k++) {
-		int rc =
-			orc_collect(t, r, n, ORC_ITER, card, form, sizeof form);
-
+	/* Drain: collections until one reports nothing (no eager twin left,
+	 * every page protected).  Nothing writes now, so that is the second
+	 * one unless a collection leaves work for the next. */
+	for (k = 0; k < 20; k++) {
+		rc = orc_collect(t, r, n, ORC_ITER, card, form, sizeof form);
 		cr_assert_geq(rc, 0, "%s: fg_collect: %d (%s)", ctx, rc,
 			      fg_strerror(rc));
-		if (rc == 0 || !(fg_backend_caps(id) & FG_CAP_TRACKS))
+		if (rc == 0 || !(caps & FG_CAP_TRACKS))
 			break;
 		usleep(1000);
 	}
+	/* What the tracker holds before the known writes, read without
+	 * changing it: nothing, after a drain that ended empty. */
+	if ((caps & FG_CAP_TRACKS) && (caps & FG_CAP_PEEK))
+		peeked = orc_collect(t, r, n, ORC_PEEK, card, form,
+				     sizeof form);
+	snprintf(drain, sizeof drain,
+		 "drain: %d collection(s), the last reported %d range(s); a "
+		 "peek after it reported %d",
+		 k + (k < 20), rc, peeked);
+	if (peeked > 0) {
+		uintptr_t first = 0;
+
+		for (size_t i = 0; i < n && !first; i++)
+			for (size_t l = 0; l < r[i].nlines && !first; l++)
+				if (r[i].reported[l / 64] >> (l % 64) & 1)
+					first = (uintptr_t)r[i].base +
+						l * ORC_LINE;
+		cr_assert_fail("%s: nothing was written after the drain, yet "
+			       "the tracker still holds ranges (%s), the "
+			       "first at %#lx (%s region %p + %#lx)",
+			       ctx, drain, (unsigned long)first,
+			       orc_find(r, n, (void *)first)->kind,
+			       (void *)orc_find(r, n, (void *)first)->base,
+			       (unsigned long)(first -
+					       (uintptr_t)orc_find(
+						       r, n, (void *)first)
+						       ->base));
+	}
+	s0 = orc_stats(t);
 	orc_snapshot(r, n);
 	for (int k = 0; k < 25; k++) {
 		orc_region *x = &r[orc_below(g, n)];
@@ -1089,6 +1132,7 @@ void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
 		orc_log(r, n, p, 8);
 	}
 	*card = orc_collect_ok(t, r, n, ORC_ITER, want, ctx);
+	s1 = orc_stats(t);
 	orc_compare(r, n, *card, res);
 	cr_assert_eq(res->missed_lines, 0,
 		     "%s: after the writers stopped, %" PRIu64 " of %" PRIu64
@@ -1116,13 +1160,26 @@ void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
 			     ctx, res->reported_lines, res->truth_lines);
 	} else {
 		uint64_t extra, missing;
+		uintptr_t first;
+		orc_region *x;
 
-		orc_exact_pages(r, n, *card, &extra, &missing);
+		orc_exact_pages_at(r, n, *card, &extra, &missing, &first);
+		x = first ? orc_find(r, n, (void *)first) : r;
 		cr_assert(!extra && !missing,
 			  "%s card %zu: after a quiet epoch with 25 known "
 			  "changes, %" PRIu64 " cards reported beyond the "
-			  "written pages and %" PRIu64 " of them missing",
-			  ctx, *card, extra, missing);
+			  "written pages and %" PRIu64 " of them missing; "
+			  "first at %#lx (%s region %p + %#lx); %s; the "
+			  "quiet collection: pages diffed %" PRIu64
+			  ", whole %" PRIu64 ", twins eager %" PRIu64
+			  " invalid %" PRIu64,
+			  ctx, *card, extra, missing, (unsigned long)first,
+			  x->kind, (void *)x->base,
+			  (unsigned long)(first - (uintptr_t)x->base), drain,
+			  s1.pages_diffed - s0.pages_diffed,
+			  s1.pages_whole - s0.pages_whole,
+			  s1.twins_eager - s0.twins_eager,
+			  s1.twins_invalid - s0.twins_invalid);
 	}
 }
 

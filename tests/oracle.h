@@ -170,6 +170,10 @@ bool orc_reported_all(orc_region *r, size_t n, const void *addr, size_t len);
  * that set (*extra) and inside it but not reported (*missing). */
 void orc_exact_pages(orc_region *r, size_t n, size_t card, uint64_t *extra,
 		     uint64_t *missing);
+/* orc_exact_pages, and the address of the first card wrong either way (0:
+ * none) in *first. */
+void orc_exact_pages_at(orc_region *r, size_t n, size_t card,
+			uint64_t *extra, uint64_t *missing, uintptr_t *first);
 
 /* ---- the kit ----------------------------------------------------------- */
 
