@@ -59,7 +59,11 @@
 
 /* FGA_CARD_AUTO's judge (see auto_judge). */
 #define AUTO_WINDOW 3
-#define AUTO_NS_PER_BYTE 1.0
+#define AUTO_NS_PER_BYTE 6.0
+#define AUTO_EVIDENCE_NS 4e6   /* of twin work before a window is judged, */
+			       /* unless it pushed a heap's worth of pages */
+#define AUTO_WINDOW_NS 64e6    /* of twin work: a paying window closes, */
+#define AUTO_WINDOW_HEAPS 2    /* or when it pushed this many heaps' worth */
 #define AUTO_TRIAL_PCT 10
 #define AUTO_SPARSE 0.9	       /* of the compared pages' lines unchanged */
 #define AUTO_SPARSE_STAY 0.8   /* ... to keep the full cap */
@@ -131,6 +135,7 @@ struct fga {
 				     (fg_expect_writes) */
 	int auto_warm;		  /* this window is the first after on */
 	int auto_full;		  /* the cap raised past AUTO_TRIAL_PCT */
+	int auto_digest;	  /* line digests: no trial, the full cap */
 	unsigned long auto_next;  /* retrieval of the next judgement */
 	unsigned long auto_wait;  /* retrievals the next off period lasts */
 	unsigned long long auto_ns, auto_res, auto_page; /* window start */
@@ -475,10 +480,19 @@ static int start_tracker(fga *f)
 	f->auto_wait = AUTO_WAIT0;
 	f->auto_warm = 1;
 	f->auto_full = 0;
-	if (f->autocard && auto_cap(f, 0) != 0)
+	/* Line digests cost an eighth of the memory of copies: auto
+	 * starts them under the full cap, where a trial's sample would find
+	 * no twin for nine random writes in ten and see no saving.  Copies
+	 * start on trial. */
+	f->auto_digest = (o.twin_policy & FG_TWIN_DIGEST) != 0;
+	if (f->autocard && f->auto_digest) {
+		if (auto_cap(f, 1) == 0)
+			f->auto_full = 1;
+	} else if (f->autocard && auto_cap(f, 0) != 0) {
 		say(f, "FG_CARD=auto: cannot start the twins on trial (%s); "
 		       "they start under the full cap",
 		    fg_last_error_detail());
+	}
 	/* Backends that can leave pages out of a collection. */
 	f->exempt = (caps & FG_CAP_EXEMPT) && f->c.exempt;
 	f->hot = (caps & FG_CAP_EXEMPT) && !f->diff && !f->autocard
@@ -923,8 +937,10 @@ static void check_lines(fga *f, int peek)
 	}
 }
 
-/* FGA_CARD_AUTO: every AUTO_WINDOW retrievals, judge the twins.  They
- * start on trial, under a cap of AUTO_TRIAL_PCT of the heap.
+/* FGA_CARD_AUTO: every AUTO_WINDOW retrievals, judge the twins.  Page
+ * copies start on trial, under a cap of AUTO_TRIAL_PCT of the heap; line
+ * digests (an eighth of the memory) start under the full cap, as if
+ * the sparse test below had passed.
  *  - Sparse writes: when the window compared AUTO_MIN_COMPARED pages (or
  *    as many as the cap holds, if fewer) or more, and AUTO_SPARSE of
  *    their 64-byte lines or more were unchanged (the toolkit's
@@ -938,14 +954,28 @@ static void check_lines(fga *f, int peek)
  *    over a large heap has made many collections.
  *  - Otherwise weigh what the twins cost (the toolkit's time comparing
  *    and taking them) against what their lines saved, at
- *    AUTO_NS_PER_BYTE of marking each.  A window with more new twins
- *    than comparisons is not judged this way (up to AUTO_UNJUDGED_MAX in
- *    a row): the program is filling memory, and its twins pay, if ever,
- *    when it writes there again; the next judgement covers both.  When
- *    they cost more, they are turned off (a cap under a page: written
- *    pages read whole) for auto_wait retrievals, then on again on trial.
- *    Each failed trial doubles the wait (up to AUTO_WAIT_MAX), a paying
- *    window resets it.
+ *    AUTO_NS_PER_BYTE each.  That price leans towards keeping line
+ *    digests on, because the two mistakes are not alike: twins kept
+ *    where page cards would do cost GCBench about 5 %, twins turned off
+ *    where they pay cost sparse-old and hash-heavy 1.1-1.4x page cards'
+ *    mean pause.  (What a byte not rescanned saved Boehm on the Guile
+ *    set: 1.6-2.6 ns of pause, 1.6-8.5 ns end to end, noise included;
+ *    the Guile set's windows break even at 0.5-3.6 ns, GCBench's at
+ *    hundreds.)  A window is judged only once the twins cost
+ *    AUTO_EVIDENCE_NS or the collector pushed a heap's worth of pages
+ *    in it (before that a program starting up shows a few hundred pages
+ *    compared and tens of KB saved, and its twins went off on that);
+ *    and not while the last AUTO_WINDOW retrievals made more new twins
+ *    than comparisons (up to AUTO_UNJUDGED_MAX in a row): the program is
+ *    filling memory, and its twins pay, if ever, when it writes there
+ *    again.  A window that pays stays open until its twins cost
+ *    AUTO_WINDOW_NS or the collector pushed AUTO_WINDOW_HEAPS heaps'
+ *    worth of pages in it, and then keeps half its weight, so the later
+ *    judgements weigh the investment with what it earns.  When they
+ *    cost more, they are turned off (a cap under a page: written pages
+ *    read whole) for auto_wait retrievals, then on again (copies on
+ *    trial).  Each failed trial doubles the wait (up to AUTO_WAIT_MAX),
+ *    a paying window resets it.
  * The first window after turning on is a warm-up (new twins, nothing
  * compared yet) and is not judged.  Called with the world stopped: the
  * toolkit calls do not allocate. */
@@ -1023,9 +1053,9 @@ static void auto_judge(fga *f)
 	w = (struct auto_window){n, saved, page - f->auto_page, compared,
 				 unchanged, cost / 1e6};
 	if (f->auto_off) {
-		if (auto_cap(f, 0) == 0) {
+		if (auto_cap(f, f->auto_digest) == 0) {
 			f->auto_off = 0;
-			f->auto_full = 0;
+			f->auto_full = f->auto_digest;
 			f->auto_warm = 1;
 			f->st.auto_on++;
 		}
@@ -1048,6 +1078,11 @@ static void auto_judge(fga *f)
 		 * building its heap): no evidence either way, the window
 		 * grows.  Judged on it, twins went off for good in
 		 * sparse-old's build. */
+	} else if (cost < AUTO_EVIDENCE_NS &&
+		   page - f->auto_page < fs.tracked_bytes) {
+		/* Too little spent and rescanned to tell (a program
+		 * starting: a few hundred pages compared, 60 KB saved); the
+		 * window grows. */
 	} else if (fs.pages_diffed - f->auto_diffed >=
 			   fs.twins_sticky - f->auto_copied ||
 		   ++f->auto_unjudged >= AUTO_UNJUDGED_MAX) {
@@ -1064,13 +1099,32 @@ static void auto_judge(fga *f)
 						       ? f->auto_wait * 2
 						       : AUTO_WAIT_MAX;
 			}
+			restart = 1;
 		} else {
 			auto_log(f, &w, "on");
 			f->auto_wait = AUTO_WAIT0;
+			/* A paying window goes on until it is large: sticky
+			 * twins are an investment, and a program's stretch
+			 * that rescans little must not undo what its next
+			 * one earns (the Guile set, bench/RESULTS.md). */
+			if (cost >= AUTO_WINDOW_NS ||
+			    page - f->auto_page >=
+				    AUTO_WINDOW_HEAPS * fs.tracked_bytes)
+				restart = 2;
+			f->auto_unjudged = 0;
 		}
-		restart = 1;
 	}
-	if (restart) {
+	if (restart == 2) {
+		/* A large paying window keeps half its weight: its surplus
+		 * carries a stretch that rescans little (sparse-old's 28th
+		 * retrieval: 0.4 MB saved against 11 ms, between windows
+		 * of tens of MB). */
+		f->auto_ns += (fs.diff_ns - f->auto_ns) / 2;
+		f->auto_res += (res - f->auto_res) / 2;
+		f->auto_page += (page - f->auto_page) / 2;
+		f->auto_compared += (fs.pages_diffed - f->auto_compared) / 2;
+		f->auto_lines += (fs.lines_changed - f->auto_lines) / 2;
+	} else if (restart) {
 		f->auto_unjudged = 0;
 		f->auto_ns = fs.diff_ns;
 		f->auto_res = res;

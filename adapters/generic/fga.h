@@ -65,11 +65,11 @@ typedef uint64_t fga_lines;
 #define FGA_LINES_ALL (~(fga_lines)0)
 
 /* fga_config.card: the card size chosen per program:
- * 64-byte cards with sticky twins, on trial first (a sample of 10 % of
- * the heap), given the full cap where the compared pages were mostly
- * unchanged, turned off while they cost more than the rescanning they
- * save (needs fga_config.rescanned and rescanned_page; fga.c's
- * auto_judge). */
+ * 64-byte cards with sticky twins (line digests under the full cap from
+ * the start; page copies on trial first, a sample of 10 % of the heap,
+ * given the full cap where the compared pages were mostly unchanged),
+ * turned off while they cost more than the rescanning they save (needs
+ * fga_config.rescanned and rescanned_page; fga.c's auto_judge). */
 #define FGA_CARD_AUTO ((size_t)-1)
 
 /* fga_config.twins: below page-sized cards, DIFF precision's twin policy
