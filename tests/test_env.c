@@ -402,6 +402,7 @@ Test(env, template, .timeout = TIMEOUT, .init = cr_redirect_stderr)
 	setenv("FG_BOEHM_PRECLEAN", "off", 1);
 	setenv("FG_BOEHM_CHECK", "yes", 1);
 	setenv("FG_BOEHM_AUTO_LOG", "true", 1);
+	setenv("FG_BOEHM_AUTO_PRICE", "250", 1);
 	c.name = "test";
 	cr_assert_eq(fga_config_env(&c, "FG_BOEHM"), 0);
 	cr_assert_eq(c.twin_cap_pct, 25);
@@ -411,6 +412,8 @@ Test(env, template, .timeout = TIMEOUT, .init = cr_redirect_stderr)
 	cr_assert_eq(c.preclean, 0, "FG_BOEHM_PRECLEAN=off left it on");
 	cr_assert_eq(c.check, 1, "FG_BOEHM_CHECK=yes: %d", c.check);
 	cr_assert_eq(c.auto_log, 1, "FG_BOEHM_AUTO_LOG=true: %d", c.auto_log);
+	cr_assert_eq(c.auto_price_ps, 250, "FG_BOEHM_AUTO_PRICE=250: %u",
+		     c.auto_price_ps);
 	cr_assert(strstr(stderr_text(),
 			 "test: FG_BOEHM_TWINS=bogus: expected one of sticky, "
 			 "adaptive, hot, none; sticky it is"),
@@ -419,9 +422,15 @@ Test(env, template, .timeout = TIMEOUT, .init = cr_redirect_stderr)
 	c = (fga_config)FGA_CONFIG_INIT;
 	c.name = "test";
 	setenv("FG_BOEHM_EXEMPT", "2", 1);
+	setenv("FG_BOEHM_AUTO_PRICE", "6ns", 1);
+	c.auto_price_ps = 1234;
 	cr_assert_eq(fga_config_env(&c, "FG_BOEHM"), 0);
 	cr_assert_eq(c.exempt, 1);
-	cr_assert(strstr(stderr_text(), "FG_BOEHM_EXEMPT=2: expected a flag"),
+	cr_assert_eq(c.auto_price_ps, 1234, "a bad price keeps the caller's");
+	stderr_text();
+	cr_assert(strstr(errbuf, "FG_BOEHM_EXEMPT=2: expected a flag"),
+		  "stderr: %s", errbuf);
+	cr_assert(strstr(errbuf, "FG_BOEHM_AUTO_PRICE=6ns: expected a count"),
 		  "stderr: %s", errbuf);
 }
 

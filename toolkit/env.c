@@ -99,6 +99,9 @@ static const fg_env_var table[] = {
 	 "first; slow"},
 	{"FG_<ADAPTER>_AUTO_LOG", FG_ENV_FLAG, NULL, "0", ADAPTER,
 	 "FG_CARD=auto: print each judgement"},
+	{"FG_<ADAPTER>_AUTO_PRICE", FG_ENV_COUNT, NULL, "6000", ADAPTER,
+	 "FG_CARD=auto: what a byte not rescanned is worth against the "
+	 "twins' cost, in picoseconds; lower turns twins off sooner"},
 	{"FG_BOEHM_STATS", FG_ENV_FLAG, NULL, "0",
 	 "adapters/boehm (libgc.so.1)",
 	 "1: a summary of the adapter's work on stderr at exit"},

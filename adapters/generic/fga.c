@@ -59,7 +59,7 @@
 
 /* FGA_CARD_AUTO's judge (see auto_judge). */
 #define AUTO_WINDOW 3
-#define AUTO_NS_PER_BYTE 6.0
+#define AUTO_PRICE_PS 6000       /* a saved byte: 6 ns (fga_config) */
 #define AUTO_EVIDENCE_NS 4e6   /* of twin work before a window is judged, */
 			       /* unless it pushed a heap's worth of pages */
 #define AUTO_WINDOW_NS 64e6    /* of twin work: a paying window closes, */
@@ -376,6 +376,12 @@ int fga_config_env(fga_config *c, const char *prefix)
 		c->check = (int)v.index;
 	if (env(c, prefix, "AUTO_LOG", &v, c->auto_log ? "1" : "0"))
 		c->auto_log = (int)v.index;
+	snprintf(keep, sizeof keep, "%u",
+		 c->auto_price_ps ? c->auto_price_ps : AUTO_PRICE_PS);
+	if (env(c, prefix, "AUTO_PRICE", &v, keep))
+		c->auto_price_ps = v.count > 1000000000 ? 1000000000
+				   : v.count	    ? (unsigned)v.count
+						    : AUTO_PRICE_PS;
 	return 0;
 }
 
@@ -954,7 +960,8 @@ static void check_lines(fga *f, int peek)
  *    over a large heap has made many collections.
  *  - Otherwise weigh what the twins cost (the toolkit's time comparing
  *    and taking them) against what their lines saved, at
- *    AUTO_NS_PER_BYTE each.  That price leans towards keeping line
+ *    fga_config.auto_price_ps each, by default AUTO_PRICE_PS, 6 ns.
+ *    That price leans towards keeping line
  *    digests on, because the two mistakes are not alike: twins kept
  *    where page cards would do cost GCBench about 5 %, twins turned off
  *    where they pay cost sparse-old and hash-heavy 1.1-1.4x page cards'
@@ -1089,7 +1096,9 @@ static void auto_judge(fga *f)
 		/* else more new twins than comparisons: memory being
 		 * filled, the copies an investment not used yet; the
 		 * window grows. */
-		if (saved * AUTO_NS_PER_BYTE < cost) {
+		if (saved * (f->c.auto_price_ps ? f->c.auto_price_ps
+						 : AUTO_PRICE_PS) / 1000 <
+		    cost) {
 			auto_log(f, &w, "off");
 			if (fg_set_twin_cap(f->t, 1, 0) == 0) {
 				f->auto_off = 1;

@@ -119,6 +119,11 @@ typedef struct fga_config {
 	 * eighth of the memory, a changed line missed with probability at
 	 * most 7 in 2^64 per comparison. */
 	int twin_form;
+	/* FGA_CARD_AUTO: what a byte the collector need not push again is
+	 * worth, in picoseconds, against the twins' cost; 0: 6000 (fga.c,
+	 * auto_judge, says why).  A collector whose marking costs more or
+	 * less a byte than Boehm's on Guile may set its own. */
+	unsigned auto_price_ps;
 } fga_config;
 
 enum fga_twin_form { FGA_TWIN_COPY = 0, FGA_TWIN_DIGEST };
@@ -132,7 +137,8 @@ enum fga_twin_form { FGA_TWIN_COPY = 0, FGA_TWIN_DIGEST };
 /* Read the adapter's knobs from the environment, PREFIX being e.g.
  * "FG_BOEHM": PREFIX_TWINS=sticky|adaptive|hot|none,
  * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_TWIN_FORM=copy|digest, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0, PREFIX_HOT=N,
- * PREFIX_CHECK=1|abort, PREFIX_AUTO_LOG=1: the toolkit's table's
+ * PREFIX_CHECK=1|abort, PREFIX_AUTO_LOG=1, PREFIX_AUTO_PRICE=PS: the
+ * toolkit's table's
  * templates FG_<ADAPTER>_*, with its grammars (fg.h: fg_env_get; a flag
  * is 1/yes/on/true or 0/no/off/false).  A bad value is reported on
  * stderr and c's value kept.  FG_BACKEND and FG_CARD are read by
