@@ -236,6 +236,21 @@ orc_region *orc_find(orc_region *r, size_t n, const void *addr)
 	return NULL;
 }
 
+/* "ADDR (KIND region BASE + OFFSET)" for a failure message, in buf. */
+static const char *where(orc_region *r, size_t n, uintptr_t a, char *buf,
+			 size_t len)
+{
+	orc_region *g = orc_find(r, n, (void *)a);
+
+	if (g)
+		snprintf(buf, len, "%#lx (%s region %p + %#lx)",
+			 (unsigned long)a, g->kind, (void *)g->base,
+			 (unsigned long)(a - (uintptr_t)g->base));
+	else
+		snprintf(buf, len, "%#lx (in no region)", (unsigned long)a);
+	return buf;
+}
+
 /* Lines of r overlapping [a, b), clipped to r. */
 static void line_span(const orc_region *r, uintptr_t a, uintptr_t b,
 		      size_t *lo, size_t *hi)
@@ -1079,7 +1094,7 @@ void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
 {
 	fg_backend_id id = fg_tracker_backend(t);
 	unsigned caps = fg_backend_caps(id);
-	char form[512], drain[256];
+	char form[512], drain[256], at[128];
 	int k, rc = 0, peeked = -1;
 	fg_stats s0, s1;
 
@@ -1108,19 +1123,13 @@ void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
 
 		for (size_t i = 0; i < n && !first; i++)
 			for (size_t l = 0; l < r[i].nlines && !first; l++)
-				if (r[i].reported[l / 64] >> (l % 64) & 1)
+				if (bit(r[i].reported, l))
 					first = (uintptr_t)r[i].base +
 						l * ORC_LINE;
 		cr_assert_fail("%s: nothing was written after the drain, yet "
 			       "the tracker still holds ranges (%s), the "
-			       "first at %#lx (%s region %p + %#lx)",
-			       ctx, drain, (unsigned long)first,
-			       orc_find(r, n, (void *)first)->kind,
-			       (void *)orc_find(r, n, (void *)first)->base,
-			       (unsigned long)(first -
-					       (uintptr_t)orc_find(
-						       r, n, (void *)first)
-						       ->base));
+			       "first at %s",
+			       ctx, drain, where(r, n, first, at, sizeof at));
 	}
 	s0 = orc_stats(t);
 	orc_snapshot(r, n);
@@ -1161,21 +1170,18 @@ void orc_quiet_epoch(fg_tracker *t, orc_region *r, size_t n, orc_rng *g,
 	} else {
 		uint64_t extra, missing;
 		uintptr_t first;
-		orc_region *x;
 
 		orc_exact_pages_at(r, n, *card, &extra, &missing, &first);
-		x = first ? orc_find(r, n, (void *)first) : r;
 		cr_assert(!extra && !missing,
 			  "%s card %zu: after a quiet epoch with 25 known "
 			  "changes, %" PRIu64 " cards reported beyond the "
 			  "written pages and %" PRIu64 " of them missing; "
-			  "first at %#lx (%s region %p + %#lx); %s; the "
+			  "first at %s; %s; the "
 			  "quiet collection: pages diffed %" PRIu64
 			  ", whole %" PRIu64 ", twins eager %" PRIu64
 			  " invalid %" PRIu64,
-			  ctx, *card, extra, missing, (unsigned long)first,
-			  x->kind, (void *)x->base,
-			  (unsigned long)(first - (uintptr_t)x->base), drain,
+			  ctx, *card, extra, missing,
+			  where(r, n, first, at, sizeof at), drain,
 			  s1.pages_diffed - s0.pages_diffed,
 			  s1.pages_whole - s0.pages_whole,
 			  s1.twins_eager - s0.twins_eager,
