@@ -1103,7 +1103,7 @@ static void auto_judge(fga *f)
 		 * a window that loses by less than AUTO_CLEAR times before
 		 * the collector pushed a heap's worth of pages: the window
 		 * grows.  Judged on a close loss, the twins of sparse-old's
-		 * build at the quick size went off in 5 runs of 16 (0.8-2.7
+		 * build at the quick size went off in 8 runs of 20 (0.8-2.7
 		 * MB saved against 13-20 ms), before the windows that earn
 		 * several times their cost. */
 	} else if (fs.pages_diffed - f->auto_diffed >=
