@@ -382,8 +382,7 @@ int fga_config_env(fga_config *c, const char *prefix)
 		 c->auto_price_ps ? c->auto_price_ps : AUTO_PRICE_PS);
 	if (env(c, prefix, "AUTO_PRICE", &v, keep))
 		c->auto_price_ps = v.count > 1000000000 ? 1000000000
-				   : v.count	    ? (unsigned)v.count
-						    : AUTO_PRICE_PS;
+							: (unsigned)v.count;
 	return 0;
 }
 
@@ -493,13 +492,13 @@ static int start_tracker(fga *f)
 	 * no twin for nine random writes in ten and see no saving.  Copies
 	 * start on trial. */
 	f->auto_digest = (o.twin_policy & FG_TWIN_DIGEST) != 0;
-	if (f->autocard && f->auto_digest) {
-		if (auto_cap(f, 1) == 0)
-			f->auto_full = 1;
-	} else if (f->autocard && auto_cap(f, 0) != 0) {
-		say(f, "FG_CARD=auto: cannot start the twins on trial (%s); "
-		       "they start under the full cap",
-		    fg_last_error_detail());
+	if (f->autocard) {
+		if (auto_cap(f, f->auto_digest) == 0)
+			f->auto_full = f->auto_digest;
+		else if (!f->auto_digest)
+			say(f, "FG_CARD=auto: cannot start the twins on trial "
+			       "(%s); they start under the full cap",
+			    fg_last_error_detail());
 	}
 	/* Backends that can leave pages out of a collection. */
 	f->exempt = (caps & FG_CAP_EXEMPT) && f->c.exempt;
