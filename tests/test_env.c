@@ -403,6 +403,7 @@ Test(env, template, .timeout = TIMEOUT, .init = cr_redirect_stderr)
 	setenv("FG_BOEHM_CHECK", "yes", 1);
 	setenv("FG_BOEHM_AUTO_LOG", "true", 1);
 	setenv("FG_BOEHM_AUTO_PRICE", "250", 1);
+	setenv("FG_BOEHM_HOLD", "80", 1);
 	c.name = "test";
 	cr_assert_eq(fga_config_env(&c, "FG_BOEHM"), 0);
 	cr_assert_eq(c.twin_cap_pct, 25);
@@ -414,6 +415,9 @@ Test(env, template, .timeout = TIMEOUT, .init = cr_redirect_stderr)
 	cr_assert_eq(c.auto_log, 1, "FG_BOEHM_AUTO_LOG=true: %d", c.auto_log);
 	cr_assert_eq(c.auto_price_ps, 250, "FG_BOEHM_AUTO_PRICE=250: %u",
 		     c.auto_price_ps);
+	cr_assert_eq(c.hold, 64, "FG_BOEHM_HOLD=80: %u lines, not the 64 "
+				 "a block has",
+		     c.hold);
 	cr_assert(strstr(stderr_text(),
 			 "test: FG_BOEHM_TWINS=bogus: expected one of sticky, "
 			 "adaptive, hot, none; sticky it is"),
@@ -423,15 +427,21 @@ Test(env, template, .timeout = TIMEOUT, .init = cr_redirect_stderr)
 	c.name = "test";
 	setenv("FG_BOEHM_EXEMPT", "2", 1);
 	setenv("FG_BOEHM_AUTO_PRICE", "6ns", 1);
+	setenv("FG_BOEHM_HOLD", "-3", 1);
 	c.auto_price_ps = 1234;
+	c.hold = 32;
 	cr_assert_eq(fga_config_env(&c, "FG_BOEHM"), 0);
 	cr_assert_eq(c.exempt, 1);
 	cr_assert_eq(c.auto_price_ps, 1234, "a bad price keeps the caller's");
+	cr_assert_eq(c.hold, 32, "a bad FG_BOEHM_HOLD keeps the caller's");
 	stderr_text();
 	cr_assert(strstr(errbuf, "FG_BOEHM_EXEMPT=2: expected a flag"),
 		  "stderr: %s", errbuf);
 	cr_assert(strstr(errbuf, "FG_BOEHM_AUTO_PRICE=6ns: expected a count"),
 		  "stderr: %s", errbuf);
+	cr_assert(strstr(errbuf, "FG_BOEHM_HOLD=-3: expected a count"),
+		  "stderr: %s", errbuf);
+	unsetenv("FG_BOEHM_HOLD");
 }
 
 Test(env, known, .timeout = TIMEOUT)

@@ -56,6 +56,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -625,6 +626,66 @@ Test(fga, sections, .timeout = 60)
 	check_visits(h.f, h.sect, 2);
 	cr_assert_eq(h.missed, 0);
 	heap_free(&h);
+}
+
+/* fga_hold_lines: config.hold only where lines are read finer than a
+ * page (64-byte cards with twins), never at page cards, nor without
+ * twins (mprotect reads a written page whole); 0 for no instance.
+ * (Auto with its twins off is page cards: fga.c returns 0 there too,
+ * which this test does not reach.) */
+static unsigned hold_of(fg_backend_id id, size_t card, unsigned hold)
+{
+	fga_config c = FGA_CONFIG_INIT;
+	unsigned n;
+	fga *f;
+
+	c.name = "hold";
+	c.block = BLOCK;
+	c.backend = fg_backend_name(id);
+	c.card = card;
+	c.hold = hold;
+	cr_assert_eq(fga_create(&c, &f), 0, "fga_create(%s, card %zu): %s",
+		     c.backend, card, fga_last_error(NULL));
+	n = fga_hold_lines(f);
+	fga_destroy(f);
+	return n;
+}
+
+Test(fga, hold_lines, .timeout = 30)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	ORC_REQUIRE_BACKEND(FG_BACKEND_UFFD_ASYNC);
+	cr_assert_eq(hold_of(FG_BACKEND_UFFD_ASYNC, 64, 32), 32);
+	cr_assert_eq(hold_of(FG_BACKEND_UFFD_ASYNC, 64, 0), 0);
+	cr_assert_eq(hold_of(FG_BACKEND_UFFD_ASYNC, page, 32), 0,
+		     "page cards: nothing to keep clean below a page");
+	cr_assert_eq(hold_of(FG_BACKEND_UFFD_SYNC, 64, 40), 40);
+	cr_assert_eq(hold_of(FG_BACKEND_MPROTECT, 64, 32), 0,
+		     "mprotect has no twins: its written pages read whole");
+	cr_assert_eq(fga_hold_lines(NULL), 0);
+}
+
+/* A caller built before fga_config.hold: its smaller config is taken,
+ * hold reading as 0. */
+Test(fga, config_before_hold, .timeout = 30)
+{
+	fga_config c = FGA_CONFIG_INIT;
+	fga *f;
+
+	ORC_REQUIRE_BACKEND(FG_BACKEND_UFFD_ASYNC);
+	c.block = BLOCK;
+	c.backend = "uffd-async";
+	c.card = 64;
+	c.hold = 32;
+	c.size = offsetof(fga_config, hold);
+	cr_assert_eq(fga_create(&c, &f), 0, "%s", fga_last_error(NULL));
+	cr_assert_eq(fga_hold_lines(f), 0, "hold came from past the size");
+	fga_destroy(f);
+	c.size = sizeof c;
+	cr_assert_eq(fga_create(&c, &f), 0, "%s", fga_last_error(NULL));
+	cr_assert_eq(fga_hold_lines(f), 32);
+	fga_destroy(f);
 }
 
 Test(fga, bad_input, .timeout = 30)

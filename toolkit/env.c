@@ -99,6 +99,10 @@ static const fg_env_var table[] = {
 	 "first; slow"},
 	{"FG_<ADAPTER>_AUTO_LOG", FG_ENV_FLAG, NULL, "0", ADAPTER,
 	 "FG_CARD=auto: print each judgement"},
+	{"FG_<ADAPTER>_HOLD", FG_ENV_COUNT, NULL, "0", ADAPTER,
+	 "cards below a page, twins on: leave unswept a block of small "
+	 "objects whose live objects overlap N of its 64 lines or more "
+	 "(1-64; 0: never); fewer lines to rescan, more memory"},
 	{"FG_<ADAPTER>_AUTO_PRICE", FG_ENV_COUNT, NULL, "6000", ADAPTER,
 	 "FG_CARD=auto: what a byte not rescanned is worth against the "
 	 "twins' cost, in picoseconds; lower turns twins off sooner"},

@@ -21,6 +21,9 @@
  *   remove_protection(...)    fga_blocks_reused
  *   update_child()            fga_fork_child
  *   protection_needs()        fga_protects
+ *   hold_lines()              fga_hold_lines (patch 3: the sweep leaves
+ *                             blocks alone whose live objects sit in
+ *                             most of their lines; FG_BOEHM_HOLD)
  *
  * One thing is outside any dirty bit: a mark procedure may mark from
  * memory the tracker does not watch.  Guile's threads are heap objects
@@ -154,11 +157,19 @@ static void GC_CALLBACK vdb_update_child(void)
 	fga_fork_child(B.f);
 }
 
+/* Patch 3: the sweep leaves blocks alone whose live objects sit in most
+ * of their lines (FG_BOEHM_HOLD, off by default). */
+static unsigned GC_CALLBACK vdb_hold_lines(void)
+{
+	return fga_hold_lines(B.f);
+}
+
 static const struct GC_external_vdb_s vdb = {
 	GC_EXTERNAL_VDB_VERSION, vdb_dirty_init,	vdb_add_heap,
 	vdb_read_dirty,		 vdb_block_dirty_lines, vdb_remove_protection,
 	vdb_concurrent_mark,	 vdb_update_child,	vdb_protection_needs,
 	vdb_pre_stop_world,	 vdb_finish_collection, vdb_free_blocks,
+	vdb_hold_lines,
 };
 
 /* FG_BOEHM_STATS=1: a summary on stderr at exit. */

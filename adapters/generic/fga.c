@@ -47,6 +47,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -378,6 +379,9 @@ int fga_config_env(fga_config *c, const char *prefix)
 		c->check = (int)v.index;
 	if (env(c, prefix, "AUTO_LOG", &v, c->auto_log ? "1" : "0"))
 		c->auto_log = (int)v.index;
+	snprintf(keep, sizeof keep, "%u", c->hold);
+	if (env(c, prefix, "HOLD", &v, keep))
+		c->hold = v.count > 64 ? 64 : (unsigned)v.count;
 	snprintf(keep, sizeof keep, "%u",
 		 c->auto_price_ps ? c->auto_price_ps : AUTO_PRICE_PS);
 	if (env(c, prefix, "AUTO_PRICE", &v, keep))
@@ -516,13 +520,16 @@ int fga_create(const fga_config *c, fga **out)
 	fga *f;
 	int rc;
 
-	if (!c || !out || c->size < sizeof *c)
+	/* A caller built before fga_config.hold passes a smaller config:
+	 * the fields it does not know are 0 (their defaults). */
+	if (!c || !out || c->size < offsetof(fga_config, hold))
 		return -EINVAL;
 	*out = NULL;
 	f = calloc(1, sizeof *f);
 	if (!f)
 		return -ENOMEM;
-	f->c = *c;
+	memcpy(&f->c, c, c->size < sizeof *c ? c->size : sizeof *c);
+	f->c.size = sizeof f->c;
 	snprintf(f->name, sizeof f->name, "%s",
 		 c->name ? c->name : "fgvm adapter");
 	f->c.name = f->name;
@@ -1530,6 +1537,18 @@ const char *fga_backend(const fga *f)
 size_t fga_card_size(const fga *f)
 {
 	return f && f->t ? fg_card_size(f->t) : 0;
+}
+
+unsigned fga_hold_lines(const fga *f)
+{
+	unsigned caps;
+
+	if (!f || !f->t || !f->c.hold || !f->diff ||
+	    (f->autocard && f->auto_off))
+		return 0;
+	caps = fg_tracker_caps(f->t);
+	return caps & (FG_CAP_COLLECT_TWINS | FG_CAP_HOOK_TWINS) ? f->c.hold
+								 : 0;
 }
 
 int fga_card_auto(const fga *f)

@@ -124,6 +124,13 @@ typedef struct fga_config {
 	 * auto_judge, says why).  A collector whose marking costs more or
 	 * less a byte than Boehm's on Guile may set its own. */
 	unsigned auto_price_ps;
+	/* Below page-sized cards, while the twins are on: a block of
+	 * objects under one line whose live objects overlap this many of
+	 * its 64 lines or more is better left unswept until the next
+	 * collection (fga_hold_lines); 0: never (the default). */
+	unsigned hold;
+	/* New fields go here, at the end: fga_create takes a config as
+	 * small as one ending before hold (its later fields read as 0). */
 } fga_config;
 
 enum fga_twin_form { FGA_TWIN_COPY = 0, FGA_TWIN_DIGEST };
@@ -136,7 +143,7 @@ enum fga_twin_form { FGA_TWIN_COPY = 0, FGA_TWIN_DIGEST };
 
 /* Read the adapter's knobs from the environment, PREFIX being e.g.
  * "FG_BOEHM": PREFIX_TWINS=sticky|adaptive|hot|none,
- * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_TWIN_FORM=copy|digest, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0, PREFIX_HOT=N,
+ * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_TWIN_FORM=copy|digest, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0, PREFIX_HOT=N, PREFIX_HOLD=N,
  * PREFIX_CHECK=1|abort, PREFIX_AUTO_LOG=1, PREFIX_AUTO_PRICE=PS: the
  * toolkit's table's
  * templates FG_<ADAPTER>_*, with its grammars (fg.h: fg_env_get; a flag
@@ -232,6 +239,14 @@ FGA_API size_t fga_block_size(const fga *f);
  * Under FGA_CARD_AUTO it ends auto's choice: the twins are then as at
  * that size from the start. */
 FGA_API int fga_set_card_size(fga *f, size_t bytes);
+/* For the collector's sweep, once a collection: config.hold while lines
+ * are read finer than a page (DIFF with twins on; not FGA_CARD_AUTO with
+ * its twins off, not mprotect's whole pages), else 0.  A block of small
+ * objects whose live objects overlap that many of its 64 lines or more
+ * is then not swept for reuse until the next collection: its free slots
+ * would be filled by new objects, each making a line of old ones dirty,
+ * to be rescanned.  Memory for fewer pushes: off by default. */
+FGA_API unsigned fga_hold_lines(const fga *f);
 /* The instance's last error; NULL: why the calling thread's last
  * fga_create failed. */
 FGA_API const char *fga_last_error(const fga *f);

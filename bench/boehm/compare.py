@@ -14,7 +14,9 @@ Variants:
 and, only when named with --variants, fg-64-copy (twins as page copies:
 FG_BOEHM_TWIN_FORM=copy), fg-256 (FG_CARD=256), fg-page-sync and fg-64-sync (the same
 with FG_BACKEND=uffd-sync) and fg-page-noexempt and fg-64-noexempt (the same
-with FG_BOEHM_EXEMPT=0: free and young blocks watched). The fg-* variants run only when
+with FG_BOEHM_EXEMPT=0: free and young blocks watched), fg-64-hold and fg-auto-hold
+(the same with FG_BOEHM_HOLD=32: the sweep holds back blocks whose live
+objects sit in 32 of their 64 lines or more). The fg-* variants run only when
 adapters/boehm/lib/libgc.so.1 exists.
 
 Writes bench/out/boehm.json (every run, with its pauses, and the summary)
@@ -69,6 +71,11 @@ VARIANTS = {
     # Sticky twins only where they pay (FG_TWIN_ADAPTIVE).
     "fg-64-adaptive": {"FG_CARD": "64", "FG_BOEHM_TWINS": "adaptive"},
     "fg-256-adaptive": {"FG_CARD": "256", "FG_BOEHM_TWINS": "adaptive"},
+    # Blocks whose live objects sit in most of their lines left unswept
+    # for a collection (patch 3), so that new objects do not make their
+    # lines dirty: fewer lines to rescan, more memory.
+    "fg-64-hold": {"FG_CARD": "64", "FG_BOEHM_HOLD": "32"},
+    "fg-auto-hold": {"FG_CARD": "auto", "FG_BOEHM_HOLD": "32"},
 }
 DEFAULT_VARIANTS = ["stock", "fg-page", "fg-64", "fg-auto"]
 
