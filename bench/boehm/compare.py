@@ -425,7 +425,7 @@ def guile_compare(variants, reps, scale, timeout):
     print("\n== guile %s gc-heavy.scm %d, GC_ENABLE_INCREMENTAL=1 (medians;"
           " pauses from GC_PRINT_STATS) ==" % (os.path.basename(guile),
                                                scale))
-    print("variant   wall ms  pauses  mean ms  max ms  wall/st  pause/st"
+    print("variant       wall ms  pauses  mean ms  max ms  wall/st  pause/st"
           "  output")
     summary = {}
     for v, r in rows.items():
@@ -435,7 +435,7 @@ def guile_compare(variants, reps, scale, timeout):
                       "pause_max_ms": med(r["pause_max_ms"]),
                       "pauses": med(r["pauses"]), "rc": r["rc"],
                       "output_identical_to_stock": same}
-        print("%-8s %8.0f %7d %8.2f %7.2f %8.2f %9.2f  %s" % (
+        print("%-12s %8.0f %7d %8.2f %7.2f %8.2f %9.2f  %s" % (
             v, w, med(r["pauses"]), m, med(r["pause_max_ms"]),
             w / med(base["wall_ms"]),
             m / med(base["pause_mean_ms"]) if med(base["pause_mean_ms"])
