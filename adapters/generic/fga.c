@@ -97,6 +97,15 @@ struct sect {
 	int tracked;	  /* registered with the tracker */
 };
 
+/* FGA_CARD_AUTO: the counters a window is measured from (auto_judge). */
+struct auto_mark {
+	unsigned long long ns;	     /* the tracker's diff_ns */
+	unsigned long long res;	     /* config.rescanned() */
+	unsigned long long page;     /* config.rescanned_page() */
+	unsigned long long compared; /* the tracker's pages_diffed */
+	unsigned long long lines;    /* the tracker's lines_changed */
+};
+
 struct fga {
 	fga_config c;		  /* as created (name copied) */
 	char name[64];
@@ -141,10 +150,8 @@ struct fga {
 	int auto_digest;	  /* line digests: no trial, the full cap */
 	unsigned long auto_next;  /* retrieval of the next judgement */
 	unsigned long auto_wait;  /* retrievals the next off period lasts */
-	unsigned long long auto_ns, auto_res, auto_page; /* window start */
-	unsigned long long auto_diffed, auto_copied;
-	unsigned long long auto_compared; /* pages_diffed at window start */
-	unsigned long long auto_lines;	  /* lines_changed at window start */
+	struct auto_mark win;	  /* the counters at the window's start */
+	unsigned long long auto_diffed, auto_copied; /* at the last judge */
 	unsigned auto_unjudged;	  /* windows in a row not judged */
 	char err[256];
 };
@@ -1050,6 +1057,7 @@ static void auto_judge(fga *f)
 	int restart = 0, sparse, trial = !f->auto_off && !f->auto_full;
 	long ps = sysconf(_SC_PAGESIZE);
 	double saved, cost, value, unchanged;
+	struct auto_mark now;
 	struct auto_window w;
 
 	/* On trial the sparse test runs at every retrieval. */
@@ -1058,21 +1066,23 @@ static void auto_judge(fga *f)
 		return;
 	res = f->c.rescanned(f->c.ctx);
 	page = f->c.rescanned_page(f->c.ctx);
-	saved = (double)(page - f->auto_page) - (double)(res - f->auto_res);
-	cost = (double)(fs.diff_ns - f->auto_ns);
+	now = (struct auto_mark){fs.diff_ns, res, page, fs.pages_diffed,
+				 fs.lines_changed};
+	saved = (double)(page - f->win.page) - (double)(res - f->win.res);
+	cost = (double)(fs.diff_ns - f->win.ns);
 	value = saved * f->c.auto_price_ps / 1000; /* ns, as cost */
-	compared = fs.pages_diffed - f->auto_compared;
+	compared = fs.pages_diffed - f->win.compared;
 	enough = fs.twin_cap_bytes / (unsigned long)ps + 1;
 	if (enough > AUTO_MIN_COMPARED)
 		enough = AUTO_MIN_COMPARED;
-	unchanged = compared ? 1 - (double)(fs.lines_changed - f->auto_lines) /
+	unchanged = compared ? 1 - (double)(fs.lines_changed - f->win.lines) /
 					   ((double)compared * (double)ps / 64)
 			     : 0;
 	sparse = compared >= enough &&
 		 unchanged >= (f->auto_full ? AUTO_SPARSE_STAY : AUTO_SPARSE);
 	if (n < f->auto_next && !sparse)
 		return;
-	w = (struct auto_window){n, saved, page - f->auto_page, compared,
+	w = (struct auto_window){n, saved, page - f->win.page, compared,
 				 unchanged, cost / 1e6};
 	if (f->auto_off) {
 		if (auto_cap(f, f->auto_digest) == 0) {
@@ -1094,13 +1104,13 @@ static void auto_judge(fga *f)
 	} else if (f->auto_warm) {
 		f->auto_warm = 0;
 		restart = 1;
-	} else if (page == f->auto_page) {
+	} else if (page == f->win.page) {
 		/* Nothing rescanned in the window, at any precision (the
 		 * collector has not used the dirty lines yet: a program
 		 * building its heap): no evidence either way, the window
 		 * grows.  Judged on it, twins went off for good in
 		 * sparse-old's build. */
-	} else if (page - f->auto_page < fs.tracked_bytes &&
+	} else if (page - f->win.page < fs.tracked_bytes &&
 		   cost < AUTO_WINDOW_NS &&
 		   (cost < AUTO_EVIDENCE_NS ||
 		    (value < cost && value * AUTO_CLEAR >= cost))) {
@@ -1137,7 +1147,7 @@ static void auto_judge(fga *f)
 			 * that rescans little must not undo what its next
 			 * one earns (the Guile set, bench/RESULTS.md). */
 			if (cost >= AUTO_WINDOW_NS ||
-			    page - f->auto_page >=
+			    page - f->win.page >=
 				    AUTO_WINDOW_HEAPS * fs.tracked_bytes)
 				restart = 2;
 			f->auto_unjudged = 0;
@@ -1148,18 +1158,14 @@ static void auto_judge(fga *f)
 		 * carries a stretch that rescans little (sparse-old's 28th
 		 * retrieval: 0.4 MB saved against 11 ms, between windows
 		 * of tens of MB). */
-		f->auto_ns += (fs.diff_ns - f->auto_ns) / 2;
-		f->auto_res += (res - f->auto_res) / 2;
-		f->auto_page += (page - f->auto_page) / 2;
-		f->auto_compared += (fs.pages_diffed - f->auto_compared) / 2;
-		f->auto_lines += (fs.lines_changed - f->auto_lines) / 2;
+		f->win.ns += (now.ns - f->win.ns) / 2;
+		f->win.res += (now.res - f->win.res) / 2;
+		f->win.page += (now.page - f->win.page) / 2;
+		f->win.compared += (now.compared - f->win.compared) / 2;
+		f->win.lines += (now.lines - f->win.lines) / 2;
 	} else if (restart) {
 		f->auto_unjudged = 0;
-		f->auto_ns = fs.diff_ns;
-		f->auto_res = res;
-		f->auto_page = page;
-		f->auto_compared = fs.pages_diffed;
-		f->auto_lines = fs.lines_changed;
+		f->win = now;
 	}
 	if (!f->auto_off)
 		f->auto_next = n + AUTO_WINDOW;
