@@ -65,11 +65,18 @@
  *       fg_expect_writes: announced pages, written or not, by stores or
  *       by the kernel unannounced, read as written and are compared with
  *       their twins (no page whole after the first epoch).
+ *   twinless
+ *       fg_set_twinless: pages made twinless compare once more with the
+ *       twin they hold, then read whole whenever written, on every
+ *       backend (neither hook nor sticky twins taken); made twinful
+ *       again they are twinned at their next report and exact after
+ *       it.  Then random runs switched either way among sparse stores,
+ *       restores and kernel writes: 0 misses throughout.
  *   options (once)
  *       FG_TWINS=sticky|hot|adaptive, FG_OPT_NO_ENV, bad values, an
  *       options struct from before twin_policy existed, twin_cap_pct.
- *   sparse, sparse_cmix, dormant, fork_scenario, threads, hooks, expect
- *   _digest
+ *   sparse, sparse_cmix, dormant, fork_scenario, threads, hooks, expect,
+ *   twinless _digest
  *       the same with FG_TWIN_DIGEST (twins are line digests): the same
  *       checks, exactness included; skipped where no twins are taken.
  *   sparse, dormant, fork_scenario, threads, hooks _adaptive
@@ -1024,6 +1031,117 @@ static void expect(fg_backend_id id)
 
 PER_BACKEND(expect)
 ORC_DIGEST(PER_BACKEND, expect)
+
+/* fg_set_twinless (the Boehm adapter's pointer-free blocks). */
+#define TWINLESS_PAGES 16
+
+/* The pages read whole by the collection ssched_check makes. */
+static uint64_t whole_in_check(ssched *s)
+{
+	uint64_t w0 = orc_stats(s->b.t).pages_whole;
+
+	ssched_check(s, s->b.epoch % 2 ? ORC_BITMAP : ORC_ITER, 0);
+	return orc_stats(s->b.t).pages_whole - w0;
+}
+
+static void twinless_set(ssched *s, uint8_t *p, size_t len, int on)
+{
+	int rc = fg_set_twinless(s->b.t, p, len, on);
+
+	cr_assert_eq(rc, 0, "%s: fg_set_twinless(%d): %s (%s)",
+		     orc_where(&s->b), on, fg_strerror(rc),
+		     fg_last_error_detail());
+}
+
+static void twinless(fg_backend_id id)
+{
+	orc_region r[3];
+	fg_tracker *t;
+	/* A cap for every page: only twinless pages may read whole. */
+	ssched *s = ssched_start(id, 64, 1 * MiB, r, 256 * KiB, "twinless",
+				 &t);
+	size_t n = s->b.r[0].len / orc_page();
+	bool twins = orc_twinning(id) || orc_twin_hook(id);
+	uint64_t w;
+	uint8_t dummy[64];
+
+	if (n > TWINLESS_PAGES)
+		n = TWINLESS_PAGES;
+	cr_assert_geq(n, 4, "region 0 has %zu pages", n);
+	cr_assert_eq(fg_set_twinless(t, dummy, sizeof dummy, 1), -FG_ENOTREG);
+	fill_epoch(s);
+	store8(s, s->b.r[0].base);
+	(void)whole_in_check(s); /* every page twinned and compared once */
+	/* Made twinless, written: compared with the twin they hold. */
+	twinless_set(s, s->b.r[0].base + 8, n * orc_page() - 16, 1);
+	for (size_t i = 0; i < n; i++)
+		store8(s, s->b.r[0].base + i * orc_page() + 64 * (i % 60));
+	w = whole_in_check(s);
+	if (twins)
+		cr_assert_eq(w, 0, "%s: %" PRIu64 " pages whole where every "
+			     "written page still held a twin",
+			     orc_where(&s->b), w);
+	/* Written again: no twin now, whole. */
+	for (size_t i = 0; i < n; i++)
+		store8(s, s->b.r[0].base + i * orc_page() + 64 * (i % 60));
+	w = whole_in_check(s);
+	cr_assert_eq(w, twins ? n : w, "%s: %" PRIu64 " pages whole, want the "
+		     "%zu twinless ones",
+		     orc_where(&s->b), w, n);
+	/* Twinful again: whole once where twins are taken at collection
+	 * (no twin yet), twinned at that report, exact after it; with hook
+	 * twins (uffd-sync) the first write takes one. */
+	twinless_set(s, s->b.r[0].base, n * orc_page(), 0);
+	for (size_t i = 0; i < n; i++)
+		store8(s, s->b.r[0].base + i * orc_page() + 64 * (i % 60));
+	w = whole_in_check(s);
+	cr_assert_eq(w, orc_twin_hook(id) ? 0 : twins ? n : w,
+		     "%s: %" PRIu64 " pages whole, want %zu (no twin yet)",
+		     orc_where(&s->b), w, orc_twin_hook(id) ? 0 : n);
+	for (size_t i = 0; i < n; i++)
+		store8(s, s->b.r[0].base + i * orc_page() + 64 * (i % 60));
+	w = whole_in_check(s);
+	if (twins)
+		cr_assert_eq(w, 0, "%s: %" PRIu64 " pages whole after they were "
+			     "twinned again",
+			     orc_where(&s->b), w);
+	/* Random runs switched either way, among everything else. */
+	while (s->b.epoch < 60) {
+		for (unsigned k = 0; k < 4; k++) {
+			uint8_t *p = orc_page_of(orc_anywhere(&s->b));
+			orc_region *g = orc_find(s->b.r, s->b.n, p);
+			size_t np = 1 + orc_below(&s->b.g, 4);
+
+			if (p + np * orc_page() > g->base + g->len)
+				np = (size_t)(g->base + g->len - p) / orc_page();
+			twinless_set(s, p, np * orc_page(),
+				     orc_below(&s->b.g, 3) != 0);
+			if (orc_below(&s->b.g, 4) == 0) {
+				size_t len = 8 + orc_below(&s->b.g, 200);
+
+				orc_kernel_write(&s->b,
+					(orc_kop)orc_below(&s->b.g,
+							   ORC_K_COUNT),
+					false, p + orc_below(&s->b.g,
+						orc_page() - len), len);
+			} else {
+				store8(s, p + orc_below(&s->b.g,
+						np * orc_page() / 8) * 8);
+				if (orc_below(&s->b.g, 3) == 0)
+					restore_line(s, p);
+			}
+		}
+		sparse_epoch(s, (unsigned)orc_below(&s->b.g, 30));
+		(void)whole_in_check(s);
+	}
+	fprintf(stderr, "twinless %-10s: seed=%" PRIu64 " %u epochs, "
+		"missed=0\n",
+		orc_bname(id), s->b.seed, s->b.epoch);
+	ssched_end(s);
+}
+
+PER_BACKEND(twinless)
+ORC_DIGEST(PER_BACKEND, twinless)
 
 /* FG_TWIN_FULL_DECLINE (fg_set_twin_full; FG_CARD=auto's trial): a cap of
  * 32 pages for 256.  A sample of SAMPLE pages is written first (twinned:

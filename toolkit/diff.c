@@ -449,14 +449,23 @@ static fg_region *diff_lookup(fg_impl *t, uintptr_t page)
 	return NULL;
 }
 
+/* fg_set_twinless: page p of r gets no twin. */
+static bool twinless(const fg_region *r, size_t p)
+{
+	return r->twinless &&
+	       (atomic_load_explicit(&r->twinless[p / 64],
+				     memory_order_relaxed) >>
+		(p % 64)) & 1;
+}
+
 void fg_diff_first_write(void *page, void *arg)
 {
 	fg_impl *t = arg;
 	fg_region *r = diff_lookup(t, (uintptr_t)page);
 	uint32_t epoch = r ? atomic_load(&r->twins->epoch) : 0;
+	size_t p = r ? ((uintptr_t)page - r->base) / fg_page_size : 0;
 
-	if (r && twin_take(t, r, ((uintptr_t)page - r->base) / fg_page_size,
-			   epoch & 1, epoch, true))
+	if (r && !twinless(r, p) && twin_take(t, r, p, epoch & 1, epoch, true))
 		atomic_fetch_add_explicit(&t->diff.twins_hook, 1,
 					  memory_order_relaxed);
 	if (t->diff.user_hook)
@@ -686,7 +695,7 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 			bool hot = prev + 1 == closed;
 			unsigned held = twins_hold(t, w, p, closed);
 			unsigned changed = 0, s = 2;
-			bool sticky = false, kept = false;
+			bool sticky = false, kept = false, none;
 			uint64_t mask;
 
 			if (held) {
@@ -710,8 +719,11 @@ int fg_diff_refine(fg_impl *t, fg_region *r, uint32_t closed,
 				w->last_dirty[p] = closed;
 			else
 				hot = false;
-			hot = hot && t->diff.eager;
-			if (!hot && t->diff.sticky)
+			/* A twinless page keeps no twin: neither eager nor
+			 * sticky, its held ones released below. */
+			none = twinless(r, p);
+			hot = hot && t->diff.eager && !none;
+			if (!hot && t->diff.sticky && !none)
 				sticky = sticky_pays(t, w, p, closed, prev,
 						     held, changed);
 			/* A page twinned again keeps its twin, refreshed,

@@ -91,9 +91,9 @@ extern "C" {
 #endif
 
 #define FG_VERSION_MAJOR 0
-#define FG_VERSION_MINOR 8
+#define FG_VERSION_MINOR 9
 #define FG_VERSION_PATCH 0
-#define FG_VERSION_STRING "0.8.0"
+#define FG_VERSION_STRING "0.9.0"
 /* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
  * signature or a public struct's layout changes incompatibly; public structs
  * that may grow carry their own size as first member. */
@@ -534,6 +534,19 @@ FG_API int fg_io_end(fg_tracker *t, int io);
  * contents).  Returns 0, or -FG_ENOTREG, -ENOMEM. */
 FG_API int fg_set_exempt(fg_tracker *t, void *addr, size_t len,
 			 int exempt);
+
+/* DIFF precision, since 0.9: the pages of [addr, addr+len) (rounded out to
+ * pages, within one registered region) get no twin while twinless != 0,
+ * for memory whose cards the caller never reads (a collector's blocks of
+ * pointer-free objects).  They are watched as before; written, each reads
+ * whole (every card), as at page precision, and no copy or digest of it
+ * is taken, kept or compared.  A twin a page already holds is compared
+ * at its next report and then dropped.  With twinless == 0 the pages may
+ * get twins again from the next collection on.  Without DIFF, a no-op.
+ * Sound either way: a page without a twin never reads clean when
+ * written.  Returns 0, or -FG_ENOTREG, -ENOMEM. */
+FG_API int fg_set_twinless(fg_tracker *t, void *addr, size_t len,
+			   int twinless);
 
 /* A dirty range: card-aligned, clipped to its region. */
 typedef struct fg_range {

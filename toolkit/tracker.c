@@ -383,6 +383,8 @@ static void region_release(fg_impl *t, fg_region *r, bool child)
 	fg_diff_region_fini(t, r);
 	if (r->exempt)
 		munmap(r->exempt, exempt_bytes(r));
+	if (r->twinless)
+		munmap((void *)r->twinless, exempt_bytes(r));
 	if (r->forced)
 		munmap(r->forced, exempt_bytes(r));
 	registry_del(r->base);
@@ -977,6 +979,52 @@ int fg_set_exempt(fg_tracker *h, void *addr, size_t len, int exempt)
 			*w &= ~bit;
 			r->nexempt--;
 		}
+	}
+out:
+	leave(t);
+	return rc;
+}
+
+int fg_set_twinless(fg_tracker *h, void *addr, size_t len, int twinless)
+{
+	uintptr_t a = (uintptr_t)addr;
+	size_t first, last;
+	fg_impl *t;
+	fg_region *r;
+	int rc = enter_range(h, a, len, &t, &r);
+
+	if (rc)
+		return rc;
+	if (!r->twins)
+		goto out; /* no DIFF: no twins to leave out */
+	if (!r->twinless) {
+		void *m;
+
+		if (!twinless)
+			goto out;
+		/* mmap, no malloc: a collector may call this with other
+		 * threads stopped. */
+		m = mmap(NULL, exempt_bytes(r), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED) {
+			rc = fg_fail(-ENOMEM, "fg_set_twinless: no memory for "
+				     "the bitmap of a %zu-page region",
+				     r->npages);
+			goto out;
+		}
+		r->twinless = m;
+	}
+	first = (a - r->base) / fg_page_size;
+	last = (a + len - r->base + fg_page_size - 1) / fg_page_size;
+	for (size_t p = first; p < last; p++) {
+		uint64_t bit = (uint64_t)1 << (p % 64);
+
+		if (twinless)
+			atomic_fetch_or_explicit(&r->twinless[p / 64], bit,
+						 memory_order_relaxed);
+		else
+			atomic_fetch_and_explicit(&r->twinless[p / 64], ~bit,
+						  memory_order_relaxed);
 	}
 out:
 	leave(t);

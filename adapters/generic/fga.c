@@ -1412,6 +1412,14 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 {
 	if (!f || !f->t)
 		return;
+	/* The collector never reads the lines of a pointer-free block: no
+	 * twin (copy or digest) is kept for it, memory and comparisons
+	 * saved; written, it reads whole.  A block handed out again with
+	 * pointers may have twins again. */
+	if (f->diff && (flags & FGA_BLOCK_PTRFREE))
+		(void)fg_set_twinless(f->t, h, bytes, 1);
+	else if (f->diff && (flags & FGA_BLOCK_NEW))
+		(void)fg_set_twinless(f->t, h, bytes, 0);
 	/* Fresh blocks (no live object in them) are about to be filled:
 	 * un-protect them at once, one system call instead of a fault per
 	 * page, and let them read dirty (their objects are unmarked, so
