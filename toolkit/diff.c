@@ -450,11 +450,13 @@ static fg_region *diff_lookup(fg_impl *t, uintptr_t page)
 }
 
 /* fg_set_twinless: page p of r gets no twin. */
-static bool twinless(const fg_region *r, size_t p)
+static bool twinless(fg_region *r, size_t p)
 {
-	return r->twinless &&
-	       (atomic_load_explicit(&r->twinless[p / 64],
-				     memory_order_relaxed) >>
+	_Atomic(uint64_t) *bits =
+		atomic_load_explicit(&r->twinless, memory_order_acquire);
+
+	return bits &&
+	       (atomic_load_explicit(&bits[p / 64], memory_order_relaxed) >>
 		(p % 64)) & 1;
 }
 

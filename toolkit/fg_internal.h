@@ -74,10 +74,11 @@ typedef struct fg_region {
 	struct fg_twins *twins; /* DIFF precision (diff.c) */
 	uint64_t *exempt; /* fg_set_exempt: a bit per page, mmap'd, or NULL */
 	size_t nexempt;	  /* pages set there */
-	/* fg_set_twinless: a bit per page, mmap'd on first use, or NULL;
-	 * read by the collection (diff.c) and the write hook (relaxed:
-	 * a hook twin taken for a page just made twinless is harmless). */
-	_Atomic(uint64_t) *twinless;
+	/* fg_set_twinless: a bit per page, mmap'd on first use (published
+	 * with release), or NULL; read by the collection (diff.c) and the
+	 * write hook (the bits relaxed: a hook twin taken for a page just
+	 * made twinless is harmless, it is dropped at its next report). */
+	_Atomic(uint64_t) *_Atomic twinless;
 	/* Pages the next collection reports whatever the backend and the
 	 * comparison say (fg_mark_dirty, fg_io_end): a bit per page, mmap'd
 	 * at registration (set without malloc, under the tracker lock). */

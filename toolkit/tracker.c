@@ -384,7 +384,7 @@ static void region_release(fg_impl *t, fg_region *r, bool child)
 	if (r->exempt)
 		munmap(r->exempt, exempt_bytes(r));
 	if (r->twinless)
-		munmap((void *)r->twinless, exempt_bytes(r));
+		munmap((void *)atomic_load(&r->twinless), exempt_bytes(r));
 	if (r->forced)
 		munmap(r->forced, exempt_bytes(r));
 	registry_del(r->base);
@@ -989,6 +989,7 @@ int fg_set_twinless(fg_tracker *h, void *addr, size_t len, int twinless)
 {
 	uintptr_t a = (uintptr_t)addr;
 	size_t first, last;
+	_Atomic(uint64_t) *bits;
 	fg_impl *t;
 	fg_region *r;
 	int rc = enter_range(h, a, len, &t, &r);
@@ -997,7 +998,9 @@ int fg_set_twinless(fg_tracker *h, void *addr, size_t len, int twinless)
 		return rc;
 	if (!r->twins)
 		goto out; /* no DIFF: no twins to leave out */
-	if (!r->twinless) {
+	/* Only callers holding the tracker lock set the pointer. */
+	bits = atomic_load_explicit(&r->twinless, memory_order_relaxed);
+	if (!bits) {
 		void *m;
 
 		if (!twinless)
@@ -1012,7 +1015,9 @@ int fg_set_twinless(fg_tracker *h, void *addr, size_t len, int twinless)
 				     r->npages);
 			goto out;
 		}
-		r->twinless = m;
+		bits = m;
+		atomic_store_explicit(&r->twinless, bits,
+				      memory_order_release);
 	}
 	first = (a - r->base) / fg_page_size;
 	last = (a + len - r->base + fg_page_size - 1) / fg_page_size;
@@ -1020,10 +1025,10 @@ int fg_set_twinless(fg_tracker *h, void *addr, size_t len, int twinless)
 		uint64_t bit = (uint64_t)1 << (p % 64);
 
 		if (twinless)
-			atomic_fetch_or_explicit(&r->twinless[p / 64], bit,
+			atomic_fetch_or_explicit(&bits[p / 64], bit,
 						 memory_order_relaxed);
 		else
-			atomic_fetch_and_explicit(&r->twinless[p / 64], ~bit,
+			atomic_fetch_and_explicit(&bits[p / 64], ~bit,
 						  memory_order_relaxed);
 	}
 out:
