@@ -1044,6 +1044,15 @@ static uint64_t whole_in_check(ssched *s)
 	return orc_stats(s->b.t).pages_whole - w0;
 }
 
+/* One store in each of region 0's first n pages, a different line in
+ * each; then the collection: the pages it read whole. */
+static uint64_t write_first(ssched *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		store8(s, s->b.r[0].base + i * orc_page() + 64 * (i % 60));
+	return whole_in_check(s);
+}
+
 static void twinless_set(ssched *s, uint8_t *p, size_t len, int on)
 {
 	int rc = fg_set_twinless(s->b.t, p, len, on);
@@ -1074,17 +1083,13 @@ static void twinless(fg_backend_id id)
 	(void)whole_in_check(s); /* every page twinned and compared once */
 	/* Made twinless, written: compared with the twin they hold. */
 	twinless_set(s, s->b.r[0].base + 8, n * orc_page() - 16, 1);
-	for (size_t i = 0; i < n; i++)
-		store8(s, s->b.r[0].base + i * orc_page() + 64 * (i % 60));
-	w = whole_in_check(s);
+	w = write_first(s, n);
 	if (twins)
 		cr_assert_eq(w, 0, "%s: %" PRIu64 " pages whole where every "
 			     "written page still held a twin",
 			     orc_where(&s->b), w);
 	/* Written again: no twin now, whole. */
-	for (size_t i = 0; i < n; i++)
-		store8(s, s->b.r[0].base + i * orc_page() + 64 * (i % 60));
-	w = whole_in_check(s);
+	w = write_first(s, n);
 	cr_assert_eq(w, twins ? n : w, "%s: %" PRIu64 " pages whole, want the "
 		     "%zu twinless ones",
 		     orc_where(&s->b), w, n);
@@ -1092,15 +1097,11 @@ static void twinless(fg_backend_id id)
 	 * (no twin yet), twinned at that report, exact after it; with hook
 	 * twins (uffd-sync) the first write takes one. */
 	twinless_set(s, s->b.r[0].base, n * orc_page(), 0);
-	for (size_t i = 0; i < n; i++)
-		store8(s, s->b.r[0].base + i * orc_page() + 64 * (i % 60));
-	w = whole_in_check(s);
+	w = write_first(s, n);
 	cr_assert_eq(w, orc_twin_hook(id) ? 0 : twins ? n : w,
 		     "%s: %" PRIu64 " pages whole, want %zu (no twin yet)",
 		     orc_where(&s->b), w, orc_twin_hook(id) ? 0 : n);
-	for (size_t i = 0; i < n; i++)
-		store8(s, s->b.r[0].base + i * orc_page() + 64 * (i % 60));
-	w = whole_in_check(s);
+	w = write_first(s, n);
 	if (twins)
 		cr_assert_eq(w, 0, "%s: %" PRIu64 " pages whole after they were "
 			     "twinned again",
