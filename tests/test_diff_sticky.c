@@ -1033,7 +1033,7 @@ PER_BACKEND(expect)
 ORC_DIGEST(PER_BACKEND, expect)
 
 /* fg_set_twinless (the Boehm adapter's pointer-free blocks). */
-#define TWINLESS_PAGES 16
+#define TWINLESS_PAGES 100 /* over a 64-page word of the bitmap */
 
 /* The pages read whole by the collection ssched_check makes. */
 static uint64_t whole_in_check(ssched *s)

@@ -373,6 +373,22 @@ static size_t exempt_bytes(const fg_region *r)
 	return (r->npages + 63) / 64 * sizeof(uint64_t);
 }
 
+/* A bit a page of r, zeroed; NULL, with the error set, when the memory
+ * is not there.  mmap'd, not malloc'd: a region is freed, and these
+ * bits are set, by code that must not malloc (a collector may call
+ * fg_set_exempt with other threads stopped). */
+static uint64_t *page_bitmap(const fg_region *r, const char *what)
+{
+	void *m = mmap(NULL, exempt_bytes(r), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m != MAP_FAILED)
+		return m;
+	fg_fail(-ENOMEM, "%s: no memory for the bitmap of a %zu-page region",
+		what, r->npages);
+	return NULL;
+}
+
 static void region_release(fg_impl *t, fg_region *r, bool child)
 {
 	if (r->twins)
@@ -574,14 +590,10 @@ int fg_register(fg_tracker *h, void *addr, size_t len)
 	r->base = a;
 	r->len = len;
 	r->npages = len / fg_page_size;
-	/* mmap'd, not malloc'd: a region is freed by code that must not
-	 * malloc, and a page's bits are set in fg_mark_dirty. */
-	r->forced = mmap(NULL, exempt_bytes(r), PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (r->forced == MAP_FAILED) {
-		r->forced = NULL;
-		rc = fg_fail(-ENOMEM, "no memory for the bitmap of a %zu-page "
-			     "region", r->npages);
+	/* A page's bits are set in fg_mark_dirty. */
+	r->forced = page_bitmap(r, "fg_register");
+	if (!r->forced) {
+		rc = -ENOMEM;
 		goto err_twins;
 	}
 	if (t->diff.on) {
@@ -948,24 +960,17 @@ int fg_set_exempt(fg_tracker *h, void *addr, size_t len, int exempt)
 	if (rc)
 		return rc;
 	/* Only a backend that can leave pages out of a collection uses
-	 * it; the bitmap's memory is mmap'd (no malloc: a collector may
-	 * call this with other threads stopped). */
+	 * it. */
 	if (!fg_has_cap(t, FG_CAP_EXEMPT))
 		goto out;
 	if (!r->exempt) {
-		void *m;
-
 		if (!exempt)
 			goto out;
-		m = mmap(NULL, exempt_bytes(r), PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (m == MAP_FAILED) {
-			rc = fg_fail(-ENOMEM, "fg_set_exempt: no memory for "
-				     "the bitmap of a %zu-page region",
-				     r->npages);
+		r->exempt = page_bitmap(r, "fg_set_exempt");
+		if (!r->exempt) {
+			rc = -ENOMEM;
 			goto out;
 		}
-		r->exempt = m;
 	}
 	first = (a - r->base) / fg_page_size;
 	last = (a + len - r->base + fg_page_size - 1) / fg_page_size;
@@ -1001,35 +1006,33 @@ int fg_set_twinless(fg_tracker *h, void *addr, size_t len, int twinless)
 	/* Only callers holding the tracker lock set the pointer. */
 	bits = atomic_load_explicit(&r->twinless, memory_order_relaxed);
 	if (!bits) {
-		void *m;
-
 		if (!twinless)
 			goto out;
-		/* mmap, no malloc: a collector may call this with other
-		 * threads stopped. */
-		m = mmap(NULL, exempt_bytes(r), PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (m == MAP_FAILED) {
-			rc = fg_fail(-ENOMEM, "fg_set_twinless: no memory for "
-				     "the bitmap of a %zu-page region",
-				     r->npages);
+		bits = (_Atomic(uint64_t) *)page_bitmap(r, "fg_set_twinless");
+		if (!bits) {
+			rc = -ENOMEM;
 			goto out;
 		}
-		bits = m;
 		atomic_store_explicit(&r->twinless, bits,
 				      memory_order_release);
 	}
+	/* A word at a time: a collector passes whole blocks, often many
+	 * pages long. */
 	first = (a - r->base) / fg_page_size;
 	last = (a + len - r->base + fg_page_size - 1) / fg_page_size;
-	for (size_t p = first; p < last; p++) {
-		uint64_t bit = (uint64_t)1 << (p % 64);
+	while (first < last) {
+		size_t lo = first % 64, n = last - first < 64 - lo
+						    ? last - first : 64 - lo;
+		uint64_t mask = (n == 64 ? ~(uint64_t)0
+					 : ((uint64_t)1 << n) - 1) << lo;
 
 		if (twinless)
-			atomic_fetch_or_explicit(&bits[p / 64], bit,
+			atomic_fetch_or_explicit(&bits[first / 64], mask,
 						 memory_order_relaxed);
 		else
-			atomic_fetch_and_explicit(&bits[p / 64], ~bit,
+			atomic_fetch_and_explicit(&bits[first / 64], ~mask,
 						  memory_order_relaxed);
+		first += n;
 	}
 out:
 	leave(t);
