@@ -117,6 +117,7 @@ struct fga {
 	int kernel_faults;	  /* the kernel's writes into watched pages fail
 				     (no FG_CAP_KERNEL_WRITES: mprotect) */
 	int diff;		  /* DIFF precision (cards below a page) */
+	int twinless;		  /* a block was marked twinless */
 	int exempt;		  /* exempt free and young blocks */
 	unsigned hot;		  /* config.hot, where it applies (page
 				     precision, FG_CAP_EXEMPT); 0: off */
@@ -1416,10 +1417,12 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 	 * twin (copy or digest) is kept for it, memory and comparisons
 	 * saved; written, it reads whole.  A block handed out again with
 	 * pointers may have twins again. */
-	if (f->diff && (flags & FGA_BLOCK_PTRFREE))
-		(void)fg_set_twinless(f->t, h, bytes, 1);
-	else if (f->diff && (flags & FGA_BLOCK_NEW))
+	if (f->diff && (flags & FGA_BLOCK_PTRFREE)) {
+		if (fg_set_twinless(f->t, h, bytes, 1) == 0)
+			f->twinless = 1;
+	} else if (f->twinless && (flags & FGA_BLOCK_NEW)) {
 		(void)fg_set_twinless(f->t, h, bytes, 0);
+	}
 	/* Fresh blocks (no live object in them) are about to be filled:
 	 * un-protect them at once, one system call instead of a fault per
 	 * page, and let them read dirty (their objects are unmarked, so
