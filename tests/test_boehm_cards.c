@@ -25,6 +25,10 @@
  *   bigarray     a 2 MiB pointer array (conservatively scanned) whose
  *                far-apart elements are replaced between and during
  *                collections;
+ *   manylines    a 16 MiB pointer array with 16000 elements replaced
+ *                a round, more dirty lines than the mark stack holds: no
+ *                object lost, no mark stack overflow, and at cards below
+ *                a page the array not pushed whole;
  *   unmap        the same in old objects allocated from memory that the
  *                collector unmapped (GC_gcollect_and_unmap) and reused;
  *   roots        stores into static data and a GC_add_roots() region;
@@ -696,6 +700,128 @@ static void bigarray(void)
 	free(expect);
 	assert_no_failures("bigarray");
 	assert_collected("bigarray", gc0, rounds);
+}
+
+/* ---- manylines: more dirty lines in one object than the mark stack holds ---- */
+
+/* A 16 MiB pointer array with 16000 far-apart elements replaced between
+ * two collections: about 16000 dirty lines, each pushed as a range of its
+ * own, against a mark stack of 8192 entries (which Boehm does not grow in
+ * parallel mode).  The collector must keep every referenced object, must
+ * not overflow its mark stack (then it rescans every marked object), and
+ * at cards below a page must not push the array whole (an earlier patch
+ * did both: pushed it whole when the stack was empty, overflowed it when
+ * not, also at page precision, where the array's dirty pages are 4096
+ * runs).  The collector's log goes to a file of its own (GC_LOG_FILE), read
+ * for "Mark stack overflow". */
+#define MANY_N (16 * MiB / 8)
+#define MANY_PER_ROUND 16000
+
+static void **many_root;
+static char many_log[64];
+
+static void manylines_env(void)
+{
+	snprintf(many_log, sizeof many_log, "/tmp/fg-manylines-%d.log",
+		 (int)getpid());
+	unlink(many_log);
+	setenv("GC_LOG_FILE", many_log, 1);
+	setenv("GC_PRINT_STATS", "1", 1);
+}
+
+/* "Mark stack overflow" lines in the collector's log from byte *off on;
+ * *off moves to its end. */
+static unsigned log_overflows(long *off)
+{
+	FILE *f = fopen(many_log, "r");
+	char line[512];
+	unsigned n = 0;
+
+	cr_assert(f, "no collector log at %s (GC_LOG_FILE)", many_log);
+	fseek(f, *off, SEEK_SET);
+	while (fgets(line, sizeof line, f))
+		n += strstr(line, "Mark stack overflow") != NULL;
+	*off = ftell(f);
+	fclose(f);
+	return n;
+}
+
+static void manylines(void)
+{
+	uint32_t *expect = calloc(MANY_N, sizeof *expect); /* not scanned */
+	ulong_fn rescanned = (ulong_fn)dlsym(RTLD_DEFAULT,
+					     "GC_fg_get_bytes_rescanned");
+	unsigned rounds = 9, overflows;
+	/* Where lines are read below a page: uffd backends (mprotect keeps
+	 * no twins) at an explicit card (auto may turn its twins off). */
+	bool lines = !selftest && rescanned && cur_card < 4096 &&
+		     strcmp(cur_cardname, "auto") &&
+		     strcmp(cur_backend, "mprotect");
+	unsigned long r0, r1;
+	long off = 0;
+	GC_word gc0;
+
+	cr_assert(expect);
+	seed_test("manylines");
+	ids_init();
+	many_root = GC_MALLOC(MANY_N * sizeof(void *));
+	cr_assert(many_root, "GC_MALLOC(16 MiB)");
+	GC_gcollect();
+	GC_gcollect();
+	(void)log_overflows(&off); /* the start-up's: Boehm's own business */
+	gc0 = GC_get_gc_no();
+	r0 = rescanned ? rescanned() : 0;
+	for (unsigned r = 0; r < rounds && !failures; r++) {
+		round_begin(r);
+		for (unsigned i = 0; i < MANY_PER_ROUND; i++) {
+			size_t k = rnd(MANY_N);
+			uint64_t *y = young(32 + 16 * rnd(4));
+
+			if (!y)
+				break;
+			many_root[k] = y;
+			expect[k] = (uint32_t)y[1];
+			maybe_mark_a_little();
+		}
+		round_end(r);
+		for (size_t k = 0; k < MANY_N; k++)
+			if (expect[k])
+				check_young(many_root[k], expect[k],
+					    "element %zu of the 16 MiB array at "
+					    "%p (round %u)",
+					    k, (void *)many_root, r);
+	}
+	r1 = rescanned ? rescanned() : 0;
+	overflows = log_overflows(&off);
+	log_gc_stats("manylines", gc0);
+	cr_log_info("manylines (%s, card %s): %u mark stack overflows, %lu "
+		    "bytes rescanned in %u rounds of %u stores",
+		    cur_backend, cur_cardname, overflows, r1 - r0, rounds,
+		    MANY_PER_ROUND);
+	unlink(many_log);
+	free(expect);
+	assert_no_failures("manylines");
+	assert_collected("manylines", gc0, rounds);
+	if (selftest)
+		return;
+	/* Also at page precision: the array's 4096 dirty pages are 4096
+	 * runs of lines. */
+	cr_assert_eq(overflows, 0, "manylines (%s, card %s): %u mark stack "
+		     "overflows while rescanning the array's dirty lines",
+		     cur_backend, cur_cardname, overflows);
+	if (!lines)
+		return;
+	/* Each round dirties at most MANY_PER_ROUND cards of the array,
+	 * read by up to two collections (one in progress during the
+	 * stores, then the next); the young objects are rescanned too, a
+	 * few MiB at most.  Pushed whole, the array alone is 16 MiB a
+	 * collection. */
+	cr_assert_lt(r1 - r0,
+		     rounds * (2 * MANY_PER_ROUND * cur_card + 4 * MiB),
+		     "manylines (%s, card %s): %lu bytes rescanned in %u "
+		     "rounds of %u stores: the 16 MiB array was pushed whole",
+		     cur_backend, cur_cardname, r1 - r0, rounds,
+		     MANY_PER_ROUND);
 }
 
 /* ---- roots: static data and GC_add_roots() ---- */
@@ -1788,6 +1914,23 @@ static void offheap(void)
 	CARD_TEST(scn, fn, markers, mprotect, "mprotect", 256)               \
 	CARD_TEST(scn, fn, markers, mprotect, "mprotect", 4096)
 #define PER_CONFIG(scn, fn) PER_CONFIG_M(scn, fn, 0)
+
+/* manylines: its collector logs to a file of its own. */
+#define MANY_TEST(tag, backend, card, name)                                  \
+	Test(boehm_cards, manylines_##tag##_##name, .timeout = TIMEOUT)      \
+	{                                                                    \
+		manylines_env();                                             \
+		start_gc(backend, card, 0);                                  \
+		manylines();                                                 \
+	}
+MANY_TEST(uffd_async, "uffd-async", 0, auto)
+MANY_TEST(uffd_async, "uffd-async", 64, 64)
+MANY_TEST(uffd_async, "uffd-async", 256, 256)
+MANY_TEST(uffd_sync, "uffd-sync", 0, auto)
+MANY_TEST(uffd_sync, "uffd-sync", 64, 64)
+MANY_TEST(uffd_sync, "uffd-sync", 256, 256)
+MANY_TEST(mprotect, "mprotect", 0, auto)
+MANY_TEST(mprotect, "mprotect", 64, 64)
 
 PER_CONFIG(straddle, straddle)
 PER_CONFIG(bigarray, bigarray)
