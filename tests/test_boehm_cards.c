@@ -648,6 +648,32 @@ static void unmap(void)
 
 /* ---- bigarray: far-apart elements of a 2 MiB pointer array ---- */
 
+/* One round of bigarray and manylines: `stores` random elements of the
+ * n-element array root replaced by young objects of `sizes` sizes (ids
+ * in expect, which is not scanned), then every element checked. */
+static void array_round(void **root, uint32_t *expect, size_t n,
+			unsigned stores, unsigned sizes, unsigned r)
+{
+	round_begin(r);
+	for (unsigned i = 0; i < stores; i++) {
+		size_t k = rnd(n);
+		uint64_t *y = young(32 + 16 * rnd(sizes));
+
+		if (!y)
+			break;
+		root[k] = y;
+		expect[k] = (uint32_t)y[1];
+		maybe_mark_a_little();
+	}
+	round_end(r);
+	for (size_t k = 0; k < n; k++)
+		if (expect[k])
+			check_young(root[k], expect[k],
+				    "element %zu (byte offset %zu) of the %zu KiB "
+				    "array at %p (round %u)",
+				    k, k * 8, n * 8 / KiB, (void *)root, r);
+}
+
 #define BIG_N (2 * MiB / 8)
 
 static void **big_root;
@@ -675,24 +701,7 @@ static void bigarray(void)
 	GC_gcollect();
 	gc0 = GC_get_gc_no();
 	for (unsigned r = 0; r < rounds && !failures; r++) {
-		round_begin(r);
-		for (unsigned i = 0; i < per_round; i++) {
-			size_t k = rnd(BIG_N);
-			uint64_t *y = young(32 + 16 * rnd(8));
-
-			if (!y)
-				break;
-			big_root[k] = y;
-			expect[k] = (uint32_t)y[1];
-			maybe_mark_a_little();
-		}
-		round_end(r);
-		for (size_t k = 0; k < BIG_N; k++)
-			if (expect[k])
-				check_young(big_root[k], expect[k],
-					    "element %zu (byte offset %zu) of the "
-					    "2 MiB array at %p (round %u)",
-					    k, k * 8, (void *)big_root, r);
+		array_round(big_root, expect, BIG_N, per_round, 8, r);
 		if (r == rounds / 2)
 			GC_gcollect();
 	}
@@ -771,26 +780,8 @@ static void manylines(void)
 	(void)log_overflows(&off); /* the start-up's: Boehm's own business */
 	gc0 = GC_get_gc_no();
 	r0 = rescanned ? rescanned() : 0;
-	for (unsigned r = 0; r < rounds && !failures; r++) {
-		round_begin(r);
-		for (unsigned i = 0; i < MANY_PER_ROUND; i++) {
-			size_t k = rnd(MANY_N);
-			uint64_t *y = young(32 + 16 * rnd(4));
-
-			if (!y)
-				break;
-			many_root[k] = y;
-			expect[k] = (uint32_t)y[1];
-			maybe_mark_a_little();
-		}
-		round_end(r);
-		for (size_t k = 0; k < MANY_N; k++)
-			if (expect[k])
-				check_young(many_root[k], expect[k],
-					    "element %zu of the 16 MiB array at "
-					    "%p (round %u)",
-					    k, (void *)many_root, r);
-	}
+	for (unsigned r = 0; r < rounds && !failures; r++)
+		array_round(many_root, expect, MANY_N, MANY_PER_ROUND, 4, r);
 	r1 = rescanned ? rescanned() : 0;
 	overflows = log_overflows(&off);
 	log_gc_stats("manylines", gc0);
