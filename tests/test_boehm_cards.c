@@ -715,8 +715,8 @@ static void bigarray(void)
 
 /* A 16 MiB pointer array with 16000 far-apart elements replaced between
  * two collections: about 16000 dirty lines, each pushed as a range of its
- * own, against a mark stack of 8192 entries (which Boehm does not grow in
- * parallel mode).  The collector must keep every referenced object, must
+ * own, against a mark stack of 8192 entries (which an overflow does not
+ * make Boehm grow in parallel mode).  The collector must keep every referenced object, must
  * not overflow its mark stack (then it rescans every marked object), and
  * at cards below a page must not push the array whole (an earlier patch
  * did both: pushed it whole when the stack was empty, overflowed it when
