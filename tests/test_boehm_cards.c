@@ -711,18 +711,18 @@ static void bigarray(void)
 	assert_collected("bigarray", gc0, rounds);
 }
 
-/* ---- manylines: more dirty lines in one object than the mark stack holds ---- */
+/* ---- manylines: more dirty lines than the mark stack holds ---- */
 
 /* A 16 MiB pointer array with 16000 far-apart elements replaced between
  * two collections: about 16000 dirty lines, each pushed as a range of its
  * own, against a mark stack of 8192 entries (which an overflow does not
- * make Boehm grow in parallel mode).  The collector must keep every referenced object, must
- * not overflow its mark stack (then it rescans every marked object), and
- * at cards below a page must not push the array whole (an earlier patch
- * did both: pushed it whole when the stack was empty, overflowed it when
- * not, also at page precision, where the array's dirty pages are 4096
- * runs).  The collector's log goes to a file of its own (GC_LOG_FILE), read
- * for "Mark stack overflow". */
+ * make Boehm grow in parallel mode).  The collector must keep every
+ * referenced object, must not overflow its mark stack (then it rescans
+ * every marked object), and at cards below a page must not push the array
+ * whole (an earlier patch did both: pushed it whole when the stack was
+ * empty, overflowed it when not, also at page precision, where the
+ * array's dirty pages are 4096 runs).  The collector's log goes to a file
+ * of its own (GC_LOG_FILE), read for "Mark stack overflow". */
 #define MANY_N (16 * MiB / 8)
 #define MANY_PER_ROUND 16000
 
@@ -763,7 +763,7 @@ static void manylines(void)
 	unsigned rounds = 9, overflows;
 	/* Where lines are read below a page: uffd backends (mprotect keeps
 	 * no twins) at an explicit card (auto may turn its twins off). */
-	bool lines = !selftest && rescanned && cur_card < 4096 &&
+	bool lines = rescanned && cur_card < 4096 &&
 		     strcmp(cur_cardname, "auto") &&
 		     strcmp(cur_backend, "mprotect");
 	unsigned long r0, r1;
