@@ -214,6 +214,51 @@ static void retrieve_check(struct heap *h, unsigned round, const char *tag)
 	check_lines(h, round, tag, 0);
 }
 
+/* A collector's sweep over neighbouring blocks of section s from block b,
+ * one block a call, down or up, now and then skipping one (a block of
+ * another kind): free lists rebuilt (fga_blocks_reused, with or without
+ * pointers) or, with frees, empty blocks freed and some handed out again
+ * at once.  The adapter gathers these calls (its readahead of reuses,
+ * its runs of frees), so bytes are written into the swept blocks, into
+ * the blocks around the swept run and into freed ones, before and after
+ * the next call, and any of them changed must read dirty. */
+static void sweep(struct heap *h, orc_rng *g, int s, size_t b, int frees)
+{
+	int down = (int)orc_below(g, 2);
+	size_t n = 2 + orc_below(g, 12);
+	size_t lo = b, hi = b;
+
+	for (size_t k = 0; k < n; k++) {
+		uint8_t *blk = h->sect[s] + b * BLOCK;
+
+		if (frees && orc_below(g, 3)) {
+			fga_blocks_freed(h->f, blk, BLOCK);
+			if (orc_below(g, 4) == 0)
+				fga_blocks_reused(h->f, blk, BLOCK,
+						  FGA_BLOCK_NEW);
+		} else {
+			fga_blocks_reused(h->f, blk, BLOCK,
+					  orc_below(g, 3) ? 0
+							  : FGA_BLOCK_PTRFREE);
+		}
+		if (orc_below(g, 2))
+			blk[orc_below(g, BLOCK)] ^= 0xa5;
+		lo = b < lo ? b : lo;
+		hi = b > hi ? b : hi;
+		size_t step = 1 + (orc_below(g, 5) == 0);
+
+		if (down ? b < step : b + step >= SECT_BLOCKS)
+			break;
+		b = down ? b - step : b + step;
+	}
+	/* Around the run: beyond it (the readahead's guesses) and in it. */
+	lo = lo >= 3 ? lo - 3 : 0;
+	hi = hi + 3 < SECT_BLOCKS ? hi + 3 : SECT_BLOCKS - 1;
+	for (size_t k = 0, m = 1 + orc_below(g, 6); k < m; k++)
+		h->sect[s][(lo + orc_below(g, hi - lo + 1)) * BLOCK +
+			   orc_below(g, BLOCK)] ^= 0x3c;
+}
+
 /* One random mutation of the heap (the program or the collector). */
 static void mutate(struct heap *h, orc_rng *g)
 {
@@ -222,7 +267,7 @@ static void mutate(struct heap *h, orc_rng *g)
 	uint8_t *blk = h->sect[s] + b * BLOCK;
 	size_t off, len;
 
-	switch (orc_below(g, 8)) {
+	switch (orc_below(g, 10)) {
 	case 0: /* a whole block */
 		orc_fill_random(g, blk, BLOCK);
 		break;
@@ -246,6 +291,12 @@ static void mutate(struct heap *h, orc_rng *g)
 	case 3: /* a free list rebuilt in a live block */
 		fga_blocks_reused(h->f, blk, BLOCK, 0);
 		blk[orc_below(g, BLOCK)] ^= 0x5a;
+		break;
+	case 8: /* a lazy sweep: neighbours, one at a time */
+		sweep(h, g, s, b, 0);
+		break;
+	case 9: /* a sweep that frees the empty ones */
+		sweep(h, g, s, b, 1);
 		break;
 	default: /* a few bytes */
 		off = orc_below(g, BLOCK);
@@ -378,6 +429,17 @@ static void contract(fg_backend_id id, size_t card)
 			    h[i].lines_dirty, h[i].missed, st.exempted_blocks,
 			    st.watched_blocks, st.hot_blocks, st.auto_off,
 			    st.auto_on, st.auto_full);
+		cr_log_info("%s, instance %c: %lu blocks reused by %lu calls "
+			    "(%lu ahead), %lu exempted by %lu calls",
+			    tag, 'A' + i, st.reused_blocks, st.reuse_calls,
+			    st.reuse_ahead, st.exempted_blocks,
+			    st.exempt_calls);
+		/* The sweeps made the adapter gather calls: they ran under
+		 * the oracle. */
+		if (st.exempted_blocks)
+			cr_expect(st.reuse_calls < st.reused_blocks &&
+					  st.exempt_calls < st.exempted_blocks,
+				  "%s: no reuse or free was gathered", tag);
 		cr_expect_eq(st.peeks, h[i].peeks);
 		cr_expect_eq(st.collections, rounds + h[i].fallbacks);
 		/* config.hot applies at page cards, where the backend can

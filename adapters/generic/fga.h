@@ -213,11 +213,20 @@ FGA_API void fga_collection_done(fga *f, int wrote_after);
 
 /* Blocks returned to the collector's free lists (exempted: unwatched
  * until reused).  The first free of a section just added (the collector
- * handing a new section to its free lists) is not exempted. */
+ * handing a new section to its free lists) is not exempted.  Neighbours
+ * freed one call after another are exempted in the tracker by one call,
+ * made before the instance next asks the tracker anything (a system call
+ * and a TLB flush saved a block: fga.c, free_later). */
 FGA_API void fga_blocks_freed(fga *f, void *start, size_t bytes);
 #define FGA_BLOCK_NEW 1	    /* handed out empty: nothing live in it */
 #define FGA_BLOCK_PTRFREE 2 /* its objects hold no pointers */
-/* Blocks about to be filled (FGA_BLOCK_* flags). */
+/* Blocks about to be filled (FGA_BLOCK_* flags).  Without
+ * FGA_BLOCK_NEW (a sweep rebuilding a live block's free list), a block
+ * next to the last one so handed out (at most two blocks away) makes the
+ * instance un-protect a window of the blocks beyond it too, doubling up
+ * to 32 while the collector keeps on in that direction: they read as
+ * written at the next retrieval, whether reused or not (fga.c,
+ * reuse_ahead). */
 FGA_API void fga_blocks_reused(fga *f, void *start, size_t bytes,
 			       unsigned flags);
 
@@ -280,6 +289,15 @@ typedef struct fga_stats {
 					time is in retrieve_ms_*) */
 	unsigned long auto_full;     /* FGA_CARD_AUTO: twins found to pay
 					(sparse writes), the cap raised */
+	unsigned long reused_blocks; /* handed out again with live objects
+					(fga_blocks_reused, not NEW) */
+	unsigned long reuse_calls;   /* tracker calls that un-protected
+					them (with readahead: fewer) */
+	unsigned long reuse_ahead;   /* blocks un-protected ahead of their
+					reuse (some never reused) */
+	unsigned long exempt_calls;  /* tracker calls that exempted the
+					exempted_blocks (neighbours freed
+					one after another: one call) */
 } fga_stats;
 FGA_API int fga_get_stats(const fga *f, fga_stats *out);
 
