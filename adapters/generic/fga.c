@@ -1526,21 +1526,20 @@ static void reuse_ahead(fga *f, uintptr_t h, size_t bytes, int ptrfree,
 	s = find(f, h);
 	if (s && s->tracked && s->ex && st->blocks &&
 	    hi <= s->base + s->len) {
-		if (down) {
-			b = (h - s->base) / f->block;
-			for (size_t k = 0; k < st->blocks && b > 0 &&
-					   !s->ex[b - 1];
-			     k++)
-				b--;
-			lo = s->base + b * f->block;
-		} else {
-			b = (hi - s->base) / f->block;
-			for (size_t k = 0; k < st->blocks && b < s->nblocks &&
-					   !s->ex[b];
-			     k++)
-				b++;
-			hi = s->base + b * f->block;
+		/* b: the window's edge, the first block beyond it (down: the
+		 * block below it) that it may take next. */
+		b = ((down ? h : hi) - s->base) / f->block;
+		for (size_t k = 0; k < st->blocks; k++) {
+			size_t next = down ? b - 1 : b;
+
+			if ((down ? b == 0 : b >= s->nblocks) || s->ex[next])
+				break;
+			b = down ? b - 1 : b + 1;
 		}
+		if (down)
+			lo = s->base + b * f->block;
+		else
+			hi = s->base + b * f->block;
 		f->st.reuse_ahead += (hi - lo - bytes) / f->block;
 	}
 	reuse_call(f, lo, hi - lo, expect);
