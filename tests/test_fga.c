@@ -259,6 +259,35 @@ static void sweep(struct heap *h, orc_rng *g, int s, size_t b, int frees)
 			   orc_below(g, BLOCK)] ^= 0x3c;
 }
 
+/* The collector carves fresh blocks out of section s from block b, one
+ * a call and upwards, without freeing them first (a new section's: the
+ * adapter un-protects them ahead of the calls, fga.c's fresh stream),
+ * some with pointers and some without, and the program fills them; bytes
+ * are also written into the blocks just beyond the run. */
+static void carve(struct heap *h, orc_rng *g, int s, size_t b)
+{
+	size_t n = 2 + orc_below(g, 12), hi = b;
+
+	for (size_t k = 0; k < n && b < SECT_BLOCKS; k++) {
+		uint8_t *blk = h->sect[s] + b * BLOCK;
+
+		fga_blocks_reused(h->f, blk, BLOCK,
+				  FGA_BLOCK_NEW | (orc_below(g, 3) == 0
+							   ? FGA_BLOCK_PTRFREE
+							   : 0));
+		if (orc_below(g, 2))
+			orc_fill_random(g, blk + orc_below(g, BLOCK - 64), 64);
+		hi = b;
+		b += 1 + (orc_below(g, 6) == 0);
+	}
+	for (size_t k = 0, m = orc_below(g, 4); k < m; k++) {
+		size_t t = hi + 1 + orc_below(g, 3);
+
+		if (t < SECT_BLOCKS)
+			h->sect[s][t * BLOCK + orc_below(g, BLOCK)] ^= 0x96;
+	}
+}
+
 /* One random mutation of the heap (the program or the collector). */
 static void mutate(struct heap *h, orc_rng *g)
 {
@@ -291,6 +320,9 @@ static void mutate(struct heap *h, orc_rng *g)
 	case 3: /* a free list rebuilt in a live block */
 		fga_blocks_reused(h->f, blk, BLOCK, 0);
 		blk[orc_below(g, BLOCK)] ^= 0x5a;
+		break;
+	case 4: /* fresh blocks handed out in order */
+		carve(h, g, s, b);
 		break;
 	case 8: /* a lazy sweep: neighbours, one at a time */
 		sweep(h, g, s, b, 0);
@@ -430,16 +462,21 @@ static void contract(fg_backend_id id, size_t card)
 			    st.watched_blocks, st.hot_blocks, st.auto_off,
 			    st.auto_on, st.auto_full);
 		cr_log_info("%s, instance %c: %lu blocks reused by %lu calls "
-			    "(%lu ahead), %lu exempted by %lu calls",
+			    "(%lu ahead), %lu fresh by %lu calls (%lu "
+			    "ahead), %lu exempted by %lu calls",
 			    tag, 'A' + i, st.reused_blocks, st.reuse_calls,
-			    st.reuse_ahead, st.exempted_blocks,
+			    st.reuse_ahead, st.fresh_blocks, st.fresh_calls,
+			    st.fresh_ahead, st.exempted_blocks,
 			    st.exempt_calls);
 		/* The sweeps made the adapter gather calls: they ran under
 		 * the oracle. */
 		if (st.exempted_blocks)
 			cr_expect(st.reuse_calls < st.reused_blocks &&
+					  st.fresh_calls < st.fresh_blocks &&
 					  st.exempt_calls < st.exempted_blocks,
-				  "%s: no reuse or free was gathered", tag);
+				  "%s: no reuse, fresh block or free was "
+				  "gathered",
+				  tag);
 		cr_expect_eq(st.peeks, h[i].peeks);
 		cr_expect_eq(st.collections, rounds + h[i].fallbacks);
 		/* config.hot applies at page cards, where the backend can
@@ -686,6 +723,54 @@ Test(fga, sections, .timeout = 60)
 	retrieve_check(&h, 6, "sections");
 	cr_assert_eq(fga_block_lines(h.f, h.sect[1] + 7 * BLOCK), 2);
 	check_visits(h.f, h.sect, 2);
+	cr_assert_eq(h.missed, 0);
+	heap_free(&h);
+}
+
+/* A fresh block (FGA_BLOCK_NEW) holds nothing the collector scanned, so
+ * it reads dirty whole at the next retrieval even where it was not written
+ * (fg_mark_dirty), also when it lies in a window that a sweep's readahead
+ * un-protected ahead (fg_expect_writes under DIFF: compared with twins,
+ * an unwritten block would read clean), and when the fresh stream's own
+ * readahead un-protected it before it was handed out. */
+Test(fga, fresh_reads_dirty, .timeout = 30)
+{
+	struct heap h;
+	fga_stats st = {.size = sizeof st};
+	uint8_t *s0;
+
+	ORC_REQUIRE_BACKEND(FG_BACKEND_UFFD_ASYNC);
+	heap_init(&h, FG_BACKEND_UFFD_ASYNC, 64, "fga fresh");
+	s0 = h.sect[0];
+	retrieve_check(&h, 0, "fresh");
+	/* Every block written once: twins for all. */
+	for (size_t b = 0; b < SECT_BLOCKS; b++)
+		s0[b * BLOCK + 1] = 1;
+	retrieve_check(&h, 1, "fresh");
+	retrieve_check(&h, 2, "fresh");
+	/* A sweep upwards from block 10: the window reaches past 13. */
+	for (size_t b = 10; b < 14; b++)
+		fga_blocks_reused(h.f, s0 + b * BLOCK, BLOCK, 0);
+	fga_blocks_reused(h.f, s0 + 15 * BLOCK, BLOCK, FGA_BLOCK_NEW);
+	/* Fresh blocks from 30 up: their own window reaches 34. */
+	for (size_t b = 30; b < 34; b++)
+		fga_blocks_reused(h.f, s0 + b * BLOCK, BLOCK, FGA_BLOCK_NEW);
+	fga_blocks_reused(h.f, s0 + 34 * BLOCK, BLOCK, FGA_BLOCK_NEW);
+	cr_assert_eq(fga_get_stats(h.f, &st), 0);
+	cr_assert(st.reuse_ahead > 0 && st.fresh_ahead > 0,
+		  "no readahead (%lu reused ahead, %lu fresh ahead): the "
+		  "test lost its point",
+		  st.reuse_ahead, st.fresh_ahead);
+	retrieve_check(&h, 3, "fresh");
+	for (size_t b = 30; b <= 34; b++)
+		cr_expect_eq(fga_block_lines(h.f, s0 + b * BLOCK),
+			     FGA_LINES_ALL, "fresh block %zu, not written, "
+					    "did not read dirty whole", b);
+	cr_expect_eq(fga_block_lines(h.f, s0 + 15 * BLOCK), FGA_LINES_ALL,
+		     "a fresh block in a sweep's window read as compared "
+		     "with its twins");
+	cr_expect_eq(fga_block_lines(h.f, s0 + 12 * BLOCK), 0,
+		     "a swept block, not written, read dirty under DIFF");
 	cr_assert_eq(h.missed, 0);
 	heap_free(&h);
 }

@@ -82,6 +82,9 @@
 #define EX_HOT 8 /* with EX_EXEMPT: written at every retrieval lately */
 #define HOT_STREAK 3 /* retrievals in a row that make a block hot */
 
+/* Readahead streams (reuse_ahead). */
+enum { RA_PTRS, RA_PTRFREE, RA_FRESH, RA_STREAMS };
+
 struct sect {
 	uintptr_t base;
 	size_t len;
@@ -139,13 +142,14 @@ struct fga {
 	fg_range *carry;	  /* written while a collection finished: */
 	size_t ncarry, capcarry;  /* whole pages, for the next retrieval */
 	fga_stats st;
-	/* Readahead of reused blocks (reuse_ahead): a stream for blocks
-	 * with pointers, one for pointer-free ones. */
+	/* Readahead of blocks handed out (reuse_ahead): a stream for
+	 * reused blocks with pointers, one for pointer-free ones, and one
+	 * for fresh blocks (FGA_BLOCK_NEW) that were not exempt. */
 	struct ra_stream {
 		uintptr_t lo, hi;	/* un-protected this interval */
 		uintptr_t prev, prev_end; /* the last reused range */
 		size_t blocks;		/* the window, in blocks */
-	} ra[2];
+	} ra[RA_STREAMS];
 	/* Freed blocks exempted in fga (ex) but not yet in the tracker:
 	 * one run, given to fg_set_exempt by free_flush (free_later). */
 	uintptr_t fr_lo, fr_hi;
@@ -1390,10 +1394,15 @@ static void young_ptrfree_run(fga *f, struct sect *s, size_t b0, size_t b1)
 		s->ex[b] |= EX_YOUNG | EX_PTRFREE;
 }
 
-static void mark_dirty_run(fga *f, struct sect *s, size_t b0, size_t b1)
+static void reuse_ahead(fga *f, uintptr_t h, size_t bytes, unsigned k,
+			int expect);
+
+/* Fresh blocks that were watched (a new section's): un-protected, read
+ * dirty, with readahead (the collector carves a section in order). */
+static void fresh_run(fga *f, struct sect *s, size_t b0, size_t b1)
 {
-	(void)fg_mark_dirty(f->t, (void *)(s->base + b0 * f->block),
-			    (b1 - b0) * f->block);
+	reuse_ahead(f, s->base + b0 * f->block, (b1 - b0) * f->block,
+		    RA_FRESH, 0);
 }
 
 /* A collection finished: young blocks with pointers are watched again,
@@ -1475,23 +1484,41 @@ static void unprotect_ptrfree(fga *f)
  * page precision a rescan).  The window stops at the section's end and
  * at the first block that is not an ordinary watched one (free, young or
  * hot: exempt already), and the retrieval, which re-protects it, ends it
- * (collect_into_lines). */
-#define RA_MAX 32
+ * (collect_into_lines).  Fresh blocks of a new section, which the
+ * collector carves in address order (99 % next to the one before on
+ * sparse-old.scm, 28000 a run), are a third stream (RA_FRESH).
+ *
+ * RA_MAX: Linux flushes an un-protected range of up to 33 pages page by
+ * page (tlb_single_page_flush_ceiling) and a longer one with one flush of
+ * the whole address space; under this machine's hypervisor that is 3.5
+ * us a page in windows of 32 pages against 1.1 in windows of 64 (a probe
+ * over 64 MiB of written, protected pages; bench/RESULTS.md, 2026-12-06,
+ * night).  So windows grow past 33 pages of 4 KiB. */
+#define RA_MAX 64
 #define RA_GAP 2 /* blocks between two reuses of one stream */
 
-static void reuse_call(fga *f, uintptr_t a, size_t len, int expect)
+static void reuse_call(fga *f, uintptr_t a, size_t len, int expect,
+		       int fresh)
 {
 	if (expect)
 		(void)fg_expect_writes(f->t, (void *)a, len);
 	else
 		(void)fg_mark_dirty(f->t, (void *)a, len);
-	f->st.reuse_calls++;
+	if (fresh)
+		f->st.fresh_calls++;
+	else
+		f->st.reuse_calls++;
 }
 
-/* Whether [a, e) lies in a window un-protected this interval. */
-static int ra_inside(const fga *f, uintptr_t a, uintptr_t e)
+/* Whether [a, e) lies in a window un-protected this interval by one of
+ * the streams [k, RA_STREAMS).  A fresh block asks only its own stream,
+ * whose windows read dirty (fg_mark_dirty): it holds nothing the
+ * collector scanned, so a comparison with twins (the reuse streams'
+ * fg_expect_writes under DIFF) would not do for it.  A reused block may
+ * lie in any window: one that reads dirty is more than it needs. */
+static int ra_inside(const fga *f, uintptr_t a, uintptr_t e, unsigned k)
 {
-	for (unsigned k = 0; k < 2; k++)
+	for (; k < RA_STREAMS; k++)
 		if (a >= f->ra[k].lo && e <= f->ra[k].hi)
 			return 1;
 	return 0;
@@ -1499,21 +1526,28 @@ static int ra_inside(const fga *f, uintptr_t a, uintptr_t e)
 
 static void ra_reset(fga *f)
 {
-	for (unsigned k = 0; k < 2; k++)
+	for (unsigned k = 0; k < RA_STREAMS; k++)
 		f->ra[k].lo = f->ra[k].hi = 0;
 }
 
-static void reuse_ahead(fga *f, uintptr_t h, size_t bytes, int ptrfree,
+/* Blocks [h, h+bytes) handed out, in stream k (RA_PTRS, RA_PTRFREE: reused
+ * with live objects; RA_FRESH: fresh and watched, un-protected with
+ * fg_mark_dirty, never EXPECT). */
+static void reuse_ahead(fga *f, uintptr_t h, size_t bytes, unsigned k,
 			int expect)
 {
-	struct ra_stream *st = &f->ra[ptrfree != 0];
+	struct ra_stream *st = &f->ra[k];
 	uintptr_t lo = h, hi = h + bytes, gap = RA_GAP * f->block;
+	size_t n = (bytes + f->block - 1) / f->block;
 	struct sect *s;
 	size_t b;
 	int down = 0;
 
-	f->st.reused_blocks += (bytes + f->block - 1) / f->block;
-	if (ra_inside(f, h, hi))
+	if (k == RA_FRESH)
+		f->st.fresh_blocks += n;
+	else
+		f->st.reused_blocks += n;
+	if (ra_inside(f, h, hi, k == RA_FRESH ? RA_FRESH : 0))
 		goto done; /* un-protected ahead */
 	if (hi <= st->prev && st->prev - hi <= gap)
 		down = 1;
@@ -1540,9 +1574,12 @@ static void reuse_ahead(fga *f, uintptr_t h, size_t bytes, int ptrfree,
 			lo = s->base + b * f->block;
 		else
 			hi = s->base + b * f->block;
-		f->st.reuse_ahead += (hi - lo - bytes) / f->block;
+		if (k == RA_FRESH)
+			f->st.fresh_ahead += (hi - lo - bytes) / f->block;
+		else
+			f->st.reuse_ahead += (hi - lo - bytes) / f->block;
 	}
-	reuse_call(f, lo, hi - lo, expect);
+	reuse_call(f, lo, hi - lo, expect, k == RA_FRESH);
 	st->lo = lo;
 	st->hi = hi;
 done:
@@ -1587,16 +1624,16 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 			       flags & FGA_BLOCK_PTRFREE ? young_ptrfree_run
 							 : young_run);
 		for_block_runs(f, (uintptr_t)h, bytes, EX_EXEMPT, 0,
-			       mark_dirty_run);
+			       fresh_run);
 	} else if (flags & FGA_BLOCK_NEW) {
 		(void)fg_mark_dirty(f->t, h, bytes);
 	} else if (f->kernel_faults || !f->diff ||
 		   (f->autocard && f->auto_off)) {
-		reuse_ahead(f, (uintptr_t)h, bytes, flags & FGA_BLOCK_PTRFREE,
-			    0);
+		reuse_ahead(f, (uintptr_t)h, bytes,
+			    flags & FGA_BLOCK_PTRFREE ? RA_PTRFREE : RA_PTRS, 0);
 	} else if (f->sweep_expect) {
-		reuse_ahead(f, (uintptr_t)h, bytes, flags & FGA_BLOCK_PTRFREE,
-			    1);
+		reuse_ahead(f, (uintptr_t)h, bytes,
+			    flags & FGA_BLOCK_PTRFREE ? RA_PTRFREE : RA_PTRS, 1);
 	}
 	if (f->kernel_faults)
 		note_ptrfree(f, (uintptr_t)h, bytes, flags & FGA_BLOCK_PTRFREE);
@@ -1834,6 +1871,7 @@ void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
 		"%.3f ms after: %lu bytes carried whole), "
 		"%lu blocks exempted (%lu calls), %lu watched again, %lu hot, "
 		"%lu reused (%lu calls, %lu ahead), "
+		"%lu fresh (%lu calls, %lu ahead), "
 		"%lu whole-page, %lu dirty pages, "
 		"%lu dirty bytes, %lu faults; DIFF: %llu pages compared, %llu "
 		"whole, twins %llu hook + %llu eager (%llu invalid), %llu "
@@ -1845,6 +1883,7 @@ void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
 		st.preclean_ms_total, st.finish_ms_total, st.finish_bytes,
 		st.exempted_blocks, st.exempt_calls, st.watched_blocks,
 		st.hot_blocks, st.reused_blocks, st.reuse_calls, st.reuse_ahead,
+		st.fresh_blocks, st.fresh_calls, st.fresh_ahead,
 		st.whole_epochs,
 		st.dirty_pages, st.dirty_bytes, st.faults,
 		(unsigned long long)fs.pages_diffed,

@@ -224,9 +224,12 @@ FGA_API void fga_blocks_freed(fga *f, void *start, size_t bytes);
  * FGA_BLOCK_NEW (a sweep rebuilding a live block's free list), a block
  * next to the last one so handed out (at most two blocks away) makes the
  * instance un-protect a window of the blocks beyond it too, doubling up
- * to 32 while the collector keeps on in that direction: they read as
+ * to 64 while the collector keeps on in that direction: they read as
  * written at the next retrieval, whether reused or not (fga.c,
- * reuse_ahead). */
+ * reuse_ahead).  With FGA_BLOCK_NEW, blocks that were not exempt (a new
+ * section's, carved in order) do the same in a stream of their own,
+ * whose windows read dirty whole (fg_mark_dirty), as a fresh block
+ * does. */
 FGA_API void fga_blocks_reused(fga *f, void *start, size_t bytes,
 			       unsigned flags);
 
@@ -298,6 +301,12 @@ typedef struct fga_stats {
 	unsigned long exempt_calls;  /* tracker calls that exempted the
 					exempted_blocks (neighbours freed
 					one after another: one call) */
+	unsigned long fresh_blocks;  /* handed out fresh (FGA_BLOCK_NEW)
+					while watched: a new section's */
+	unsigned long fresh_calls;   /* tracker calls that un-protected
+					them (with readahead: fewer) */
+	unsigned long fresh_ahead;   /* blocks un-protected ahead of being
+					handed out fresh */
 } fga_stats;
 FGA_API int fga_get_stats(const fga *f, fga_stats *out);
 
