@@ -188,6 +188,18 @@ static int auto_cap(fga *f, int full);
 static void ra_reset(fga *f);
 static void free_flush(fga *f);
 
+/* The rule for every entry point that asks the tracker something: the
+ * frees gathered so far go to it first (free_later), and a call that
+ * re-protects the heap (a collection) or forgets part of it (a section
+ * removed) ends the readahead windows too (reuse_ahead).  The only call
+ * that skips it is fga_blocks_freed, which gathers. */
+static void before_tracker(fga *f, int reprotects)
+{
+	free_flush(f);
+	if (reprotects)
+		ra_reset(f);
+}
+
 /* mmap-backed growth: no malloc while the world is stopped. */
 static void *grow(void *v, size_t *cap, size_t elem, size_t need)
 {
@@ -685,8 +697,7 @@ int fga_remove_section(fga *f, void *start, size_t bytes)
 	s = find(f, (uintptr_t)start);
 	if (!s || s->base != (uintptr_t)start || s->len != bytes)
 		return -ENOENT;
-	free_flush(f);
-	ra_reset(f);
+	before_tracker(f, 1);
 	if (s->tracked && f->t)
 		(void)fg_unregister(f->t, start, bytes);
 	unmap(s->lines, s->nblocks * sizeof *s->lines);
@@ -862,8 +873,7 @@ static void collect_into_lines(fga *f)
 	fg_range r;
 	int n;
 
-	free_flush(f);
-	ra_reset(f); /* re-protected now */
+	before_tracker(f, 1); /* re-protected now */
 
 	n = fg_collect_flags(f->t, &it, flags);
 	if (n < 0) {
@@ -1257,7 +1267,7 @@ int fga_peek(fga *f)
 
 	if (!f || !f->t)
 		return 0;
-	free_flush(f);
+	before_tracker(f, 0);
 	if (f->concurrent)
 		flags |= FG_COLLECT_WHOLE_PAGES;
 	n = (fg_tracker_caps(f->t) & FG_CAP_PEEK) && !f->precleaned
@@ -1340,8 +1350,8 @@ size_t fga_for_each_dirty(fga *f,
  * blocks it finds one at a time, in address order (Boehm's sweep, on
  * sparse-old.scm: 2200 a collection, 98 % next to the one before), so
  * neighbours are gathered into one run and exempted by one call, before
- * anything that asks the tracker (free_flush: every entry point but this
- * one).  Sound: until then the blocks are still watched, so a write into
+ * anything that asks the tracker (before_tracker: every entry point but
+ * this one).  Sound: until then the blocks are still watched, so a write into
  * them is recorded, and fga already reads them whole (ex). */
 static void free_flush(fga *f)
 {
@@ -1591,7 +1601,7 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 {
 	if (!f || !f->t)
 		return;
-	free_flush(f);
+	before_tracker(f, 0);
 	/* The collector never reads the lines of a pointer-free block: no
 	 * twin (copy or digest) is kept for it, memory and comparisons
 	 * saved; written, it reads whole.  A block handed out again with
@@ -1654,8 +1664,7 @@ void fga_collection_done(fga *f, int wrote_after)
 	 * into the heap nor scanned since the retrieval (it marked with the
 	 * world stopped), no retrieval is needed.  Nor is one when there is
 	 * no twin to compare with (FG_CARD=auto with its twins off). */
-	free_flush(f);
-	ra_reset(f); /* a collection below re-protects */
+	before_tracker(f, 1); /* a collection below re-protects */
 	twins = f->diff && wrote_after &&
 		(!f->autocard || !f->auto_off || fg_get_stats(f->t, &fs) ||
 		 fs.twin_bytes);
@@ -1771,7 +1780,7 @@ int fga_set_card_size(fga *f, size_t bytes)
 
 	if (!f || !f->t)
 		return -EINVAL;
-	free_flush(f);
+	before_tracker(f, 0);
 	rc = fg_set_card_size(f->t, bytes);
 	if (!rc && f->autocard) { /* (auto runs only with DIFF) */
 		/* A size chosen: auto's judgement ends, and the twins are
@@ -1802,7 +1811,7 @@ int fga_io_begin(fga *f, void *addr, size_t len)
 
 	if (!f || !f->t)
 		return -EINVAL;
-	free_flush(f);
+	before_tracker(f, 0);
 	io = fg_io_begin(f->t, addr, len);
 	if (io < 0)
 		snprintf(f->err, sizeof f->err, "io_begin(%p, %zu): %s (%s)",
@@ -1816,7 +1825,7 @@ int fga_io_end(fga *f, int io)
 
 	if (!f || !f->t)
 		return -EINVAL;
-	free_flush(f);
+	before_tracker(f, 0);
 	rc = fg_io_end(f->t, io);
 	if (rc)
 		snprintf(f->err, sizeof f->err, "io_end(%d): %s (%s)", io,
