@@ -226,7 +226,8 @@ FGA_API void fga_blocks_freed(fga *f, void *start, size_t bytes);
  * instance un-protect a window of the blocks beyond it too, doubling up
  * to 64 while the collector keeps on in that direction: they read as
  * written at the next retrieval, whether reused or not (fga.c,
- * reuse_ahead).  With FGA_BLOCK_NEW, blocks that were not exempt (a new
+ * reuse_ahead).  With FGA_BLOCK_NEW, on an instance that exempts free
+ * blocks (fga_config.exempt), blocks that were not exempt (a new
  * section's, carved in order) do the same in a stream of their own,
  * whose windows read dirty whole (fg_mark_dirty), as a fresh block
  * does. */
