@@ -1507,17 +1507,12 @@ static void unprotect_ptrfree(fga *f)
 #define RA_MAX 64
 #define RA_GAP 2 /* blocks between two reuses of one stream */
 
-static void reuse_call(fga *f, uintptr_t a, size_t len, int expect,
-		       int fresh)
+static void reuse_call(fga *f, uintptr_t a, size_t len, int expect)
 {
 	if (expect)
 		(void)fg_expect_writes(f->t, (void *)a, len);
 	else
 		(void)fg_mark_dirty(f->t, (void *)a, len);
-	if (fresh)
-		f->st.fresh_calls++;
-	else
-		f->st.reuse_calls++;
 }
 
 /* Whether [a, e) lies in a window un-protected this interval by one of
@@ -1548,16 +1543,18 @@ static void reuse_ahead(fga *f, uintptr_t h, size_t bytes, unsigned k,
 {
 	struct ra_stream *st = &f->ra[k];
 	uintptr_t lo = h, hi = h + bytes, gap = RA_GAP * f->block;
-	size_t n = (bytes + f->block - 1) / f->block;
+	int fresh = k == RA_FRESH;
+	/* The stream's counters: blocks, calls, blocks ahead. */
+	unsigned long *nblocks = fresh ? &f->st.fresh_blocks
+				       : &f->st.reused_blocks;
+	unsigned long *ncalls = fresh ? &f->st.fresh_calls : &f->st.reuse_calls;
+	unsigned long *nahead = fresh ? &f->st.fresh_ahead : &f->st.reuse_ahead;
 	struct sect *s;
 	size_t b;
 	int down = 0;
 
-	if (k == RA_FRESH)
-		f->st.fresh_blocks += n;
-	else
-		f->st.reused_blocks += n;
-	if (ra_inside(f, h, hi, k == RA_FRESH ? RA_FRESH : 0))
+	*nblocks += (bytes + f->block - 1) / f->block;
+	if (ra_inside(f, h, hi, fresh ? RA_FRESH : 0))
 		goto done; /* un-protected ahead */
 	if (hi <= st->prev && st->prev - hi <= gap)
 		down = 1;
@@ -1573,7 +1570,7 @@ static void reuse_ahead(fga *f, uintptr_t h, size_t bytes, unsigned k,
 		/* b: the window's edge, the first block beyond it (down: the
 		 * block below it) that it may take next. */
 		b = ((down ? h : hi) - s->base) / f->block;
-		for (size_t k = 0; k < st->blocks; k++) {
+		for (size_t i = 0; i < st->blocks; i++) {
 			size_t next = down ? b - 1 : b;
 
 			if ((down ? b == 0 : b >= s->nblocks) || s->ex[next])
@@ -1584,12 +1581,10 @@ static void reuse_ahead(fga *f, uintptr_t h, size_t bytes, unsigned k,
 			lo = s->base + b * f->block;
 		else
 			hi = s->base + b * f->block;
-		if (k == RA_FRESH)
-			f->st.fresh_ahead += (hi - lo - bytes) / f->block;
-		else
-			f->st.reuse_ahead += (hi - lo - bytes) / f->block;
+		*nahead += (hi - lo - bytes) / f->block;
 	}
-	reuse_call(f, lo, hi - lo, expect, k == RA_FRESH);
+	reuse_call(f, lo, hi - lo, expect);
+	(*ncalls)++;
 	st->lo = lo;
 	st->hi = hi;
 done:
