@@ -9,7 +9,11 @@
  *   fork         a child writing, collecting and destroying the tracker;
  *   unmap_half, mremap_away, replace_half, dontneed
  *                the tracked memory changing under the tracker;
- *   stats_hook   statistics and the write hook after a known schedule.
+ *   stats_hook   statistics and the write hook after a known schedule;
+ *   *_runs, *_auto  uffd-async only: scenarios above re-protecting by a
+ *                call per run of written pages, and switching between
+ *                that and the write-protecting scan (FG_REPROTECT; the
+ *                others run with its default, the scan).
  * Every random test prints its seed; FG_SEED=N replays it.
  */
 #ifndef _GNU_SOURCE
@@ -36,11 +40,30 @@
 
 #define PER_BACKEND(scn) ORC_PER_BACKEND(oracle, scn, TIMEOUT)
 
+/* FG_REPROTECT for the *_runs and *_auto tests (NULL: the trackers
+ * ignore the environment, FG_OPT_NO_ENV, and re-protect the default
+ * way). */
+static const char *reprotect;
+
 static fg_tracker *make_tracker(fg_backend_id id, size_t card,
 				fg_write_hook hook, void *arg)
 {
 	fg_options o = orc_options(id, card);
 
+	if (reprotect) {
+		/* The environment is read for FG_REPROTECT: nothing else
+		 * of the toolkit's may come from it. */
+		static const char *const others[] = {
+			"FG_BACKEND",	   "FG_CARD",	   "FG_PRECISION",
+			"FG_TWINS",	   "FG_TWIN_FORM", "FG_TWIN_HUGE",
+			"FG_EXEMPT_GROUPED",
+		};
+
+		for (size_t i = 0; i < sizeof others / sizeof *others; i++)
+			unsetenv(others[i]);
+		setenv("FG_REPROTECT", reprotect, 1);
+		o.flags &= ~FG_OPT_NO_ENV;
+	}
 	o.hook = hook;
 	o.hook_arg = arg;
 	return orc_tracker(&o);
@@ -1063,3 +1086,33 @@ static void stats_hook(fg_backend_id id)
 }
 
 PER_BACKEND(stats_hook)
+
+/* ------------------------------------------------------------------ */
+/* uffd-async's second way to re-protect written pages (FG_REPROTECT,
+ * backend_uffd_async.c): a read-only scan and a call per run, forced, and
+ * auto, which takes it or the write-protecting scan (the default, which
+ * the tests above run) as each region's writes come sparse or dense. */
+
+#define FORCED(scn, mode)                                                    \
+	static void scn##_##mode(fg_backend_id id)                            \
+	{                                                                     \
+		reprotect = #mode;                                            \
+		scn(id);                                                      \
+	}                                                                     \
+	ORC_TEST_FOR(oracle, scn##_##mode, uffd_async, FG_BACKEND_UFFD_ASYNC, \
+		     TIMEOUT)
+
+#ifndef ORC_KVM_ONLY
+FORCED(random_page, runs)
+FORCED(random_cardmix, runs)
+FORCED(random_peek, runs)
+FORCED(threads_fixed, runs)
+FORCED(fork_scenario, runs)
+FORCED(unmap_half, runs)
+FORCED(replace_half, runs)
+FORCED(dontneed, runs)
+FORCED(random_page, auto)
+FORCED(random_cardmix, auto)
+FORCED(threads_fixed, auto)
+FORCED(dontneed, auto)
+#endif

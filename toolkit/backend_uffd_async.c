@@ -20,6 +20,23 @@
  * PM_SCAN_CHECK_WPASYNC makes the scan fail with EPERM on any VMA that is
  * not registered with async write-protect: a region replaced by another
  * mapping is detected instead of read as clean.
+ *
+ * Re-protecting has a second way (FG_REPROTECT, t->reprotect): a read-only
+ * PAGEMAP_SCAN, then one UFFDIO_WRITEPROTECT per run of written pages it
+ * found.  The write-protecting scan costs a TLB flush for every 2 MiB
+ * page table that holds a written page, whatever their number there
+ * (15-30 us on the machine of bench/RESULTS.md, 2026-12-07); a call per
+ * run costs 6-9 us.  So written pages scattered about one per 2 MiB are
+ * re-protected 2.5-3 times faster by runs, and denser ones by the scan
+ * (bench/reprotect).  Each call covers only pages the read-only scan saw
+ * written, which this collection reports: a page written between the two
+ * calls is either one of them (reported now, and the caller reads its
+ * contents after we return) or still unprotected (reported next time).
+ * The default is the scan; under auto (experimental: no gain shown on a
+ * real program yet, bench/RESULTS.md 2026-12-07), a region's last
+ * re-protection says which way its next one starts, and a read-only scan
+ * that finds more than RUNS_PER_CHUNK runs per 2 MiB touched falls back
+ * to the write-protecting scan.
  */
 #include "fg_compat.h"
 #include "fg_internal.h"
@@ -159,20 +176,98 @@ static void async_region_del(fg_impl *t, fg_region *r, bool forked)
 		fg_uffd_unregister(s->uffd, r);
 }
 
+/* Runs of written pages per 2 MiB page table touched, at most, for the
+ * call-per-run way under FG_REPROTECT=auto (bench/reprotect: at one run a
+ * 2 MiB it is 2.5-3 times faster than the scan, at about four even). */
+#define RUNS_PER_CHUNK 2
+#define CHUNK_SHIFT 21
+
+/* The new part of out's runs from index first (the first may have merged
+ * with a run from an earlier call), clipped to [start, end). */
+static void new_run(const fg_runs *out, size_t i, uintptr_t start,
+		    uintptr_t end, uintptr_t *s, uintptr_t *e)
+{
+	*s = out->v[i].start > start ? out->v[i].start : start;
+	*e = out->v[i].end < end ? out->v[i].end : end;
+}
+
+static size_t first_new(size_t first)
+{
+	return first ? first - 1 : 0;
+}
+
+/* Pages in the new runs; *runs and *chunks: how many runs, and how many
+ * 2 MiB page tables they touch. */
+static uint64_t new_pages(const fg_runs *out, size_t first, uintptr_t start,
+			  uintptr_t end, size_t *runs, size_t *chunks)
+{
+	uintptr_t last_chunk = UINTPTR_MAX;
+	uint64_t pages = 0;
+
+	*runs = *chunks = 0;
+	for (size_t i = first_new(first); i < out->n; i++) {
+		uintptr_t s, e;
+
+		new_run(out, i, start, end, &s, &e);
+		if (s >= e)
+			continue;
+		pages += (e - s) / fg_page_size;
+		(*runs)++;
+		for (uintptr_t c = s >> CHUNK_SHIFT; c <= (e - 1) >> CHUNK_SHIFT;
+		     c++)
+			if (c != last_chunk) {
+				(*chunks)++;
+				last_chunk = c;
+			}
+	}
+	return pages;
+}
+
 static int async_collect_range(fg_impl *t, fg_region *r, uintptr_t start,
 			       uintptr_t end, fg_runs *out)
 {
 	struct async_state *s = t->bpriv;
-	size_t first = out->n;
-	uint64_t pages = 0;
+	size_t first = out->n, runs, chunks;
+	uintptr_t last_end = first ? out->v[first - 1].end : 0;
+	bool by_runs = t->reprotect == FG_REPROTECT_RUNS ||
+		       (t->reprotect == FG_REPROTECT_AUTO && r->wp_sparse);
+	uint64_t pages;
 	int rc;
 
-	(void)r;
-	rc = fg_pagemap_written(s->pagemap, start, end, true, true, out);
+	rc = fg_pagemap_written(s->pagemap, start, end, !by_runs, true, out);
 	if (rc)
 		return rc;
-	for (size_t i = first; i < out->n; i++)
-		pages += (out->v[i].end - out->v[i].start) / fg_page_size;
+	pages = new_pages(out, first, start, end, &runs, &chunks);
+	if (t->reprotect == FG_REPROTECT_AUTO) {
+		bool sparse = runs <= RUNS_PER_CHUNK * chunks;
+
+		if (by_runs && !sparse) {
+			/* Denser than last time: drop what the read-only
+			 * scan added and take the write-protecting one (it
+			 * finds those pages again, and any written since). */
+			out->n = first;
+			if (first)
+				out->v[first - 1].end = last_end;
+			rc = fg_pagemap_written(s->pagemap, start, end, true,
+						true, out);
+			if (rc)
+				return rc;
+			pages = new_pages(out, first, start, end, &runs,
+					  &chunks);
+			by_runs = false;
+		}
+		r->wp_sparse = sparse;
+	}
+	for (size_t i = first_new(first); by_runs && i < out->n; i++) {
+		uintptr_t a, b;
+
+		new_run(out, i, start, end, &a, &b);
+		if (a < b) {
+			rc = fg_uffd_wp(s->uffd, a, b, true, false);
+			if (rc)
+				return rc;
+		}
+	}
 	atomic_fetch_add(&t->ctr.faults, pages);
 	return 0;
 }

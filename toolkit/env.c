@@ -59,6 +59,14 @@ static const fg_env_var table[] = {
 	 "uffd-async with exempt pages: 1: one scan for the written pages, "
 	 "then one re-protecting collection per group of them; 0: one per "
 	 "run of watched pages between exempt ones"},
+	{"FG_REPROTECT", FG_ENV_CHOICE, "scan|runs|auto", "scan",
+	 "toolkit (fg_tracker_create)",
+	 "uffd-async: how written pages are re-protected: scan: one "
+	 "write-protecting PAGEMAP_SCAN (a TLB flush per 2 MiB holding "
+	 "written pages); runs: a read-only scan, then a call per run of "
+	 "written pages; auto (experimental): runs while a region's written "
+	 "pages are sparse (2 runs or fewer per 2 MiB touched), scan "
+	 "otherwise"},
 	{"FG_QUIET", FG_ENV_FLAG, NULL, "0",
 	 "toolkit (fg_tracker_create, fg_register)",
 	 "1: no warning when auto-selection passes over a better backend or "

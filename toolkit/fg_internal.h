@@ -85,7 +85,14 @@ typedef struct fg_region {
 	uint64_t *forced;
 	size_t nforced;	  /* bits set there */
 	void *priv;   /* backend state */
+	/* uffd-async, FG_REPROTECT=auto: the last re-protection found the
+	 * written pages sparse (backend_uffd_async.c). */
+	bool wp_sparse;
 } fg_region;
+
+/* FG_REPROTECT's words, in env.c's order: how uffd-async re-protects
+ * written pages (backend_uffd_async.c). */
+enum { FG_REPROTECT_SCAN, FG_REPROTECT_RUNS, FG_REPROTECT_AUTO };
 
 typedef struct fg_impl fg_impl;
 
@@ -255,6 +262,7 @@ struct fg_impl {
 	fg_runs wdrop;	  /* ... and a group's report, exempt pages out */
 	bool plain_exempt; /* FG_EXEMPT_GROUPED=0: a collection per run of
 			      watched pages between exempt ones */
+	unsigned reprotect; /* FG_REPROTECT: FG_REPROTECT_* (uffd-async) */
 	bool whole_pages; /* this collection: FG_COLLECT_WHOLE_PAGES */
 	fg_runs result;   /* card ranges of the last collection */
 	fg_runs extra, merged; /* forced and announced ranges of a region */

@@ -242,6 +242,11 @@ static int setup_precision(const fg_options *o, fg_impl *t)
 			return rc;
 		if (rc > 0)
 			t->plain_exempt = !v.index;
+		rc = fg_env_get("FG_REPROTECT", &v);
+		if (rc < 0)
+			return rc;
+		if (rc > 0)
+			t->reprotect = v.index; /* env.c: "scan|runs|auto" */
 	}
 	if (prec != FG_PRECISION_PAGE && prec != FG_PRECISION_DIFF)
 		return fg_fail(-EINVAL, "precision %u unknown (FG_PRECISION_PAGE "
