@@ -127,19 +127,29 @@ static long scan(uintptr_t start, uintptr_t end, int wp,
 	return total;
 }
 
-/* A read-only scan, then UFFDIO_WRITEPROTECT over the runs, merged across
- * gaps of at most gap pages (gap < 0: one call over the hull).  Returns
- * the number of calls. */
-static long ro_then_ioctl(uintptr_t start, uintptr_t end, long gap,
-			  struct page_region *runs, long max)
+/* The read-only scan of the methods after the first: at most max runs
+ * (the pages written), or some other writer broke the count. */
+static long read_runs(uintptr_t start, uintptr_t end,
+		      struct page_region *runs, long max)
 {
-	long n = scan(start, end, 0, runs, max), calls = 0;
+	long n = scan(start, end, 0, runs, max);
 
 	if (n < 0) {
 		fprintf(stderr, "reprotect: more written runs than pages "
 				"written: another writer?\n");
 		exit(1);
 	}
+	return n;
+}
+
+/* A read-only scan, then UFFDIO_WRITEPROTECT over the runs, merged across
+ * gaps of at most gap pages (gap < 0: one call over the hull).  Returns
+ * the number of calls. */
+static long ro_then_ioctl(uintptr_t start, uintptr_t end, long gap,
+			  struct page_region *runs, long max)
+{
+	long n = read_runs(start, end, runs, max), calls = 0;
+
 	for (long i = 0; i < n;) {
 		uintptr_t s = runs[i].start, e = runs[i].end;
 		long j = i + 1;
@@ -162,13 +172,8 @@ static long mixed(uintptr_t start, uintptr_t end, long k,
 		  struct page_region *runs, long max)
 {
 	const uintptr_t chunk = 2UL << 20;
-	long n = scan(start, end, 0, runs, max), calls = 0;
+	long n = read_runs(start, end, runs, max), calls = 0;
 
-	if (n < 0) {
-		fprintf(stderr, "reprotect: more written runs than pages "
-				"written: another writer?\n");
-		exit(1);
-	}
 	for (long i = 0; i < n;) {
 		uintptr_t c = runs[i].start & ~(chunk - 1);
 		long j = i;
