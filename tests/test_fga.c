@@ -25,6 +25,18 @@
  *                hot (unwatched, read whole), are watched again every
  *                third retrieval, and must still never read clean
  *                when changed.
+ *   contract_page_unwatched  the same at page cards on an instance that
+ *                does not exempt blocks itself (Racket's), the collector
+ *                unwatching and watching again random runs of blocks
+ *                (fga_blocks_unwatched) at random points, Racket's among
+ *                them (between the peek and the retrieval): unwatched
+ *                blocks, written or not, must never read clean when
+ *                changed, nor blocks watched again.  Then, on a backend
+ *                that can leave pages out, 8 unwatched blocks written
+ *                over 5 retrievals: the tracker reports none of them.
+ *   unwatched_refused  fga_blocks_unwatched on instances that exempt
+ *                blocks themselves or compare twins: -ENOTSUP, and
+ *                the blocks stay tracked.
  *   contract_auto  the same with FGA_CARD_AUTO, the test's collector
  *                counting what it would push at these lines and at page
  *                cards: 20 rounds of the schedule, 20 with whole blocks
@@ -88,6 +100,9 @@ struct heap {
 
 /* contract_page_hot: fga_config.hot for the instances made; 0 else. */
 static unsigned hot_cfg;
+/* contract_page_unwatched: the instances made do not exempt blocks
+ * themselves, and the schedule unwatches some. */
+static int unwatch_cfg;
 /* contract_auto_digest: fga_config.twin_form for the instances made. */
 static int form_cfg = FGA_TWIN_COPY;
 #define HOT_BLOCKS 6 /* blocks 0.. of section 0, written most rounds */
@@ -111,6 +126,8 @@ static fga *make(fg_backend_id id, size_t card, const char *name,
 
 	c.name = name;
 	c.hot = hot_cfg;
+	if (unwatch_cfg)
+		c.exempt = 0;
 	c.twin_form = form_cfg;
 	c.block = BLOCK;
 	c.backend = fg_backend_name(id);
@@ -340,6 +357,22 @@ static void mutate(struct heap *h, orc_rng *g)
 	}
 }
 
+/* contract_page_unwatched: the collector unwatches a run of blocks or
+ * watches one again (Racket: pages left un-protected, then protected). */
+static void unwatch(struct heap *h, orc_rng *g)
+{
+	int s = (int)orc_below(g, 2);
+	size_t b = orc_below(g, SECT_BLOCKS);
+	size_t len = 1 + orc_below(g, 6);
+	int rc;
+
+	if (b + len > SECT_BLOCKS)
+		len = SECT_BLOCKS - b;
+	rc = fga_blocks_unwatched(h->f, h->sect[s] + b * BLOCK, len * BLOCK,
+				  (int)orc_below(g, 2));
+	cr_assert_eq(rc, 0, "fga_blocks_unwatched: %s", fg_strerror(rc));
+}
+
 static void contract(fg_backend_id id, size_t card)
 {
 	struct heap h[2];
@@ -410,16 +443,21 @@ static void contract(fg_backend_id id, size_t card)
 						p->sect[0] + b * BLOCK +
 							orc_below(&g, BLOCK - 8),
 						8);
+			for (unsigned k = 0; unwatch_cfg && k < n / 3; k++)
+				unwatch(p, &g);
 			if (orc_below(&g, 2)) {
 				fga_preclean(p->f);
 				for (unsigned k = 0; k < n / 2; k++)
 					mutate(p, &g);
 			} else if (orc_below(&g, 2)) {
 				/* Racket's order: peek, the collector's
-				 * writes, retrieve. */
+				 * writes, unwatching and watching again,
+				 * retrieve. */
 				check_lines(p, r, tag, 1);
 				for (unsigned k = 0; k < n / 2; k++)
 					mutate(p, &g);
+				for (unsigned k = 0; unwatch_cfg && k < 3; k++)
+					unwatch(p, &g);
 			}
 			/* (Not in auto's sparse stretch: a retrieval after
 			 * concurrent marking reads whole, and saves nothing.) */
@@ -463,11 +501,18 @@ static void contract(fg_backend_id id, size_t card)
 			    st.auto_on, st.auto_full);
 		cr_log_info("%s, instance %c: %lu blocks reused by %lu calls "
 			    "(%lu ahead), %lu fresh by %lu calls (%lu "
-			    "ahead), %lu exempted by %lu calls",
+			    "ahead), %lu exempted by %lu calls, %lu unwatched "
+			    "by the collector, %lu watched again",
 			    tag, 'A' + i, st.reused_blocks, st.reuse_calls,
 			    st.reuse_ahead, st.fresh_blocks, st.fresh_calls,
 			    st.fresh_ahead, st.exempted_blocks,
-			    st.exempt_calls);
+			    st.exempt_calls, st.unwatched_blocks,
+			    st.rewatched_blocks);
+		if (unwatch_cfg)
+			cr_expect(st.unwatched_blocks > 0 &&
+					  st.rewatched_blocks > 0,
+				  "%s: nothing unwatched and watched again",
+				  tag);
 		/* The sweeps made the adapter gather calls: they ran under
 		 * the oracle. */
 		if (st.exempted_blocks)
@@ -519,6 +564,74 @@ static void contract_page_hot(fg_backend_id id)
 	contract(id, (size_t)sysconf(_SC_PAGESIZE));
 }
 
+static void contract_page_unwatched(fg_backend_id id)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned long before;
+	fga_stats st = {.size = sizeof st};
+	struct heap h;
+
+	unwatch_cfg = 1;
+	contract(id, ps);
+	/* Left out: unwatched blocks written at every retrieval are not
+	 * the tracker's to report (they read whole through the adapter). */
+	if (!(fg_backend_caps(id) & FG_CAP_EXEMPT))
+		return;
+	heap_init(&h, id, ps, "fga unwatched");
+	cr_assert_eq(fga_blocks_unwatched(h.f, h.sect[0], 8 * BLOCK, 1), 0);
+	fga_retrieve(h.f);
+	cr_assert_eq(fga_get_stats(h.f, &st), 0);
+	before = st.dirty_pages;
+	for (int r = 0; r < 5; r++) {
+		for (int b = 0; b < 8; b++)
+			h.sect[0][b * BLOCK + 8 * r] = (uint8_t)(r + 1);
+		fga_retrieve(h.f);
+		for (int b = 0; b < 8; b++)
+			cr_assert_eq(fga_block_lines(h.f, h.sect[0] + b * BLOCK),
+				     FGA_LINES_ALL);
+	}
+	cr_assert_eq(fga_get_stats(h.f, &st), 0);
+	cr_expect_eq(st.dirty_pages, before,
+		     "%s: the tracker reported %lu pages of unwatched blocks",
+		     fg_backend_name(id), st.dirty_pages - before);
+	/* Watched again: read whole at the next retrieval, then tracked. */
+	cr_assert_eq(fga_blocks_unwatched(h.f, h.sect[0], 8 * BLOCK, 0), 0);
+	fga_retrieve(h.f);
+	cr_expect_eq(fga_block_lines(h.f, h.sect[0]), FGA_LINES_ALL);
+	fga_retrieve(h.f);
+	cr_expect_eq(fga_block_lines(h.f, h.sect[0]), 0,
+		     "%s: a block watched again and left alone reads dirty",
+		     fg_backend_name(id));
+	h.sect[0][3 * BLOCK + 100] ^= 1;
+	fga_retrieve(h.f);
+	cr_expect_neq(fga_block_lines(h.f, h.sect[0] + 3 * BLOCK), 0);
+	heap_free(&h);
+}
+
+/* Instances that exempt blocks themselves (the default config) or
+ * compare twins refuse, and the blocks stay tracked. */
+static void unwatched_refused(fg_backend_id id)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	struct heap h;
+
+	heap_init(&h, id, ps, "fga exempting");
+	cr_expect_eq(fga_blocks_unwatched(h.f, h.sect[0], BLOCK, 1),
+		     -ENOTSUP);
+	heap_free(&h);
+	unwatch_cfg = 1;
+	heap_init(&h, id, 64, "fga 64");
+	cr_expect_eq(fga_blocks_unwatched(h.f, h.sect[0], BLOCK, 1),
+		     -ENOTSUP);
+	fga_retrieve(h.f);
+	fga_retrieve(h.f);
+	h.sect[0][200] ^= 1;
+	fga_retrieve(h.f);
+	cr_expect(fga_block_lines(h.f, h.sect[0]) & (1ull << (200 / 64)),
+		  "a refused block's write reads clean");
+	heap_free(&h);
+}
+
 static void contract_auto(fg_backend_id id)
 {
 	contract(id, FGA_CARD_AUTO);
@@ -538,6 +651,8 @@ static void contract_auto_digest(fg_backend_id id)
 FGA_BACKENDS(fga, contract_64, 120)
 FGA_BACKENDS(fga, contract_page, 120)
 FGA_BACKENDS(fga, contract_page_hot, 120)
+FGA_BACKENDS(fga, contract_page_unwatched, 120)
+FGA_BACKENDS(fga, unwatched_refused, 60)
 FGA_BACKENDS(fga, contract_auto, 120)
 FGA_BACKENDS(fga, contract_auto_digest, 120)
 #endif

@@ -80,6 +80,8 @@
 #define EX_YOUNG 2
 #define EX_PTRFREE 4
 #define EX_HOT 8 /* with EX_EXEMPT: written at every retrieval lately */
+#define EX_HELD 16 /* with EX_EXEMPT: unwatched by the collector
+		      (fga_blocks_unwatched) */
 #define HOT_STREAK 3 /* retrievals in a row that make a block hot */
 
 /* Readahead streams (reuse_ahead). */
@@ -857,6 +859,65 @@ static void rejoin_hot(fga *f)
 				       EX_EXEMPT | EX_HOT | EX_YOUNG |
 					       EX_PTRFREE,
 				       EX_EXEMPT | EX_HOT, rejoin_run);
+}
+
+static void unwatch_run(fga *f, struct sect *s, size_t b0, size_t b1)
+{
+	memset(s->ex + b0, EX_EXEMPT | EX_HELD, b1 - b0);
+	if (s->tracked)
+		(void)fg_set_exempt(f->t, (void *)(s->base + b0 * f->block),
+				    (b1 - b0) * f->block, 1);
+	f->st.unwatched_blocks += b1 - b0;
+}
+
+/* Watched again before the retrieval that ends this interval: the
+ * tracker watches them from its collection there on, so they read whole
+ * in that retrieval (carried; its start_lines consumes them) and as
+ * tracked after it. */
+static void rewatch_run(fga *f, struct sect *s, size_t b0, size_t b1)
+{
+	fg_range r = {(void *)(s->base + b0 * f->block), (b1 - b0) * f->block};
+
+	memset(s->ex + b0, 0, b1 - b0);
+	if (s->tracked)
+		(void)fg_set_exempt(f->t, r.addr, r.len, 0);
+	remember(f, &f->carry, &f->ncarry, &f->capcarry, r);
+	f->st.rewatched_blocks += b1 - b0;
+}
+
+int fga_blocks_unwatched(fga *f, void *h, size_t bytes, int unwatched)
+{
+	uintptr_t a = (uintptr_t)h, e = a + bytes;
+
+	if (!f || !f->t)
+		return 0;
+	if (f->c.exempt || f->hot || f->diff)
+		return -ENOTSUP;
+	before_tracker(f, 0);
+	/* Block states, made for a section the first time it has one
+	 * unwatched (no section has them otherwise on such an instance). */
+	if (unwatched)
+		for (uintptr_t p = a; p < e;) {
+			struct sect *s = find(f, p);
+
+			if (!s) {
+				p += f->block;
+				continue;
+			}
+			if (!s->ex) {
+				s->ex = section_array(f, s->nblocks, s->len,
+						      "block states");
+				if (!s->ex)
+					return -ENOMEM;
+			}
+			p = s->base + s->len;
+		}
+	if (unwatched)
+		for_block_runs(f, a, bytes, 0xff, 0, unwatch_run);
+	else
+		for_block_runs(f, a, bytes, 0xff, EX_EXEMPT | EX_HELD,
+			       rewatch_run);
+	return 0;
 }
 
 /* One toolkit collection OR'ed into the lines.  The interval between two
@@ -1876,6 +1937,7 @@ void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
 		"%lu blocks exempted (%lu calls), %lu watched again, %lu hot, "
 		"%lu reused (%lu calls, %lu ahead), "
 		"%lu fresh (%lu calls, %lu ahead), "
+		"%lu unwatched by the collector (%lu watched again), "
 		"%lu whole-page, %lu dirty pages, "
 		"%lu dirty bytes, %lu faults; DIFF: %llu pages compared, %llu "
 		"whole, twins %llu hook + %llu eager (%llu invalid), %llu "
@@ -1888,6 +1950,7 @@ void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
 		st.exempted_blocks, st.exempt_calls, st.watched_blocks,
 		st.hot_blocks, st.reused_blocks, st.reuse_calls, st.reuse_ahead,
 		st.fresh_blocks, st.fresh_calls, st.fresh_ahead,
+		st.unwatched_blocks, st.rewatched_blocks,
 		st.whole_epochs,
 		st.dirty_pages, st.dirty_bytes, st.faults,
 		(unsigned long long)fs.pages_diffed,

@@ -234,6 +234,24 @@ FGA_API void fga_blocks_freed(fga *f, void *start, size_t bytes);
 FGA_API void fga_blocks_reused(fga *f, void *start, size_t bytes,
 			       unsigned flags);
 
+/* Blocks the collector rescans at every collection whatever was written
+ * (Racket 3m: a medium or big old page holding pointers to younger
+ * objects, which its mprotect barrier leaves un-protected), so watching
+ * them only costs faults and re-protection.  With unwatched != 0 the
+ * tracker leaves them out (fg_set_exempt): writing them costs nothing
+ * after one fault, and they read whole at every peek and retrieval.  With
+ * unwatched == 0 the collector wants them watched again (Racket: it would
+ * write-protect them now): those it had unwatched read whole at the next
+ * retrieval, the first that watches them, and are tracked as any block
+ * from then on.  Blocks it did not unwatch are left as they are, so
+ * naming a range twice costs a walk over its blocks, no system call.
+ * Returns 0; -ENOTSUP on an instance that exempts or heats blocks itself
+ * (fga_config.exempt, .hot) or compares twins (DIFF: the backends honour
+ * exemption at page precision only), where nothing changes (sound: the
+ * blocks stay watched); -ENOMEM (the same). */
+FGA_API int fga_blocks_unwatched(fga *f, void *start, size_t bytes,
+				 int unwatched);
+
 /* In the child after fork (single-threaded there): a new tracker over the
  * same sections; everything reads dirty once. */
 FGA_API void fga_fork_child(fga *f);
@@ -308,6 +326,8 @@ typedef struct fga_stats {
 					them (with readahead: fewer) */
 	unsigned long fresh_ahead;   /* blocks un-protected ahead of being
 					handed out fresh */
+	unsigned long unwatched_blocks; /* fga_blocks_unwatched: left out */
+	unsigned long rewatched_blocks; /* ... and watched again */
 } fga_stats;
 FGA_API int fga_get_stats(const fga *f, fga_stats *out);
 
