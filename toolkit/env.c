@@ -127,6 +127,14 @@ static const fg_env_var table[] = {
 	 "adapters/racket (racket3m)",
 	 "card of big objects (vectors, hash-table arrays), with sticky "
 	 "twins; 4k: page precision"},
+	{"FG_RACKET_UNWATCH", FG_ENV_FLAG, NULL, "1",
+	 "adapters/racket (racket3m)",
+	 "0: watch every page written, also those stock leaves "
+	 "un-protected"},
+	{"FG_RACKET_WHOLE", FG_ENV_FLAG, NULL, "1",
+	 "adapters/racket (racket3m)",
+	 "0: a written 16 KiB page is not un-protected whole at the "
+	 "collection (only its written 4 KiB pages are writable)"},
 	{"FG_RACKET_ARRAY_MIN", FG_ENV_SIZE, NULL, "256k",
 	 "adapters/racket (racket3m)",
 	 "big objects from this size up get FG_RACKET_ARRAY_CARD's cards"},

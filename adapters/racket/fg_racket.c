@@ -23,7 +23,10 @@
  *   collect_begin(visit)          fga_peek + fga_for_each_dirty: each
  *                                 run of dirty lines as a range (the
  *                                 collector keeps sub-page ranges for big
- *                                 arrays and vectors)
+ *                                 arrays and vectors); on the pages
+ *                                 instance the written blocks are
+ *                                 un-protected whole (fga_blocks_reused),
+ *                                 as stock's fault handler does
  *   collect_end                   fga_retrieve: the next interval starts
  *                                 (the collector's own writes in the
  *                                 pause are not reported: stock
@@ -32,6 +35,10 @@
  *                                 un-protects before the collector
  *                                 writes, one call instead of a write
  *                                 fault per page; new regions too
+ *   watched(p, len, on)           fga_blocks_unwatched(!on): the pages
+ *                                 stock leaves un-protected (rescanned at
+ *                                 every minor collection) are not
+ *                                 watched, until stock protects them
  *
  * Places run their collections on their own OS threads, and a region can
  * change owner (message pages adopted by another place) or be freed by
@@ -39,7 +46,8 @@
  * are kept in one table, by address, with their owner, and every call
  * runs under one lock.
  *
- * Knobs: FG_RACKET=1 (on), FG_BACKEND, FG_CARD, the generic FG_RACKET_*
+ * Knobs: FG_RACKET=1 (on), FG_BACKEND, FG_CARD, FG_RACKET_UNWATCH=0 (watch
+ * every page written, as before 2026-12-07), the generic FG_RACKET_*
  * (fga_config_env: TWINS, TWIN_CAP, CHECK, ...), FG_RACKET_STATS=1 (a
  * summary per GC when it goes, and at exit; with FG_RACKET_CHECK, the
  * check's verdict the same way).
@@ -54,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <fg.h>
 
@@ -64,7 +73,7 @@
 
 /* As in Racket's gc2.h after patch 0001 (the glue is built without
  * Racket's headers). */
-#define GC_EXTERNAL_DIRTY_VERSION 2
+#define GC_EXTERNAL_DIRTY_VERSION 3
 #define GC_EXT_REGION_BIG 2
 typedef struct GC_external_dirty {
 	int version;
@@ -78,6 +87,7 @@ typedef struct GC_external_dirty {
 			      void *arg);
 	void (*collect_end)(void *ctx);
 	void (*writable)(void *p, size_t len);
+	void (*watched)(void *p, size_t len, int on);
 } GC_external_dirty;
 
 /* Weak: racketcgc (built first, with the same link line) has none. */
@@ -103,6 +113,7 @@ struct region {
 	size_t len;
 	struct gcx *owner;
 	fga *f; /* owner->pages or owner->arrays */
+	int kind; /* GC_EXT_REGION_* */
 };
 
 #define MAX_GCS 256
@@ -115,6 +126,8 @@ static struct {
 	size_t n, cap;
 	struct gcx *gcs[MAX_GCS]; /* live, for the summary at exit */
 	int stats;
+	int unwatch; /* FG_RACKET_UNWATCH: watched() leaves pages out */
+	int whole;   /* FG_RACKET_WHOLE: written blocks un-protected whole */
 	unsigned long made, refused, stale;
 } R = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -160,7 +173,7 @@ static size_t region_at(uintptr_t a, int *found)
 }
 
 static int region_insert(uintptr_t base, size_t len, struct gcx *owner,
-			 fga *f)
+			 fga *f, int kind)
 {
 	int found;
 	size_t i = region_at(base, &found);
@@ -181,7 +194,7 @@ static int region_insert(uintptr_t base, size_t len, struct gcx *owner,
 		R.cap = cap;
 	}
 	memmove(&R.v[i + 1], &R.v[i], (R.n - i) * sizeof *R.v);
-	R.v[i] = (struct region){base, len, owner, f};
+	R.v[i] = (struct region){base, len, owner, f, kind};
 	R.n++;
 	return 0;
 }
@@ -290,7 +303,7 @@ static void region_add(void *ctx, void *p, size_t len, int kind)
 	drop_overlapping((uintptr_t)p, len);
 	rc = fga_add_section(f, p, len);
 	if (rc == 0) {
-		rc = region_insert((uintptr_t)p, len, ctx, f);
+		rc = region_insert((uintptr_t)p, len, ctx, f, kind);
 		if (rc)
 			(void)fga_remove_section(f, p, len);
 		else /* about to be filled: writable now, read dirty once */
@@ -354,7 +367,45 @@ struct visit_arg {
 	void (*visit)(void *arg, void *p, size_t len);
 	void *arg;
 	size_t block;
+	uintptr_t lo, hi; /* the run of written blocks to un-protect whole */
+	int whole;	  /* un-protect them (the pages instance, page cards) */
 };
+
+static void writable_locked(uintptr_t a, uintptr_t e);
+
+/* collect_begin holds R.lock while the collector's visit runs, and visit
+ * calls writable (patch 0004: a big page made writable whole). */
+static __thread int in_collect_begin;
+
+/* A written block un-protected whole, as stock's fault handler
+ * un-protects the whole 16 KiB page, or the whole of a big object's
+ * page (designate_modified_gc): the collector's later writes into it, in
+ * this pause (weak boxes linked, weak arrays cleared, pointers fixed up)
+ * and in the next interval, take no fault on the 4 KiB pages the program
+ * left alone.  Neighbours are gathered into one call. */
+static void unprotect_whole(struct visit_arg *v, void *block)
+{
+	uintptr_t s = (uintptr_t)block, e = s + v->block;
+	int found;
+	size_t i;
+
+	if (!v->whole)
+		return;
+	i = region_at(s, &found);
+	if (found && R.v[i].kind == GC_EXT_REGION_BIG) {
+		s = R.v[i].base;
+		e = s + R.v[i].len;
+	}
+	if (v->hi >= s && s >= v->lo) {
+		if (e > v->hi)
+			v->hi = e;
+		return;
+	}
+	if (v->hi > v->lo)
+		writable_locked(v->lo, v->hi);
+	v->lo = s;
+	v->hi = e;
+}
 
 /* Each run of dirty lines as one range: the collector rescans a big
  * array or vector only there, and any other page whole. */
@@ -364,6 +415,7 @@ static void visit_block(void *arg, void *block, fga_lines lines)
 	size_t line = v->block / 64;
 	int i = 0;
 
+	unprotect_whole(v, block);
 	if (lines == FGA_LINES_ALL) {
 		v->visit(v->arg, block, v->block);
 		return;
@@ -391,7 +443,7 @@ static void collect_begin(void *ctx, void (*visit)(void *, void *, size_t),
 	pthread_mutex_lock(&R.lock);
 	for (int k = 0; k < 2; k++) {
 		fga *f = k ? x->arrays : x->pages;
-		struct visit_arg v = {visit, arg, 0};
+		struct visit_arg v = {visit, arg, 0, 0, 0, 0};
 
 		if (!f)
 			continue;
@@ -400,7 +452,15 @@ static void collect_begin(void *ctx, void (*visit)(void *, void *, size_t),
 		 * interval. */
 		(void)fga_peek(f);
 		v.block = fga_block_size(f);
+		/* Not big objects' instance, whose twins see which lines of
+		 * a written page changed, nor under DIFF. */
+		v.whole = R.whole && !k &&
+			  fga_card_size(f) >= (size_t)sysconf(_SC_PAGESIZE);
+		in_collect_begin = 1;
 		(void)fga_for_each_dirty(f, visit_block, &v);
+		in_collect_begin = 0;
+		if (v.hi > v.lo)
+			writable_locked(v.lo, v.hi);
 	}
 	pthread_mutex_unlock(&R.lock);
 }
@@ -408,13 +468,11 @@ static void collect_begin(void *ctx, void (*visit)(void *, void *, size_t),
 /* The collector is about to write into [p, p+len), which may span
  * regions of several owners (merged ranges) or none (unwatched memory):
  * each watched piece is made writable and reads dirty once. */
-static void writable(void *p, size_t len)
+static void writable_locked(uintptr_t a, uintptr_t e)
 {
-	uintptr_t a = (uintptr_t)p, e = a + len;
 	int found;
 	size_t i;
 
-	pthread_mutex_lock(&R.lock);
 	for (i = region_at(a, &found); i < R.n && R.v[i].base < e; i++) {
 		uintptr_t s = R.v[i].base > a ? R.v[i].base : a;
 		uintptr_t t = R.v[i].base + R.v[i].len < e
@@ -424,6 +482,46 @@ static void writable(void *p, size_t len)
 		if (s < t)
 			fga_blocks_reused(R.v[i].f, (void *)s, t - s,
 					  FGA_BLOCK_NEW);
+	}
+}
+
+static void writable(void *p, size_t len)
+{
+	if (in_collect_begin) {
+		writable_locked((uintptr_t)p, (uintptr_t)p + len);
+		return;
+	}
+	pthread_mutex_lock(&R.lock);
+	writable_locked((uintptr_t)p, (uintptr_t)p + len);
+	pthread_mutex_unlock(&R.lock);
+}
+
+/* Stock would write-protect [p, p+len) now (on), or leaves a page it
+ * rescans at every minor collection un-protected (off): watch as much as
+ * stock protects, no more.  Without it every page written in an interval
+ * was re-protected at its end, and a page still holding pointers to
+ * younger objects (incremental mode's gen 1/2), which the collector
+ * rescans at every minor collection anyway, faulted again in the next.
+ * A hint: an instance that cannot leave blocks out (DIFF) keeps
+ * watching them, which is sound. */
+static void watched(void *p, size_t len, int on)
+{
+	uintptr_t a = (uintptr_t)p, e = a + len;
+	int found;
+	size_t i;
+
+	if (!R.unwatch)
+		return;
+	pthread_mutex_lock(&R.lock);
+	for (i = region_at(a, &found); i < R.n && R.v[i].base < e; i++) {
+		uintptr_t s = R.v[i].base > a ? R.v[i].base : a;
+		uintptr_t t = R.v[i].base + R.v[i].len < e
+				      ? R.v[i].base + R.v[i].len
+				      : e;
+
+		if (s < t)
+			(void)fga_blocks_unwatched(R.v[i].f, (void *)s, t - s,
+						   !on);
 	}
 	pthread_mutex_unlock(&R.lock);
 }
@@ -449,6 +547,7 @@ static const GC_external_dirty table = {
 	collect_begin,
 	collect_end,
 	writable,
+	watched,
 };
 
 static void at_exit(void)
@@ -466,8 +565,10 @@ static void at_exit(void)
 __attribute__((constructor)) static void install(void)
 {
 	fga_config c = FGA_CONFIG_INIT;
-	fg_env_value on, stats, acard, amin;
+	fg_env_value on, stats, acard, amin, unwatch, whole;
 	int rc = fg_env_get("FG_RACKET", &on);
+	int urc = fg_env_get("FG_RACKET_UNWATCH", &unwatch);
+	int wrc = fg_env_get("FG_RACKET_WHOLE", &whole);
 	int src = fg_env_get("FG_RACKET_STATS", &stats);
 	int arc = fg_env_get("FG_RACKET_ARRAY_CARD", &acard);
 	int amc = fg_env_get("FG_RACKET_ARRAY_MIN", &amin);
@@ -508,6 +609,16 @@ __attribute__((constructor)) static void install(void)
 		fprintf(stderr, "%s: %s; no statistics\n", NAME,
 			fg_last_error_detail());
 	R.stats = src > 0 && stats.index;
+	if (urc < 0)
+		fprintf(stderr, "%s: %s; pages stock leaves un-protected are "
+				"not watched\n",
+			NAME, fg_last_error_detail());
+	R.unwatch = urc <= 0 || unwatch.index;
+	if (wrc < 0)
+		fprintf(stderr, "%s: %s; written pages are un-protected "
+				"whole\n",
+			NAME, fg_last_error_detail());
+	R.whole = wrc <= 0 || whole.index;
 	if (GC_set_external_dirty(&table) != 0) {
 		fprintf(stderr, "%s: GC_set_external_dirty refused the table "
 				"(version %d); the stock barrier stays on\n",
