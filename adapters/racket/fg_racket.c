@@ -378,11 +378,15 @@ static void writable_locked(uintptr_t a, uintptr_t e);
 static __thread int in_collect_begin;
 
 /* A written block un-protected whole, as stock's fault handler
- * un-protects the whole 16 KiB page, or the whole of a big object's
- * page (designate_modified_gc): the collector's later writes into it, in
- * this pause (weak boxes linked, weak arrays cleared, pointers fixed up)
- * and in the next interval, take no fault on the 4 KiB pages the program
- * left alone.  Neighbours are gathered into one call. */
+ * un-protects the whole 16 KiB page (designate_modified_gc): the
+ * collector's later writes into it, in this pause (weak boxes linked,
+ * weak arrays cleared, pointers fixed up) and in the next interval, take
+ * no fault on the 4 KiB pages the program left alone.  Neighbours are
+ * gathered into one call.  Not a big object's page: the collector makes
+ * one writable whole where it rescans it whole (patch 0004), and a
+ * vector rescanned by range is written only in its ranges, where a call
+ * per sparsely written block cost more than the faults it saved
+ * (bench/RESULTS.md, sixth round). */
 static void unprotect_whole(struct visit_arg *v, void *block)
 {
 	uintptr_t s = (uintptr_t)block, e = s + v->block;
@@ -392,10 +396,8 @@ static void unprotect_whole(struct visit_arg *v, void *block)
 	if (!v->whole)
 		return;
 	i = region_at(s, &found);
-	if (found && R.v[i].kind == GC_EXT_REGION_BIG) {
-		s = R.v[i].base;
-		e = s + R.v[i].len;
-	}
+	if (!found || R.v[i].kind == GC_EXT_REGION_BIG)
+		return;
 	if (v->hi >= s && s >= v->lo) {
 		if (e > v->hi)
 			v->hi = e;

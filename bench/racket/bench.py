@@ -64,7 +64,10 @@ VARIANTS = {"stock": {}, "port": {"FG_RACKET": "1"},
             # port, the small and medium pages)
             "port-hot": {"FG_RACKET": "1", "FG_RACKET_HOT": "8"},
             "port-page-hot": {"FG_RACKET": "1", "FG_RACKET_ARRAY_CARD": "4k",
-                              "FG_RACKET_HOT": "8"}}
+                              "FG_RACKET_HOT": "8"},
+            # --variants only: written pages left writable by 4 KiB page,
+            # as before 2026-12-07 (patch 0004's big pages aside)
+            "port-w0": {"FG_RACKET": "1", "FG_RACKET_WHOLE": "0"}}
 DEFAULT_VARIANTS = ["stock", "port", "port-page"]
 RE_GC = re.compile(r"GC: 0:(min|MAJ)\b.* (\d+)ms @")
 RE_OLD = re.compile(r"old regions scanned during minor GCs: (\d+)/(\d+)")
