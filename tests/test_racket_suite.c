@@ -15,6 +15,11 @@
  *       the same with FG_RACKET_CHECK=abort on uffd-async: the adapter
  *       copies the tracked heap at every retrieval and aborts at the first
  *       changed line that reads clean;
+ *   <program>_incremental
+ *       the check's run with PLT_INCREMENTAL_GC=1 in both: the collector
+ *       then leaves pages with back pointers into its gen 1/2 un-protected,
+ *       and the port must have stopped watching some of them (patch 0003,
+ *       fga_blocks_unwatched) and watched them again;
  *   no_barrier
  *       the write barrier is gone: under strace, old-mutable.rkt makes
  *       scores of write-protecting mprotect calls on anonymous memory
@@ -123,17 +128,46 @@ static void assert_ok(struct run r, const char *what)
 
 /* The stock barrier's run, then the port's on BACKEND (optionally under
  * the check): same bytes out, the port says it tracked. */
+/* The largest "N unwatched by the collector (M watched again)" in the
+ * port's summaries: N, and M in *again. */
+static unsigned long most_unwatched(const char *err, unsigned long *again)
+{
+	unsigned long best = 0;
+
+	*again = 0;
+	for (const char *p = err; (p = strstr(p, " unwatched by the collector ("));
+	     p++) {
+		const char *q = p;
+		unsigned long n, m;
+
+		while (q > err && q[-1] >= '0' && q[-1] <= '9')
+			q--;
+		if (sscanf(q, "%lu unwatched by the collector (%lu", &n, &m) == 2 &&
+		    n > best) {
+			best = n;
+			*again = m;
+		}
+	}
+	return best;
+}
+
 static void program(const char *prog, const char *args, const char *backend,
-		    bool check)
+		    bool check, bool incremental)
 {
 	char path[PATH_MAX + 64], be[64], tag[96];
 	const char *argv[8] = {racket, path, NULL};
-	const char *stock_env[] = {NULL};
-	const char *fg_env[] = {"FG_RACKET=1", be, "FG_RACKET_STATS=1",
-				check ? "FG_RACKET_CHECK=abort" : NULL, NULL};
+	const char *inc = incremental ? "PLT_INCREMENTAL_GC=1" : NULL;
+	const char *stock_env[] = {inc, NULL};
+	const char *fg_env[6] = {"FG_RACKET=1", be, "FG_RACKET_STATS=1"};
+	int nenv = 3;
 	struct run s, f;
 	char *a = NULL;
 
+	if (check)
+		fg_env[nenv++] = "FG_RACKET_CHECK=abort";
+	if (inc)
+		fg_env[nenv++] = inc;
+	fg_env[nenv] = NULL;
 	require_racket();
 	ORC_REQUIRE_BACKEND_NAMED(backend);
 	snprintf(path, sizeof path, "%s/%s", progs, prog);
@@ -148,10 +182,10 @@ static void program(const char *prog, const char *args, const char *backend,
 			argv[i++] = t;
 		argv[i] = NULL;
 	}
-	snprintf(tag, sizeof tag, "stock-%s", prog);
+	snprintf(tag, sizeof tag, "stock-%s%s", prog, inc ? "-inc" : "");
 	s = run(argv, stock_env, tag);
 	assert_ok(s, "stock barrier");
-	snprintf(tag, sizeof tag, "fg-%s", prog);
+	snprintf(tag, sizeof tag, "fg-%s%s", prog, inc ? "-inc" : "");
 	f = run(argv, fg_env, tag);
 	assert_ok(f, "port");
 	cr_assert_str_eq(f.out, s.out, "%s: the port printed\n%s\nstock printed\n%s",
@@ -168,8 +202,19 @@ static void program(const char *prog, const char *args, const char *backend,
 				  strstr(f.err, " 0 changed lines not reported"),
 			  "%s: misses:\n%s", prog, ch_tail(f.err, TAIL));
 	}
-	cr_log_info("%s on %s%s: %.*s (stock %.2f s, port %.2f s)", prog,
+	if (incremental) {
+		unsigned long again, n = most_unwatched(f.err, &again);
+
+		cr_assert(n > 0 && again > 0,
+			  "%s: incremental mode, yet no page unwatched and "
+			  "watched again (%lu, %lu):\n%s",
+			  prog, n, again, ch_tail(f.err, TAIL));
+		cr_log_info("%s: %lu blocks unwatched, %lu watched again", prog,
+			    n, again);
+	}
+	cr_log_info("%s on %s%s%s: %.*s (stock %.2f s, port %.2f s)", prog,
 		    backend, check ? " under the check" : "",
+		    inc ? " in incremental mode" : "",
 		    (int)strcspn(s.out, "\n"), s.out, s.secs, f.secs);
 	free(a);
 	free(s.out);
@@ -181,19 +226,23 @@ static void program(const char *prog, const char *args, const char *backend,
 #define PROGRAM_TESTS(name, file, args)                                      \
 	Test(racket_suite, name##_uffd_async)                                \
 	{                                                                    \
-		program(file, args, "uffd-async", false);                    \
+		program(file, args, "uffd-async", false, false);             \
 	}                                                                    \
 	Test(racket_suite, name##_uffd_sync)                                 \
 	{                                                                    \
-		program(file, args, "uffd-sync", false);                     \
+		program(file, args, "uffd-sync", false, false);              \
 	}                                                                    \
 	Test(racket_suite, name##_mprotect)                                  \
 	{                                                                    \
-		program(file, args, "mprotect", false);                      \
+		program(file, args, "mprotect", false, false);               \
 	}                                                                    \
 	Test(racket_suite, name##_check)                                     \
 	{                                                                    \
-		program(file, args, "uffd-async", true);                     \
+		program(file, args, "uffd-async", true, false);              \
+	}                                                                    \
+	Test(racket_suite, name##_incremental)                               \
+	{                                                                    \
+		program(file, args, "uffd-async", true, true);               \
 	}
 
 PROGRAM_TESTS(old_mutable, "old-mutable.rkt", "")

@@ -470,7 +470,11 @@ static void collect_begin(void *ctx, void (*visit)(void *, void *, size_t),
 /* The collector is about to write into [p, p+len), which may span
  * regions of several owners (merged ranges) or none (unwatched memory):
  * each watched piece is made writable and reads dirty once. */
-static void writable_locked(uintptr_t a, uintptr_t e)
+/* fn on each piece of [a, e) inside a region, with the region's
+ * instance (R.lock held). */
+static void each_piece(uintptr_t a, uintptr_t e,
+		       void (*fn)(fga *f, void *p, size_t len, int arg),
+		       int arg)
 {
 	int found;
 	size_t i;
@@ -482,9 +486,19 @@ static void writable_locked(uintptr_t a, uintptr_t e)
 				      : e;
 
 		if (s < t)
-			fga_blocks_reused(R.v[i].f, (void *)s, t - s,
-					  FGA_BLOCK_NEW);
+			fn(R.v[i].f, (void *)s, t - s, arg);
 	}
+}
+
+static void piece_writable(fga *f, void *p, size_t len, int arg)
+{
+	(void)arg;
+	fga_blocks_reused(f, p, len, FGA_BLOCK_NEW);
+}
+
+static void writable_locked(uintptr_t a, uintptr_t e)
+{
+	each_piece(a, e, piece_writable, 0);
 }
 
 static void writable(void *p, size_t len)
@@ -506,25 +520,17 @@ static void writable(void *p, size_t len)
  * rescans at every minor collection anyway, faulted again in the next.
  * A hint: an instance that cannot leave blocks out (DIFF) keeps
  * watching them, which is sound. */
+static void piece_unwatched(fga *f, void *p, size_t len, int unwatched)
+{
+	(void)fga_blocks_unwatched(f, p, len, unwatched);
+}
+
 static void watched(void *p, size_t len, int on)
 {
-	uintptr_t a = (uintptr_t)p, e = a + len;
-	int found;
-	size_t i;
-
 	if (!R.unwatch)
 		return;
 	pthread_mutex_lock(&R.lock);
-	for (i = region_at(a, &found); i < R.n && R.v[i].base < e; i++) {
-		uintptr_t s = R.v[i].base > a ? R.v[i].base : a;
-		uintptr_t t = R.v[i].base + R.v[i].len < e
-				      ? R.v[i].base + R.v[i].len
-				      : e;
-
-		if (s < t)
-			(void)fga_blocks_unwatched(R.v[i].f, (void *)s, t - s,
-						   !on);
-	}
+	each_piece((uintptr_t)p, (uintptr_t)p + len, piece_unwatched, !on);
 	pthread_mutex_unlock(&R.lock);
 }
 
