@@ -47,7 +47,9 @@
  * runs under one lock.
  *
  * Knobs: FG_RACKET=1 (on), FG_BACKEND, FG_CARD, FG_RACKET_UNWATCH=0 (watch
- * every page written, as before 2026-12-07), the generic FG_RACKET_*
+ * every page written, as before 2026-12-07), FG_RACKET_WHOLE=0 (a written
+ * block left writable only where its 4 KiB pages were written), the
+ * generic FG_RACKET_*
  * (fga_config_env: TWINS, TWIN_CAP, CHECK, ...), FG_RACKET_STATS=1 (a
  * summary per GC when it goes, and at exit; with FG_RACKET_CHECK, the
  * check's verdict the same way).
@@ -467,9 +469,6 @@ static void collect_begin(void *ctx, void (*visit)(void *, void *, size_t),
 	pthread_mutex_unlock(&R.lock);
 }
 
-/* The collector is about to write into [p, p+len), which may span
- * regions of several owners (merged ranges) or none (unwatched memory):
- * each watched piece is made writable and reads dirty once. */
 /* fn on each piece of [a, e) inside a region, with the region's
  * instance (R.lock held). */
 static void each_piece(uintptr_t a, uintptr_t e,
@@ -501,6 +500,9 @@ static void writable_locked(uintptr_t a, uintptr_t e)
 	each_piece(a, e, piece_writable, 0);
 }
 
+/* The collector is about to write into [p, p+len), which may span
+ * regions of several owners (merged ranges) or none (unwatched memory):
+ * each watched piece is made writable and reads dirty once. */
 static void writable(void *p, size_t len)
 {
 	if (in_collect_begin) {
