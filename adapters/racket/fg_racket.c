@@ -419,11 +419,13 @@ static void visit_block(void *arg, void *block, fga_lines lines)
 	size_t line = v->block / 64;
 	int i = 0;
 
-	unprotect_whole(v, block);
+	/* A block read whole is writable whole already (made so by
+	 * writable, or every page of it written) or left out (unwatched). */
 	if (lines == FGA_LINES_ALL) {
 		v->visit(v->arg, block, v->block);
 		return;
 	}
+	unprotect_whole(v, block);
 	while (lines >> i) {
 		int n;
 
