@@ -19,8 +19,9 @@
 # ($FG_SANDBOX, vm/sandbox/run) instead, under FG_SANDBOX_TIMEOUT seconds
 # (default 1800): they never skip for want of KVM.
 #
-# The last line printed is "N passed, N failed, N skipped"; the exit status
-# is 1 if anything failed.
+# The last line printed is "N passed, N failed, N skipped", after one
+# "run.sh: failed: ..." line per failed test (so that a log's tail names
+# them); the exit status is 1 if anything failed.
 
 timeout_s=${FG_TEST_TIMEOUT:-600}
 sandbox_timeout=${FG_SANDBOX_TIMEOUT:-1800}
@@ -49,6 +50,7 @@ if [ -n "${FG_SEED:-}" ]; then
 fi
 
 passed=0 failed=0 skipped=0
+failures=()
 for arg in "$@"; do
 	bin=${arg%@*}
 	how=
@@ -59,6 +61,7 @@ for arg in "$@"; do
 		echo "run.sh: $bin: not found or not executable"
 		echo "== $arg: 0 passed, 1 failed, 0 skipped"
 		failed=$((failed + 1))
+		failures+=("$arg (not found)")
 		continue
 	fi
 	wrap=()
@@ -106,10 +109,19 @@ for arg in "$@"; do
 		fi
 		echo "run.sh: $bin: $why without reporting a failed test"
 		f=1
+		failures+=("$arg ($why)")
 	fi
+	while read -r name; do
+		[ -n "$name" ] && failures+=("$arg: $name")
+	done <<-EOF
+	$(sed -n 's/^not ok [0-9]* *- *\([^ ]*\).*/\1/p' "$tap")
+	EOF
 	echo "== $arg: $p passed, $f failed, $s skipped"
 	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 done
 
+for x in "${failures[@]}"; do
+	echo "run.sh: failed: $x"
+done
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
