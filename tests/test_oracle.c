@@ -52,15 +52,17 @@ static fg_tracker *make_tracker(fg_backend_id id, size_t card,
 
 	if (reprotect) {
 		/* The environment is read for FG_REPROTECT: nothing else
-		 * of the toolkit's may come from it. */
-		static const char *const others[] = {
-			"FG_BACKEND",	   "FG_CARD",	   "FG_PRECISION",
-			"FG_TWINS",	   "FG_TWIN_FORM", "FG_TWIN_HUGE",
-			"FG_EXEMPT_GROUPED",
-		};
+		 * that fg_tracker_create reads may come from it.  Which
+		 * variables those are, the options table says (a variable
+		 * added to it is unset here with no change to this test). */
+		size_t n;
+		const fg_env_var *v = fg_env_table(&n);
 
-		for (size_t i = 0; i < sizeof others / sizeof *others; i++)
-			unsetenv(others[i]);
+		for (size_t i = 0; i < n; i++)
+			if (strstr(v[i].reader, "fg_tracker_create") &&
+			    strcmp(v[i].name, "FG_REPROTECT") != 0 &&
+			    !strchr(v[i].name, '<'))
+				unsetenv(v[i].name);
 		setenv("FG_REPROTECT", reprotect, 1);
 		o.flags &= ~FG_OPT_NO_ENV;
 	}
