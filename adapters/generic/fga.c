@@ -891,7 +891,7 @@ int fga_blocks_unwatched(fga *f, void *h, size_t bytes, int unwatched)
 
 	if (!f || !f->t)
 		return 0;
-	if (f->c.exempt || f->hot || f->diff)
+	if (f->c.exempt || f->hot)
 		return -ENOTSUP;
 	before_tracker(f, 0);
 	/* Block states, made for a section the first time it has one

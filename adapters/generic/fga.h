@@ -245,10 +245,12 @@ FGA_API void fga_blocks_reused(fga *f, void *start, size_t bytes,
  * retrieval, the first that watches them, and are tracked as any block
  * from then on.  Blocks it did not unwatch are left as they are, so
  * naming a range twice costs a walk over its blocks, no system call.
- * Returns 0; -ENOTSUP on an instance that exempts or heats blocks itself
- * (fga_config.exempt, .hot) or compares twins (DIFF: the backends honour
- * exemption at page precision only), where nothing changes (sound: the
- * blocks stay watched); -ENOMEM (the same). */
+ * Any card size: under DIFF a block's twin is as old as its unwatching,
+ * so a block watched again reads whole at that retrieval whatever the
+ * comparison finds (tests/test_fga: contract_64_unwatched).  Returns 0;
+ * -ENOTSUP on an instance that exempts or heats blocks itself
+ * (fga_config.exempt, .hot), where nothing changes (sound: the blocks
+ * stay watched); -ENOMEM (the same). */
 FGA_API int fga_blocks_unwatched(fga *f, void *start, size_t bytes,
 				 int unwatched);
 

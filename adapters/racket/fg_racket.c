@@ -522,8 +522,8 @@ static void writable(void *p, size_t len)
  * was re-protected at its end, and a page still holding pointers to
  * younger objects (incremental mode's gen 1/2), which the collector
  * rescans at every minor collection anyway, faulted again in the next.
- * A hint: an instance that cannot leave blocks out (DIFF) keeps
- * watching them, which is sound. */
+ * Both instances, the big-object one's 64-byte cards too; a hint: an
+ * instance that refuses (-ENOTSUP) keeps watching them, which is sound. */
 static void piece_unwatched(fga *f, void *p, size_t len, int unwatched)
 {
 	(void)fga_blocks_unwatched(f, p, len, unwatched);
