@@ -197,14 +197,17 @@ static size_t first_new(size_t first)
 }
 
 /* Pages in the new runs; *runs and *chunks: how many runs, and how many
- * 2 MiB page tables they touch. */
+ * 2 MiB page tables they touch (counted only where chunks is not NULL:
+ * FG_REPROTECT=auto's judgement, the one reader). */
 static uint64_t new_pages(const fg_runs *out, size_t first, uintptr_t start,
 			  uintptr_t end, size_t *runs, size_t *chunks)
 {
 	uintptr_t last_chunk = UINTPTR_MAX;
 	uint64_t pages = 0;
 
-	*runs = *chunks = 0;
+	*runs = 0;
+	if (chunks)
+		*chunks = 0;
 	for (size_t i = first_new(first); i < out->n; i++) {
 		uintptr_t s, e;
 
@@ -213,8 +216,8 @@ static uint64_t new_pages(const fg_runs *out, size_t first, uintptr_t start,
 			continue;
 		pages += (e - s) / fg_page_size;
 		(*runs)++;
-		for (uintptr_t c = s >> CHUNK_SHIFT; c <= (e - 1) >> CHUNK_SHIFT;
-		     c++)
+		for (uintptr_t c = s >> CHUNK_SHIFT;
+		     chunks && c <= (e - 1) >> CHUNK_SHIFT; c++)
 			if (c != last_chunk) {
 				(*chunks)++;
 				last_chunk = c;
@@ -237,7 +240,8 @@ static int async_collect_range(fg_impl *t, fg_region *r, uintptr_t start,
 	rc = fg_pagemap_written(s->pagemap, start, end, !by_runs, true, out);
 	if (rc)
 		return rc;
-	pages = new_pages(out, first, start, end, &runs, &chunks);
+	pages = new_pages(out, first, start, end, &runs,
+			  t->reprotect == FG_REPROTECT_AUTO ? &chunks : NULL);
 	if (t->reprotect == FG_REPROTECT_AUTO) {
 		bool sparse = runs <= RUNS_PER_CHUNK * chunks;
 
