@@ -126,8 +126,6 @@ static void assert_ok(struct run r, const char *what)
 		  ch_tail(r.err, TAIL));
 }
 
-/* The stock barrier's run, then the port's on BACKEND (optionally under
- * the check): same bytes out, the port says it tracked. */
 /* The largest "N unwatched by the collector (M watched again)" in the
  * port's summaries: N, and M in *again. */
 static unsigned long most_unwatched(const char *err, unsigned long *again)
@@ -151,6 +149,9 @@ static unsigned long most_unwatched(const char *err, unsigned long *again)
 	return best;
 }
 
+/* The stock barrier's run, then the port's on BACKEND (optionally under
+ * the check, optionally both in incremental mode): same bytes out, the
+ * port says it tracked. */
 static void program(const char *prog, const char *args, const char *backend,
 		    bool check, bool incremental)
 {
