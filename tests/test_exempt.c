@@ -242,8 +242,8 @@ static void concurrent(fg_backend_id id)
 	}
 	t0 = orc_now_ns();
 	/* CROUNDS collections, and more while the writers, starved of the
-	 * processor (the suite runs tests side by side), have given too
-	 * few stores to check, for up to 30 s. */
+	 * processor by other load on the machine, have given too few
+	 * stores to check, until 30 s after the first. */
 	for (uint32_t c = 1;
 	     c <= CROUNDS || (checked <= CCHECKED &&
 			      orc_now_ns() - t0 < UINT64_C(30000000000));
