@@ -193,6 +193,13 @@ static void scenario(fg_backend_id id, unsigned prec, unsigned tw)
 	WATCH("fg_set_exempt", rc = fg_set_exempt(t, m + 16 * ps, 8 * ps, 0));
 	cr_assert_eq(rc, 0);
 	(void)drain(t, cfg, 0);
+	/* A peek, then the collection that ends its interval leaving clean
+	 * regions alone (FG_COLLECT_AFTER_PEEK). */
+	if (fg_tracker_caps(t) & FG_CAP_PEEK) {
+		memset(m + 40 * ps, 0x3c, ps);
+		(void)drain(t, cfg, FG_COLLECT_PEEK);
+		(void)drain(t, cfg, FG_COLLECT_AFTER_PEEK);
+	}
 	if (prec == FG_PRECISION_DIFF) {
 		/* FG_CARD=auto's switch: twins off (evicted), then on. */
 		WATCH("fg_set_twin_cap", rc = fg_set_twin_cap(t, 1, 0));

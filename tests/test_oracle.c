@@ -413,11 +413,189 @@ static void random_peek(fg_backend_id id)
 	free(s);
 }
 
+/* FG_COLLECT_AFTER_PEEK (fg.h), from its words, like the collector it is
+ * for: REGIONS regions, most left clean in an interval; a peek must
+ * report everything owed (written since the last collection, plus what
+ * the last collection left for later); then "pause" writes, and
+ * fg_mark_dirty on a page of a region the peek found clean; then the
+ * collection with the flag must report every page the peek reported and
+ * every page marked, and what it leaves out of the pause's writes is owed
+ * to the next peek.  Without FG_CAP_PEEK the peek is refused and the
+ * flag must change nothing: the collection reports everything.  Some
+ * intervals end with a plain collection with the flag (no peek before
+ * it: a full one).  With a peek, the flag must have left regions alone
+ * (stats.peek_skipped), or it is untested. */
+#define AP_REGIONS 12
+#define AP_PAGES 16
+
+static void ap_collect(fg_tracker *t, uint8_t *const *m, unsigned flags,
+		       uint8_t rep[AP_REGIONS][AP_PAGES], const char *what,
+		       uint64_t round)
+{
+	size_t ps = orc_page();
+	fg_iter it;
+	fg_range r;
+	int n = fg_collect_flags(t, &it, flags);
+
+	cr_assert_geq(n, 0, "round %" PRIu64 ": %s: %s (%s)", round, what,
+		      fg_strerror(n), fg_last_error_detail());
+	memset(rep, 0, AP_REGIONS * AP_PAGES);
+	while (fg_iter_next(&it, &r) == 1)
+		for (int k = 0; k < AP_REGIONS; k++)
+			for (int p = 0; p < AP_PAGES; p++) {
+				uintptr_t a = (uintptr_t)m[k] + p * ps;
+
+				if (a + ps > (uintptr_t)r.addr &&
+				    a < (uintptr_t)r.addr + r.len)
+					rep[k][p] = 1;
+			}
+}
+
+static void after_peek(fg_backend_id id)
+{
+	size_t ps = orc_page();
+	uint64_t seed = orc_seed("after_peek");
+	orc_rng g;
+	fg_options o = orc_options(id, 0);
+	fg_tracker *t;
+	uint8_t *m[AP_REGIONS];
+	static uint8_t owed[AP_REGIONS][AP_PAGES], rep[AP_REGIONS][AP_PAGES],
+		peek[AP_REGIONS][AP_PAGES], mark[AP_REGIONS][AP_PAGES],
+		pause[AP_REGIONS][AP_PAGES];
+	uint64_t rounds = 3000, peeks = 0, deferred = 0, marks = 0;
+	bool can;
+	fg_stats st = {.size = sizeof st};
+
+	ORC_REQUIRE_BACKEND(id);
+	orc_rng_init(&g, seed);
+	t = orc_tracker(&o);
+	can = (fg_tracker_caps(t) & FG_CAP_PEEK) != 0;
+	for (int k = 0; k < AP_REGIONS; k++) {
+		m[k] = orc_map_anon(AP_PAGES * ps, NULL);
+		cr_assert_not_null(m[k]);
+		memset(m[k], 1, AP_PAGES * ps);
+		cr_assert_eq(fg_register(t, m[k], AP_PAGES * ps), 0, "%s",
+			     fg_last_error_detail());
+	}
+	ap_collect(t, m, 0, rep, "the first collection", 0);
+	memset(owed, 0, sizeof owed);
+	for (uint64_t round = 1; round <= rounds; round++) {
+		bool full = orc_below(&g, 8) == 0;
+		unsigned busy = (unsigned)orc_below(&g, 4); /* regions */
+
+		/* The interval: a few regions written. */
+		for (unsigned b = 0; b < busy; b++) {
+			int k = (int)orc_below(&g, AP_REGIONS);
+			unsigned nw = 1 + (unsigned)orc_below(&g, 4);
+
+			for (unsigned w = 0; w < nw; w++) {
+				int p = (int)orc_below(&g, AP_PAGES);
+
+				m[k][p * ps + orc_below(&g, ps)] = (uint8_t)round;
+				owed[k][p] = 1;
+			}
+		}
+		if (full || !can) {
+			if (!can && !full)
+				cr_assert_eq(fg_collect_flags(t, NULL,
+							      FG_COLLECT_PEEK),
+					     -ENOTSUP);
+			ap_collect(t, m, FG_COLLECT_AFTER_PEEK, rep,
+				   can ? "a collection with the flag and no "
+					 "peek before it"
+				       : "a collection with the flag after a "
+					 "refused peek",
+				   round);
+			for (int k = 0; k < AP_REGIONS; k++)
+				for (int p = 0; p < AP_PAGES; p++)
+					cr_assert(!owed[k][p] || rep[k][p],
+						  "round %" PRIu64 ": page %d "
+						  "of region %d written before "
+						  "a full collection, not "
+						  "reported (seed %" PRIu64 ")",
+						  round, p, k, seed);
+			memset(owed, 0, sizeof owed);
+			continue;
+		}
+		ap_collect(t, m, FG_COLLECT_PEEK, peek, "the peek", round);
+		peeks++;
+		for (int k = 0; k < AP_REGIONS; k++)
+			for (int p = 0; p < AP_PAGES; p++)
+				cr_assert(!owed[k][p] || peek[k][p],
+					  "round %" PRIu64 ": page %d of region "
+					  "%d owed to this peek (written "
+					  "before it, or left for later by "
+					  "the last collection) not reported "
+					  "(seed %" PRIu64 ")",
+					  round, p, k, seed);
+		/* The pause: writes anywhere, and a mark on a clean region
+		 * now and then. */
+		memset(pause, 0, sizeof pause);
+		memset(mark, 0, sizeof mark);
+		for (unsigned w = 0, nw = (unsigned)orc_below(&g, 4); w < nw;
+		     w++) {
+			int k = (int)orc_below(&g, AP_REGIONS);
+			int p = (int)orc_below(&g, AP_PAGES);
+
+			m[k][p * ps + orc_below(&g, ps)] = (uint8_t)~round;
+			pause[k][p] = 1;
+		}
+		if (orc_below(&g, 4) == 0) {
+			int k = (int)orc_below(&g, AP_REGIONS);
+			int p = (int)orc_below(&g, AP_PAGES);
+
+			cr_assert_eq(fg_mark_dirty(t, m[k] + p * ps, 1), 0);
+			mark[k][p] = 1;
+			marks++;
+		}
+		ap_collect(t, m, FG_COLLECT_AFTER_PEEK, rep,
+			   "the collection after the peek", round);
+		memset(owed, 0, sizeof owed);
+		for (int k = 0; k < AP_REGIONS; k++)
+			for (int p = 0; p < AP_PAGES; p++) {
+				cr_assert(!peek[k][p] || rep[k][p],
+					  "round %" PRIu64 ": page %d of "
+					  "region %d reported by the peek, "
+					  "not by the collection after it "
+					  "(seed %" PRIu64 ")",
+					  round, p, k, seed);
+				cr_assert(!mark[k][p] || rep[k][p],
+					  "round %" PRIu64 ": page %d of "
+					  "region %d marked after the peek, "
+					  "not reported by the collection "
+					  "(seed %" PRIu64 ")",
+					  round, p, k, seed);
+				if (pause[k][p] && !rep[k][p]) {
+					owed[k][p] = 1;
+					deferred++;
+				}
+			}
+	}
+	cr_assert_eq(fg_get_stats(t, &st), 0);
+	fprintf(stderr,
+		"after_peek %-10s: %" PRIu64 " rounds, %" PRIu64
+		" peeks, %" PRIu64 " regions left alone, %" PRIu64
+		" pause writes left for the next peek, %" PRIu64 " marks\n",
+		orc_bname(id), rounds, peeks, st.peek_skipped, deferred,
+		marks);
+	if (can && id != FG_BACKEND_NONE)
+		cr_assert_gt(st.peek_skipped, 0,
+			     "%s: no region was left alone after %" PRIu64
+			     " peeks of mostly clean regions",
+			     orc_bname(id), peeks);
+	else
+		cr_assert_eq(st.peek_skipped, 0);
+	cr_assert_eq(fg_tracker_destroy(t), 0);
+	for (int k = 0; k < AP_REGIONS; k++)
+		munmap(m[k], AP_PAGES * ps);
+}
+
 PER_BACKEND(random_page)
 PER_BACKEND(random_card64)
 PER_BACKEND(random_card16k)
 PER_BACKEND(random_cardmix)
 PER_BACKEND(random_peek)
+PER_BACKEND(after_peek)
 
 /* ------------------------------------------------------------------ */
 /* Threads: four writers, the main thread collecting.

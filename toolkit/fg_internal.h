@@ -88,6 +88,13 @@ typedef struct fg_region {
 	/* uffd-async, FG_REPROTECT=auto: the last re-protection found the
 	 * written pages sparse (backend_uffd_async.c). */
 	bool wp_sparse;
+	/* FG_COLLECT_AFTER_PEEK: the peek of this generation (fg_impl.gen)
+	 * found nothing to report here, and no call has named the region
+	 * since; 0: not so (tracker.c, peek_clean). */
+	uint64_t clean_at;
+	/* Unmapped memory between the region before this one and this one,
+	 * last time it was asked (tracker.c, group_mapped). */
+	bool hole_before;
 } fg_region;
 
 /* FG_REPROTECT's words, in env.c's order: how uffd-async re-protects
@@ -274,6 +281,12 @@ struct fg_impl {
 	size_t nio, io_live;
 	uint32_t io_gen;
 	uint64_t gen;
+	uint64_t peek_gen; /* gen of the last FG_COLLECT_PEEK; 0: none since
+			      something that voids its clean regions */
+	/* A collection's mapping checks (tracker.c, group_mapped). */
+	size_t map_group_end; /* the group of regions asked ends here */
+	bool map_group_ok;    /* that group has no hole */
+	bool span_mapped;     /* the region being read is known mapped */
 
 	fg_counters ctr;
 	fg_stats st;

@@ -705,8 +705,10 @@ int fg_set_card_size(fg_tracker *h, size_t card)
 	if (rc)
 		return rc;
 	rc = check_card(card);
-	if (!rc)
+	if (!rc) {
 		t->card = card;
+		t->peek_gen = 0;
+	}
 	leave(t);
 	return rc;
 }
@@ -740,6 +742,7 @@ int fg_set_twin_cap(fg_tracker *h, size_t bytes, unsigned pct)
 	if (!rc) {
 		t->diff.cap_bytes = bytes;
 		t->diff.cap_pct = pct ? pct : 50;
+		t->peek_gen = 0;
 		update_twin_cap(t);
 		fg_diff_shrink(t);
 	}
@@ -787,6 +790,8 @@ static int enter_range(fg_tracker *h, uintptr_t a, size_t len, fg_impl **t,
 			       "registered region",
 			       (unsigned long)a, len);
 	}
+	/* Named since the peek: FG_COLLECT_AFTER_PEEK collects it. */
+	(*r)->clean_at = 0;
 	return 0;
 }
 
@@ -867,6 +872,7 @@ static int io_pages(fg_impl *t, uintptr_t a, uintptr_t b, bool force)
 			continue;
 		s &= ~(fg_page_size - 1);
 		e = (e + fg_page_size - 1) & ~(fg_page_size - 1);
+		r->clean_at = 0;
 		if (force)
 			force_pages(r, s, e);
 		if (!r->lost &&
@@ -1256,6 +1262,7 @@ static uint64_t runs_pages(const fg_runs *runs);
  * protected with nobody accounting for its writes. */
 static void lose(fg_impl *t, fg_region *r)
 {
+	r->clean_at = 0;
 	if (r->lost)
 		return;
 	r->lost = true;
@@ -1403,7 +1410,8 @@ static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
 		/* The epoch moves before the backend re-protects: see diff.c. */
 		uint32_t closed = r->twins ? fg_diff_begin_epoch(r) : 0;
 
-		if (!fg_has_cap(t, FG_CAPI_SEES_UNMAP) && !fg_range_mapped(r->base, r->len))
+		if (!fg_has_cap(t, FG_CAPI_SEES_UNMAP) && !t->span_mapped &&
+		    !fg_range_mapped(r->base, r->len))
 			rc = fg_fail(-FG_EUNMAPPED,
 				     "region [%#lx, +%zu) was unmapped",
 				     (unsigned long)r->base, r->len);
@@ -1440,7 +1448,7 @@ static int peek_region(fg_impl *t, fg_region *r, uint64_t *pages)
 	t->scratch.n = 0;
 	*pages = 0;
 	if (!r->lost && !forked(t)) {
-		if (!fg_has_cap(t, FG_CAPI_SEES_UNMAP) &&
+		if (!fg_has_cap(t, FG_CAPI_SEES_UNMAP) && !t->span_mapped &&
 		    !fg_range_mapped(r->base, r->len))
 			rc = -FG_EUNMAPPED;
 		else
@@ -1460,9 +1468,15 @@ static int peek_region(fg_impl *t, fg_region *r, uint64_t *pages)
 		}
 		if (!rc)
 			rc = add_forced(t, r, true);
-		if (!rc)
+		if (!rc) {
+			/* Nothing to report, and no twins whose state a
+			 * collection would move: FG_COLLECT_AFTER_PEEK may
+			 * leave it alone. */
+			r->clean_at = !t->scratch.n && !r->twins ? t->gen : 0;
 			return 0;
+		}
 	}
+	r->clean_at = 0;
 	t->scratch.n = 0;
 	*pages = r->npages;
 	return fg_runs_push(&t->scratch, r->base, r->base + r->len);
@@ -1504,6 +1518,63 @@ static void card_bounds(const fg_impl *t, const fg_region *r, const fg_run *p,
 		*e = r->base + r->len;
 }
 
+/* Whether region i is known mapped without asking for it alone.  The
+ * regions are asked in groups of neighbours, one system call (msync) for
+ * the span from a group's first to its last, true where no page of that
+ * span is unmapped.  A group ends before a region with a hole before it
+ * (hole_before: a gap between it and the region before it found
+ * unmapped), or after MAP_GROUP regions.  A group whose span has a hole
+ * has each region asked by itself (collect_region, peek_region), and its
+ * gaps asked once each, so that the next collection groups around the
+ * holes.  A group is asked when its first region comes up in a
+ * collection (t->map_group_end: where the current group ends; 0 at the
+ * start of a collection). */
+#define MAP_GROUP 64
+
+static bool group_mapped(fg_impl *t, size_t i)
+{
+	size_t j;
+	const fg_region *a, *b;
+
+	if (fg_has_cap(t, FG_CAPI_SEES_UNMAP))
+		return false;
+	if (i < t->map_group_end)
+		return t->map_group_ok;
+	for (j = i + 1; j < t->nregions && j - i < MAP_GROUP &&
+			!t->regions[j]->hole_before;
+	     j++)
+		;
+	t->map_group_end = j;
+	t->map_group_ok = false;
+	if (j - i < 2)
+		return false;
+	a = t->regions[i];
+	b = t->regions[j - 1];
+	if (fg_range_mapped(a->base, b->base + b->len - a->base)) {
+		t->map_group_ok = true;
+		return true;
+	}
+	for (size_t k = i + 1; k < j; k++) {
+		const fg_region *p = t->regions[k - 1];
+		fg_region *r = t->regions[k];
+		uintptr_t gap = p->base + p->len;
+
+		r->hole_before = r->base > gap &&
+				 !fg_range_mapped(gap, r->base - gap);
+	}
+	return false;
+}
+
+/* FG_COLLECT_AFTER_PEEK: r may be left alone (fg.h).  The peek must be
+ * the call just before this collection (t->gen not moved since), with
+ * nothing voiding it (t->peek_gen), and have found r clean, with no call
+ * naming r since (r->clean_at, reset by enter_range, io_pages, lose). */
+static bool peek_clean(const fg_impl *t, const fg_region *r, uint64_t gen)
+{
+	return t->peek_gen && t->peek_gen == gen && r->clean_at == gen &&
+	       !r->lost && !r->twins && !forked(t);
+}
+
 int fg_collect(fg_tracker *h, fg_iter *it)
 {
 	return fg_collect_flags(h, it, 0);
@@ -1515,8 +1586,11 @@ int fg_collect_flags(fg_tracker *h, fg_iter *it, unsigned flags)
 	fg_impl *t;
 	int rc;
 
-	const unsigned known = FG_COLLECT_WHOLE_PAGES | FG_COLLECT_PEEK;
+	const unsigned known = FG_COLLECT_WHOLE_PAGES | FG_COLLECT_PEEK |
+			       FG_COLLECT_AFTER_PEEK;
 	bool peek = (flags & FG_COLLECT_PEEK) != 0;
+	bool after = !peek && (flags & FG_COLLECT_AFTER_PEEK) != 0;
+	uint64_t before;
 
 	if (flags & ~known)
 		return fg_fail(-EINVAL, "fg_collect_flags: unknown flags %#x",
@@ -1533,15 +1607,22 @@ int fg_collect_flags(fg_tracker *h, fg_iter *it, unsigned flags)
 		return rc;
 	}
 	t->whole_pages = (flags & FG_COLLECT_WHOLE_PAGES) != 0;
-	t->gen++;
+	before = t->gen++;
 	t->result.n = 0;
+	t->map_group_end = 0;
 	size_t i;
 	for (i = 0; i < t->nregions && !rc; i++) {
 		fg_region *r = t->regions[i];
 		size_t floor = t->result.n;
 
-		uint64_t rp;
+		uint64_t rp = 0;
 
+		if (after && peek_clean(t, r, before)) {
+			t->st.peek_skipped++;
+			t->scratch.n = 0;
+			continue;
+		}
+		t->span_mapped = group_mapped(t, i);
 		rc = peek ? peek_region(t, r, &rp) : collect_region(t, r, &rp);
 		pages += rp;
 		for (size_t j = 0; j < t->scratch.n && !rc; j++) {
@@ -1567,6 +1648,8 @@ int fg_collect_flags(fg_tracker *h, fg_iter *it, unsigned flags)
 	} else if (rc) {
 		t->result.n = 0; /* nothing was reset */
 	}
+	t->span_mapped = false;
+	t->peek_gen = peek && !rc ? t->gen : 0;
 	if (peek)
 		t->st.peeks++;
 	else
@@ -1645,6 +1728,7 @@ int fg_collect_bitmap(fg_tracker *h, void *addr, size_t len, uint64_t *bits,
 	uint64_t rp;
 
 	t->whole_pages = false;
+	t->peek_gen = 0;
 	rc = collect_region(t, r, &rp);
 	if (rc)
 		goto out;
@@ -1700,6 +1784,7 @@ int fg_get_stats(fg_tracker *h, fg_stats *out)
 	s.twin_cap_bytes =
 		t->diff.on ? t->diff.cap_pages * t->diff.twin_size : 0;
 	s.peeks = t->st.peeks;
+	s.peek_skipped = t->st.peek_skipped;
 	s.lines_changed = t->diff.lines_changed;
 	s.take_ns = t->diff.take_ns;
 	leave(t);

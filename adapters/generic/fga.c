@@ -132,6 +132,8 @@ struct fga {
 	int concurrent;		  /* marked with the world running */
 	int all_dirty;		  /* next retrieval: everything */
 	int precleaned;		  /* fga_preclean ran this interval */
+	int peeked;		  /* fga_peek peeked: the next retrieval
+				     ends its interval (AFTER_PEEK) */
 	int check;		  /* 1, or 2 to abort; -1: could not */
 	int memfd;		  /* check: /proc/self/mem */
 	uint8_t *checkbuf;
@@ -934,6 +936,10 @@ static void collect_into_lines(fga *f)
 	fg_range r;
 	int n;
 
+	/* After a peek, the regions it found clean are left alone: what
+	 * the collector wrote there in its pause reads dirty next time. */
+	if (f->peeked)
+		flags |= FG_COLLECT_AFTER_PEEK;
 	before_tracker(f, 1); /* re-protected now */
 
 	n = fg_collect_flags(f->t, &it, flags);
@@ -996,6 +1002,8 @@ static void check_miss(fga *f, uintptr_t line, struct sect *s, uintptr_t h)
 
 static void check_lines(fga *f, int peek)
 {
+	/* peek: 0 at a retrieval, 1 at a peek (nothing copied), 2 at the
+	 * retrieval after a peek (copied, nothing checked). */
 	const size_t chunk = (size_t)1 << 20;
 
 	if (f->memfd < 0) {
@@ -1031,7 +1039,8 @@ static void check_lines(fga *f, int peek)
 				memset(buf, 0, n);
 				had = 0; /* unreadable: checked from next time */
 			}
-			for (size_t o = 0; had && o < n; o += f->block) {
+			for (size_t o = 0; had && peek < 2 && o < n;
+			     o += f->block) {
 				uintptr_t h = s->base + off + o;
 				fga_lines lines = fga_block_lines(f, (void *)h);
 
@@ -1047,7 +1056,7 @@ static void check_lines(fga *f, int peek)
 							   s, h);
 				}
 			}
-			if (!peek)
+			if (peek != 1)
 				memcpy(old, buf, n);
 		}
 	}
@@ -1308,8 +1317,13 @@ void fga_retrieve(fga *f)
 	if (f->kernel_faults)
 		unprotect_ptrfree(f);
 	untracked_dirty(f);
+	/* After a peek, whose check saw everything written before the
+	 * pause, the pause's own writes need not read dirty now
+	 * (FG_COLLECT_AFTER_PEEK may leave them for the next retrieval):
+	 * only the copy is taken. */
 	if (f->check > 0)
-		check_lines(f, 0);
+		check_lines(f, f->peeked ? 2 : 0);
+	f->peeked = 0;
 	f->st.collections++;
 	if (f->hot && f->st.collections % f->hot == 0)
 		rejoin_hot(f);
@@ -1363,6 +1377,7 @@ int fga_peek(fga *f)
 	untracked_dirty(f);
 	if (f->check > 0)
 		check_lines(f, 1);
+	f->peeked = 1;
 	f->st.peeks++;
 	retrieve_took(f, t0);
 	return 1;

@@ -185,7 +185,14 @@ FGA_API void fga_retrieve(fga *f);
  * retrieval, read as fga_retrieve would read them, but without starting a
  * new interval.  Nothing is re-protected, so the collector's own writes
  * until that fga_retrieve cost no fault; that retrieval reports these
- * lines again.  Returns 1, or 0 where the backend cannot read without
+ * lines again.  It leaves alone the sections in which the peek found
+ * nothing and which the instance has not named to the tracker since
+ * (fga_blocks_reused, fga_blocks_unwatched, ...: FG_COLLECT_AFTER_PEEK, a
+ * system call saved a clean section): what the collector wrote there
+ * unannounced reads dirty at the next peek instead.  Under the check
+ * (fga_config.check) that retrieval only takes its copy: the peek's
+ * check saw everything written before the pause.  Returns 1, or 0 where
+ * the backend cannot read without
  * resetting (no FG_CAP_PEEK: mprotect, soft-dirty), or after
  * fga_preclean: then it did an fga_retrieve. */
 FGA_API int fga_peek(fga *f);
