@@ -63,6 +63,35 @@ struct pm_scan_arg {
 };
 #endif /* PAGEMAP_SCAN */
 
+/* PROCMAP_QUERY ioctl on /proc/PID/maps (Linux 6.11): one VMA by
+ * address, without formatting the whole text. */
+#ifndef PROCMAP_QUERY
+#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+
+#define PROCMAP_QUERY_VMA_READABLE 0x01
+#define PROCMAP_QUERY_VMA_WRITABLE 0x02
+#define PROCMAP_QUERY_VMA_EXECUTABLE 0x04
+#define PROCMAP_QUERY_VMA_SHARED 0x08
+
+struct procmap_query {
+	__u64 size;
+	__u64 query_flags;
+	__u64 query_addr;
+	__u64 vma_start;
+	__u64 vma_end;
+	__u64 vma_flags;
+	__u64 vma_page_size;
+	__u64 vma_offset;
+	__u64 inode;
+	__u32 dev_major;
+	__u32 dev_minor;
+	__u32 vma_name_size;
+	__u32 build_id_size;
+	__u64 vma_name_addr;
+	__u64 build_id_addr;
+};
+#endif /* PROCMAP_QUERY */
+
 /* KVM (Linux 6.8): where a KVM_RUN that failed with EFAULT faulted. */
 #include <linux/kvm.h>
 #ifndef KVM_CAP_MEMORY_FAULT_INFO

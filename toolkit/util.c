@@ -1,15 +1,18 @@
 /* util.c - errors, page runs, bitmaps, clocks and mapping checks shared by
  * the core and the backends. */
+#include "fg_compat.h"
 #include "fg_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -302,6 +305,110 @@ static bool trackable_path(const char *path)
 	return false;
 }
 
+/* One VMA [lo, hi) of a range fg_register is asked for: writable, and
+ * anonymous, shmem or memfd memory; a shared file sets *shared_file. */
+static int check_vma(unsigned long lo, unsigned long hi, const char *perms,
+		     const char *path, bool *shared_file)
+{
+	if (perms[1] != 'w')
+		return fg_fail(-FG_EMEMKIND, "[%#lx, %#lx) is not writable (%s)",
+			       lo, hi, perms);
+	if (!trackable_path(path) ||
+	    (perms[3] == 'p' && *path == '/' && strncmp(path, "/dev/zero", 9)))
+		return fg_fail(-FG_EMEMKIND,
+			       "[%#lx, %#lx) is a %s mapping of %s; only "
+			       "anonymous, shared anonymous and memfd/shmem "
+			       "memory can be tracked",
+			       lo, hi, perms[3] == 'p' ? "private" : "shared",
+			       path);
+	if (perms[3] == 's' && *path == '/' && strncmp(path, "/dev/zero", 9))
+		*shared_file = true;
+	return 0;
+}
+
+/* /proc/self/maps, open for PROCMAP_QUERY in this process (a descriptor
+ * inherited over fork reads the parent's maps): -1 before the first
+ * query, -2 where the kernel has no PROCMAP_QUERY (before 6.11). */
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
+static int maps_fd = -1;
+static pid_t maps_pid;
+
+/* The VMA covering addr by PROCMAP_QUERY: 0 with *q and name filled,
+ * -FG_EUNMAPPED where none covers it, -ENOTTY where the query cannot
+ * answer (no such ioctl, a name too long): read the text instead. */
+static int maps_query(uintptr_t addr, struct procmap_query *q, char *name,
+		      size_t namelen)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&maps_lock);
+	if (maps_fd != -2 && maps_pid != getpid()) {
+		if (maps_fd >= 0)
+			close(maps_fd);
+		maps_fd = fg_fd_rehome(
+			open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
+		maps_pid = getpid();
+		if (maps_fd < 0)
+			maps_fd = -1;
+	}
+	if (maps_fd < 0) {
+		pthread_mutex_unlock(&maps_lock);
+		return -ENOTTY;
+	}
+	*q = (struct procmap_query){
+		.size = sizeof *q,
+		.query_addr = addr,
+		.vma_name_addr = (uintptr_t)name,
+		.vma_name_size = (uint32_t)namelen,
+	};
+	if (ioctl(maps_fd, PROCMAP_QUERY, q)) {
+		rc = errno == ENOENT ? -FG_EUNMAPPED : -ENOTTY;
+		if (errno == ENOTTY || errno == EINVAL) {
+			close(maps_fd);
+			maps_fd = -2;
+		}
+	}
+	pthread_mutex_unlock(&maps_lock);
+	if (!rc && !q->vma_name_size)
+		name[0] = 0;
+	return rc;
+}
+
+/* fg_check_mapping by PROCMAP_QUERY, a VMA a call; -ENOTTY: use the
+ * text. */
+static int check_by_query(uintptr_t addr, uintptr_t end, bool *shared_file)
+{
+	uintptr_t covered = addr;
+	char name[400];
+
+	while (covered < end) {
+		struct procmap_query q;
+		char perms[5];
+		int rc = maps_query(covered, &q, name, sizeof name);
+
+		if (rc == -FG_EUNMAPPED)
+			return fg_fail(rc, "%#lx is not mapped",
+				       (unsigned long)covered);
+		if (rc)
+			return rc;
+		perms[0] = q.vma_flags & PROCMAP_QUERY_VMA_READABLE ? 'r' : '-';
+		perms[1] = q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE ? 'w' : '-';
+		perms[2] = q.vma_flags & PROCMAP_QUERY_VMA_EXECUTABLE ? 'x'
+								      : '-';
+		perms[3] = q.vma_flags & PROCMAP_QUERY_VMA_SHARED ? 's' : 'p';
+		perms[4] = 0;
+		rc = check_vma(q.vma_start, q.vma_end, perms, name,
+			       shared_file);
+		if (rc)
+			return rc;
+		covered = q.vma_end;
+	}
+	return 0;
+}
+
+/* Reading /proc/self/maps formats every mapping of the process (a
+ * large program's several hundred lines): fg_register asks the kernel
+ * for the VMAs of its range alone where it can (Linux 6.11). */
 int fg_check_mapping(uintptr_t addr, size_t len, bool *shared_file)
 {
 	uintptr_t end = addr + len, covered = addr;
@@ -314,6 +421,11 @@ int fg_check_mapping(uintptr_t addr, size_t len, bool *shared_file)
 		return fg_fail(-FG_EUNMAPPED,
 			       "[%#lx, %#lx) contains unmapped addresses",
 			       (unsigned long)addr, (unsigned long)end);
+	rc = check_by_query(addr, end, shared_file);
+	if (rc != -ENOTTY)
+		return rc;
+	*shared_file = false;
+	rc = 0;
 	f = fopen("/proc/self/maps", "re");
 	if (!f)
 		return fg_fail(-errno, "/proc/self/maps: %s", strerror(errno));
@@ -331,26 +443,9 @@ int fg_check_mapping(uintptr_t addr, size_t len, bool *shared_file)
 				     (unsigned long)covered);
 			break;
 		}
-		if (perms[1] != 'w') {
-			rc = fg_fail(-FG_EMEMKIND,
-				     "[%#lx, %#lx) is not writable (%s)", lo,
-				     hi, perms);
+		rc = check_vma(lo, hi, perms, path, shared_file);
+		if (rc)
 			break;
-		}
-		if (!trackable_path(path) ||
-		    (perms[3] == 'p' && *path == '/' &&
-		     strncmp(path, "/dev/zero", 9))) {
-			rc = fg_fail(-FG_EMEMKIND,
-				     "[%#lx, %#lx) is a %s mapping of %s; only "
-				     "anonymous, shared anonymous and "
-				     "memfd/shmem memory can be tracked",
-				     lo, hi, perms[3] == 'p' ? "private" : "shared",
-				     path);
-			break;
-		}
-		if (perms[3] == 's' && *path == '/' &&
-		    strncmp(path, "/dev/zero", 9))
-			*shared_file = true;
 		covered = hi;
 	}
 	fclose(f);
