@@ -451,6 +451,19 @@ static void ap_collect(fg_tracker *t, uint8_t *const *m, unsigned flags,
 			}
 }
 
+/* Every page in owed is in rep (what: by which call, or why). */
+static void ap_owed(uint8_t owed[AP_REGIONS][AP_PAGES],
+		    uint8_t rep[AP_REGIONS][AP_PAGES], const char *what,
+		    uint64_t round, uint64_t seed)
+{
+	for (int k = 0; k < AP_REGIONS; k++)
+		for (int p = 0; p < AP_PAGES; p++)
+			cr_assert(!owed[k][p] || rep[k][p],
+				  "round %" PRIu64 ": page %d of region %d "
+				  "not reported (%s; seed %" PRIu64 ")",
+				  round, p, k, what, seed);
+}
+
 static void after_peek(fg_backend_id id)
 {
 	size_t ps = orc_page();
@@ -506,28 +519,17 @@ static void after_peek(fg_backend_id id)
 				       : "a collection with the flag after a "
 					 "refused peek",
 				   round);
-			for (int k = 0; k < AP_REGIONS; k++)
-				for (int p = 0; p < AP_PAGES; p++)
-					cr_assert(!owed[k][p] || rep[k][p],
-						  "round %" PRIu64 ": page %d "
-						  "of region %d written before "
-						  "a full collection, not "
-						  "reported (seed %" PRIu64 ")",
-						  round, p, k, seed);
+			ap_owed(owed, rep, "written before a full collection",
+				round, seed);
 			memset(owed, 0, sizeof owed);
 			continue;
 		}
 		ap_collect(t, m, FG_COLLECT_PEEK, peek, "the peek", round);
 		peeks++;
-		for (int k = 0; k < AP_REGIONS; k++)
-			for (int p = 0; p < AP_PAGES; p++)
-				cr_assert(!owed[k][p] || peek[k][p],
-					  "round %" PRIu64 ": page %d of region "
-					  "%d owed to this peek (written "
-					  "before it, or left for later by "
-					  "the last collection) not reported "
-					  "(seed %" PRIu64 ")",
-					  round, p, k, seed);
+		ap_owed(owed, peek,
+			"by the peek it was owed to: written before it, or "
+			"left for later by the last collection",
+			round, seed);
 		/* The pause: writes anywhere, and a mark on a clean region
 		 * now and then. */
 		memset(pause, 0, sizeof pause);
@@ -550,21 +552,14 @@ static void after_peek(fg_backend_id id)
 		}
 		ap_collect(t, m, FG_COLLECT_AFTER_PEEK, rep,
 			   "the collection after the peek", round);
+		ap_owed(peek, rep,
+			"by the collection after the peek, which had reported it",
+			round, seed);
+		ap_owed(mark, rep, "marked after the peek",
+			round, seed);
 		memset(owed, 0, sizeof owed);
 		for (int k = 0; k < AP_REGIONS; k++)
 			for (int p = 0; p < AP_PAGES; p++) {
-				cr_assert(!peek[k][p] || rep[k][p],
-					  "round %" PRIu64 ": page %d of "
-					  "region %d reported by the peek, "
-					  "not by the collection after it "
-					  "(seed %" PRIu64 ")",
-					  round, p, k, seed);
-				cr_assert(!mark[k][p] || rep[k][p],
-					  "round %" PRIu64 ": page %d of "
-					  "region %d marked after the peek, "
-					  "not reported by the collection "
-					  "(seed %" PRIu64 ")",
-					  round, p, k, seed);
 				if (pause[k][p] && !rep[k][p]) {
 					owed[k][p] = 1;
 					deferred++;
