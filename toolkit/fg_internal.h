@@ -286,7 +286,6 @@ struct fg_impl {
 	/* A collection's mapping checks (tracker.c, group_mapped). */
 	size_t map_group_end; /* the group of regions asked ends here */
 	bool map_group_ok;    /* that group has no hole */
-	bool span_mapped;     /* the region being read is known mapped */
 
 	fg_counters ctr;
 	fg_stats st;

@@ -1399,8 +1399,9 @@ static void drop_forced(fg_region *r)
 
 /* One region's dirty ranges into t->scratch (page runs, or byte ranges
  * with DIFF), with the lost/forked rules; *pages: pages the backend
- * reported. */
-static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
+ * reported; mapped: known mapped already (group_mapped). */
+static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages,
+			  bool mapped)
 {
 	int rc = 0;
 
@@ -1410,7 +1411,7 @@ static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
 		/* The epoch moves before the backend re-protects: see diff.c. */
 		uint32_t closed = r->twins ? fg_diff_begin_epoch(r) : 0;
 
-		if (!fg_has_cap(t, FG_CAPI_SEES_UNMAP) && !t->span_mapped &&
+		if (!fg_has_cap(t, FG_CAPI_SEES_UNMAP) && !mapped &&
 		    !fg_range_mapped(r->base, r->len))
 			rc = fg_fail(-FG_EUNMAPPED,
 				     "region [%#lx, +%zu) was unmapped",
@@ -1441,14 +1442,15 @@ static int collect_region(fg_impl *t, fg_region *r, uint64_t *pages)
 
 /* FG_COLLECT_PEEK: collect_region, resetting nothing.  A region found
  * unmapped reads whole now and is lost at the next collection. */
-static int peek_region(fg_impl *t, fg_region *r, uint64_t *pages)
+static int peek_region(fg_impl *t, fg_region *r, uint64_t *pages,
+		       bool mapped)
 {
 	int rc = 0;
 
 	t->scratch.n = 0;
 	*pages = 0;
 	if (!r->lost && !forked(t)) {
-		if (!fg_has_cap(t, FG_CAPI_SEES_UNMAP) && !t->span_mapped &&
+		if (!fg_has_cap(t, FG_CAPI_SEES_UNMAP) && !mapped &&
 		    !fg_range_mapped(r->base, r->len))
 			rc = -FG_EUNMAPPED;
 		else
@@ -1554,13 +1556,24 @@ static bool group_mapped(fg_impl *t, size_t i)
 		t->map_group_ok = true;
 		return true;
 	}
-	for (size_t k = i + 1; k < j; k++) {
-		const fg_region *p = t->regions[k - 1];
+	/* Learn where the holes are, once: in a gap, or a region itself
+	 * unmapped (it then stands alone, and its group does not fail again
+	 * at every collection while it stays registered). */
+	for (size_t k = i; k < j; k++) {
 		fg_region *r = t->regions[k];
-		uintptr_t gap = p->base + p->len;
 
-		r->hole_before = r->base > gap &&
-				 !fg_range_mapped(gap, r->base - gap);
+		if (k > i) {
+			const fg_region *p = t->regions[k - 1];
+			uintptr_t gap = p->base + p->len;
+
+			if (r->base > gap && !fg_range_mapped(gap, r->base - gap))
+				r->hole_before = true;
+		}
+		if (!fg_range_mapped(r->base, r->len)) {
+			r->hole_before = true;
+			if (k + 1 < t->nregions)
+				t->regions[k + 1]->hole_before = true;
+		}
 	}
 	return false;
 }
@@ -1622,8 +1635,10 @@ int fg_collect_flags(fg_tracker *h, fg_iter *it, unsigned flags)
 			t->scratch.n = 0;
 			continue;
 		}
-		t->span_mapped = group_mapped(t, i);
-		rc = peek ? peek_region(t, r, &rp) : collect_region(t, r, &rp);
+		bool mapped = group_mapped(t, i);
+
+		rc = peek ? peek_region(t, r, &rp, mapped)
+			  : collect_region(t, r, &rp, mapped);
 		pages += rp;
 		for (size_t j = 0; j < t->scratch.n && !rc; j++) {
 			uintptr_t s, e;
@@ -1648,7 +1663,6 @@ int fg_collect_flags(fg_tracker *h, fg_iter *it, unsigned flags)
 	} else if (rc) {
 		t->result.n = 0; /* nothing was reset */
 	}
-	t->span_mapped = false;
 	t->peek_gen = peek && !rc ? t->gen : 0;
 	if (peek)
 		t->st.peeks++;
@@ -1729,7 +1743,7 @@ int fg_collect_bitmap(fg_tracker *h, void *addr, size_t len, uint64_t *bits,
 
 	t->whole_pages = false;
 	t->peek_gen = 0;
-	rc = collect_region(t, r, &rp);
+	rc = collect_region(t, r, &rp, false);
 	if (rc)
 		goto out;
 	memset(bits, 0, (nbits + 63) / 64 * sizeof *bits);

@@ -328,10 +328,25 @@ static int check_vma(unsigned long lo, unsigned long hi, const char *perms,
 
 /* /proc/self/maps, open for PROCMAP_QUERY in this process (a descriptor
  * inherited over fork reads the parent's maps): -1 before the first
- * query, -2 where the kernel has no PROCMAP_QUERY (before 6.11). */
+ * query, -2 where the kernel has no PROCMAP_QUERY (before 6.11), found
+ * by a query on a descriptor just opened.  A descriptor that fails later
+ * is never closed here: the program may have closed it (closefrom) and
+ * reused its number; after EBADF the next query opens a new one. */
 static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
 static int maps_fd = -1;
 static pid_t maps_pid;
+
+static int query_fd(int fd, uintptr_t addr, struct procmap_query *q,
+		    char *name, size_t namelen)
+{
+	*q = (struct procmap_query){
+		.size = sizeof *q,
+		.query_addr = addr,
+		.vma_name_addr = (uintptr_t)name,
+		.vma_name_size = (uint32_t)namelen,
+	};
+	return ioctl(fd, PROCMAP_QUERY, q) ? -errno : 0;
+}
 
 /* The VMA covering addr by PROCMAP_QUERY: 0 with *q and name filled,
  * -FG_EUNMAPPED where none covers it, -ENOTTY where the query cannot
@@ -339,39 +354,39 @@ static pid_t maps_pid;
 static int maps_query(uintptr_t addr, struct procmap_query *q, char *name,
 		      size_t namelen)
 {
-	int rc = 0;
+	int rc;
 
 	pthread_mutex_lock(&maps_lock);
 	if (maps_fd != -2 && maps_pid != getpid()) {
-		if (maps_fd >= 0)
+		/* In a forked child the inherited one is the child's to
+		 * close: it reads the parent's maps. */
+		if (maps_fd >= 0 && maps_pid)
 			close(maps_fd);
 		maps_fd = fg_fd_rehome(
 			open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
 		maps_pid = getpid();
-		if (maps_fd < 0)
-			maps_fd = -1;
+		if (maps_fd >= 0) {
+			rc = query_fd(maps_fd, (uintptr_t)&maps_fd, q, name,
+				      namelen);
+			if (rc == -ENOTTY || rc == -EINVAL) {
+				close(maps_fd);
+				maps_fd = -2;
+			}
+		}
 	}
 	if (maps_fd < 0) {
 		pthread_mutex_unlock(&maps_lock);
 		return -ENOTTY;
 	}
-	*q = (struct procmap_query){
-		.size = sizeof *q,
-		.query_addr = addr,
-		.vma_name_addr = (uintptr_t)name,
-		.vma_name_size = (uint32_t)namelen,
-	};
-	if (ioctl(maps_fd, PROCMAP_QUERY, q)) {
-		rc = errno == ENOENT ? -FG_EUNMAPPED : -ENOTTY;
-		if (errno == ENOTTY || errno == EINVAL) {
-			close(maps_fd);
-			maps_fd = -2;
-		}
-	}
+	rc = query_fd(maps_fd, addr, q, name, namelen);
+	if (rc == -EBADF)
+		maps_pid = 0; /* reopen (not close) at the next query */
 	pthread_mutex_unlock(&maps_lock);
-	if (!rc && !q->vma_name_size)
+	if (rc)
+		return rc == -ENOENT ? -FG_EUNMAPPED : -ENOTTY;
+	if (!q->vma_name_size)
 		name[0] = 0;
-	return rc;
+	return 0;
 }
 
 /* fg_check_mapping by PROCMAP_QUERY, a VMA a call; -ENOTTY: use the
