@@ -64,6 +64,15 @@
  *                the gone ones read as unknown (all dirty), a new one
  *                reads dirty until its first retrieval; fga_for_each_dirty
  *                visits exactly the blocks with a dirty line.
+ *   rewatch_after_peek  Racket's pause: a peek, the collector writing a
+ *                block of a section the peek found clean, then watching
+ *                it again (fga_blocks_unwatched(.., 0)) before the
+ *                retrieval: that write must not read dirty at the next
+ *                peek (it did, from toolkit 0.10's FG_COLLECT_AFTER_PEEK
+ *                until 2026-12-07: 1.6 times stock's old pages rescanned
+ *                in binary-trees), and the program's next write there
+ *                must; a section neither written nor named is left
+ *                alone, its pause write reading dirty at the next peek.
  *   bad_input    a bad block size, an unknown backend, NULL arguments,
  *                bad PREFIX_* values: errors with the reason, defaults
  *                kept.
@@ -955,6 +964,60 @@ Test(fga, fresh_reads_dirty, .timeout = 30)
 	cr_expect_eq(fga_block_lines(h.f, s0 + 12 * BLOCK), 0,
 		     "a swept block, not written, read dirty under DIFF");
 	cr_assert_eq(h.missed, 0);
+	heap_free(&h);
+}
+
+Test(fga, rewatch_after_peek, .timeout = 30)
+{
+	struct heap h;
+	fga_stats st = {.size = sizeof st};
+	uint8_t *s0, *s1;
+
+	ORC_REQUIRE_BACKEND(FG_BACKEND_UFFD_ASYNC);
+	unwatch_cfg = 1; /* Racket's instances: exempt nothing themselves */
+	heap_init(&h, FG_BACKEND_UFFD_ASYNC, BLOCK, "fga rewatch");
+	unwatch_cfg = 0;
+	s0 = h.sect[0];
+	s1 = h.sect[1];
+	fga_retrieve(h.f);
+	fga_retrieve(h.f); /* both sections clean and protected */
+	for (int named = 1; named >= 0; named--) {
+		size_t b = named ? 3 : 7;
+
+		s0[5 * BLOCK] ^= 1; /* the program, before the pause */
+		cr_assert_eq(fga_peek(h.f), 1, "uffd-async peeks");
+		cr_assert_neq(fga_block_lines(h.f, s0 + 5 * BLOCK), 0,
+			      "the program's write before the peek");
+		cr_assert_eq(fga_block_lines(h.f, s1 + b * BLOCK), 0,
+			     "section 1, not written, read dirty at the peek");
+		s1[b * BLOCK] ^= 2; /* the collector, in its pause */
+		if (named)
+			cr_assert_eq(fga_blocks_unwatched(h.f, s1 + b * BLOCK,
+							  BLOCK, 0),
+				     0);
+		fga_retrieve(h.f); /* the pause ends */
+		cr_assert_eq(fga_peek(h.f), 1);
+		if (named)
+			cr_expect_eq(fga_block_lines(h.f, s1 + b * BLOCK), 0,
+				     "a block the collector wrote in its pause "
+				     "and then watched again read dirty at "
+				     "the next peek: rescanned for nothing");
+		else
+			cr_expect_neq(fga_block_lines(h.f, s1 + b * BLOCK), 0,
+				      "a write into a section left out of "
+				      "the retrieval after a peek was lost");
+		fga_retrieve(h.f);
+		s1[b * BLOCK + 100] ^= 4; /* the program again */
+		cr_assert_eq(fga_peek(h.f), 1);
+		cr_expect_neq(fga_block_lines(h.f, s1 + b * BLOCK), 0,
+			      "the program's write after the pause, into a "
+			      "block watched again (%s), was lost",
+			      named ? "named" : "not named");
+		fga_retrieve(h.f);
+	}
+	cr_assert_eq(fga_get_stats(h.f, &st), 0);
+	cr_expect_eq(st.peek_named, 1, "sections named after a peek: %lu",
+		     st.peek_named);
 	heap_free(&h);
 }
 

@@ -289,6 +289,10 @@ static void fga_scenario(fg_backend_id id, size_t card, int check)
 		else
 			WATCH("fga_peek", (void)fga_peek(f));
 		m[e % 24][7 * block + 64] ^= 1;
+		/* Racket's collector protecting what it filled: after a
+		 * peek, the sections are named to the tracker. */
+		WATCH("fga_blocks_unwatched",
+		      (void)fga_blocks_unwatched(f, m[e % 24], 24 * sect, 0));
 		if (e == 3)
 			WATCH("fga_concurrent_mark", fga_concurrent_mark(f));
 		WATCH("fga_retrieve", fga_retrieve(f));

@@ -189,7 +189,11 @@ FGA_API void fga_retrieve(fga *f);
  * nothing and which the instance has not named to the tracker since
  * (fga_blocks_reused, fga_blocks_unwatched, ...: FG_COLLECT_AFTER_PEEK, a
  * system call saved a clean section): what the collector wrote there
- * unannounced reads dirty at the next peek instead.  Under the check
+ * unannounced reads dirty at the next peek instead, except in blocks
+ * watched again since the peek (fga_blocks_unwatched(.., 0): the
+ * collector protecting pages it wrote in the pause), whose sections that
+ * retrieval re-protects, so that those writes are never reported
+ * (stats.peek_named).  Under the check
  * (fga_config.check) that retrieval only takes its copy: the peek's
  * check saw everything written before the pause.  Returns 1, or 0 where
  * the backend cannot read without
@@ -251,7 +255,9 @@ FGA_API void fga_blocks_reused(fga *f, void *start, size_t bytes,
  * write-protect them now): those it had unwatched read whole at the next
  * retrieval, the first that watches them, and are tracked as any block
  * from then on.  Blocks it did not unwatch are left as they are, so
- * naming a range twice costs a walk over its blocks, no system call.
+ * naming a range twice costs a walk over its blocks, no system call;
+ * after fga_peek their sections are re-protected by the retrieval that
+ * ends the pause (fga_peek).
  * Any card size: under DIFF a block's twin is as old as its unwatching,
  * so a block watched again reads whole at that retrieval whatever the
  * comparison finds (tests/test_fga: contract_64_unwatched).  Returns 0;
@@ -337,6 +343,9 @@ typedef struct fga_stats {
 					handed out fresh */
 	unsigned long unwatched_blocks; /* fga_blocks_unwatched: left out */
 	unsigned long rewatched_blocks; /* ... and watched again */
+	unsigned long peek_named;    /* sections named to the tracker
+					because blocks in them were watched
+					again after a peek */
 } fga_stats;
 FGA_API int fga_get_stats(const fga *f, fga_stats *out);
 
