@@ -1757,6 +1757,10 @@ void fga_blocks_reused(fga *f, void *h, size_t bytes, unsigned flags)
 		for_block_runs(f, (uintptr_t)h, bytes, EX_EXEMPT, 0,
 			       fresh_run);
 	} else if (flags & FGA_BLOCK_NEW) {
+		/* Counted as fresh_run's are (the summary said "0 fresh"
+		 * for Racket, whose instances take this path). */
+		f->st.fresh_blocks += (bytes + f->block - 1) / f->block;
+		f->st.fresh_calls++;
 		(void)fg_mark_dirty(f->t, h, bytes);
 	} else if (f->kernel_faults || !f->diff ||
 		   (f->autocard && f->auto_off)) {
