@@ -2001,7 +2001,8 @@ void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
 		fg_get_stats(f->t, &fs);
 	fprintf(out,
 		"%s: backend %s, card %zu: %lu retrievals "
-		"(+%lu peeks, %lu sections named after one; %.3f ms total, %.3f ms max in pauses; %.3f ms before, "
+		"(+%lu peeks, %lu sections named after one; %.3f ms total, "
+		"%.3f ms max in pauses; %.3f ms before, "
 		"%.3f ms after: %lu bytes carried whole), "
 		"%lu blocks exempted (%lu calls), %lu watched again, %lu hot, "
 		"%lu reused (%lu calls, %lu ahead), "
@@ -2014,7 +2015,8 @@ void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
 		"comparing; %llu bytes rescanned; %llu heap sections lost "
 		"(unmapped: read dirty)\n",
 		f->name, f->backend ? f->backend : "(off)", fga_card_size(f),
-		st.collections, st.peeks, st.peek_named, st.retrieve_ms_total, st.retrieve_ms_max,
+		st.collections, st.peeks, st.peek_named, st.retrieve_ms_total,
+		st.retrieve_ms_max,
 		st.preclean_ms_total, st.finish_ms_total, st.finish_bytes,
 		st.exempted_blocks, st.exempt_calls, st.watched_blocks,
 		st.hot_blocks, st.reused_blocks, st.reuse_calls, st.reuse_ahead,

@@ -531,7 +531,11 @@ static void piece_unwatched(fga *f, void *p, size_t len, int unwatched)
 
 static void watched(void *p, size_t len, int on)
 {
-	if (!R.unwatch)
+	/* With FG_RACKET_UNWATCH=0 nothing is unwatched, but a protection
+	 * still names the pages to their instance: after the peek, their
+	 * sections are re-protected by collect_end's retrieval, so that the
+	 * collector's writes into them go unreported (fga_peek). */
+	if (!R.unwatch && !on)
 		return;
 	pthread_mutex_lock(&R.lock);
 	each_piece((uintptr_t)p, (uintptr_t)p + len, piece_unwatched, !on);
