@@ -163,6 +163,19 @@ static _Noreturn void stub_crash(struct vthread *t, int vec, const uint64_t *f)
 	     vec, (void *)f[0], (void *)t->u.rsp, (unsigned long)f[1]);
 }
 
+
+/* Whether the instruction at RIP, or the one just before it (a host that
+ * reports the trap after the instruction), is int $0x80 (CD 80). */
+static int int80_at(uint64_t rip)
+{
+	uint8_t b[4];
+
+	if (rip >= 2 && guest_read(b, rip - 2, 4) == 4)
+		return (b[2] == 0xcd && b[3] == 0x80) ||
+		       (b[0] == 0xcd && b[1] == 0x80);
+	return guest_read(b, rip, 2) == 2 && b[0] == 0xcd && b[1] == 0x80;
+}
+
 static void enter_from_exception(struct vthread *t, int vec)
 {
 	uint64_t *f, err = 0, cr2 = 0, saved_rax = 0;
@@ -231,6 +244,13 @@ static void enter_from_exception(struct vthread *t, int vec)
 			do_syscall(t);
 			return;
 		}
+		/* int $0x80 again: PVM hosts differ in what they make of
+		 * it in a guest's user mode, #GP or #UD. */
+		if (int80_at(t->u.rip))
+			vdie(FGVM_EXIT_UNSUPPORTED,
+			     "the program made a 32-bit system call (int $0x80) at %p: "
+			     "not supported by fgvm",
+			     (void *)t->u.rip);
 		sig_fault(t, SIGILL, ILL_ILLOPN, t->u.rip, vec, 0);
 		return;
 	case 13:
