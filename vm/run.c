@@ -163,7 +163,6 @@ static _Noreturn void stub_crash(struct vthread *t, int vec, const uint64_t *f)
 	     vec, (void *)f[0], (void *)t->u.rsp, (unsigned long)f[1]);
 }
 
-
 /* Whether the instruction at RIP, or the one just before it (a host that
  * reports the trap after the instruction), is int $0x80 (CD 80). */
 static int int80_at(uint64_t rip)

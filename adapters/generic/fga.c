@@ -264,6 +264,22 @@ static void fill_all(fga *f, fga_lines v)
 			f->s[i].lines[b] = v;
 }
 
+/* The index of the first section that starts above A. */
+static size_t sect_above(const fga *f, uintptr_t a)
+{
+	size_t lo = 0, hi = f->ns;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (f->s[mid].base <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* Set the lines of [a, a+len) in their blocks. */
 static void set_lines(fga *f, uintptr_t a, size_t len)
 {
@@ -276,10 +292,8 @@ static void set_lines(fga *f, uintptr_t a, size_t len)
 		if (!s) {
 			/* Not heap (cannot happen: only sections are
 			 * registered); skip to the next section. */
-			size_t i;
+			size_t i = sect_above(f, a);
 
-			for (i = 0; i < f->ns && f->s[i].base <= a; i++)
-				;
 			if (i == f->ns || f->s[i].base >= end)
 				return;
 			a = f->s[i].base;
@@ -885,22 +899,6 @@ static void rewatch_run(fga *f, struct sect *s, size_t b0, size_t b1)
 		(void)fg_set_exempt(f->t, r.addr, r.len, 0);
 	remember(f, &f->carry, &f->ncarry, &f->capcarry, r);
 	f->st.rewatched_blocks += b1 - b0;
-}
-
-/* The index of the first section that starts above A. */
-static size_t sect_above(const fga *f, uintptr_t a)
-{
-	size_t lo = 0, hi = f->ns;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (f->s[mid].base <= a)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
 }
 
 /* Watched again in the pause after a peek (Racket: stock would
