@@ -64,6 +64,9 @@
  *   offheap     an object whose mark procedure marks pointers kept
  *                outside the heap (as Guile's threads mark their VM
  *                stacks): the object never changes, what it marks does;
+ *   io_lock      GC_fg_io_begin from one thread waits while another
+ *                holds the allocation lock (the adapter's instance is
+ *                used under it);
  *   selftest_detects_missed_writes
  *                straddle with every write missed (below) must fail.
  *
@@ -1938,6 +1941,72 @@ PER_CONFIG(pipe_ptr, pipe_ptr)
 PER_CONFIG(pipe_atomic, pipe_atomic)
 PER_CONFIG(pinned_ptr, pinned_ptr)
 PER_CONFIG(offheap, offheap)
+
+/* ---- io_lock: GC_fg_io_begin/end wait for the allocation lock ---- */
+
+/* The adapter's instance is the collector's, used under its allocation
+ * lock; a program thread announcing I/O while another thread collects
+ * (or frees blocks, which the instance gathers) must wait for that lock,
+ * not change the instance beside it.  A thread calls GC_fg_io_begin while
+ * the main thread holds the lock for 300 ms: the call must not return
+ * before the lock is let go.  (Before 2026-12-07 it returned at once.) */
+static _Atomic int io_lock_phase; /* 1: lock held; 2: call returned */
+static _Atomic int io_lock_early;  /* returned while the lock was held */
+static char *io_lock_buf;
+
+static void *io_lock_thread(void *arg)
+{
+	int io;
+
+	(void)arg;
+	while (atomic_load(&io_lock_phase) != 1)
+		sched_yield();
+	io = gc_io_begin(io_lock_buf, 64);
+	atomic_store(&io_lock_phase, 2);
+	if (io < 0 || gc_io_end(io))
+		failure("GC_fg_io_begin/end from a thread failed");
+	return NULL;
+}
+
+static void *GC_CALLBACK io_lock_held(void *arg)
+{
+	struct timespec d = {0, 300 * 1000 * 1000};
+
+	(void)arg;
+	atomic_store(&io_lock_phase, 1);
+	nanosleep(&d, NULL);
+	if (atomic_load(&io_lock_phase) == 2)
+		atomic_store(&io_lock_early, 1);
+	return NULL;
+}
+
+static void io_lock(void)
+{
+	pthread_t tid;
+
+	gc_io_begin = (io_begin_fn)dlsym(RTLD_DEFAULT, "GC_fg_io_begin");
+	gc_io_end = (io_end_fn)dlsym(RTLD_DEFAULT, "GC_fg_io_end");
+	cr_assert(gc_io_begin && gc_io_end,
+		  "the adapter has no GC_fg_io_begin/GC_fg_io_end");
+	io_lock_buf = GC_MALLOC(4096);
+	cr_assert(io_lock_buf);
+	GC_gcollect();
+	cr_assert_eq(pthread_create(&tid, NULL, io_lock_thread, NULL), 0);
+	GC_call_with_alloc_lock(io_lock_held, NULL);
+	cr_assert_eq(pthread_join(tid, NULL), 0);
+	cr_assert_eq(atomic_load(&io_lock_phase), 2);
+	cr_assert(!atomic_load(&io_lock_early),
+		  "GC_fg_io_begin returned while another thread held the "
+		  "allocation lock: it changed the adapter's instance beside "
+		  "the collector");
+	assert_no_failures("io_lock");
+}
+
+Test(boehm_cards, io_lock_uffd_async_64, .timeout = TIMEOUT)
+{
+	start_gc("uffd-async", 64, 0);
+	io_lock();
+}
 
 /* The tests can fail: straddle on Boehm's manual VDB with no write
  * reported (FG_BOEHM_SELFTEST=1), run by this binary in a child, must

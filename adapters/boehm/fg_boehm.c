@@ -237,10 +237,15 @@ API int GC_fg_set_backend(const char *name)
 	return 0;
 }
 
+static void *GC_CALLBACK set_card_locked(void *arg)
+{
+	return (void *)(intptr_t)fga_set_card_size(B.f, *(size_t *)arg);
+}
+
 API int GC_fg_set_card_size(size_t bytes)
 {
 	if (B.f) {
-		if (fga_set_card_size(B.f, bytes)) {
+		if (GC_call_with_alloc_lock(set_card_locked, &bytes)) {
 			snprintf(B.err, sizeof B.err, "%s",
 				 fga_last_error(B.f));
 			return -1;
@@ -299,13 +304,39 @@ API int GC_fg_get_stats(struct GC_fg_stats *out)
 	return 0;
 }
 
+/* The program's threads call these without the allocation lock; the
+ * instance is the collector's, used under it. */
+struct io_call {
+	void *addr;
+	size_t len;
+	int io;
+};
+
+static void *GC_CALLBACK io_begin_locked(void *arg)
+{
+	struct io_call *c = arg;
+
+	c->io = fga_io_begin(B.f, c->addr, c->len);
+	return NULL;
+}
+
+static void *GC_CALLBACK io_end_locked(void *arg)
+{
+	struct io_call *c = arg;
+
+	c->io = fga_io_end(B.f, c->io);
+	return NULL;
+}
+
 API int GC_fg_io_begin(void *addr, size_t len)
 {
+	struct io_call c = {addr, len, 0};
 	int io;
 
 	if (!B.f)
 		return GC_FG_IO_OFF;
-	io = fga_io_begin(B.f, addr, len);
+	GC_call_with_alloc_lock(io_begin_locked, &c);
+	io = c.io;
 	if (io < 0) {
 		snprintf(B.err, sizeof B.err, "GC_fg_%s", fga_last_error(B.f));
 		return -1;
@@ -315,6 +346,8 @@ API int GC_fg_io_begin(void *addr, size_t len)
 
 API int GC_fg_io_end(int io)
 {
+	struct io_call c = {NULL, 0, 0};
+
 	if (io == GC_FG_IO_OFF)
 		return 0;
 	if (!B.f) {
@@ -322,7 +355,9 @@ API int GC_fg_io_end(int io)
 			 fg_strerror(-EINVAL));
 		return -1;
 	}
-	if (fga_io_end(B.f, io)) {
+	c.io = io;
+	GC_call_with_alloc_lock(io_end_locked, &c);
+	if (c.io) {
 		snprintf(B.err, sizeof B.err, "GC_fg_%s", fga_last_error(B.f));
 		return -1;
 	}

@@ -32,7 +32,7 @@ int GC_fg_set_backend(const char *name);
  * With neither this call nor FG_CARD the adapter chooses (FG_CARD=auto):
  * 64-byte cards while their twins pay for themselves, page precision
  * while they do not; GC_fg_get_card_size() then says 64.  A size set
- * after the start ends that choice. */
+ * after the start ends that choice; it takes the allocation lock. */
 int GC_fg_set_card_size(size_t bytes);
 size_t GC_fg_get_card_size(void);
 
@@ -57,7 +57,9 @@ const char *GC_fg_last_error(void);
  * >= 0, GC_FG_IO_OFF while the adapter does not supply the dirty bits
  * (then the collector does not rely on them: start such I/O after
  * GC_enable_incremental), or -1 (GC_fg_last_error() says why).
- * GC_fg_io_end returns 0, or -1 for a handle not in flight. */
+ * GC_fg_io_end returns 0, or -1 for a handle not in flight.  Any thread
+ * may call them; they take the allocation lock (not from a signal
+ * handler, nor from inside GC_call_with_alloc_lock). */
 #define GC_FG_IO_OFF 0x7fffffff
 int GC_fg_io_begin(void *addr, size_t len);
 int GC_fg_io_end(int io);
