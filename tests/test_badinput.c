@@ -509,6 +509,56 @@ static void bitmap_small(fg_backend_id id)
 	munmap(p, 100 * ps);
 }
 
+/* fg_iter_next_n hands out the same ranges as fg_iter_next, in batches,
+ * and refuses what fg_iter_next refuses. */
+static void iter_batches(fg_backend_id id)
+{
+	enum { PAGES = 64 };
+	fg_tracker *t;
+	fg_iter it, copy;
+	fg_range one[PAGES], many[PAGES + 1];
+	size_t n1 = 0, n2 = 0;
+	uint8_t *p;
+	canary c;
+	int k;
+
+	t = setup(id, &c, PAGES, &p);
+	EXPECT_OK(fg_register(t, p, PAGES * ps));
+	for (size_t i = 0; i < PAGES; i += 2)
+		p[i * ps + (i % 7) * 64] = 1; /* apart: one range a page */
+	cr_assert_geq(fg_collect(t, &it), 1, "written pages, no range");
+	copy = it;
+	while (n1 < PAGES && fg_iter_next(&it, &one[n1]) == 1)
+		n1++;
+	cr_assert_eq(fg_iter_next(&it, &one[0]), 0, "more than %d ranges",
+		     PAGES);
+	cr_assert_eq(fg_iter_next_n(&copy, many, 0), 0, "max 0: nothing");
+	while ((k = fg_iter_next_n(&copy, many + n2, 5)) > 0) {
+		cr_assert_leq(k, 5, "fg_iter_next_n filled %d of 5", k);
+		n2 += (size_t)k;
+		cr_assert_leq(n2, PAGES);
+	}
+	cr_assert_eq(k, 0, "fg_iter_next_n: %d (%s)", k, fg_strerror(k));
+	cr_assert_eq(n2, n1, "%zu ranges in batches, %zu one by one", n2,
+		     n1);
+	for (size_t i = 0; i < n1; i++)
+		cr_assert(one[i].addr == many[i].addr &&
+				  one[i].len == many[i].len,
+			  "range %zu: %p+%zu in batches, %p+%zu one by one",
+			  i, many[i].addr, many[i].len, one[i].addr,
+			  one[i].len);
+	if (id != FG_BACKEND_NONE) /* none: the region, one range */
+		cr_assert_geq(n1, PAGES / 2,
+			      "%zu ranges for %d written pages apart", n1,
+			      PAGES / 2);
+	cr_assert_eq(fg_iter_next_n(NULL, many, 1), -EINVAL);
+	cr_assert_eq(fg_iter_next_n(&copy, NULL, 1), -EINVAL);
+	EXPECT_OK(fg_unregister(t, p, PAGES * ps));
+	still_works(t, id, &c, "iterating in batches");
+	EXPECT_OK(fg_tracker_destroy(t));
+	munmap(p, PAGES * ps);
+}
+
 static void stale_iter(fg_backend_id id)
 {
 	fg_tracker *t;
@@ -526,6 +576,7 @@ static void stale_iter(fg_backend_id id)
 	n = fg_collect(t, &it2);
 	cr_assert_geq(n, 1);
 	EXPECT_ERR(FG_ESTALE, fg_iter_next(&it1, &r));
+	EXPECT_ERR(FG_ESTALE, fg_iter_next_n(&it1, &r, 1));
 	/* The fresh iterator is unaffected. */
 	cr_assert_eq(fg_iter_next(&it2, &r), 1, "the current iterator broke");
 	EXPECT_ERR(FG_ESTALE, fg_iter_next(&it1, &r));
@@ -603,6 +654,7 @@ PER_BACKEND(destroyed)
 PER_BACKEND(card_sizes)
 PER_BACKEND(bitmap_small)
 PER_BACKEND(stale_iter)
+PER_BACKEND(iter_batches)
 PER_BACKEND(stats_size)
 
 /* ------------------------------------------------------------------ */

@@ -1705,6 +1705,38 @@ int fg_iter_next(fg_iter *it, fg_range *out)
 	return rc;
 }
 
+int fg_iter_next_n(fg_iter *it, fg_range *out, size_t max)
+{
+	fg_impl *t;
+	int rc;
+
+	if (!it)
+		return fg_fail(-EINVAL, "iterator is NULL");
+	if (!out && max)
+		return fg_fail(-EINVAL, "range array is NULL");
+	if (max > INT_MAX)
+		max = INT_MAX;
+	rc = enter(it->tracker, &t);
+	if (rc)
+		return rc;
+	if (it->gen != t->gen) {
+		rc = fg_fail(-FG_ESTALE,
+			     "iterator of collection %llu, tracker is at %llu",
+			     (unsigned long long)it->gen,
+			     (unsigned long long)t->gen);
+	} else {
+		while ((size_t)rc < max && it->pos < t->result.n) {
+			fg_run *p = &t->result.v[it->pos++];
+
+			out[rc].addr = (void *)p->start;
+			out[rc].len = p->end - p->start;
+			rc++;
+		}
+	}
+	leave(t);
+	return rc;
+}
+
 size_t fg_bitmap_bits(const fg_tracker *h, const void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr, c;

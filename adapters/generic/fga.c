@@ -192,6 +192,10 @@ static int auto_cap(fga *f, int full);
 static void ra_reset(fga *f);
 static void free_flush(fga *f);
 
+/* Ranges taken from the tracker per call (fg_iter_next_n: one lock each;
+ * 4 KiB of stack). */
+#define RANGE_BATCH 256
+
 /* The rule for every entry point that asks the tracker something: the
  * frees gathered so far go to it first (free_later), and a call that
  * re-protects the heap (a collection) or forgets part of it (a section
@@ -981,8 +985,8 @@ static void collect_into_lines(fga *f)
 {
 	unsigned flags = f->concurrent ? FG_COLLECT_WHOLE_PAGES : 0;
 	fg_iter it;
-	fg_range r;
-	int n;
+	fg_range r[RANGE_BATCH];
+	int n, k;
 
 	/* After a peek, the regions it found clean are left alone: what
 	 * the collector wrote there in its pause reads dirty next time. */
@@ -996,15 +1000,17 @@ static void collect_into_lines(fga *f)
 		    fg_strerror(n), fg_last_error_detail());
 		mark_everything(f);
 	} else {
-		while (fg_iter_next(&it, &r) == 1) {
-			set_lines(f, (uintptr_t)r.addr, r.len);
-			f->st.dirty_bytes += r.len;
-			if (!f->prev_all)
-				remember(f, &f->prev, &f->nprev, &f->capprev,
-					 r);
-			if (f->hot)
-				note_written(f, (uintptr_t)r.addr, r.len);
-		}
+		while ((k = fg_iter_next_n(&it, r, RANGE_BATCH)) > 0)
+			for (int j = 0; j < k; j++) {
+				set_lines(f, (uintptr_t)r[j].addr, r[j].len);
+				f->st.dirty_bytes += r[j].len;
+				if (!f->prev_all)
+					remember(f, &f->prev, &f->nprev,
+						 &f->capprev, r[j]);
+				if (f->hot)
+					note_written(f, (uintptr_t)r[j].addr,
+						     r[j].len);
+			}
 	}
 }
 
@@ -1385,8 +1391,8 @@ int fga_peek(fga *f)
 	double t0 = now_ms();
 	unsigned flags = FG_COLLECT_PEEK;
 	fg_iter it;
-	fg_range r;
-	int n;
+	fg_range r[RANGE_BATCH];
+	int n, k;
 
 	if (!f || !f->t)
 		return 0;
@@ -1413,12 +1419,13 @@ int fga_peek(fga *f)
 		    fg_strerror(n), fg_last_error_detail());
 		mark_everything(f);
 	} else {
-		while (fg_iter_next(&it, &r) == 1) {
-			set_lines(f, (uintptr_t)r.addr, r.len);
-			if (!f->prev_all)
-				remember(f, &f->prev, &f->nprev, &f->capprev,
-					 r);
-		}
+		while ((k = fg_iter_next_n(&it, r, RANGE_BATCH)) > 0)
+			for (int j = 0; j < k; j++) {
+				set_lines(f, (uintptr_t)r[j].addr, r[j].len);
+				if (!f->prev_all)
+					remember(f, &f->prev, &f->nprev,
+						 &f->capprev, r[j]);
+			}
 	}
 	if (f->all_dirty)
 		mark_everything(f);
@@ -1777,8 +1784,8 @@ void fga_collection_done(fga *f, int wrote_after)
 	double t0 = now_ms();
 	fg_stats fs = {.size = sizeof fs};
 	fg_iter it;
-	fg_range r;
-	int n, twins;
+	fg_range r[RANGE_BATCH];
+	int n, k, twins;
 
 	if (!f || !f->t)
 		return;
@@ -1797,10 +1804,12 @@ void fga_collection_done(fga *f, int wrote_after)
 		    fg_strerror(n), fg_last_error_detail());
 		f->all_dirty = 1;
 	} else if (twins) {
-		while (fg_iter_next(&it, &r) == 1) {
-			remember(f, &f->carry, &f->ncarry, &f->capcarry, r);
-			f->st.finish_bytes += r.len;
-		}
+		while ((k = fg_iter_next_n(&it, r, RANGE_BATCH)) > 0)
+			for (int j = 0; j < k; j++) {
+				remember(f, &f->carry, &f->ncarry,
+					 &f->capcarry, r[j]);
+				f->st.finish_bytes += r[j].len;
+			}
 	}
 	if (f->kernel_faults)
 		unprotect_ptrfree(f);
