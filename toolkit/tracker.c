@@ -1679,32 +1679,6 @@ int fg_collect_flags(fg_tracker *h, fg_iter *it, unsigned flags)
 	return rc;
 }
 
-int fg_iter_next(fg_iter *it, fg_range *out)
-{
-	fg_impl *t;
-	int rc;
-
-	if (!it)
-		return fg_fail(-EINVAL, "iterator is NULL");
-	rc = enter(it->tracker, &t);
-	if (rc)
-		return rc;
-	if (it->gen != t->gen) {
-		rc = fg_fail(-FG_ESTALE,
-			     "iterator of collection %llu, tracker is at %llu",
-			     (unsigned long long)it->gen,
-			     (unsigned long long)t->gen);
-	} else if (it->pos < t->result.n) {
-		fg_run *p = &t->result.v[it->pos++];
-
-		out->addr = (void *)p->start;
-		out->len = p->end - p->start;
-		rc = 1;
-	}
-	leave(t);
-	return rc;
-}
-
 int fg_iter_next_n(fg_iter *it, fg_range *out, size_t max)
 {
 	fg_impl *t;
@@ -1735,6 +1709,11 @@ int fg_iter_next_n(fg_iter *it, fg_range *out, size_t max)
 	}
 	leave(t);
 	return rc;
+}
+
+int fg_iter_next(fg_iter *it, fg_range *out)
+{
+	return fg_iter_next_n(it, out, 1);
 }
 
 size_t fg_bitmap_bits(const fg_tracker *h, const void *addr, size_t len)
