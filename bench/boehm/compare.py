@@ -68,6 +68,7 @@ VARIANTS = {
     # like the rest): what leaving them alone saves.
     "fg-page-noexempt": {"FG_CARD": "4096", "FG_BOEHM_EXEMPT": "0"},
     "fg-64-noexempt": {"FG_CARD": "64", "FG_BOEHM_EXEMPT": "0"},
+    "fg-auto-noexempt": {"FG_CARD": "auto", "FG_BOEHM_EXEMPT": "0"},
     # Sticky twins only where they pay (FG_TWIN_ADAPTIVE).
     "fg-64-adaptive": {"FG_CARD": "64", "FG_BOEHM_TWINS": "adaptive"},
     "fg-256-adaptive": {"FG_CARD": "256", "FG_BOEHM_TWINS": "adaptive"},

@@ -76,6 +76,10 @@ def main():
                     help="the set's --quick sizes")
     ap.add_argument("--freq", type=int, default=2000,
                     help="samples a second (default 2000)")
+    ap.add_argument("--env", action="append", default=[], metavar="K=V",
+                    help="set K=V for the run (repeatable), e.g. "
+                    "GC_PAUSE_TIME_TARGET=10, which compare.py's "
+                    "environment otherwise scrubs")
     ap.add_argument("--guile", default=shutil.which("guile3.0") or
                     shutil.which("guile") or "guile")
     a = ap.parse_args()
@@ -84,8 +88,13 @@ def main():
     args = gset.PROGS[a.prog][1 if a.quick else 0]
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guile",
                         a.prog + ".scm")
-    env = compare.variant_env(a.variant, {"GC_ENABLE_INCREMENTAL": "1"},
-                              True)
+    extra = {"GC_ENABLE_INCREMENTAL": "1"}
+    for kv in a.env:
+        if "=" not in kv or not kv.split("=", 1)[0]:
+            ap.error("--env %r: expected K=V" % kv)
+        k, v = kv.split("=", 1)
+        extra[k] = v
+    env = compare.variant_env(a.variant, extra, True)
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "perf.data")
         p = subprocess.run(["perf", "record", "-q", "-F", str(a.freq),
@@ -118,9 +127,10 @@ def main():
     if not n:
         sys.exit("pause_profile: no sample inside GC_stopped_mark (%d "
                  "samples; a libgc without symbols?)" % total)
-    print("%s, %s %s: %d samples, %d in the pauses (%.0f%%); %d pauses, "
+    print("%s, %s%s %s: %d samples, %d in the pauses (%.0f%%); %d pauses, "
           "mean %.1f ms (under perf)"
-          % (a.prog, a.variant, " ".join(args), total, n, 100.0 * n / total,
+          % (a.prog, a.variant, "".join(" " + kv for kv in a.env),
+             " ".join(args), total, n, 100.0 * n / total,
              len(pauses), sum(pauses) / len(pauses) if pauses else 0))
     for part, k in parts.most_common():
         top = [(f, c) for (pp, f), c in inner.most_common() if pp == part][:3]
