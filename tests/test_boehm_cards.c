@@ -64,6 +64,8 @@
  *   offheap     an object whose mark procedure marks pointers kept
  *                outside the heap (as Guile's threads mark their VM
  *                stacks): the object never changes, what it marks does;
+ *   exempt_*     freed blocks are exempted by default, not with a pause
+ *                target (GC_PAUSE_TIME_TARGET), unless FG_BOEHM_EXEMPT=1;
  *   io_lock      GC_fg_io_begin from one thread waits while another
  *                holds the allocation lock (the adapter's instance is
  *                used under it);
@@ -111,6 +113,7 @@
 
 #include "fg.h"
 #include "oracle.h"
+#include "../adapters/boehm/gc_fg.h" /* struct GC_fg_stats */
 
 #define TIMEOUT 180
 #define KiB ((size_t)1024)
@@ -2006,6 +2009,66 @@ Test(boehm_cards, io_lock_uffd_async_64, .timeout = TIMEOUT)
 {
 	start_gc("uffd-async", 64, 0);
 	io_lock();
+}
+
+/* ---- exempt blocks and a pause target ---- */
+
+/* With a pause target Boehm marks in slices and an exempt block is read
+ * whole at two retrievals: the adapter leaves blocks watched unless
+ * FG_BOEHM_EXEMPT says otherwise (bench/RESULTS.md, 2026-12-07).  The
+ * blocks exempted while garbage is made and collected: */
+typedef int (*fg_stats_fn)(struct GC_fg_stats *);
+
+static unsigned long exempted_after_garbage(const char *what)
+{
+	fg_stats_fn get = (fg_stats_fn)dlsym(RTLD_DEFAULT, "GC_fg_get_stats");
+	struct GC_fg_stats st = {.size = sizeof st};
+
+	cr_assert(get, "the adapter has no GC_fg_get_stats");
+	seed_test(what);
+	for (int i = 0; i < 6; i++) {
+		garbage(4 * MiB);
+		GC_gcollect();
+	}
+	cr_assert_eq(get(&st), 0, "GC_fg_get_stats failed");
+	cr_assert_geq(st.collections, 6, "%lu retrievals", st.collections);
+	assert_no_failures(what);
+	cr_log_info("%s: %lu blocks exempted in %lu retrievals (time limit "
+		    "%lu ms)",
+		    what, st.exempted_blocks, st.collections,
+		    GC_get_time_limit());
+	return st.exempted_blocks;
+}
+
+Test(boehm_cards, exempt_default_uffd_async_4096, .timeout = TIMEOUT)
+{
+	unsetenv("GC_PAUSE_TIME_TARGET");
+	unsetenv("FG_BOEHM_EXEMPT");
+	start_gc("uffd-async", 4096, 0);
+	cr_assert_gt(exempted_after_garbage("exempt_default"), 0,
+		     "no block exempted without a pause target (the default "
+		     "exempts freed blocks on uffd-async)");
+}
+
+Test(boehm_cards, exempt_pause_target_uffd_async_4096, .timeout = TIMEOUT)
+{
+	setenv("GC_PAUSE_TIME_TARGET", "10", 1);
+	unsetenv("FG_BOEHM_EXEMPT");
+	start_gc("uffd-async", 4096, 0);
+	cr_assert_neq(GC_get_time_limit(), GC_TIME_UNLIMITED);
+	cr_assert_eq(exempted_after_garbage("exempt_pause_target"), 0,
+		     "blocks exempted with a pause target and FG_BOEHM_EXEMPT "
+		     "unset");
+}
+
+Test(boehm_cards, exempt_pause_target_forced_uffd_async_4096,
+     .timeout = TIMEOUT)
+{
+	setenv("GC_PAUSE_TIME_TARGET", "10", 1);
+	setenv("FG_BOEHM_EXEMPT", "1", 1);
+	start_gc("uffd-async", 4096, 0);
+	cr_assert_gt(exempted_after_garbage("exempt_pause_target_forced"), 0,
+		     "FG_BOEHM_EXEMPT=1 did not win over the pause target");
 }
 
 /* The tests can fail: straddle on Boehm's manual VDB with no write

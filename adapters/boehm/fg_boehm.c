@@ -85,8 +85,19 @@ static int GC_CALLBACK vdb_protection_needs(void)
 static int GC_CALLBACK vdb_dirty_init(size_t hblk)
 {
 	fga_config c = B.c;
+	fg_env_value v;
 	int rc;
 
+	/* With a pause target (GC_PAUSE_TIME_TARGET, GC_set_time_limit
+	 * before incremental mode starts) Boehm marks in slices, epochs read
+	 * whole pages, and an exempt block is read whole at two retrievals:
+	 * the Guile set then pauses 0.76-0.94x as long with exempt blocks
+	 * off as on, at 0.97-1.11x the time, single runs (bench/RESULTS.md,
+	 * 2026-12-07, "Exempt blocks against none").  FG_BOEHM_EXEMPT, when
+	 * set, wins. */
+	if (GC_get_time_limit() != GC_TIME_UNLIMITED &&
+	    fg_env_get("FG_BOEHM_EXEMPT", &v) <= 0)
+		c.exempt = 0;
 	c.block = hblk;
 	c.backend = B.want_backend[0] ? B.want_backend : NULL;
 	c.card = B.want_card; /* 0: FG_CARD, or the page size */
