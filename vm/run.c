@@ -175,6 +175,16 @@ static int int80_at(uint64_t rip)
 	return guest_read(b, rip, 2) == 2 && b[0] == 0xcd && b[1] == 0x80;
 }
 
+/* Hosts report int $0x80 in a guest's user mode as #GP (vector 13) or,
+ * some PVM hosts, #UD (vector 6): one refusal for both. */
+static _Noreturn void die_int80(struct vthread *t)
+{
+	vdie(FGVM_EXIT_UNSUPPORTED,
+	     "the program made a 32-bit system call (int $0x80) at %p: "
+	     "not supported by fgvm",
+	     (void *)t->u.rip);
+}
+
 static void enter_from_exception(struct vthread *t, int vec)
 {
 	uint64_t *f, err = 0, cr2 = 0, saved_rax = 0;
@@ -246,20 +256,14 @@ static void enter_from_exception(struct vthread *t, int vec)
 		/* int $0x80 again: PVM hosts differ in what they make of
 		 * it in a guest's user mode, #GP or #UD. */
 		if (int80_at(t->u.rip))
-			vdie(FGVM_EXIT_UNSUPPORTED,
-			     "the program made a 32-bit system call (int $0x80) at %p: "
-			     "not supported by fgvm",
-			     (void *)t->u.rip);
+			die_int80(t);
 		sig_fault(t, SIGILL, ILL_ILLOPN, t->u.rip, vec, 0);
 		return;
 	case 13:
 		/* int $0x80: the IDT bit and vector 0x80 (QEMU's TCG puts
 		 * the vector at bit 4, hardware at bit 3). */
 		if ((err & 3) == 2 && (err >> 3 == 0x80 || err >> 4 == 0x80))
-			vdie(FGVM_EXIT_UNSUPPORTED,
-			     "the program made a 32-bit system call (int $0x80) at %p: "
-			     "not supported by fgvm",
-			     (void *)t->u.rip);
+			die_int80(t);
 		sig_fault(t, SIGSEGV, SI_KERNEL, 0, vec, err);
 		return;
 	case 10:
