@@ -20,7 +20,9 @@
  *                   twinned at collection (twins_sticky or refreshed),
  *                   and without a hook its next one-line write reads as
  *                   that line;
- *   exempt          a written exempt page is left out of the collection.
+ *   exempt          a written exempt page is left out of the collection;
+ *   private_file    a private file mapping registers, and its writes of
+ *                   every kind are reported (else -FG_EMEMKIND).
  *
  * NEEDS_FGVM: a backend that claims it is unavailable natively (the
  * test binaries run natively).  CONCURRENT is not observable in one
@@ -531,6 +533,89 @@ static void peek(fg_backend_id id)
 	cr_assert_eq(fg_tracker_destroy(t), 0);
 }
 ORC_PER_BACKEND(caps, peek, TIMEOUT)
+
+/* A private mapping of a file, as a shared library's data segment is:
+ * fg_register takes it iff the backend claims FG_CAP_PRIVATE_FILE, and
+ * then a store into a page mapped from the page cache (read before), one
+ * into a page already copied (written before), one into a page never
+ * touched, and read(2) into one, are each reported at the next
+ * collection, and nothing else is (on a backend that tracks). */
+static void private_file(fg_backend_id id)
+{
+	bool cap = has(id, FG_CAP_PRIVATE_FILE);
+	char path[] = "/tmp/fg-test-caps-XXXXXX";
+	uint8_t rep[NPAGES], *m, page[4096];
+	fg_options o = FG_OPTIONS_INIT;
+	fg_tracker *t;
+	volatile uint8_t sink = 0;
+	int fd, rc;
+
+	ORC_REQUIRE_BACKEND(id);
+	ps = (size_t)sysconf(_SC_PAGESIZE);
+	cr_assert_leq(ps, sizeof page);
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0, "mkstemp: %s", strerror(errno));
+	unlink(path);
+	memset(page, 7, sizeof page);
+	for (int i = 0; i < NPAGES; i++)
+		cr_assert_eq(write(fd, page, ps), (ssize_t)ps);
+	m = mmap(NULL, NPAGES * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd,
+		 0);
+	cr_assert_neq(m, MAP_FAILED, "mmap: %s", strerror(errno));
+	close(fd);
+	for (int p = 0; p < 16; p++) /* mapped from the page cache */
+		sink += m[p * ps];
+	for (int p = 16; p < 32; p++) /* copied on write */
+		m[p * ps] = 1;
+	(void)sink;	     /* pages 32 to 63: never touched */
+	o.backend = id;
+	o.flags |= FG_OPT_NO_ENV;
+	cr_assert_eq(fg_tracker_create(&o, &t), 0, "fg_tracker_create(%s): %s",
+		     fg_backend_name(id), fg_last_error_detail());
+	rc = fg_register(t, m, NPAGES * ps);
+	if (!cap) {
+		cr_assert_eq(rc, -FG_EMEMKIND,
+			     "%s does not claim FG_CAP_PRIVATE_FILE, yet "
+			     "fg_register of a private file mapping returned "
+			     "%d (%s)",
+			     fg_backend_name(id), rc, fg_strerror(rc));
+		goto out;
+	}
+	cr_assert_eq(rc, 0,
+		     "%s claims FG_CAP_PRIVATE_FILE, yet fg_register of a "
+		     "private file mapping failed: %s",
+		     fg_backend_name(id), fg_last_error_detail());
+	settle(t, m, rep, NULL);
+	m[3 * ps + 5] = 2;
+	m[20 * ps + 5] = 2;
+	m[40 * ps + 5] = 2;
+	cr_assert_eq(pipe_read(m + 45 * ps + 9, 10), 0,
+		     "read(2) into a private file page: %s", strerror(errno));
+	collect(t, m, rep, NULL);
+	for (int p = 0; p < NPAGES; p++) {
+		bool w = p == 3 || p == 20 || p == 40 || p == 45;
+
+		cr_assert(!w || rep[p],
+			  "%s: page %d of a private file mapping (%s) was "
+			  "written and not reported",
+			  fg_backend_name(id), p,
+			  p < 16 ? "read before" : p < 32 ? "written before"
+							  : "never touched");
+		cr_assert(w || !rep[p] || !has(id, FG_CAP_TRACKS),
+			  "%s: page %d was reported but not written",
+			  fg_backend_name(id), p);
+	}
+	collect(t, m, rep, NULL);
+	for (int p = 0; p < NPAGES; p++)
+		cr_assert(!rep[p] || !has(id, FG_CAP_TRACKS),
+			  "%s: page %d reported again", fg_backend_name(id),
+			  p);
+	cr_assert_eq(fg_unregister(t, m, NPAGES * ps), 0);
+out:
+	cr_assert_eq(fg_tracker_destroy(t), 0);
+	munmap(m, NPAGES * ps);
+}
+ORC_PER_BACKEND(caps, private_file, TIMEOUT)
 
 /* Registry-wide facts, without a tracker. */
 Test(caps, registry, .timeout = TIMEOUT)

@@ -46,7 +46,8 @@ static int none_collect(fg_impl *t, fg_region *r, fg_runs *out)
 const fg_backend_ops fg_backend_none = {
 	.id = FG_BACKEND_NONE,
 	.name = "none",
-	.caps = FG_CAP_KERNEL_WRITES | FG_CAP_CONCURRENT | FG_CAP_PEEK,
+	.caps = FG_CAP_KERNEL_WRITES | FG_CAP_CONCURRENT | FG_CAP_PEEK |
+		FG_CAP_PRIVATE_FILE,
 	.probe = none_probe,
 	.init = none_init,
 	.fini = none_fini,

@@ -304,7 +304,7 @@ const fg_backend_ops fg_backend_uffd_async = {
 	.name = "uffd-async",
 	.caps = FG_CAP_TRACKS | FG_CAP_KERNEL_WRITES | FG_CAP_COLLECT_TWINS |
 		FG_CAP_EXEMPT | FG_CAP_CONCURRENT | FG_CAP_PEEK |
-		FG_CAPI_PTE_MARKERS,
+		FG_CAP_PRIVATE_FILE | FG_CAPI_PTE_MARKERS,
 	.probe = async_probe,
 	.init = async_init,
 	.fini = async_fini,

@@ -2,7 +2,9 @@
  *
  * Glossary
  *   region   A page-aligned range of the caller's memory (anonymous, shared
- *            anonymous or memfd) whose writes a tracker watches.
+ *            anonymous or memfd; on backends with FG_CAP_PRIVATE_FILE also
+ *            a private mapping of a file, such as a shared library's data
+ *            segment) whose writes a tracker watches.
  *   card     The unit of dirty information: a power of two from 64 bytes
  *            up, or a multiple of the page size above it.  Cards are aligned
  *            to absolute addresses, like a card table.
@@ -46,6 +48,11 @@
  *   another process (shared mapping,             no   no   no   no
  *     process_vm_writev, /proc/PID/mem)
  *   MADV_DONTNEED of private anonymous memory    yes  yes  no   yes
+ *   private file mappings (FG_CAP_PRIVATE_FILE:  no    -    -    -
+ *     uffd-async, none): the file changed
+ *     under pages not yet written, or
+ *     MADV_DONTNEED/MADV_REMOVE bringing the
+ *     file's bytes back
  *
  *   (1) fails with EFAULT on a protected page, unless fg_mark_dirty or
  *       fg_io_begin made it writable first (then seen).
@@ -91,9 +98,9 @@ extern "C" {
 #endif
 
 #define FG_VERSION_MAJOR 0
-#define FG_VERSION_MINOR 11
+#define FG_VERSION_MINOR 12
 #define FG_VERSION_PATCH 0
-#define FG_VERSION_STRING "0.11.0"
+#define FG_VERSION_STRING "0.12.0"
 /* ABI version, the soname's number (libfgtk.so.N).  Bumped when a function's
  * signature or a public struct's layout changes incompatibly; public structs
  * that may grow carry their own size as first member. */
@@ -270,6 +277,7 @@ FG_API int fg_backend_probe(fg_backend_id id, char *why, size_t whylen);
  *   CONCURRENT           yes  yes  yes   -   yes  yes
  *   NEEDS_FGVM            -    -    -    -    -   yes
  *   PEEK                 yes  yes   -    -   yes   -
+ *   PRIVATE_FILE         yes   -    -    -   yes   -
  *
  * (sd: soft-dirty.)
  */
@@ -312,6 +320,14 @@ FG_API int fg_backend_probe(fg_backend_id id, char *why, size_t whylen);
 /* fg_collect_flags(FG_COLLECT_PEEK) works: the backend can read what was
  * written without resetting it (since 0.6). */
 #define FG_CAP_PEEK 0x0800u
+/* fg_register takes private mappings of files too (a library's .data, a
+ * file mapped MAP_PRIVATE and written), not only anonymous, shmem and
+ * memfd memory; the other backends refuse them with -FG_EMEMKIND
+ * (userfaultfd's synchronous write-protection cannot watch them).
+ * Stores, and system calls copying into them, are seen as in anonymous
+ * memory; what the file itself does is not (the table above).  Since
+ * 0.12. */
+#define FG_CAP_PRIVATE_FILE 0x1000u
 
 /* The FG_CAP_* bits of a backend (FG_BACKEND_AUTO and invalid ids: 0),
  * whether or not it is available on this machine. */

@@ -318,7 +318,8 @@ int fg_fail(int err, const char *fmt, ...)
 /* Validate a range for registration: page-aligned, mapped, writable and of a
  * kind the toolkit tracks (checked against /proc/self/maps); *shared_file:
  * some of it maps a file (memfd, /dev/shm, SysV), not anonymous memory. */
-int fg_check_mapping(uintptr_t addr, size_t len, bool *shared_file);
+int fg_check_mapping(uintptr_t addr, size_t len, bool private_file,
+		     bool *shared_file);
 
 /* 1 if the shared file (memfd, /dev/shm, SysV) behind [addr, addr+len)
  * can be written other than through that range in this process: another

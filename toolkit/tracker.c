@@ -571,7 +571,9 @@ int fg_register(fg_tracker *h, void *addr, size_t len)
 	rc = registry_add(a, a + len);
 	if (rc)
 		goto out;
-	rc = fg_check_mapping(a, len, &shared_file);
+	rc = fg_check_mapping(a, len,
+			      (t->ops->caps & FG_CAP_PRIVATE_FILE) != 0,
+			      &shared_file);
 	if (rc)
 		goto err_registry;
 	if (shared_file)

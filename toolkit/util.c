@@ -306,21 +306,30 @@ static bool trackable_path(const char *path)
 }
 
 /* One VMA [lo, hi) of a range fg_register is asked for: writable, and
- * anonymous, shmem or memfd memory; a shared file sets *shared_file. */
+ * anonymous, shmem or memfd memory, or a private mapping of a file where
+ * the backend watches those (private_file); a shared file sets
+ * *shared_file. */
 static int check_vma(unsigned long lo, unsigned long hi, const char *perms,
-		     const char *path, bool *shared_file)
+		     const char *path, bool private_file, bool *shared_file)
 {
 	if (perms[1] != 'w')
 		return fg_fail(-FG_EMEMKIND, "[%#lx, %#lx) is not writable (%s)",
 			       lo, hi, perms);
+	if (private_file && perms[3] == 'p' && *path == '/')
+		return 0;
 	if (!trackable_path(path) ||
 	    (perms[3] == 'p' && *path == '/' && strncmp(path, "/dev/zero", 9)))
 		return fg_fail(-FG_EMEMKIND,
 			       "[%#lx, %#lx) is a %s mapping of %s; only "
 			       "anonymous, shared anonymous and memfd/shmem "
-			       "memory can be tracked",
+			       "memory%s can be tracked",
 			       lo, hi, perms[3] == 'p' ? "private" : "shared",
-			       path);
+			       path,
+			       perms[3] == 'p'
+				       ? " (and, on a backend with "
+					 "FG_CAP_PRIVATE_FILE, private file "
+					 "mappings)"
+				       : "");
 	if (perms[3] == 's' && *path == '/' && strncmp(path, "/dev/zero", 9))
 		*shared_file = true;
 	return 0;
@@ -391,7 +400,8 @@ static int maps_query(uintptr_t addr, struct procmap_query *q, char *name,
 
 /* fg_check_mapping by PROCMAP_QUERY, a VMA a call; -ENOTTY: use the
  * text. */
-static int check_by_query(uintptr_t addr, uintptr_t end, bool *shared_file)
+static int check_by_query(uintptr_t addr, uintptr_t end, bool private_file,
+			  bool *shared_file)
 {
 	uintptr_t covered = addr;
 	char name[400];
@@ -413,7 +423,7 @@ static int check_by_query(uintptr_t addr, uintptr_t end, bool *shared_file)
 		perms[3] = q.vma_flags & PROCMAP_QUERY_VMA_SHARED ? 's' : 'p';
 		perms[4] = 0;
 		rc = check_vma(q.vma_start, q.vma_end, perms, name,
-			       shared_file);
+			       private_file, shared_file);
 		if (rc)
 			return rc;
 		covered = q.vma_end;
@@ -424,7 +434,8 @@ static int check_by_query(uintptr_t addr, uintptr_t end, bool *shared_file)
 /* Reading /proc/self/maps formats every mapping of the process (a
  * large program's several hundred lines): fg_register asks the kernel
  * for the VMAs of its range alone where it can (Linux 6.11). */
-int fg_check_mapping(uintptr_t addr, size_t len, bool *shared_file)
+int fg_check_mapping(uintptr_t addr, size_t len, bool private_file,
+		     bool *shared_file)
 {
 	uintptr_t end = addr + len, covered = addr;
 	char line[512];
@@ -436,7 +447,7 @@ int fg_check_mapping(uintptr_t addr, size_t len, bool *shared_file)
 		return fg_fail(-FG_EUNMAPPED,
 			       "[%#lx, %#lx) contains unmapped addresses",
 			       (unsigned long)addr, (unsigned long)end);
-	rc = check_by_query(addr, end, shared_file);
+	rc = check_by_query(addr, end, private_file, shared_file);
 	if (rc != -ENOTTY)
 		return rc;
 	*shared_file = false;
@@ -458,7 +469,7 @@ int fg_check_mapping(uintptr_t addr, size_t len, bool *shared_file)
 				     (unsigned long)covered);
 			break;
 		}
-		rc = check_vma(lo, hi, perms, path, shared_file);
+		rc = check_vma(lo, hi, perms, path, private_file, shared_file);
 		if (rc)
 			break;
 		covered = hi;
