@@ -31,7 +31,9 @@
  *                a page the array not pushed whole;
  *   unmap        the same in old objects allocated from memory that the
  *                collector unmapped (GC_gcollect_and_unmap) and reused;
- *   roots        stores into static data and a GC_add_roots() region;
+ *   roots        stores into static data and two GC_add_roots() regions
+ *                (one added halfway), which the adapter tracks (patch 4:
+ *                a partial collection scans only their written pages);
  *   weak         each young object also has a disappearing link, while
  *                links on garbage are registered and unregistered (the
  *                collector's own link table changes, as under Guile);
@@ -827,21 +829,28 @@ static void *static_slots[512];
 
 static void roots(void)
 {
-	size_t nreg = 512;
+	/* 8 pages: tracked by the adapter (fga_roots_end: 4 or more). */
+	size_t nreg = 4096;
 	void **reg = aligned_alloc(4096, nreg * sizeof(void *));
+	/* Added halfway: a root range new to the adapter reads dirty. */
+	void **reg2 = aligned_alloc(4096, nreg * sizeof(void *));
+	uint64_t *ids_reg2 = calloc(nreg, sizeof(uint64_t));
 	uint64_t *ids_static = calloc(512, sizeof(uint64_t));
 	uint64_t *ids_reg = calloc(nreg, sizeof(uint64_t));
 	unsigned rounds = 20;
 	GC_word gc0;
 
-	cr_assert(reg && ids_static && ids_reg);
+	cr_assert(reg && ids_static && ids_reg && reg2 && ids_reg2);
 	memset(reg, 0, nreg * sizeof(void *));
+	memset(reg2, 0, nreg * sizeof(void *));
 	seed_test("roots");
 	ids_init();
 	GC_add_roots(reg, reg + nreg);
 	GC_gcollect();
 	gc0 = GC_get_gc_no();
 	for (unsigned r = 0; r < rounds && !failures; r++) {
+		if (r == rounds / 2)
+			GC_add_roots(reg2, reg2 + nreg);
 		if (r % 2)
 			GC_start_incremental_collection();
 		for (unsigned i = 0; i < 64; i++) {
@@ -858,6 +867,14 @@ static void roots(void)
 				break;
 			reg[k] = y;
 			ids_reg[k] = y[1];
+			if (r >= rounds / 2) {
+				k = rnd(nreg);
+				y = young(48);
+				if (!y)
+					break;
+				reg2[k] = y;
+				ids_reg2[k] = y[1];
+			}
 			if (rnd(16) == 0)
 				GC_collect_a_little();
 		}
@@ -877,11 +894,20 @@ static void roots(void)
 					    "element %zu of a GC_add_roots() "
 					    "region (round %u)",
 					    k, r);
+		for (size_t k = 0; k < nreg; k++)
+			if (ids_reg2[k])
+				check_young(reg2[k], ids_reg2[k],
+					    "element %zu of a GC_add_roots() "
+					    "region added in round %u (round %u)",
+					    k, rounds / 2, r);
 	}
 	log_gc_stats("roots", gc0);
 	GC_remove_roots(reg, reg + nreg);
+	GC_remove_roots(reg2, reg2 + nreg);
 	assert_no_failures("roots");
 	assert_collected("roots", gc0, rounds);
+	free(reg2);
+	free(ids_reg2);
 	free(reg);
 	free(ids_static);
 	free(ids_reg);

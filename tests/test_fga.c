@@ -55,6 +55,12 @@
  *   contract_auto_digest  the same with line digests as twins: they
  *                start under the full cap, go off in the dense stretch
  *                and come back on under it.
+ *   roots        static roots (fga_roots_*) on uffd-async: new ranges
+ *                read dirty once, then exactly their written pages,
+ *                anonymous and private file memory, stores and read(2);
+ *                small, unknown, dropped and re-added ranges, fork.
+ *   roots_untracked  on uffd-sync, mprotect, and with fga_config.roots
+ *                0, every root page reads dirty.
  *   precise_64   sticky DIFF through the adapter: after a warm-up, sparse
  *                single-line writes to an old heap read as at most four
  *                times the changed lines (1.4-2.4x seen; page cards: 62x;
@@ -1117,6 +1123,217 @@ Test(fga, config_before_hold, .timeout = 30)
 	cr_assert_eq(fga_create(&c, &f), 0, "%s", fga_last_error(NULL));
 	cr_assert_eq(fga_hold_lines(f), 32);
 	fga_destroy(f);
+}
+
+/* ---- roots: fga_roots_* and fga_root_dirty, from fga.h's words ---- */
+
+#define RPAGES 8
+
+/* Memory for root ranges: anonymous, a private file mapping (a library's
+ * data segment is one), and a range too small to track. */
+struct rootmem {
+	uint8_t *anon, *file, *small;
+	size_t ps;
+};
+
+static void rootmem_init(struct rootmem *m)
+{
+	char path[] = "/tmp/fg-test-fga-XXXXXX";
+	uint8_t buf[4096];
+	int fd;
+
+	m->ps = (size_t)sysconf(_SC_PAGESIZE);
+	cr_assert_leq(m->ps, sizeof buf);
+	m->anon = mmap(NULL, RPAGES * m->ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	memset(buf, 3, sizeof buf);
+	for (int i = 0; i < RPAGES; i++)
+		cr_assert_eq(write(fd, buf, m->ps), (ssize_t)m->ps);
+	m->file = mmap(NULL, RPAGES * m->ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE, fd, 0);
+	close(fd);
+	cr_assert(m->anon != MAP_FAILED && m->file != MAP_FAILED);
+	m->file[m->ps] = 1; /* one page copied, the others from the file */
+	/* Two pages with a hole on each side, mapped last: ranges sharing
+	 * or touching a page are merged into one. */
+	m->small = mmap(NULL, 4 * m->ps, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(m->small != MAP_FAILED);
+	munmap(m->small, m->ps);
+	munmap(m->small + 3 * m->ps, m->ps);
+	m->small += m->ps;
+}
+
+/* The roots as the collector holds them: anon and file as ranges that do
+ * not start or end on a page boundary, as a data segment's; with_file 0
+ * leaves the file's range out. */
+static void roots_sync(fga *f, struct rootmem *m, int with_file)
+{
+	fga_roots_begin(f);
+	fga_roots_add(f, m->anon + 24, m->anon + RPAGES * m->ps - 8);
+	if (with_file)
+		fga_roots_add(f, m->file + 100, m->file + RPAGES * m->ps);
+	fga_roots_add(f, m->small, m->small + 2 * m->ps);
+	fga_roots_end(f);
+}
+
+/* The pages of [p, p + n pages) that read dirty, as a bit set. */
+static unsigned dirty_of(fga *f, const uint8_t *p, size_t ps, int n)
+{
+	unsigned d = 0;
+
+	for (int i = 0; i < n; i++)
+		d |= (unsigned)(fga_root_dirty(f, p + i * ps) != 0) << i;
+	return d;
+}
+
+static fga *roots_make(fg_backend_id id, int roots)
+{
+	fga_config c = FGA_CONFIG_INIT;
+	fga *f;
+
+	c.block = BLOCK;
+	c.backend = fg_backend_name(id);
+	c.card = 64;
+	c.roots = roots;
+	cr_assert_eq(fga_create(&c, &f), 0, "%s", fga_last_error(NULL));
+	return f;
+}
+
+#define ALL ((1u << RPAGES) - 1)
+
+/* uffd-async: new ranges read dirty once, then only their written pages
+ * (stores of every kind, read(2)); a small range, an unknown page, a
+ * range dropped and one added again read dirty; after fork, everything
+ * until the child syncs and retrieves twice. */
+Test(fga, roots, .timeout = 30)
+{
+	struct rootmem m;
+	fga_stats st = {.size = sizeof st};
+	uint8_t other[64];
+	int pfd[2];
+	pid_t pid;
+	int ws;
+	fga *f;
+
+	ORC_REQUIRE_BACKEND(FG_BACKEND_UFFD_ASYNC);
+	rootmem_init(&m);
+	f = roots_make(FG_BACKEND_UFFD_ASYNC, 1);
+	cr_assert_eq(fga_root_dirty(f, m.anon), 1, "unknown before a sync");
+	roots_sync(f, &m, 1);
+	fga_retrieve(f);
+	cr_assert_eq(dirty_of(f, m.anon, m.ps, RPAGES), ALL,
+		     "a new range reads dirty at its first retrieval");
+	cr_assert_eq(dirty_of(f, m.file, m.ps, RPAGES), ALL);
+	roots_sync(f, &m, 1); /* unchanged: nothing new */
+	fga_retrieve(f);
+	cr_assert_eq(dirty_of(f, m.anon, m.ps, RPAGES), 0,
+		     "nothing written, yet anon pages read dirty: %#x",
+		     dirty_of(f, m.anon, m.ps, RPAGES));
+	cr_assert_eq(dirty_of(f, m.file, m.ps, RPAGES), 0,
+		     "nothing written, yet file pages read dirty: %#x",
+		     dirty_of(f, m.file, m.ps, RPAGES));
+	cr_assert_eq(dirty_of(f, m.small, m.ps, 2), 3,
+		     "a range under four pages is never tracked");
+	cr_assert_eq(fga_root_dirty(f, other), 1, "a page of no range");
+	fga_get_stats(f, &st);
+	cr_assert_eq(st.roots_tracked, 2);
+	cr_assert_eq(st.root_pages, 2 * RPAGES);
+	/* Stores into an anonymous page, a copied file page, a page still
+	 * mapped from the file; read(2) into another. */
+	m.anon[3 * m.ps + 17] = 9;
+	m.file[1 * m.ps + 5] = 9;
+	m.file[6 * m.ps] = 9;
+	cr_assert_eq(pipe(pfd), 0);
+	cr_assert_eq(write(pfd[1], "abcd", 4), 4);
+	cr_assert_eq(read(pfd[0], m.file + 4 * m.ps + 8, 4), 4);
+	close(pfd[0]);
+	close(pfd[1]);
+	fga_retrieve(f);
+	cr_assert_eq(dirty_of(f, m.anon, m.ps, RPAGES), 1u << 3, "%#x",
+		     dirty_of(f, m.anon, m.ps, RPAGES));
+	cr_assert_eq(dirty_of(f, m.file, m.ps, RPAGES),
+		     (1u << 1) | (1u << 4) | (1u << 6), "%#x",
+		     dirty_of(f, m.file, m.ps, RPAGES));
+	/* The file's range dropped: unknown, dirty.  Added again: dirty at
+	 * its first retrieval, then clean. */
+	roots_sync(f, &m, 0);
+	fga_retrieve(f);
+	cr_assert_eq(dirty_of(f, m.file, m.ps, RPAGES), ALL);
+	cr_assert_eq(dirty_of(f, m.anon, m.ps, RPAGES), 0);
+	roots_sync(f, &m, 1);
+	fga_retrieve(f);
+	cr_assert_eq(dirty_of(f, m.file, m.ps, RPAGES), ALL);
+	fga_retrieve(f);
+	cr_assert_eq(dirty_of(f, m.file, m.ps, RPAGES), 0);
+	/* A write between the sync and the retrieval that follows it. */
+	roots_sync(f, &m, 1);
+	m.anon[7 * m.ps] = 1;
+	fga_retrieve(f);
+	cr_assert_eq(dirty_of(f, m.anon, m.ps, RPAGES), 1u << 7);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int bad = 0;
+
+		fga_fork_child(f);
+		fga_retrieve(f);
+		bad |= dirty_of(f, m.anon, m.ps, RPAGES) != ALL;
+		roots_sync(f, &m, 1);
+		fga_retrieve(f);
+		bad |= (dirty_of(f, m.anon, m.ps, RPAGES) != ALL) << 1;
+		fga_retrieve(f);
+		bad |= (dirty_of(f, m.anon, m.ps, RPAGES) != 0) << 2;
+		m.anon[2 * m.ps] = 1;
+		fga_retrieve(f);
+		bad |= (dirty_of(f, m.anon, m.ps, RPAGES) != 1u << 2) << 3;
+		_exit(bad);
+	}
+	cr_assert_eq(waitpid(pid, &ws, 0), pid);
+	cr_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0,
+		  "child: status %#x (exit bits: 1 dirty after fork, 2 a new "
+		  "range, 4 clean after, 8 a write)",
+		  ws);
+	fga_retrieve(f);
+	cr_assert_eq(dirty_of(f, m.anon, m.ps, RPAGES), 0,
+		     "the child's writes are its own");
+	fga_destroy(f);
+}
+
+/* Where roots are not tracked every root page reads dirty: backends
+ * that protect memory (mprotect, uffd-sync) or cannot watch private
+ * file mappings, and fga_config.roots 0. */
+Test(fga, roots_untracked, .timeout = 30)
+{
+	const fg_backend_id ids[] = {FG_BACKEND_UFFD_SYNC,
+				     FG_BACKEND_MPROTECT,
+				     FG_BACKEND_UFFD_ASYNC};
+	struct rootmem m;
+
+	rootmem_init(&m);
+	for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+		fga_stats st = {.size = sizeof st};
+		fga *f;
+
+		if (fg_backend_probe(ids[i], NULL, 0))
+			continue;
+		f = roots_make(ids[i], ids[i] != FG_BACKEND_UFFD_ASYNC);
+		for (int k = 0; k < 3; k++) {
+			roots_sync(f, &m, 1);
+			fga_retrieve(f);
+			cr_assert_eq(dirty_of(f, m.anon, m.ps, RPAGES), ALL,
+				     "%s: a root page read clean",
+				     fg_backend_name(ids[i]));
+			cr_assert_eq(dirty_of(f, m.file, m.ps, RPAGES), ALL);
+		}
+		fga_get_stats(f, &st);
+		cr_assert_eq(st.roots_tracked, 0, "%s",
+			     fg_backend_name(ids[i]));
+		fga_destroy(f);
+	}
 }
 
 Test(fga, bad_input, .timeout = 30)

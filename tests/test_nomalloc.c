@@ -18,11 +18,13 @@
  * calloc and malloc.
  *
  * The generic adapter (adapters/generic/fga.h) makes the same promise
- * for everything but fga_create, fga_destroy, fga_add_section and
- * fga_fork_child: fga_* runs its calls in a collector's order, over
+ * for everything but fga_create, fga_destroy, fga_add_section,
+ * fga_fork_child and fga_roots_begin/_add/_end (made before the world
+ * stops): fga_* runs its calls in a collector's order, over
  * many sections, with blocks freed, reused and collections done with
- * writes after the retrieval (so its own mmap'd tables grow), at page
- * and 64-byte cards, under the check oracle too.
+ * writes after the retrieval (so its own mmap'd tables grow), static
+ * roots tracked (retrieved in fga_retrieve, asked with fga_root_dirty),
+ * at page and 64-byte cards, under the check oracle too.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -245,7 +247,7 @@ static void fga_scenario(fg_backend_id id, size_t card, int check)
 	const size_t block = 4096, sect = 64 * 4096;
 	fga_config c = FGA_CONFIG_INIT;
 	char cfg[96];
-	uint8_t *m[24];
+	uint8_t *m[24], *roots;
 	fga *f;
 	int rc;
 
@@ -265,10 +267,17 @@ static void fga_scenario(fg_backend_id id, size_t card, int check)
 		memset(m[i], 0, sect);
 		cr_assert_eq(fga_add_section(f, m[i], sect), 0, "[%s]", cfg);
 	}
+	roots = aligned_alloc(block, 16 * block);
+	cr_assert_not_null(roots);
 	for (unsigned e = 0; e < 2 * EPOCHS; e++) {
 		for (size_t i = 0; i < 24; i++)
 			for (size_t o = (e % 5) * 64; o < sect; o += 1088)
 				m[i][o] = (uint8_t)(e + i + o + 1);
+		/* Before the world stops: the roots (these may allocate). */
+		fga_roots_begin(f);
+		fga_roots_add(f, roots, roots + 16 * block);
+		fga_roots_end(f);
+		roots[(e % 16) * block] ^= 1;
 		/* Many scattered runs: the young and carried lists grow. */
 		for (size_t i = e % 2; i < 24; i += 2)
 			for (size_t b = e % 3; b < 64; b += 3) {
@@ -296,6 +305,9 @@ static void fga_scenario(fg_backend_id id, size_t card, int check)
 		if (e == 3)
 			WATCH("fga_concurrent_mark", fga_concurrent_mark(f));
 		WATCH("fga_retrieve", fga_retrieve(f));
+		for (size_t p = 0; p < 16; p++)
+			WATCH("fga_root_dirty",
+			      (void)fga_root_dirty(f, roots + p * block));
 		for (size_t i = 0; i < 24; i++)
 			for (size_t b = 0; b < 64; b += 5) {
 				fga_lines l;
@@ -311,6 +323,7 @@ static void fga_scenario(fg_backend_id id, size_t card, int check)
 		WATCH("fga_collection_done", fga_collection_done(f, e & 1));
 	}
 	fga_destroy(f);
+	free(roots);
 	for (size_t i = 0; i < 24; i++)
 		free(m[i]);
 }

@@ -111,6 +111,11 @@ static const fg_env_var table[] = {
 	 "cards below a page, twins on: leave unswept a block of small "
 	 "objects whose live objects overlap N of its 64 lines or more "
 	 "(1-64; 0: never); fewer lines to rescan, more memory"},
+	{"FG_<ADAPTER>_ROOTS", FG_ENV_FLAG, NULL, "1", ADAPTER,
+	 "static roots (data segments, registered ranges) of 4 pages or "
+	 "more tracked at page precision on uffd-async, so that a partial "
+	 "collection scans only their written pages; 0: all of them every "
+	 "time"},
 	{"FG_<ADAPTER>_AUTO_PRICE", FG_ENV_COUNT, NULL, "6000", ADAPTER,
 	 "FG_CARD=auto: what a byte not rescanned is worth against the "
 	 "twins' cost, in picoseconds; lower turns twins off sooner"},

@@ -9,8 +9,14 @@
  *
  *   dirty_init(hblk)          fga_create, one line per hblk / 64 bytes
  *   add_heap(start, bytes)    fga_add_section
- *   pre_stop_world()          fga_preclean
+ *   pre_stop_world()          fga_preclean, then the static roots:
+ *                             fga_roots_begin, _add for each range of
+ *                             GC_external_vdb_roots (patch 4), _end
  *   read_dirty()              fga_retrieve (world stopped)
+ *   root_page_was_dirty(p)    fga_root_dirty (patch 4: a partial
+ *                             collection scans only the written pages
+ *                             of the data segments and GC_add_roots
+ *                             ranges; FG_BOEHM_ROOTS=0: all of them)
  *   block_dirty_lines(h)      fga_block_lines (patch 2 pushes only the
  *                             marked objects overlapping a dirty line)
  *   concurrent_mark()         fga_concurrent_mark (time-sliced marking)
@@ -120,9 +126,25 @@ static void GC_CALLBACK vdb_add_heap(void *start, size_t bytes)
 		abort();
 }
 
+static void GC_CALLBACK add_root(void *lo, void *hi, void *cd)
+{
+	(void)cd;
+	fga_roots_add(B.f, lo, hi);
+}
+
+/* The static roots as they stand now: the dynamic libraries' were
+ * renewed by the last collection (patch 4, GC_external_vdb_roots). */
 static void GC_CALLBACK vdb_pre_stop_world(void)
 {
 	fga_preclean(B.f);
+	fga_roots_begin(B.f);
+	GC_external_vdb_roots(add_root, NULL);
+	fga_roots_end(B.f);
+}
+
+static int GC_CALLBACK vdb_root_page_was_dirty(void *page)
+{
+	return fga_root_dirty(B.f, page);
 }
 
 static void GC_CALLBACK vdb_read_dirty(int output_unneeded)
@@ -180,7 +202,7 @@ static const struct GC_external_vdb_s vdb = {
 	vdb_read_dirty,		 vdb_block_dirty_lines, vdb_remove_protection,
 	vdb_concurrent_mark,	 vdb_update_child,	vdb_protection_needs,
 	vdb_pre_stop_world,	 vdb_finish_collection, vdb_free_blocks,
-	vdb_hold_lines,
+	vdb_hold_lines,		 vdb_root_page_was_dirty,
 };
 
 /* FG_BOEHM_STATS=1: a summary on stderr at exit. */

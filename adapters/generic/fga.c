@@ -102,6 +102,20 @@ struct sect {
 	int tracked;	  /* registered with the tracker */
 };
 
+/* A static root range (fga_roots_*). */
+struct root {
+	uintptr_t lo, hi; /* page-aligned */
+	int state;	  /* ROOT_* */
+	uint64_t *dirty;  /* ROOT_TRACKED: a bit a page, of the last
+			     retrieval */
+};
+enum {
+	ROOT_NEW,	/* registered since the last retrieval: all dirty */
+	ROOT_TRACKED,	/* dirty: the last retrieval's bits */
+	ROOT_UNTRACKED, /* refused by the tracker, or too small: all dirty */
+};
+#define ROOT_MIN_PAGES 4
+
 /* FGA_CARD_AUTO: the counters a window is measured from (auto_judge). */
 struct auto_mark {
 	unsigned long long ns;	     /* the tracker's diff_ns */
@@ -172,6 +186,16 @@ struct fga {
 	struct auto_mark win;	  /* the counters at the window's start */
 	unsigned long long auto_diffed, auto_copied; /* at the last judge */
 	unsigned auto_unjudged;	  /* windows in a row not judged */
+	/* Static roots (fga_roots_*): their own page-precision tracker,
+	 * the ranges it tracks (sorted, disjoint, page-aligned), and the
+	 * ranges fga_roots_add gathers for the next fga_roots_end. */
+	fg_tracker *rt;
+	int rt_off;		  /* no tracker for roots: all read dirty */
+	struct root *roots;
+	size_t nroots, caproots;
+	fg_range *rpend;
+	size_t nrpend, caprpend;
+	int rpend_lost;		  /* fga_roots_add ran out of memory */
 	char err[256];
 };
 
@@ -190,6 +214,8 @@ static void say(fga *f, const char *fmt, ...)
 
 static int auto_cap(fga *f, int full);
 static void ra_reset(fga *f);
+static void roots_drop(fga *f);
+static void roots_retrieve(fga *f);
 static void free_flush(fga *f);
 
 /* Ranges taken from the tracker per call (fg_iter_next_n: one lock each;
@@ -440,6 +466,8 @@ int fga_config_env(fga_config *c, const char *prefix)
 	snprintf(keep, sizeof keep, "%u", c->hold);
 	if (env(c, prefix, "HOLD", &v, keep))
 		c->hold = v.count > 64 ? 64 : (unsigned)v.count;
+	if (env(c, prefix, "ROOTS", &v, c->roots ? "1" : "0"))
+		c->roots = (int)v.index;
 	snprintf(keep, sizeof keep, "%u",
 		 c->auto_price_ps ? c->auto_price_ps : AUTO_PRICE_PS);
 	if (env(c, prefix, "AUTO_PRICE", &v, keep))
@@ -626,6 +654,8 @@ void fga_destroy(fga *f)
 		return;
 	if (f->t)
 		(void)fg_tracker_destroy(f->t);
+	roots_drop(f);
+	unmap(f->rpend, f->caprpend * sizeof *f->rpend);
 	for (size_t i = 0; i < f->ns; i++) {
 		struct sect *s = &f->s[i];
 
@@ -1383,7 +1413,275 @@ void fga_retrieve(fga *f)
 		rejoin_hot(f);
 	if (f->autocard)
 		auto_judge(f);
+	roots_retrieve(f);
 	retrieve_took(f, t0);
+}
+
+/* ---- Static roots (fga.h, fga_roots_begin) ---- */
+
+static size_t page_bytes(void)
+{
+	static size_t ps;
+
+	if (!ps)
+		ps = (size_t)sysconf(_SC_PAGESIZE);
+	return ps;
+}
+
+/* Forget every root range (unregistered where the tracker is this
+ * process's), and the tracker: all roots read dirty. */
+static void roots_drop(fga *f)
+{
+	for (size_t i = 0; i < f->nroots; i++)
+		free(f->roots[i].dirty);
+	free(f->roots);
+	f->roots = NULL;
+	f->nroots = f->caproots = 0;
+	if (f->rt)
+		(void)fg_tracker_destroy(f->rt);
+	f->rt = NULL;
+	f->rt_off = 0;
+}
+
+/* The roots' tracker: page precision on the heap tracker's backend,
+ * where that backend watches every kind of root memory without
+ * protecting it.  0, or -1 (printed once; roots then read dirty). */
+static int roots_tracker(fga *f)
+{
+	const unsigned need = FG_CAP_TRACKS | FG_CAP_KERNEL_WRITES |
+			      FG_CAP_CONCURRENT | FG_CAP_PRIVATE_FILE;
+	fg_options o = FG_OPTIONS_INIT;
+	unsigned caps;
+	int rc;
+
+	if (f->rt)
+		return 0;
+	if (f->rt_off || !f->t)
+		return -1;
+	o.backend = fg_tracker_backend(f->t);
+	o.flags |= FG_OPT_NO_ENV; /* FG_CARD and the rest are the heap's */
+	caps = fg_backend_caps(o.backend);
+	if ((caps & need) != need ||
+	    (caps & (FG_CAP_PROTECTS | FG_CAP_SIGNAL_HANDLER))) {
+		f->rt_off = 1; /* not an error: mprotect, uffd-sync, ... */
+		return -1;
+	}
+	rc = fg_tracker_create(&o, &f->rt);
+	if (rc) {
+		say(f, "static roots stay untracked (%s: %s)", fg_strerror(rc),
+		    fg_last_error_detail());
+		f->rt = NULL;
+		f->rt_off = 1;
+		return -1;
+	}
+	return 0;
+}
+
+void fga_roots_begin(fga *f)
+{
+	if (!f)
+		return;
+	f->nrpend = 0;
+	f->rpend_lost = 0;
+}
+
+void fga_roots_add(fga *f, const void *lo, const void *hi)
+{
+	size_t ps = page_bytes();
+	uintptr_t a = (uintptr_t)lo & ~(ps - 1);
+	uintptr_t e = ((uintptr_t)hi + ps - 1) & ~(ps - 1);
+	fg_range *v;
+
+	if (!f || !f->c.roots || f->rt_off || e <= a)
+		return;
+	v = grow(f->rpend, &f->caprpend, sizeof *v, f->nrpend + 1);
+	if (!v) {
+		f->rpend_lost = 1; /* fga_roots_end keeps the table */
+		return;
+	}
+	f->rpend = v;
+	v[f->nrpend++] = (fg_range){(void *)a, e - a};
+}
+
+static int range_cmp(const void *x, const void *y)
+{
+	uintptr_t a = (uintptr_t)((const fg_range *)x)->addr;
+	uintptr_t b = (uintptr_t)((const fg_range *)y)->addr;
+
+	return a < b ? -1 : a > b;
+}
+
+/* Register [lo, hi) as root range *r: NEW, or UNTRACKED if the tracker
+ * refuses it (a kind of memory it cannot watch, a heap section's pages)
+ * or there is no memory for its bits. */
+static void root_start(fga *f, struct root *r, uintptr_t lo, uintptr_t hi)
+{
+	size_t np = (hi - lo) / page_bytes();
+
+	*r = (struct root){lo, hi, ROOT_UNTRACKED, NULL};
+	if (np < ROOT_MIN_PAGES)
+		return;
+	r->dirty = calloc((np + 63) / 64, sizeof *r->dirty);
+	if (!r->dirty)
+		return;
+	if (fg_register(f->rt, (void *)lo, hi - lo)) {
+		free(r->dirty);
+		r->dirty = NULL;
+		f->st.roots_refused++;
+		return;
+	}
+	r->state = ROOT_NEW;
+}
+
+static void root_stop(fga *f, struct root *r)
+{
+	if (r->state != ROOT_UNTRACKED)
+		(void)fg_unregister(f->rt, (void *)r->lo, r->hi - r->lo);
+	free(r->dirty);
+	r->dirty = NULL;
+}
+
+void fga_roots_end(fga *f)
+{
+	struct root *nv;
+	size_t n = 0, i = 0, j = 0;
+
+	if (!f || !f->c.roots || f->rpend_lost || roots_tracker(f))
+		return;
+	/* Sorted, and ranges sharing or touching a page merged. */
+	qsort(f->rpend, f->nrpend, sizeof *f->rpend, range_cmp);
+	for (size_t k = 0; k < f->nrpend; k++) {
+		uintptr_t a = (uintptr_t)f->rpend[k].addr;
+		uintptr_t e = a + f->rpend[k].len;
+
+		if (n && a <= (uintptr_t)f->rpend[n - 1].addr +
+				      f->rpend[n - 1].len) {
+			uintptr_t pe = (uintptr_t)f->rpend[n - 1].addr +
+				       f->rpend[n - 1].len;
+
+			if (e > pe)
+				f->rpend[n - 1].len += e - pe;
+			continue;
+		}
+		f->rpend[n++] = f->rpend[k];
+	}
+	f->nrpend = n;
+	nv = n ? malloc(n * sizeof *nv) : NULL;
+	if (n && !nv)
+		return; /* the table stays as it was: sound */
+	/* Both lists are sorted: keep what is unchanged, drop what is
+	 * gone, start what is new. */
+	for (size_t k = 0; k < n; k++) {
+		uintptr_t a = (uintptr_t)f->rpend[k].addr;
+		uintptr_t e = a + f->rpend[k].len;
+
+		while (i < f->nroots && f->roots[i].lo < a)
+			root_stop(f, &f->roots[i++]);
+		if (i < f->nroots && f->roots[i].lo == a &&
+		    f->roots[i].hi == e) {
+			nv[j++] = f->roots[i++];
+			continue;
+		}
+		/* A range that changed: the old one goes first (the new one
+		 * may overlap it). */
+		while (i < f->nroots && f->roots[i].lo < e)
+			root_stop(f, &f->roots[i++]);
+		root_start(f, &nv[j++], a, e);
+	}
+	while (i < f->nroots)
+		root_stop(f, &f->roots[i++]);
+	free(f->roots);
+	f->roots = nv;
+	f->nroots = f->caproots = j;
+	f->st.roots_tracked = 0;
+	f->st.root_pages = 0;
+	for (size_t k = 0; k < j; k++)
+		if (nv[k].state != ROOT_UNTRACKED) {
+			f->st.roots_tracked++;
+			f->st.root_pages += (nv[k].hi - nv[k].lo) /
+					    page_bytes();
+		}
+}
+
+/* The root range holding a, or NULL. */
+static struct root *root_of(fga *f, uintptr_t a)
+{
+	size_t lo = 0, hi = f->nroots;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (a < f->roots[mid].lo)
+			hi = mid;
+		else if (a >= f->roots[mid].hi)
+			lo = mid + 1;
+		else
+			return &f->roots[mid];
+	}
+	return NULL;
+}
+
+/* In fga_retrieve (world stopped): what was written in the tracked root
+ * ranges since the last retrieval.  No malloc. */
+static void roots_retrieve(fga *f)
+{
+	size_t ps = page_bytes();
+	fg_range rs[RANGE_BATCH];
+	fg_iter it;
+	int n, all = 0;
+
+	if (!f->rt || !f->nroots)
+		return;
+	for (size_t i = 0; i < f->nroots; i++)
+		if (f->roots[i].dirty)
+			memset(f->roots[i].dirty, 0,
+			       (((f->roots[i].hi - f->roots[i].lo) / ps + 63) /
+				64) * sizeof(uint64_t));
+	if (fg_collect(f->rt, &it) < 0)
+		all = 1; /* sound: everything reads dirty this time */
+	while (!all && (n = fg_iter_next_n(&it, rs, RANGE_BATCH)) > 0)
+		for (int k = 0; k < n; k++) {
+			uintptr_t a = (uintptr_t)rs[k].addr & ~(ps - 1);
+			uintptr_t e = (uintptr_t)rs[k].addr + rs[k].len;
+
+			for (; a < e; a += ps) {
+				struct root *r = root_of(f, a);
+				size_t p;
+
+				if (!r || !r->dirty)
+					continue;
+				p = (a - r->lo) / ps;
+				r->dirty[p / 64] |= UINT64_C(1) << (p % 64);
+			}
+		}
+	for (size_t i = 0; i < f->nroots; i++) {
+		struct root *r = &f->roots[i];
+
+		if (r->state == ROOT_NEW || (all && r->dirty))
+			memset(r->dirty, 0xff,
+			       (((r->hi - r->lo) / ps + 63) / 64) *
+				       sizeof(uint64_t));
+		if (r->state == ROOT_NEW)
+			r->state = ROOT_TRACKED;
+	}
+}
+
+int fga_root_dirty(fga *f, const void *page)
+{
+	struct root *r;
+	size_t p;
+	int d;
+
+	if (!f)
+		return 1;
+	f->st.root_asked++;
+	r = root_of(f, (uintptr_t)page);
+	if (!r || r->state != ROOT_TRACKED)
+		return 1;
+	p = ((uintptr_t)page - r->lo) / page_bytes();
+	d = (r->dirty[p / 64] >> (p % 64)) & 1;
+	f->st.root_clean += !d;
+	return d;
 }
 
 int fga_peek(fga *f)
@@ -1833,7 +2131,12 @@ void fga_concurrent_mark(fga *f)
  * reports everything dirty there): a new one over the same sections. */
 void fga_fork_child(fga *f)
 {
-	if (!f || !f->t)
+	if (!f)
+		return;
+	/* The parent's registrations are not the child's: its roots read
+	 * dirty until the next fga_roots_end registers them anew. */
+	roots_drop(f);
+	if (!f->t)
 		return;
 	(void)fg_tracker_destroy(f->t);
 	f->t = NULL;
@@ -2053,6 +2356,13 @@ void fga_print_stats(const fga *f, FILE *out, unsigned long long rescanned,
 			(unsigned long long)fs.twins_aged,
 			(unsigned long long)fs.twin_cap_bytes, fs.diff_ns / 1e6,
 			fs.take_ns / 1e6, rescanned_page);
+	if (st.root_asked || st.roots_tracked)
+		fprintf(out,
+			"%s: static roots: %lu ranges tracked (%lu pages), "
+			"%lu refused; %lu of %lu root pages asked read "
+			"clean\n",
+			f->name, st.roots_tracked, st.root_pages,
+			st.roots_refused, st.root_clean, st.root_asked);
 	print_auto(f, out);
 }
 

@@ -129,6 +129,11 @@ typedef struct fga_config {
 	 * its 64 lines or more is better left unswept until the next
 	 * collection (fga_hold_lines); 0: never (the default). */
 	unsigned hold;
+	/* Static roots (fga_roots_end): track the collector's root ranges
+	 * outside the heap, so that a partial collection scans only their
+	 * pages written since the last retrieval; 0: every root page reads
+	 * dirty (fga_root_dirty), as without the calls. */
+	int roots;
 	/* New fields go here, at the end: fga_create takes a config as
 	 * small as one ending before hold (its later fields read as 0). */
 } fga_config;
@@ -138,12 +143,12 @@ enum fga_twin_form { FGA_TWIN_COPY = 0, FGA_TWIN_DIGEST };
 #define FGA_CONFIG_INIT                                                     \
 	{                                                                   \
 		.size = sizeof(fga_config), .name = "fgvm adapter",         \
-		.exempt = 1, .preclean = 1                                  \
+		.exempt = 1, .preclean = 1, .roots = 1                      \
 	}
 
 /* Read the adapter's knobs from the environment, PREFIX being e.g.
  * "FG_BOEHM": PREFIX_TWINS=sticky|adaptive|hot|none,
- * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_TWIN_FORM=copy|digest, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0, PREFIX_HOT=N, PREFIX_HOLD=N,
+ * PREFIX_TWIN_CAP=BYTES|N%, PREFIX_TWIN_FORM=copy|digest, PREFIX_EXEMPT=0, PREFIX_PRECLEAN=0, PREFIX_HOT=N, PREFIX_HOLD=N, PREFIX_ROOTS=0,
  * PREFIX_CHECK=1|abort, PREFIX_AUTO_LOG=1, PREFIX_AUTO_PRICE=PS: the
  * toolkit's table's
  * templates FG_<ADAPTER>_*, with its grammars (fg.h: fg_env_get; a flag
@@ -202,6 +207,36 @@ FGA_API void fga_retrieve(fga *f);
 FGA_API int fga_peek(fga *f);
 /* The lines of the block at BLOCK (any address inside a block). */
 FGA_API fga_lines fga_block_lines(fga *f, const void *block);
+
+/* Static roots: memory outside the heap that the collector scans for
+ * pointers at every collection (a program's and its libraries' data
+ * segments, ranges the program registered).  Where the collector can scan
+ * only the root pages written since the last retrieval (Boehm's partial
+ * collections), the instance tracks them, at page precision, with a
+ * tracker of their own on a backend that sees every write there without
+ * protecting anything (FG_CAP_KERNEL_WRITES and FG_CAP_PRIVATE_FILE, not
+ * FG_CAP_PROTECTS: uffd-async); elsewhere, or with fga_config.roots 0,
+ * every root page reads dirty.
+ *
+ * Before the world stops, with the collector's lock held (the calls
+ * allocate and register): fga_roots_begin, fga_roots_add for each root
+ * range the collector holds now, fga_roots_end.  Ranges new since the
+ * last fga_roots_end are registered and read dirty at the next
+ * retrieval; ranges gone are unregistered.  Ranges of fewer than four
+ * pages are left untracked: scanning them costs less than a system call.
+ * fga_retrieve, with the world stopped, retrieves the roots too.  Then
+ * fga_root_dirty(f, page) (no malloc, no system call) says whether the
+ * page at PAGE may have been written since the retrieval before: 1 for
+ * a page of no tracked range (new, refused, too small, unknown), 1 for a
+ * written one, 0 for a clean one.  Sound for a collector whose marks
+ * persist between partial collections: a clean root page holds only
+ * pointers that an earlier collection saw.  Pinned-page I/O into root
+ * memory (O_DIRECT, io_uring fixed buffers) is not seen (fg.h); no known
+ * program puts the only reference to a heap object there that way. */
+FGA_API void fga_roots_begin(fga *f);
+FGA_API void fga_roots_add(fga *f, const void *lo, const void *hi);
+FGA_API void fga_roots_end(fga *f);
+FGA_API int fga_root_dirty(fga *f, const void *page);
 
 /* After fga_retrieve: visit(arg, block, lines) for every block with a
  * dirty line, in address order; for collectors that keep lists of
@@ -346,6 +381,11 @@ typedef struct fga_stats {
 	unsigned long peek_named;    /* sections named to the tracker
 					because blocks in them were watched
 					again after a peek */
+	unsigned long roots_tracked; /* static root ranges tracked now */
+	unsigned long root_pages;    /* ... their pages */
+	unsigned long roots_refused; /* ranges the tracker refused (dirty) */
+	unsigned long root_asked;    /* fga_root_dirty calls */
+	unsigned long root_clean;    /* ... answered clean */
 } fga_stats;
 FGA_API int fga_get_stats(const fga *f, fga_stats *out);
 
