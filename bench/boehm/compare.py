@@ -69,6 +69,9 @@ VARIANTS = {
     "fg-page-noexempt": {"FG_CARD": "4096", "FG_BOEHM_EXEMPT": "0"},
     "fg-64-noexempt": {"FG_CARD": "64", "FG_BOEHM_EXEMPT": "0"},
     "fg-auto-noexempt": {"FG_CARD": "auto", "FG_BOEHM_EXEMPT": "0"},
+    # Static roots scanned whole at every collection, as before patch 4.
+    "fg-auto-noroots": {"FG_CARD": "auto", "FG_BOEHM_ROOTS": "0"},
+    "fg-page-noroots": {"FG_CARD": "4096", "FG_BOEHM_ROOTS": "0"},
     # Sticky twins only where they pay (FG_TWIN_ADAPTIVE).
     "fg-64-adaptive": {"FG_CARD": "64", "FG_BOEHM_TWINS": "adaptive"},
     "fg-256-adaptive": {"FG_CARD": "256", "FG_BOEHM_TWINS": "adaptive"},
@@ -84,6 +87,7 @@ DEFAULT_VARIANTS = ["stock", "fg-page", "fg-64", "fg-auto"]
 # starts from the caller's environment without them.
 SCRUB = ("LD_LIBRARY_PATH", "FG_CARD", "FG_BACKEND", "FG_PRECISION",
          "FG_BOEHM_EXEMPT", "FG_BOEHM_PRECLEAN", "FG_BOEHM_TWIN_CAP",
+         "FG_BOEHM_ROOTS", "FG_BOEHM_HOLD",
          "FG_BOEHM_TWINS", "FG_TWINS",
          "GC_ENABLE_INCREMENTAL",
          "GC_DISABLE_INCREMENTAL", "GC_PRINT_STATS", "GC_PRINT_VERBOSE_STATS",
