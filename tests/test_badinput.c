@@ -315,7 +315,14 @@ static void memkind(fg_backend_id id)
 	cr_assert_eq(ftruncate(fd, (off_t)(2 * ps)), 0);
 	file = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 	cr_assert_neq(file, MAP_FAILED, "mmap of a file: %s", strerror(errno));
-	EXPECT_ERR(FG_EMEMKIND, fg_register(t, file, 2 * ps));
+	/* A private mapping of a file: only where the backend says it
+	 * watches those (test_caps' private_file checks that it does). */
+	if (fg_backend_caps(id) & FG_CAP_PRIVATE_FILE) {
+		EXPECT_OK(fg_register(t, file, 2 * ps));
+		EXPECT_OK(fg_unregister(t, file, 2 * ps));
+	} else {
+		EXPECT_ERR(FG_EMEMKIND, fg_register(t, file, 2 * ps));
+	}
 	/* Refused memory stays as it was: still writable where it was. */
 	file[5] = 1;
 	still_works(t, id, &c, "registering untrackable memory");

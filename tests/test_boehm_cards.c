@@ -827,6 +827,19 @@ static void manylines(void)
 
 static void *static_slots[512];
 
+/* A young object's only reference into *slot, its id into *id; false
+ * when the ids ran out. */
+static bool store_young(void **slot, uint64_t *id)
+{
+	uint64_t *y = young(48);
+
+	if (!y)
+		return false;
+	*slot = y;
+	*id = y[1];
+	return true;
+}
+
 static void roots(void)
 {
 	/* 8 pages: tracked by the adapter (fga_roots_end: 4 or more). */
@@ -854,27 +867,13 @@ static void roots(void)
 		if (r % 2)
 			GC_start_incremental_collection();
 		for (unsigned i = 0; i < 64; i++) {
-			size_t k = rnd(512);
-			uint64_t *y = young(48);
+			size_t k = rnd(512), k2 = rnd(nreg), k3 = rnd(nreg);
 
-			if (!y)
+			if (!store_young(&static_slots[k], &ids_static[k]) ||
+			    !store_young(&reg[k2], &ids_reg[k2]) ||
+			    (r >= rounds / 2 &&
+			     !store_young(&reg2[k3], &ids_reg2[k3])))
 				break;
-			static_slots[k] = y;
-			ids_static[k] = y[1];
-			k = rnd(nreg);
-			y = young(48);
-			if (!y)
-				break;
-			reg[k] = y;
-			ids_reg[k] = y[1];
-			if (r >= rounds / 2) {
-				k = rnd(nreg);
-				y = young(48);
-				if (!y)
-					break;
-				reg2[k] = y;
-				ids_reg2[k] = y[1];
-			}
 			if (rnd(16) == 0)
 				GC_collect_a_little();
 		}
