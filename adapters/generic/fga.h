@@ -223,7 +223,9 @@ FGA_API fga_lines fga_block_lines(fga *f, const void *block);
  * range the collector holds now, fga_roots_end.  Ranges new since the
  * last fga_roots_end are registered and read dirty at the next
  * retrieval; ranges gone are unregistered.  Ranges of fewer than four
- * pages are left untracked: scanning them costs less than a system call.
+ * pages are left untracked, a scan fewer each a retrieval (tracking them
+ * too gained 6 % on a program bound by its roots and nothing measurable
+ * on the Guile set: bench/RESULTS.md, 2026-12-08).
  * fga_retrieve, with the world stopped, retrieves the roots too.  Then
  * fga_root_dirty(f, page) (no malloc, no system call) says whether the
  * page at PAGE may have been written since the retrieval before: 1 for
