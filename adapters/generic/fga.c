@@ -1511,17 +1511,21 @@ static int range_cmp(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
+/* The 64-bit words of a root range's page bits. */
+static size_t root_words(const struct root *r)
+{
+	return ((r->hi - r->lo) / page_bytes() + 63) / 64;
+}
+
 /* Register [lo, hi) as root range *r: NEW, or UNTRACKED if the tracker
  * refuses it (a kind of memory it cannot watch, a heap section's pages)
  * or there is no memory for its bits. */
 static void root_start(fga *f, struct root *r, uintptr_t lo, uintptr_t hi)
 {
-	size_t np = (hi - lo) / page_bytes();
-
 	*r = (struct root){lo, hi, ROOT_UNTRACKED, NULL};
-	if (np < ROOT_MIN_PAGES)
+	if ((hi - lo) / page_bytes() < ROOT_MIN_PAGES)
 		return;
-	r->dirty = calloc((np + 63) / 64, sizeof *r->dirty);
+	r->dirty = calloc(root_words(r), sizeof *r->dirty);
 	if (!r->dirty)
 		return;
 	if (fg_register(f->rt, (void *)lo, hi - lo)) {
@@ -1635,8 +1639,7 @@ static void roots_retrieve(fga *f)
 	for (size_t i = 0; i < f->nroots; i++)
 		if (f->roots[i].dirty)
 			memset(f->roots[i].dirty, 0,
-			       (((f->roots[i].hi - f->roots[i].lo) / ps + 63) /
-				64) * sizeof(uint64_t));
+			       root_words(&f->roots[i]) * sizeof(uint64_t));
 	if (fg_collect(f->rt, &it) < 0)
 		all = 1; /* sound: everything reads dirty this time */
 	while (!all && (n = fg_iter_next_n(&it, rs, RANGE_BATCH)) > 0)
@@ -1644,14 +1647,24 @@ static void roots_retrieve(fga *f)
 			uintptr_t a = (uintptr_t)rs[k].addr & ~(ps - 1);
 			uintptr_t e = (uintptr_t)rs[k].addr + rs[k].len;
 
-			for (; a < e; a += ps) {
+			/* A range lies in one region: one lookup, its pages'
+			 * bits set in a row. */
+			while (a < e) {
 				struct root *r = root_of(f, a);
-				size_t p;
+				uintptr_t x;
 
-				if (!r || !r->dirty)
+				if (!r) {
+					a += ps;
 					continue;
-				p = (a - r->lo) / ps;
-				r->dirty[p / 64] |= UINT64_C(1) << (p % 64);
+				}
+				x = e < r->hi ? e : r->hi;
+				for (; r->dirty && a < x; a += ps) {
+					size_t p = (a - r->lo) / ps;
+
+					r->dirty[p / 64] |= UINT64_C(1)
+							    << (p % 64);
+				}
+				a = x;
 			}
 		}
 	for (size_t i = 0; i < f->nroots; i++) {
@@ -1659,8 +1672,7 @@ static void roots_retrieve(fga *f)
 
 		if (r->state == ROOT_NEW || (all && r->dirty))
 			memset(r->dirty, 0xff,
-			       (((r->hi - r->lo) / ps + 63) / 64) *
-				       sizeof(uint64_t));
+			       root_words(r) * sizeof(uint64_t));
 		if (r->state == ROOT_NEW)
 			r->state = ROOT_TRACKED;
 	}
